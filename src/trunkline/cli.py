@@ -1,0 +1,34 @@
+"""The ``trunkline`` command line."""
+
+from __future__ import annotations
+
+import typer
+
+from trunkline import __version__
+
+app = typer.Typer(
+    name="trunkline",
+    help="Trunkline: a self-hosted telephone system (SIP proxy, PBX, programmable voice, softphone).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Trunkline: a self-hosted telephone system."""
+
+
+@app.command()
+def version() -> None:
+    """Print the Trunkline version."""
+    typer.echo(f"trunkline {__version__}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
