@@ -1,0 +1,239 @@
+"""Call rate of a Trunkline UAS against SIPp's own ``uas``, same load, same run.
+
+SIPp's built-in ``uac`` scenario (INVITE / 100 / 180 / 200 / ACK / BYE / 200
+over UDP) is pointed first at a Trunkline endpoint (``SipEndpoint`` +
+``CallManager`` answering 180 then 200 with SDP, on uvloop, pinned to one
+core) and then at ``sipp -sn uas`` pinned to the same core. For each side
+the offered rate steps up (each step sends ``rate * step_seconds`` calls);
+a step passes when SIPp exits cleanly with under 0.5% failed calls. The
+capacity of a side is its highest passing rate (one bisection step refines
+it); each side is bounded to about 20 s. The issue gives no goal; 0.1x is
+used. The last line printed is::
+
+    transactions: <value>x sipp-uas (goal 0.1x)
+
+Run: ``.venv/bin/python bench/transactions.py`` (needs ``sipp``, Debian
+``sip-tester``). Not part of the pytest suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+GOAL = 0.1
+MAX_FAILED = 0.005
+SDP = (
+    b"v=0\r\no=trunkline 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
+    b"t=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+)
+
+
+def free_port() -> int:
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port")
+
+
+def pin(cpu: int) -> None:
+    """Pin the calling process to one CPU when the machine has it."""
+    cpus = os.sched_getaffinity(0)
+    if cpu in cpus or cpu < (os.cpu_count() or 1):
+        os.sched_setaffinity(0, {cpu})
+
+
+# -- the Trunkline UAS (runs in a child process) --------------------------------------
+
+
+def serve(port: int, cpu: int) -> None:
+    """Answer every INVITE with 180 and 200 + SDP until killed."""
+    pin(cpu)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        pass
+    from trunkline.sip.aio.calls import CallManager, IncomingCall
+    from trunkline.sip.aio.endpoint import SipEndpoint
+
+    async def main() -> None:
+        endpoint = SipEndpoint(user_agent=None)
+        await endpoint.listen("UDP", "127.0.0.1", port)
+        manager = CallManager(endpoint)
+
+        async def answer(incoming: IncomingCall) -> None:
+            incoming.ring()
+            incoming.answer(SDP)
+
+        manager.on_invite = answer
+        print("ready", flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+# -- SIPp driving -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    rate: int
+    calls: int
+    successful: int
+    failed: int
+    seconds: float
+    ok: bool
+
+
+def run_uac(sipp: str, port: int, rate: int, seconds: float, workdir: Path, cpu: int) -> Step:
+    calls = max(int(rate * seconds), 10)
+    stat = workdir / f"uac-{port}-{rate}-{time.monotonic_ns()}.csv"
+    args = [
+        sipp, "-sn", "uac", f"127.0.0.1:{port}", "-i", "127.0.0.1", "-p", str(free_port()),
+        "-m", str(calls), "-r", str(rate), "-l", str(max(rate * 4, 100)),
+        "-recv_timeout", "4000", "-timeout", str(int(seconds + 8)), "-timeout_error",
+        "-nostdin", "-trace_stat", "-stf", str(stat), "-fd", "1", "-max_socket", "1024",
+    ]
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        args, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: pin(cpu),
+    )
+    try:
+        rc = proc.wait(timeout=seconds + 15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        rc = proc.wait()
+    elapsed = time.monotonic() - start
+    rows = list(csv.reader(stat.read_text().splitlines(), delimiter=";")) if stat.exists() else []
+    last = dict(zip(rows[0], rows[-1], strict=False)) if len(rows) > 1 else {}
+    successful = int(last.get("SuccessfulCall(C)", "0") or 0)
+    failed = int(last.get("FailedCall(C)", "0") or 0)
+    ok = (
+        rc == 0
+        and successful + failed >= calls
+        and failed <= MAX_FAILED * calls
+        and elapsed <= seconds * 1.5 + 3
+    )
+    return Step(rate, calls, successful, failed, elapsed, ok)
+
+
+def capacity(name: str, sipp: str, port: int, args: argparse.Namespace, workdir: Path) -> int:
+    """Highest passing rate, stepping up geometrically, then one bisection."""
+    budget_end = time.monotonic() + args.budget
+    best, worst = 0, 0
+    rate = args.start_rate
+    while time.monotonic() < budget_end:
+        step = run_uac(sipp, port, rate, args.step_seconds, workdir, args.load_cpu)
+        print(
+            f"  {name:>9} {rate:>6} calls/s offered: {step.successful}/{step.calls} ok, "
+            f"{step.failed} failed, {step.seconds:.1f} s -> {'pass' if step.ok else 'FAIL'}",
+            flush=True,
+        )
+        if not step.ok:
+            worst = rate
+            break
+        best = rate
+        rate *= 2
+        time.sleep(0.5)
+    if worst and best and time.monotonic() < budget_end + 5:
+        middle = (best + worst) // 2
+        time.sleep(0.5)
+        step = run_uac(sipp, port, middle, args.step_seconds, workdir, args.load_cpu)
+        print(
+            f"  {name:>9} {middle:>6} calls/s offered: {step.successful}/{step.calls} ok, "
+            f"{step.failed} failed -> {'pass' if step.ok else 'FAIL'}",
+            flush=True,
+        )
+        if step.ok:
+            best = middle
+    return best
+
+
+def wait_ready(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.strip() == b"ready":
+            return
+        if not line and proc.poll() is not None:
+            break
+    raise RuntimeError("the server did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--start-rate", type=int, default=100)
+    parser.add_argument("--step-seconds", type=float, default=2.0)
+    parser.add_argument("--budget", type=float, default=20.0, help="seconds per side")
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--load-cpu", type=int, default=1)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.server_cpu)
+        return
+
+    sipp = shutil.which("sipp")
+    if sipp is None:
+        raise SystemExit("sipp (Debian sip-tester) is needed")
+    with tempfile.TemporaryDirectory(prefix="bench-transactions-") as tmp:
+        workdir = Path(tmp)
+        results: dict[str, int] = {}
+
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(port), "--server-cpu", str(args.server_cpu)],
+            stdout=subprocess.PIPE,
+        )
+        try:
+            wait_ready(server)
+            results["trunkline"] = capacity("trunkline", sipp, port, args, workdir)
+        finally:
+            server.kill()
+            server.wait()
+
+        port = free_port()
+        uas = subprocess.Popen(
+            [sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", str(port), "-nostdin",
+             "-max_socket", "1024"],
+            cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=lambda: pin(args.server_cpu),
+        )
+        try:
+            time.sleep(0.5)
+            results["sipp-uas"] = capacity("sipp-uas", sipp, port, args, workdir)
+        finally:
+            uas.kill()
+            uas.wait()
+
+    for name, value in results.items():
+        print(f"{name:>10}: {value:>6} calls/s at <{MAX_FAILED:.1%} failed (one core)")
+    ratio = results["trunkline"] / results["sipp-uas"] if results["sipp-uas"] else 0.0
+    print(f"transactions: {ratio:.2f}x sipp-uas (goal {GOAL}x)")
+
+
+if __name__ == "__main__":
+    main()

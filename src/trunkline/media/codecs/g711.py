@@ -1,0 +1,162 @@
+"""G.711 PCMU (mu-law) and PCMA (A-law): ITU-T G.711, RTP payload per RFC 3551 §4.5.14.
+
+Both codecs are pure table lookups: a 65536-entry table maps every int16 sample to its
+8-bit code (so the encoder decision boundaries are exact for every input) and a 256-entry
+table maps codes back to linear PCM. The tables are computed once at import from the
+segment/quantizer description of G.711 (mu-law: 14-bit magnitude, bias 33, 8 segments;
+A-law: 13-bit magnitude, segments 0 and 1 share a step size, even bits inverted with 0x55)
+and are byte-identical to the classic reference implementation used by Python's ``audioop``.
+
+Lost packets are concealed with :class:`~trunkline.media.codecs.plc.WaveformPlc`
+(G.711 Appendix I style waveform repetition).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from trunkline.media.codecs.base import CodecError, CodecInfo, Decoder, Encoder, Pcm, as_pcm
+from trunkline.media.codecs.plc import WaveformPlc
+
+_ALL_INT16 = np.arange(-32768, 32768, dtype=np.int32)
+
+_ULAW_SEGMENT_ENDS = np.array([0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF])
+_ALAW_SEGMENT_ENDS = np.array([0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF])
+_ULAW_CLIP = 8159
+_ULAW_BIAS = 33
+
+
+def _ulaw_encode_table() -> npt.NDArray[np.uint8]:
+    """mu-law code for every int16 input, indexed by ``sample + 32768``."""
+    value = _ALL_INT16 >> 2
+    negative = value < 0
+    magnitude = np.minimum(np.where(negative, -value, value), _ULAW_CLIP) + _ULAW_BIAS
+    segment = np.searchsorted(_ULAW_SEGMENT_ENDS, magnitude, side="left")
+    overflow = segment >= 8  # only the clipped maximum, 8159 + 33
+    segment = np.minimum(segment, 7)
+    code = np.where(overflow, 0x7F, (segment << 4) | ((magnitude >> (segment + 1)) & 0x0F))
+    mask = np.where(negative, 0x7F, 0xFF)
+    return (code ^ mask).astype(np.uint8)
+
+
+def _alaw_encode_table() -> npt.NDArray[np.uint8]:
+    """A-law code for every int16 input, indexed by ``sample + 32768``."""
+    value = _ALL_INT16 >> 3
+    negative = value < 0
+    magnitude = np.where(negative, -value - 1, value)
+    segment = np.searchsorted(_ALAW_SEGMENT_ENDS, magnitude, side="left")
+    overflow = segment >= 8
+    segment = np.minimum(segment, 7)
+    shift = np.where(segment < 2, 1, segment)
+    code = (segment << 4) | ((magnitude >> shift) & 0x0F)
+    code = np.where(overflow, 0x7F, code)
+    mask = np.where(negative, 0x55, 0xD5)
+    return (code ^ mask).astype(np.uint8)
+
+
+def _ulaw_decode_table() -> npt.NDArray[np.int16]:
+    code = ~np.arange(256, dtype=np.int32) & 0xFF
+    t = (((code & 0x0F) << 3) + 0x84) << ((code & 0x70) >> 4)
+    return np.where(code & 0x80, 0x84 - t, t - 0x84).astype(np.int16)
+
+
+def _alaw_decode_table() -> npt.NDArray[np.int16]:
+    code = np.arange(256, dtype=np.int32) ^ 0x55
+    segment = (code & 0x70) >> 4
+    t = (code & 0x0F) << 4
+    t = np.where(segment == 0, t + 8, t + 0x108)
+    t = np.where(segment > 1, t << np.maximum(segment - 1, 0), t)
+    return np.where(code & 0x80, t, -t).astype(np.int16)
+
+
+ULAW_ENCODE = _ulaw_encode_table()
+ALAW_ENCODE = _alaw_encode_table()
+ULAW_DECODE = _ulaw_decode_table()
+ALAW_DECODE = _alaw_decode_table()
+for _table in (ULAW_ENCODE, ALAW_ENCODE, ULAW_DECODE, ALAW_DECODE):
+    _table.flags.writeable = False
+
+
+def lin2ulaw(pcm: Pcm) -> bytes:
+    """Encode int16 PCM to mu-law bytes."""
+    return ULAW_ENCODE[as_pcm(pcm).astype(np.int32) + 32768].tobytes()
+
+
+def ulaw2lin(data: bytes) -> Pcm:
+    """Decode mu-law bytes to int16 PCM."""
+    return ULAW_DECODE[np.frombuffer(data, dtype=np.uint8)]
+
+
+def lin2alaw(pcm: Pcm) -> bytes:
+    """Encode int16 PCM to A-law bytes."""
+    return ALAW_ENCODE[as_pcm(pcm).astype(np.int32) + 32768].tobytes()
+
+
+def alaw2lin(data: bytes) -> Pcm:
+    """Decode A-law bytes to int16 PCM."""
+    return ALAW_DECODE[np.frombuffer(data, dtype=np.uint8)]
+
+
+class G711Encoder(Encoder):
+    """Stateless table-lookup encoder (one byte per sample)."""
+
+    def __init__(self, info: CodecInfo, table: npt.NDArray[np.uint8]) -> None:
+        super().__init__(info)
+        self._table = table
+
+    def encode(self, pcm: Pcm) -> bytes:
+        return self._table[as_pcm(pcm).astype(np.int32) + 32768].tobytes()
+
+
+class G711Decoder(Decoder):
+    """Table-lookup decoder with waveform-repetition concealment."""
+
+    def __init__(self, info: CodecInfo, table: npt.NDArray[np.int16]) -> None:
+        super().__init__(info)
+        self._table = table
+        self._plc = WaveformPlc(info.sample_rate)
+
+    def decode(self, payload: bytes) -> Pcm:
+        if not payload:
+            raise CodecError(f"{self.name}: empty payload")
+        pcm = self._table[np.frombuffer(payload, dtype=np.uint8)]
+        return self._plc.update(pcm)
+
+    def conceal(self, samples: int) -> Pcm:
+        return self._plc.conceal(samples)
+
+
+def _pcmu_encoder() -> Encoder:
+    return G711Encoder(PCMU, ULAW_ENCODE)
+
+
+def _pcmu_decoder() -> Decoder:
+    return G711Decoder(PCMU, ULAW_DECODE)
+
+
+def _pcma_encoder() -> Encoder:
+    return G711Encoder(PCMA, ALAW_ENCODE)
+
+
+def _pcma_decoder() -> Decoder:
+    return G711Decoder(PCMA, ALAW_DECODE)
+
+
+PCMU = CodecInfo(
+    name="PCMU",
+    clock_rate=8000,
+    sample_rate=8000,
+    payload_type=0,
+    make_encoder=_pcmu_encoder,
+    make_decoder=_pcmu_decoder,
+)
+PCMA = CodecInfo(
+    name="PCMA",
+    clock_rate=8000,
+    sample_rate=8000,
+    payload_type=8,
+    make_encoder=_pcma_encoder,
+    make_decoder=_pcma_decoder,
+)
+CODECS = (PCMU, PCMA)

@@ -1,0 +1,110 @@
+"""Opus (RFC 6716) through PyAV's FFmpeg ``libopus`` wrapper; RTP payload per RFC 7587.
+
+RTP: dynamic payload type, ``a=rtpmap:<pt> opus/48000/2`` -- the clock is always 48 kHz and
+the channel count always 2 in SDP whatever is actually sent (RFC 7587 §4.1, §7). Trunkline
+encodes and decodes mono at 48 kHz (``sample_rate``); a 20 ms packet holds 960 samples and
+advances the RTP timestamp by 960.
+
+What PyAV exposes (PyAV 18 / FFmpeg, checked with ``ctx.supported_options.private``):
+
+* encoder ``libopus`` options ``application`` (we use ``voip``), ``frame_duration`` (the
+  ptime), ``packet_loss`` (expected loss %, tunes the in-band FEC), ``fec`` (in-band FEC
+  on), ``vbr``; ``bit_rate`` on the context. We send in-band FEC (LBRR) so peers that decode
+  it (browsers, libopus-based phones) recover single losses, and advertise
+  ``useinbandfec=1`` (RFC 7587 §6.1).
+* decoder options: only ``apply_phase_inv``. FFmpeg calls ``opus_decode`` without the
+  ``decode_fec`` flag, so *our* decoder cannot pull the FEC copy out of the next packet.
+  Concealment still runs inside libopus: a packet made of a TOC byte alone has a frame of
+  length zero, which libopus decodes by running its packet loss concealment (RFC 6716
+  §3.2.1 allows zero-length frames; libopus treats a frame of <= 1 byte as lost). We
+  send such a packet, with the TOC of the last good packet so the PLC keeps its mode and
+  bandwidth, through the ordinary decode call.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trunkline.media.codecs import _av
+from trunkline.media.codecs.base import CodecError, CodecInfo, Decoder, Encoder, Pcm, as_pcm
+
+SAMPLE_RATE = 48000
+DEFAULT_BITRATE = 32000
+EXPECTED_LOSS_PERCENT = 10
+_TOC_CODE_MASK = 0xFC  # clear the frame-count code: "1 frame in the packet" (RFC 6716 §3.1)
+
+
+class OpusEncoder(Encoder):
+    """Mono Opus encoder, ``voip`` application, in-band FEC on."""
+
+    def __init__(self, ptime_ms: int = 20, bitrate: int = DEFAULT_BITRATE) -> None:
+        super().__init__(OPUS)
+        if ptime_ms not in (10, 20, 40, 60):
+            raise CodecError(f"Opus ptime must be 10, 20, 40 or 60 ms, got {ptime_ms}")
+        self._frame = SAMPLE_RATE * ptime_ms // 1000
+        options = {
+            "application": "voip",
+            "frame_duration": str(ptime_ms),
+            "fec": "1",
+            "packet_loss": str(EXPECTED_LOSS_PERCENT),
+        }
+        self._ctx = _av.open_context("libopus", "w", SAMPLE_RATE, options, bit_rate=bitrate)
+        self._pts = 0
+
+    def encode(self, pcm: Pcm) -> bytes:
+        pcm = as_pcm(pcm)
+        if len(pcm) != self._frame:
+            raise CodecError(f"Opus encoder expects {self._frame} samples, got {len(pcm)}")
+        payload = _av.encode_frame(self._ctx, pcm, self._pts)
+        self._pts += len(pcm)
+        return payload
+
+
+class OpusDecoder(Decoder):
+    """Mono Opus decoder; :meth:`conceal` runs libopus's own PLC."""
+
+    def __init__(self) -> None:
+        super().__init__(OPUS)
+        self._ctx = _av.open_context("libopus", "r", SAMPLE_RATE, {})
+        self._last_toc: int | None = None
+        self._spare = np.zeros(0, dtype=np.int16)
+
+    def decode(self, payload: bytes) -> Pcm:
+        if not payload:
+            raise CodecError("Opus: empty payload")
+        pcm = _av.decode_packet(self._ctx, payload)
+        self._last_toc = payload[0]
+        self._spare = np.zeros(0, dtype=np.int16)
+        return pcm
+
+    def conceal(self, samples: int) -> Pcm:
+        if self._last_toc is None:
+            return np.zeros(samples, dtype=np.int16)
+        parts = [self._spare]
+        have = len(self._spare)
+        lost_packet = bytes([self._last_toc & _TOC_CODE_MASK])
+        for _ in range(64):  # bound: 64 x 2.5 ms frames covers any sane request
+            if have >= samples:
+                break
+            pcm = _av.decode_packet(self._ctx, lost_packet)
+            if len(pcm) == 0:
+                break
+            parts.append(pcm)
+            have += len(pcm)
+        out = np.concatenate(parts)
+        if len(out) < samples:
+            out = np.concatenate([out, np.zeros(samples - len(out), dtype=np.int16)])
+        self._spare = out[samples:].copy()
+        return out[:samples]
+
+
+OPUS = CodecInfo(
+    name="opus",
+    clock_rate=48000,
+    sample_rate=SAMPLE_RATE,
+    channels=2,
+    fmtp="minptime=10;useinbandfec=1",
+    make_encoder=OpusEncoder,
+    make_decoder=OpusDecoder,
+)
+CODECS = (OPUS,)

@@ -1,0 +1,679 @@
+"""A media session: one negotiated audio stream on a pair of UDP sockets.
+
+:class:`MediaSession` binds what offer/answer agreed
+(:class:`trunkline.sip.offeranswer.NegotiatedAudio`) to an
+:class:`~trunkline.media.transport.RtpTransport`, a codec from the registry
+(:mod:`trunkline.media.codecs`), the adaptive jitter buffer, SRTP when SDES
+keys were exchanged (RFC 4568, :mod:`trunkline.media.srtp`) and DTMF as
+RFC 4733 telephone-events.
+
+One ``loop.call_at`` per session drives everything from the sans-IO parts in
+:mod:`trunkline.rtp`: every packet time the pacing schedule
+(:class:`~trunkline.rtp.pacing.PacingSchedule`, deadlines ``start + n *
+ptime``) sends one frame from the *source* and pulls one frame out of the
+jitter buffer for the *sinks*; RTCP SR/RR + SDES go out every ~5 s,
+randomized by 0.5-1.5 (RFC 3550 §6.3.1).
+
+Symmetric RTP (RFC 4961): we send from the port we receive on, and latch the
+peer's address onto the source address of its first valid packets (NATs
+rewrite it); afterwards packets from other addresses are dropped unless the
+latched peer fell silent. Hold and re-negotiation call :meth:`apply` again
+with the new result: the sockets, SSRC, sequence numbers and (for an
+unchanged codec) the codec state survive.
+
+Sources are objects with ``read(samples) -> Pcm | None`` (``None`` sends
+nothing: silence, the timestamp still advances); sinks are callables taking
+``Pcm``. Audio is mono int16 at the codec's ``sample_rate``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import wave
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from trunkline.media import codecs
+from trunkline.media.codecs import CodecError, CodecInfo, Decoder, Encoder, Pcm
+from trunkline.media.codecs.telephone_event import (
+    DigitReceived,
+    TelephoneEventReceiver,
+    encode_event,
+)
+from trunkline.media.resample import resample
+from trunkline.media.srtp import SrtpContext, SrtpError
+from trunkline.media.transport import Address, RtpTransport
+from trunkline.rtp.emodel import score_call
+from trunkline.rtp.jitterbuffer import JitterBuffer, JitterStats
+from trunkline.rtp.pacing import PacingSchedule, RtpSender
+from trunkline.rtp.packet import RtpPacket, RtpParseError
+from trunkline.rtp.rtcp import (
+    Bye,
+    ReceiverReport,
+    RtcpPacket,
+    SenderReport,
+    SourceDescription,
+    build_compound,
+    parse_compound,
+)
+from trunkline.rtp.stats import SourceTable, arrival_middle, round_trip_time
+from trunkline.sip.offeranswer import NegotiatedAudio
+
+__all__ = [
+    "AudioSource",
+    "MediaSession",
+    "MediaStats",
+    "PcmSource",
+    "QueueSource",
+    "ToneSource",
+    "WavRecorder",
+]
+
+log = logging.getLogger(__name__)
+
+RTCP_INTERVAL = 5.0
+_RELATCH_AFTER = 2.0  # seconds of silence from the latched peer before another may take over
+_COLLISION_HOLDOFF = 10.0  # RFC 3550 §8.2: a second "collision" this soon is a loop
+
+
+class AudioSource(Protocol):
+    def read(self, samples: int) -> Pcm | None:
+        """The next ``samples`` samples, or ``None`` for silence (send nothing)."""
+
+
+AudioSink = Callable[[Pcm], None]
+
+
+class ToneSource:
+    """A continuous sine tone (phase-continuous across frames)."""
+
+    def __init__(
+        self, frequency: float, sample_rate: int, level: float = 0.3, duration: float | None = None
+    ) -> None:
+        self.frequency = frequency
+        self.sample_rate = sample_rate
+        self.amplitude = level * 32767
+        self.remaining = None if duration is None else int(duration * sample_rate)
+        self._n = 0
+
+    def read(self, samples: int) -> Pcm | None:
+        if self.remaining is not None:
+            if self.remaining <= 0:
+                return None
+            self.remaining -= samples
+        t = (self._n + np.arange(samples)) / self.sample_rate
+        self._n += samples
+        return np.rint(self.amplitude * np.sin(2 * np.pi * self.frequency * t)).astype(np.int16)
+
+
+class PcmSource:
+    """Plays a PCM array once (or in a loop), then silence."""
+
+    def __init__(self, pcm: Pcm, *, loop: bool = False) -> None:
+        self.pcm = pcm
+        self.loop = loop
+        self.position = 0
+
+    @classmethod
+    def from_wav(cls, path: str | Path, sample_rate: int, *, loop: bool = False) -> PcmSource:
+        """Read a 16-bit WAV file (first channel), resampled to ``sample_rate``."""
+        with wave.open(str(path), "rb") as w:
+            if w.getsampwidth() != 2:
+                raise CodecError(f"{path}: only 16-bit WAV files are supported")
+            channels = w.getnchannels()
+            rate = w.getframerate()
+            data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+        pcm = data[::channels].astype(np.int16)
+        if rate != sample_rate:
+            pcm = resample(pcm, rate, sample_rate)
+        return cls(pcm, loop=loop)
+
+    @property
+    def finished(self) -> bool:
+        return not self.loop and self.position >= len(self.pcm)
+
+    def read(self, samples: int) -> Pcm | None:
+        if self.finished or len(self.pcm) == 0:
+            return None
+        end = self.position + samples
+        chunk = self.pcm[self.position : end]
+        self.position = end
+        if len(chunk) < samples:
+            if self.loop:
+                self.position = samples - len(chunk)
+                chunk = np.concatenate([chunk, self.pcm[: self.position]])
+            else:
+                chunk = np.concatenate([chunk, np.zeros(samples - len(chunk), np.int16)])
+        return chunk
+
+
+class QueueSource:
+    """Frames pushed by someone else (another session, a TTS engine...).
+
+    Keeps at most ``max_samples`` buffered (older audio is dropped) so a
+    bridge between two sessions cannot build up delay.
+    """
+
+    def __init__(self, max_samples: int = 8000) -> None:
+        self.max_samples = max_samples
+        self._frames: deque[Pcm] = deque()
+        self._buffered = 0
+        self.dropped = 0
+
+    def push(self, pcm: Pcm) -> None:
+        self._frames.append(pcm)
+        self._buffered += len(pcm)
+        while self._buffered > self.max_samples and self._frames:
+            old = self._frames.popleft()
+            self._buffered -= len(old)
+            self.dropped += len(old)
+
+    __call__ = push  # a QueueSource is also a sink
+
+    def read(self, samples: int) -> Pcm | None:
+        if self._buffered < samples:
+            return None
+        parts: list[Pcm] = []
+        need = samples
+        while need:
+            frame = self._frames[0]
+            if len(frame) <= need:
+                parts.append(self._frames.popleft())
+                need -= len(frame)
+            else:
+                parts.append(frame[:need])
+                self._frames[0] = frame[need:]
+                need = 0
+        self._buffered -= samples
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+class WavRecorder:
+    """A sink that records to a mono 16-bit WAV file, written on :meth:`close`."""
+
+    def __init__(self, path: str | Path, sample_rate: int) -> None:
+        self.path = Path(path)
+        self.sample_rate = sample_rate
+        self._frames: list[Pcm] = []
+
+    def __call__(self, pcm: Pcm) -> None:
+        self._frames.append(pcm)
+
+    @property
+    def pcm(self) -> Pcm:
+        if not self._frames:
+            return np.zeros(0, np.int16)
+        return np.concatenate(self._frames)
+
+    def close(self) -> None:
+        with wave.open(str(self.path), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(self.sample_rate)
+            w.writeframes(self.pcm.astype("<i2").tobytes())
+
+
+@dataclass(slots=True, frozen=True)
+class MediaStats:
+    """Live statistics of one session (receive side unless named remote_*)."""
+
+    packets_sent: int
+    octets_sent: int
+    packets_received: int
+    packets_expected: int
+    packets_lost: int
+    fraction_lost: float
+    jitter: float  # seconds, RFC 3550
+    rtt: float | None  # seconds, from RTCP LSR/DLSR
+    remote_fraction_lost: float | None  # what the peer reports about our stream
+    remote_jitter: float | None
+    jitter_buffer: JitterStats | None
+    invalid: int  # unparseable or failing SRTP authentication
+    foreign: int  # from an address we did not latch onto
+    ssrc_changes: int
+    r_factor: float
+    mos: float
+    remote_address: Address | None
+
+
+class MediaSession:
+    """One audio stream; see the module docstring."""
+
+    def __init__(
+        self,
+        transport: RtpTransport,
+        *,
+        cname: str | None = None,
+        rtcp_interval: float = RTCP_INTERVAL,
+        latch: bool = True,
+        jitter_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.transport = transport
+        self.cname = cname or f"trunkline@{transport.local_rtp[0]}"
+        self.rtcp_interval = rtcp_interval
+        self.latch = latch
+        self.jitter_options = jitter_options or {}
+        self.source: AudioSource | None = None
+        self.sinks: list[AudioSink] = []
+        self.on_dtmf: Callable[[DigitReceived], None] | None = None
+        self.on_bye: Callable[[int], None] | None = None
+        self.audio: NegotiatedAudio | None = None
+        self.info: CodecInfo | None = None
+        self.encoder: Encoder | None = None
+        self.decoder: Decoder | None = None
+        self.sender: RtpSender | None = None
+        self.jitter: JitterBuffer | None = None
+        self.sources: SourceTable | None = None
+        self.srtp: SrtpContext | None = None
+        self._srtp_keys: tuple[bytes, bytes] | None = None
+        self._schedule: PacingSchedule | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._remote_rtp: Address | None = None
+        self._remote_rtcp: Address | None = None
+        self._latched = False
+        self._last_rx = 0.0
+        self._receive_pts: frozenset[int] = frozenset()
+        self._sending = False
+        self._receiving = False
+        self._frame_ts = 160
+        self._frame_samples = 160
+        self._ptime = 0.02
+        self._dtmf_queue: deque[tuple[int, bytes, bool, int]] = deque()
+        self._dtmf_rx: TelephoneEventReceiver | None = None
+        self._te_pt: int | None = None
+        self._te_rx_pts: frozenset[int] = frozenset()
+        self._next_rtcp = 0.0
+        self._packets_at_last_report = 0
+        self._last_collision = -1e9
+        self.rtt: float | None = None
+        self.remote_fraction_lost: float | None = None
+        self.remote_jitter: float | None = None
+        self.invalid = 0
+        self.foreign = 0
+        self.unknown_payload = 0
+        self.looped = 0
+        self.closed = False
+        transport.set_handlers(self._on_rtp, self._on_rtcp)
+
+    @classmethod
+    async def open(cls, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> MediaSession:
+        """Bind a fresh RTP/RTCP port pair on ``host`` and wrap it."""
+        return cls(await RtpTransport.open(host, port), **kwargs)
+
+    @property
+    def local_address(self) -> Address:
+        """Where the peer must send RTP (for our SDP ``c=``/``m=``)."""
+        return self.transport.local_rtp
+
+    @property
+    def sample_rate(self) -> int:
+        return self.info.sample_rate if self.info else 8000
+
+    @property
+    def frame_samples(self) -> int:
+        """PCM samples per packet at ``sample_rate``."""
+        return self._frame_samples
+
+    @property
+    def remote_address(self) -> Address | None:
+        return self._remote_rtp
+
+    # -- negotiation -------------------------------------------------------
+    def apply(self, audio: NegotiatedAudio) -> None:
+        """Use a (new) offer/answer result; safe to call again on re-INVITE."""
+        info = codecs.get(audio.codec.name, audio.codec.clock_rate)
+        if not info.is_audio:
+            raise CodecError(f"{info.rtpmap()} is not an audio codec")
+        ptime = audio.ptime or info.ptime_ms
+        same_clock = (
+            self.info is not None
+            and self.info.clock_rate == info.clock_rate
+            and self._ptime == ptime / 1000
+        )
+        if self.info is None or self.info.key != info.key:
+            assert info.make_encoder is not None and info.make_decoder is not None
+            self.encoder = info.make_encoder()
+            self.decoder = info.make_decoder()
+        self.info = info
+        self._ptime = ptime / 1000
+        self._frame_ts = info.timestamp_increment(ptime)
+        self._frame_samples = info.samples_per_frame(ptime)
+        if self.sender is None:
+            self.sender = RtpSender(audio.payload_type, self._frame_ts)
+        elif not same_clock:
+            # New clock: keep SSRC and sequence, restart the timestamp base.
+            old = self.sender
+            self.sender = RtpSender(
+                audio.payload_type, self._frame_ts, ssrc=old.ssrc, initial_sequence=old.sequence
+            )
+        self.sender.payload_type = audio.payload_type
+        if self.jitter is None or not same_clock:
+            self.jitter = JitterBuffer(info.clock_rate, self._ptime, **self.jitter_options)
+        if self.sources is None or not same_clock:
+            self.sources = SourceTable(info.clock_rate, self.sender.ssrc)
+        self._receive_pts = frozenset(
+            pt
+            for pt, c in audio.receive_payload_types.items()
+            if c.name.lower() == info.name.lower() and c.clock_rate == info.clock_rate
+        ) | {audio.payload_type}
+        self._te_pt = audio.telephone_event_pt
+        te_rx_pts = [pt for pt, c in audio.receive_payload_types.items() if c.is_telephone_event]
+        self._te_rx_pts = frozenset(te_rx_pts)
+        if self._te_rx_pts and self._dtmf_rx is None:
+            self._dtmf_rx = TelephoneEventReceiver(8000)
+        self.transport.rtcp_mux = audio.rtcp_mux
+        remote: Address | None = (audio.remote_address, audio.remote_port)
+        if audio.remote_address in ("0.0.0.0", "::") or audio.remote_port == 0:
+            remote = None
+        if remote != (self.audio and (self.audio.remote_address, self.audio.remote_port)):
+            self._remote_rtp = remote
+            self._latched = False
+            if remote is None:
+                self._remote_rtcp = None
+            elif audio.rtcp_mux:
+                self._remote_rtcp = remote
+            else:
+                self._remote_rtcp = (audio.rtcp_address, audio.rtcp_port)
+        self._sending = audio.direction.sends and not audio.held_by_remote and remote is not None
+        self._receiving = audio.direction.receives
+        self._apply_srtp(audio)
+        self.audio = audio
+        if self._schedule is not None and self._schedule.ptime != self._ptime:
+            self._restart_schedule()
+
+    def _apply_srtp(self, audio: NegotiatedAudio) -> None:
+        if audio.local_crypto is None or audio.remote_crypto is None:
+            self.srtp = None
+            self._srtp_keys = None
+            return
+        keys = (audio.local_crypto.keys[0].key_bytes, audio.remote_crypto.keys[0].key_bytes)
+        if keys != self._srtp_keys:
+            self.srtp = SrtpContext(audio.local_crypto.suite, *keys)
+            self._srtp_keys = keys
+
+    # -- running -------------------------------------------------------------
+    def start(self) -> None:
+        """Start sending and playing out (needs :meth:`apply` first)."""
+        if self.info is None:
+            raise RuntimeError("MediaSession.start() before apply()")
+        if self._timer is not None or self.closed:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._restart_schedule()
+        self._next_rtcp = self._loop.time() + self.rtcp_interval * random.uniform(0.5, 1.5)
+
+    def _restart_schedule(self) -> None:
+        if self._loop is None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        now = self._loop.time()
+        self._schedule = PacingSchedule(now, self._ptime)
+        if self.sender is not None:
+            self.sender.restart_ticks()
+        self._timer = self._loop.call_at(now, self._on_timer)
+
+    def _on_timer(self) -> None:
+        loop = self._loop
+        schedule = self._schedule
+        if self.closed or loop is None or schedule is None:
+            return
+        now = loop.time()
+        for tick in schedule.handle_timer(now):
+            if self._sending:
+                self._send_tick(tick)
+            self._playout(now)
+        if now >= self._next_rtcp:
+            self._next_rtcp = now + self.rtcp_interval * random.uniform(0.5, 1.5)
+            self._send_report(now)
+        if self._dtmf_rx is not None and self._dtmf_rx.get_timer() is not None:
+            for digit in self._dtmf_rx.handle_timer(now):
+                self._digit(digit)
+        self._timer = loop.call_at(schedule.get_timer(), self._on_timer)
+
+    def _send_tick(self, tick: int) -> None:
+        sender = self.sender
+        assert sender is not None and self._remote_rtp is not None
+        if self._dtmf_queue:
+            due, payload, marker, start_tick = self._dtmf_queue[0]
+            if due <= tick:
+                self._dtmf_queue.popleft()
+                packet = sender.packet(
+                    tick,
+                    payload,
+                    payload_type=self._te_pt,
+                    timestamp=sender.timestamp_of(start_tick),
+                    marker=marker,
+                )
+                self._send_packet(packet)
+            return  # audio is muted while an event is being sent (RFC 4733 §2.5.1.2)
+        source = self.source
+        if source is None or self.encoder is None:
+            return
+        pcm = source.read(self._frame_samples)
+        if pcm is None:
+            return
+        self._send_packet(sender.packet(tick, self.encoder.encode(pcm)))
+
+    def _send_packet(self, packet: RtpPacket) -> None:
+        data = bytes(packet)
+        if self.srtp is not None:
+            data = self.srtp.protect(data)
+        assert self._remote_rtp is not None
+        self.transport.send_rtp(data, self._remote_rtp)
+
+    def _playout(self, now: float) -> None:
+        jitter = self.jitter
+        if jitter is None:
+            return
+        out = jitter.get(now)
+        if out is None or not self.sinks or self.decoder is None:
+            return
+        if isinstance(out, RtpPacket):
+            try:
+                pcm = self.decoder.decode(out.payload)
+            except CodecError:
+                pcm = self.decoder.conceal(self._frame_samples)
+        else:
+            pcm = self.decoder.conceal(self._frame_samples)
+        for sink in self.sinks:
+            sink(pcm)
+
+    def send_dtmf(self, digit: str, duration_ms: int = 100) -> None:
+        """Queue an RFC 4733 event; it starts at the next packet time."""
+        if self._te_pt is None or self._schedule is None:
+            raise CodecError("telephone-event was not negotiated (or the session is not started)")
+        start = self._schedule.tick
+        if self._dtmf_queue:
+            start = max(start, self._dtmf_queue[-1][0] + 3)
+        ptime_ms = round(self._ptime * 1000)
+        clock = 8000 if self.info is None else self.info.clock_rate
+        for p in encode_event(digit, duration_ms=duration_ms, ptime_ms=ptime_ms, clock_rate=clock):
+            self._dtmf_queue.append(
+                (start + p.send_offset_ms // ptime_ms, p.payload, p.marker, start)
+            )
+
+    def _digit(self, digit: DigitReceived) -> None:
+        if self.on_dtmf is not None:
+            self.on_dtmf(digit)
+
+    # -- receiving -----------------------------------------------------------
+    def _on_rtp(self, data: bytes, addr: Any) -> None:
+        if len(data) >= 2 and 192 <= data[1] <= 223:  # RFC 5761 §4 demux
+            self._on_rtcp(data, addr)
+            return
+        loop = self._loop
+        if loop is None or self.jitter is None or self.sources is None:
+            return
+        if self.srtp is not None:
+            try:
+                data = self.srtp.unprotect(data)
+            except SrtpError:
+                self.invalid += 1
+                return
+        try:
+            packet = RtpPacket.parse(data)
+        except RtpParseError:
+            self.invalid += 1
+            return
+        now = loop.time()
+        source: Address = (addr[0], addr[1])
+        if source != self._remote_rtp:
+            if not self.latch or (self._latched and now - self._last_rx < _RELATCH_AFTER):
+                self.foreign += 1
+                return
+            log.info("RTP latched onto %s:%d (SDP said %s)", *source, self._remote_rtp)
+            self._remote_rtp = source
+            if self.transport.rtcp_mux:
+                self._remote_rtcp = source
+        self._latched = True
+        self._last_rx = now
+        pt = packet.payload_type
+        if pt in self._receive_pts:
+            stats = self.sources.receive(packet, now)
+            if stats is None:
+                self._collision(now)
+                return
+            if self._receiving:
+                self.jitter.put(packet, now)
+        elif pt in self._te_rx_pts and self._dtmf_rx is not None:
+            for digit in self._dtmf_rx.feed(packet.payload, packet.timestamp, now):
+                self._digit(digit)
+        else:
+            self.unknown_payload += 1
+
+    def _collision(self, now: float) -> None:
+        """Our SSRC came back from the peer (RFC 3550 §8.2)."""
+        if now - self._last_collision < _COLLISION_HOLDOFF:
+            self.looped += 1  # an echo of our own packets, not a second source
+            return
+        self._last_collision = now
+        assert self.sender is not None and self.sources is not None
+        old = self.sender.change_ssrc()
+        self.sources.local_ssrc = self.sender.ssrc
+        self._send_rtcp([ReceiverReport(old), Bye([old], b"SSRC collision")])
+
+    def _on_rtcp(self, data: bytes, addr: Any) -> None:
+        loop = self._loop
+        if loop is None or self.sources is None:
+            return
+        if self.srtp is not None:
+            try:
+                data = self.srtp.unprotect_rtcp(data)
+            except SrtpError:
+                self.invalid += 1
+                return
+        try:
+            packets = parse_compound(data)
+        except RtpParseError:
+            self.invalid += 1
+            return
+        if self._remote_rtcp is None or (self.latch and not self.transport.rtcp_mux):
+            self._remote_rtcp = (addr[0], addr[1])
+        now = loop.time()
+        wall = time.time()
+        ours = self.sender.ssrc if self.sender else None
+        clock = self.info.clock_rate if self.info else 8000
+        for p in packets:
+            if isinstance(p, SenderReport | ReceiverReport):
+                if isinstance(p, SenderReport):
+                    self.sources.on_sender_report(p, now)
+                for block in p.reports:
+                    if block.ssrc != ours:
+                        continue
+                    rtt = round_trip_time(arrival_middle(wall), block.lsr, block.dlsr)
+                    if rtt is not None:
+                        self.rtt = rtt
+                    self.remote_fraction_lost = block.fraction_lost / 256
+                    self.remote_jitter = block.jitter / clock
+            elif isinstance(p, Bye):
+                for ssrc in p.sources:
+                    self.sources.forget(ssrc)
+                    if self.on_bye is not None:
+                        self.on_bye(ssrc)
+
+    # -- RTCP ------------------------------------------------------------------
+    def _report(self, now: float) -> list[RtcpPacket]:
+        assert self.sender is not None and self.sources is not None
+        blocks = self.sources.report_blocks(now)
+        report: RtcpPacket
+        if self.sender.packets_sent > self._packets_at_last_report and self._schedule:
+            sr = self.sender.sender_report(self._schedule, now, time.time())
+            sr.reports = blocks
+            report = sr
+        else:
+            report = ReceiverReport(self.sender.ssrc, blocks)
+        self._packets_at_last_report = self.sender.packets_sent
+        return [report, SourceDescription.cname_for(self.sender.ssrc, self.cname)]
+
+    def _send_report(self, now: float) -> None:
+        if self._remote_rtcp is None:
+            return
+        self._send_rtcp(self._report(now))
+
+    def _send_rtcp(self, packets: list[RtcpPacket]) -> None:
+        if self._remote_rtcp is None:
+            return
+        data = build_compound(packets)
+        if self.srtp is not None:
+            data = self.srtp.protect_rtcp(data)
+        self.transport.send_rtcp(data, self._remote_rtcp)
+
+    # -- reporting and shutdown -----------------------------------------------------
+    def stats(self) -> MediaStats:
+        current = self.sources.current if self.sources else None
+        snap = current.snapshot() if current else None
+        jb = self.jitter.stats() if self.jitter else None
+        expected = snap.expected if snap else 0
+        loss = snap.fraction_lost if snap else 0.0
+        late = (jb.late / expected) if (jb and expected) else 0.0
+        delay = (self.rtt or 0.0) / 2 + (jb.current_delay if jb else 0.0) + self._ptime
+        score = score_call(
+            self.info.name if self.info else "PCMU",
+            network_loss=loss,
+            discarded=late,
+            one_way_delay=delay,
+        )
+        return MediaStats(
+            packets_sent=self.sender.packets_sent if self.sender else 0,
+            octets_sent=self.sender.octets_sent if self.sender else 0,
+            packets_received=snap.received if snap else 0,
+            packets_expected=expected,
+            packets_lost=snap.lost if snap else 0,
+            fraction_lost=loss,
+            jitter=snap.jitter if snap else 0.0,
+            rtt=self.rtt,
+            remote_fraction_lost=self.remote_fraction_lost,
+            remote_jitter=self.remote_jitter,
+            jitter_buffer=jb,
+            invalid=self.invalid,
+            foreign=self.foreign,
+            ssrc_changes=self.sources.ssrc_changes if self.sources else 0,
+            r_factor=score.r,
+            mos=score.mos,
+            remote_address=self._remote_rtp,
+        )
+
+    def close(self) -> None:
+        """Send RTCP BYE (RFC 3550 §6.6), stop the timer, close the sockets."""
+        if self.closed:
+            return
+        if self._timer is not None and self.sender is not None and self._loop is not None:
+            try:
+                self._send_rtcp([*self._report(self._loop.time())[:1], Bye([self.sender.ssrc])])
+            except (OSError, SrtpError) as exc:
+                log.debug("RTCP BYE not sent: %s", exc)
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.transport.close()

@@ -1,0 +1,139 @@
+"""The asyncio UDP sockets of one RTP session.
+
+RTP goes to an even port and RTCP to the next odd one (RFC 3550 §11), or
+both share the RTP port when rtcp-mux is negotiated (RFC 5761 §4; the
+demultiplexing rule lives in :func:`trunkline.rtp.packet.is_rtcp`). The RTCP
+socket is opened in both cases so that a re-negotiation that drops rtcp-mux
+does not need a new port.
+
+This is the only place in the media engine that owns sockets; everything it
+receives is handed to callbacks together with the sender's address, which
+the session uses for symmetric RTP (RFC 4961).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Address", "DatagramHandler", "RtpTransport"]
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+DatagramHandler = Callable[[bytes, Address], None]
+
+DEFAULT_PORT_RANGE = (20000, 60000)
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.handler: DatagramHandler = _ignore
+        self.errors = 0
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.handler(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable from a peer that is not listening yet: harmless.
+        self.errors += 1
+        log.debug("media socket error: %s", exc)
+
+
+def _ignore(data: bytes, addr: Address) -> None:
+    """Default handler: drop the datagram."""
+
+
+class RtpTransport:
+    """An RTP socket and its RTCP companion, bound on ``host``."""
+
+    def __init__(
+        self,
+        rtp: asyncio.DatagramTransport,
+        rtcp: asyncio.DatagramTransport,
+        rtp_protocol: _Protocol,
+        rtcp_protocol: _Protocol,
+    ) -> None:
+        self._rtp = rtp
+        self._rtcp = rtcp
+        self._rtp_protocol = rtp_protocol
+        self._rtcp_protocol = rtcp_protocol
+        self.rtcp_mux = False
+        self.closed = False
+        rtp_name = rtp.get_extra_info("sockname")
+        rtcp_name = rtcp.get_extra_info("sockname")
+        self.local_rtp: Address = (rtp_name[0], rtp_name[1])
+        self.local_rtcp: Address = (rtcp_name[0], rtcp_name[1])
+
+    @classmethod
+    async def open(
+        cls,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        port_range: tuple[int, int] = DEFAULT_PORT_RANGE,
+        attempts: int = 50,
+    ) -> RtpTransport:
+        """Bind an even RTP port and the odd port above it.
+
+        ``port`` 0 picks a random even port in ``port_range``; a given port
+        must be even and is tried once.
+        """
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        candidates: list[int]
+        if port:
+            if port % 2:
+                raise ValueError("the RTP port must be even (RFC 3550 §11)")
+            candidates = [port]
+        else:
+            low, high = port_range
+            candidates = [random.randrange(low, high, 2) for _ in range(attempts)]
+        last_error: OSError | None = None
+        for rtp_port in candidates:
+            rtp_sock = socket.socket(family, socket.SOCK_DGRAM)
+            rtcp_sock = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                rtp_sock.bind((host, rtp_port))
+                rtcp_sock.bind((host, rtp_port + 1))
+            except OSError as exc:
+                rtp_sock.close()
+                rtcp_sock.close()
+                last_error = exc
+                continue
+            rtp_t, rtp_p = await loop.create_datagram_endpoint(_Protocol, sock=rtp_sock)
+            rtcp_t, rtcp_p = await loop.create_datagram_endpoint(_Protocol, sock=rtcp_sock)
+            return cls(rtp_t, rtcp_t, rtp_p, rtcp_p)
+        raise OSError(f"no free RTP port pair on {host}: {last_error}")
+
+    def set_handlers(self, on_rtp: DatagramHandler, on_rtcp: DatagramHandler) -> None:
+        """Where received datagrams go: ``handler(data, (host, port))``.
+
+        Under rtcp-mux RTCP arrives on the RTP socket; the RTP handler
+        demultiplexes it.
+        """
+        self._rtp_protocol.handler = on_rtp
+        self._rtcp_protocol.handler = on_rtcp
+
+    @property
+    def socket_errors(self) -> int:
+        return self._rtp_protocol.errors + self._rtcp_protocol.errors
+
+    def send_rtp(self, data: bytes, addr: Address) -> None:
+        if not self.closed:
+            self._rtp.sendto(data, addr)
+
+    def send_rtcp(self, data: bytes, addr: Address) -> None:
+        """Send RTCP from the RTCP port, or from the RTP port under rtcp-mux."""
+        if not self.closed:
+            (self._rtp if self.rtcp_mux else self._rtcp).sendto(data, addr)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._rtp.close()
+            self._rtcp.close()

@@ -1,0 +1,313 @@
+"""An adaptive jitter buffer for one incoming audio stream (sans-IO).
+
+The playout side pulls one frame every packet time: ``get(now)`` returns the
+next :class:`RtpPacket` in sequence order, a :class:`Concealment` when there
+is nothing to play (the caller asks its decoder to conceal, e.g. the G.711
+Appendix I waveform repetition or Opus's own PLC), or ``None`` while the
+buffer is still filling for the first time. The network side pushes with
+``put(packet, now)``.
+
+What it does, and why:
+
+* **Reordering**: packets are keyed by extended sequence number (the 16-bit
+  number unwrapped, RFC 3550 A.1) and played in order.
+* **Duplicates** are dropped (a sliding record of what was received).
+* **Late packets** (their slot was already played or concealed) are dropped
+  and counted: they are heard as loss (the E-model counts them, G.107).
+* **Loss**: a missing frame with later frames waiting is concealed and the
+  playout point moves on (``ConcealReason.LOST``).
+* **Underrun**: nothing buffered at all; the frame is concealed *without*
+  advancing, so the buffer grows by one frame, then it refills to its target
+  (``ConcealReason.UNDERRUN``).
+* **Adaptive delay**: the target delay is ``jitter_factor`` times the RFC 3550
+  interarrival jitter estimate (§6.4.1) measured here, within
+  ``[min_delay, max_delay]``. The actual delay is the smoothed time packets
+  wait between arrival and playout. When it exceeds the target by more than
+  a frame and even the least-waiting recent packet could afford it, one frame
+  is dropped (``discarded``); when it is a frame short, one concealed frame
+  is inserted (``ConcealReason.STRETCH``). Either happens at most once per
+  ``adapt_interval`` frames, so the change is slow and inaudible-ish.
+
+Everything takes ``now`` in seconds (any monotonic clock); no clock is read.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass
+
+from .packet import RtpPacket, seq_diff, ts_diff
+
+__all__ = ["ConcealReason", "Concealment", "JitterBuffer", "JitterStats"]
+
+_MAX_JUMP = 3000  # a larger sequence jump means the stream restarted (RFC 3550 A.1)
+_RECENT = 512  # how many received sequence numbers are remembered for duplicates
+_WAIT_WINDOW = 50  # played packets over which the minimum wait is taken
+_WARMUP = 16  # packets before the jitter estimate replaces initial_delay
+
+
+class ConcealReason(enum.Enum):
+    LOST = "lost"  # the frame never came (or came too late)
+    UNDERRUN = "underrun"  # the buffer ran dry; playout is delayed by a frame
+    STRETCH = "stretch"  # inserted on purpose to grow the delay
+
+
+@dataclass(slots=True, frozen=True)
+class Concealment:
+    """Play ``samples`` (timestamp units) of concealment instead of a packet.
+
+    ``consecutive`` counts concealed frames in a row (1 for the first), which
+    decoders use to fade out a long gap.
+    """
+
+    sequence: int
+    timestamp: int
+    samples: int
+    reason: ConcealReason
+    consecutive: int
+
+
+@dataclass(slots=True, frozen=True)
+class JitterStats:
+    received: int
+    played: int
+    late: int
+    lost: int
+    concealed: int
+    underruns: int
+    stretched: int
+    discarded: int
+    duplicates: int
+    resets: int
+    jitter: float  # seconds (RFC 3550 estimate)
+    target_delay: float  # seconds
+    current_delay: float  # seconds, smoothed arrival-to-playout wait
+    buffered: int  # packets waiting now
+
+
+class JitterBuffer:
+    """Adaptive reordering buffer; see the module docstring."""
+
+    def __init__(
+        self,
+        clock_rate: int,
+        ptime: float = 0.02,
+        *,
+        min_delay: float = 0.02,
+        max_delay: float = 0.4,
+        initial_delay: float = 0.06,
+        jitter_factor: float = 3.0,
+        adapt_interval: int = 25,
+    ) -> None:
+        if not 0 < min_delay <= max_delay:
+            raise ValueError("need 0 < min_delay <= max_delay")
+        self.clock_rate = clock_rate
+        self.ptime = ptime
+        self.min_delay = min_delay
+        self.max_delay = max_delay
+        self.jitter_factor = jitter_factor
+        self.adapt_interval = adapt_interval
+        self.frame_samples = max(1, round(clock_rate * ptime))
+        self.target_delay = min(max_delay, max(min_delay, initial_delay))
+        self._packets: dict[int, tuple[RtpPacket, float]] = {}
+        self._recent: set[int] = set()
+        self._recent_order: deque[int] = deque()
+        self._highest: int | None = None  # highest extended seq received
+        self._next: int | None = None  # extended seq to play next
+        self._next_ts: int | None = None
+        self._filling_since: float | None = None
+        self._buffering = True
+        self._consecutive = 0
+        self._since_adapt = 0
+        self._jitter = 0.0  # timestamp units
+        self._last_transit: float | None = None
+        self._last_ts: int | None = None
+        self._last_ts_unwrapped = 0.0
+        self._wait = 0.0
+        self._waits: deque[float] = deque(maxlen=_WAIT_WINDOW)
+        self.received = 0
+        self.played = 0
+        self.late = 0
+        self.lost = 0
+        self.concealed = 0
+        self.underruns = 0
+        self.stretched = 0
+        self.discarded = 0
+        self.duplicates = 0
+        self.resets = 0
+
+    # -- network side -------------------------------------------------------
+    def put(self, packet: RtpPacket, now: float) -> bool:
+        """Accept a packet; False when it is a duplicate or arrived too late."""
+        seq = packet.sequence_number
+        if self._highest is None:
+            ext = seq + 0x10000  # room below for packets reordered before the first
+        else:
+            ext = self._highest + seq_diff(seq, self._highest & 0xFFFF)
+            if abs(ext - self._highest) > _MAX_JUMP:
+                self._restart()
+                ext = seq + 0x10000
+        if ext in self._recent:
+            self.duplicates += 1
+            return False
+        self._remember(ext)
+        if self._next is not None and ext < self._next:
+            self.late += 1
+            return False
+        self.received += 1
+        self._update_jitter(packet.timestamp, now)
+        self._packets[ext] = (packet, now)
+        if self._highest is None or ext > self._highest:
+            self._highest = ext
+        if self._filling_since is None:
+            self._filling_since = now
+        limit = 2 * int(self.max_delay / self.ptime) + 8
+        while len(self._packets) > limit:  # the consumer stalled: drop the oldest
+            oldest = min(self._packets)
+            del self._packets[oldest]
+            self.discarded += 1
+            if self._next is not None and oldest >= self._next:
+                self._next = oldest + 1
+        return True
+
+    def _remember(self, ext: int) -> None:
+        self._recent.add(ext)
+        self._recent_order.append(ext)
+        if len(self._recent_order) > _RECENT:
+            self._recent.discard(self._recent_order.popleft())
+
+    def _update_jitter(self, timestamp: int, now: float) -> None:
+        """RFC 3550 §6.4.1 / A.8 interarrival jitter, then the new target."""
+        if self._last_ts is None:
+            unwrapped = float(timestamp)
+        else:
+            unwrapped = self._last_ts_unwrapped + ts_diff(timestamp, self._last_ts)
+        self._last_ts = timestamp
+        self._last_ts_unwrapped = unwrapped
+        transit = now * self.clock_rate - unwrapped
+        if self._last_transit is not None:
+            self._jitter += (abs(transit - self._last_transit) - self._jitter) / 16.0
+        self._last_transit = transit
+        if self.received < _WARMUP:
+            return  # keep initial_delay until the estimate means something
+        wanted = self.jitter_factor * self._jitter / self.clock_rate
+        self.target_delay = min(self.max_delay, max(self.min_delay, wanted))
+
+    def _restart(self) -> None:
+        self.resets += 1
+        self._packets.clear()
+        self._recent.clear()
+        self._recent_order.clear()
+        self._highest = None
+        self._next = None
+        self._next_ts = None
+        self._filling_since = None
+        self._buffering = True
+        self._last_transit = None
+        self._last_ts = None
+
+    # -- playout side -------------------------------------------------------
+    def get(self, now: float) -> RtpPacket | Concealment | None:
+        """The frame for this playout slot (call once per packet time)."""
+        if self._buffering:
+            if not self._refilled(now):
+                if self._next is None:
+                    return None
+                return self._conceal(ConcealReason.UNDERRUN, advance=False)
+            self._buffering = False
+            if self._next is None or not any(k >= self._next for k in self._packets):
+                self._next = min(self._packets)
+        assert self._next is not None
+        self._since_adapt += 1
+        if self._since_adapt >= self.adapt_interval:
+            if self._should_shrink() and (self._next in self._packets):
+                del self._packets[self._next]
+                self._next += 1
+                self._next_ts = None
+                self.discarded += 1
+                self._since_adapt = 0
+                self._waits.clear()
+            elif self._wait < self.target_delay - self.ptime and self.played:
+                self._since_adapt = 0
+                self.stretched += 1
+                self._wait += self.ptime
+                return self._conceal(ConcealReason.STRETCH, advance=False)
+        entry = self._packets.pop(self._next, None)
+        if entry is not None:
+            packet, arrival = entry
+            self._next += 1
+            self._next_ts = packet.timestamp + self.frame_samples
+            self._consecutive = 0
+            self.played += 1
+            wait = now - arrival
+            self._wait += (wait - self._wait) / 16.0 if self.played > 1 else wait - self._wait
+            self._waits.append(wait)
+            return packet
+        if self._packets:
+            self.lost += 1
+            return self._conceal(ConcealReason.LOST, advance=True)
+        self.underruns += 1
+        self._buffering = True
+        self._filling_since = None
+        return self._conceal(ConcealReason.UNDERRUN, advance=False)
+
+    def _refilled(self, now: float) -> bool:
+        if not self._packets or self._filling_since is None:
+            return False
+        if now - self._filling_since >= self.target_delay:
+            return True
+        if self._next is not None and self._highest is not None:
+            return (self._highest - self._next + 1) * self.ptime >= self.target_delay
+        return False
+
+    def _should_shrink(self) -> bool:
+        if self._wait <= self.target_delay + self.ptime or len(self._waits) < self.adapt_interval:
+            return False
+        return min(self._waits) > self.ptime
+
+    def _conceal(self, reason: ConcealReason, *, advance: bool) -> Concealment:
+        assert self._next is not None
+        self._consecutive += 1
+        self.concealed += 1
+        ts = self._next_ts if self._next_ts is not None else 0
+        concealment = Concealment(
+            sequence=self._next & 0xFFFF,
+            timestamp=ts & 0xFFFFFFFF,
+            samples=self.frame_samples,
+            reason=reason,
+            consecutive=self._consecutive,
+        )
+        if advance:
+            self._next += 1
+            if self._next_ts is not None:
+                self._next_ts += self.frame_samples
+        return concealment
+
+    # -- reporting ----------------------------------------------------------
+    @property
+    def current_delay(self) -> float:
+        """Smoothed wait between arrival and playout, in seconds."""
+        return self._wait
+
+    @property
+    def jitter(self) -> float:
+        return self._jitter / self.clock_rate
+
+    def stats(self) -> JitterStats:
+        return JitterStats(
+            received=self.received,
+            played=self.played,
+            late=self.late,
+            lost=self.lost,
+            concealed=self.concealed,
+            underruns=self.underruns,
+            stretched=self.stretched,
+            discarded=self.discarded,
+            duplicates=self.duplicates,
+            resets=self.resets,
+            jitter=self.jitter,
+            target_delay=self.target_delay,
+            current_delay=self.current_delay,
+            buffered=len(self._packets),
+        )

@@ -1,0 +1,743 @@
+"""The asyncio SIP endpoint: transports + transaction layer + the TU's async API.
+
+:class:`SipEndpoint` binds transports (:mod:`.transport`), parses what they
+deliver, stamps ``received``/``rport`` (RFC 3261 §18.2.1, RFC 3581), drives
+the sans-IO :class:`~trunkline.sip.transaction_table.TransactionLayer` with
+``loop.time()`` and arms one ``loop.call_at`` for its earliest deadline, and
+sends what the layer emits per §18 (responses per §18.2.2; requests to the
+next hop of §8.1.2, switched from UDP to TCP above 1300 bytes, §18.1.1).
+
+The transaction user (a softphone, a proxy, a PBX) sees::
+
+    endpoint.on_request = handler          # async def handler(incoming: IncomingRequest)
+    await incoming.respond(180)            # through the server transaction
+    response = await endpoint.send_request(request, on_provisional=cb)
+    endpoint.send_stateless(message, destination)   # proxies (§16.11)
+
+Dialogs (INVITE/ACK/BYE with 2xx retransmission, RFC 3261 §12-§15) are in
+:mod:`trunkline.sip.aio.calls`, built on the same API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from trunkline.sip.aio import websocket as _websocket  # registers WS and WSS
+from trunkline.sip.aio.routing import (
+    Destination,
+    choose_transport,
+    is_ip_literal,
+    next_hop,
+    response_destination,
+    stamp_received,
+    uri_destination,
+)
+from trunkline.sip.aio.trace import Address, format_address
+from trunkline.sip.aio.transport import (
+    RELIABLE,
+    Connection,
+    Inbound,
+    Listener,
+    TransportError,
+    TransportLayer,
+    is_ipv6,
+    normalize_host,
+)
+from trunkline.sip.builder import make_response, new_branch
+from trunkline.sip.errors import LocalSipError, SipParseError
+from trunkline.sip.events import (
+    Event,
+    MergedRequestRejected,
+    Peer,
+    RequestReceived,
+    ResponseReceived,
+    TransactionTerminated,
+    TransactionTimedOut,
+    TransactionTransportError,
+    Transmit,
+)
+from trunkline.sip.headers import Via
+from trunkline.sip.message import Request, Response, parse_message
+from trunkline.sip.timers import DEFAULT_TIMERS, TimerConfig
+from trunkline.sip.transaction import (
+    ClientInviteTransaction,
+    ClientTransaction,
+    ServerInviteTransaction,
+    ServerTransaction,
+    TransactionState,
+)
+from trunkline.sip.transaction_table import TransactionLayer
+
+logger = logging.getLogger("trunkline.sip.endpoint")
+
+assert _websocket.SIP_SUBPROTOCOL == "sip"
+
+ProvisionalCallback = Callable[[Response], None]
+RequestHandler = Callable[["IncomingRequest"], Awaitable[None]]
+StrayResponseHandler = Callable[[Response], None]
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+#: §8.1.3.1 / §17.1.4: what the TU sees when the transaction fails locally.
+TIMEOUT_STATUS = (408, "Request Timeout")
+TRANSPORT_ERROR_STATUS = (503, "Service Unavailable")
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a received message came from (transport, address, connection)."""
+
+    transport: str
+    host: str
+    port: int
+    local: Address
+    connection: Connection | None = None
+
+    @property
+    def peer(self) -> Peer:
+        return Peer(self.transport.lower(), self.host, self.port)
+
+    @property
+    def address(self) -> Address:
+        return (self.host, self.port)
+
+    def __str__(self) -> str:
+        return f"{self.transport} {format_address(self.address)}"
+
+
+@dataclass(slots=True)
+class EndpointStats:
+    """Counters for tests, benches and metrics."""
+
+    received: int = 0
+    sent: int = 0
+    malformed: int = 0
+    requests: int = 0
+    responses: int = 0
+    stray_responses: int = 0
+    transport_errors: int = 0
+
+
+class IncomingRequest:
+    """A request handed to the TU, with its server transaction (None for an ACK)."""
+
+    __slots__ = ("_final", "cancelled", "endpoint", "request", "source", "transaction")
+
+    def __init__(
+        self,
+        endpoint: SipEndpoint,
+        request: Request,
+        transaction: ServerTransaction | None,
+        source: Source,
+    ) -> None:
+        self.endpoint = endpoint
+        self.request = request
+        self.transaction = transaction
+        self.source = source
+        self.cancelled = False
+        self._final = False
+
+    @property
+    def answered(self) -> bool:
+        """True once a final response was sent."""
+        return self._final
+
+    def respond(
+        self,
+        status: int,
+        reason: str | None = None,
+        *,
+        to_tag: str | None = None,
+        headers: tuple[tuple[str, str], ...] | list[tuple[str, str]] = (),
+        body: bytes = b"",
+        content_type: str | None = None,
+    ) -> Response:
+        """Build a response (§8.2.6) and send it through the transaction."""
+        response = make_response(
+            self.request,
+            status,
+            reason,
+            to_tag=to_tag,
+            headers=headers,
+            body=body,
+            content_type=content_type,
+        )
+        self.send(response)
+        return response
+
+    def send(self, response: Response) -> None:
+        """Send an already built response through the server transaction."""
+        if self.transaction is None:
+            raise LocalSipError(f"{self.request.method} has no transaction to answer through")
+        if response.status >= 200:
+            self._final = True
+        self.endpoint.send_response(self.transaction, response)
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A client transaction the TU awaits."""
+
+    future: asyncio.Future[Response]
+    on_provisional: ProvisionalCallback | None
+    responses: list[Response] = field(default_factory=list)
+
+
+class SipEndpoint:
+    """One SIP endpoint: its transports, its transaction layer, its TU callbacks."""
+
+    def __init__(
+        self,
+        *,
+        timers: TimerConfig = DEFAULT_TIMERS,
+        client_ssl: ssl.SSLContext | None = None,
+        idle_timeout: float = 300.0,
+        keepalive_interval: float | None = None,
+        mtu_limit: int = 1300,
+        auto_trying: bool = True,
+        reject_merged: bool = True,
+        user_agent: str | None = "Trunkline",
+        resolver: Resolver | None = None,
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.timers = timers
+        self.mtu_limit = mtu_limit
+        self.user_agent = user_agent
+        self.stats = EndpointStats()
+        self.transactions = TransactionLayer(
+            timers, auto_trying=auto_trying, reject_merged=reject_merged
+        )
+        self.transport = TransportLayer(
+            self._on_inbound,
+            idle_timeout=idle_timeout,
+            keepalive_interval=keepalive_interval,
+            client_ssl=client_ssl,
+            on_connection_closed=self._on_connection_closed,
+        )
+        self.on_request: RequestHandler | None = None
+        self.on_stray_response: StrayResponseHandler | None = None
+        self.on_event: Callable[[Event], None] | None = None
+        self._resolver = resolver or self._getaddrinfo
+        self._pending: dict[int, _Pending] = {}
+        self._incoming: dict[int, IncomingRequest] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._timer_hooks: list[tuple[Callable[[], float | None], Callable[[float], None]]] = []
+        self._current_source: Source | None = None
+        self._closed = False
+
+    # -- setup ----------------------------------------------------------------------
+    async def listen(
+        self,
+        transport: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> Listener:
+        """Bind a transport; port 0 picks a free one (read it from the result)."""
+        return await self.transport.listen(transport, host, port, ssl_context=ssl_context)
+
+    async def close(self) -> None:
+        """Stop timers, fail pending requests, close every socket."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.cancel()
+        self._pending.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        await self.transport.close()
+
+    def add_timer_source(
+        self, get_timer: Callable[[], float | None], handle_timer: Callable[[float], None]
+    ) -> None:
+        """Let another sans-IO layer (the dialog layer) share the endpoint's one timer."""
+        self._timer_hooks.append((get_timer, handle_timer))
+        self.rearm()
+
+    # -- receiving ------------------------------------------------------------------
+    def _on_inbound(self, inbound: Inbound) -> None:
+        self.stats.received += 1
+        try:
+            message = parse_message(inbound.data)
+            source = Source(
+                inbound.transport,
+                inbound.peer[0],
+                inbound.peer[1],
+                inbound.local,
+                inbound.connection,
+            )
+            if isinstance(message, Request):
+                self._current_source = source
+                self._receive_request(message, source)
+            else:
+                self._receive_response(message)
+        except SipParseError as exc:
+            self.stats.malformed += 1
+            logger.info(
+                "dropped a malformed message from %s %s: %s",
+                inbound.transport,
+                format_address(inbound.peer),
+                exc.reason,
+            )
+            return
+        try:
+            self.pump()
+        finally:
+            self._current_source = None
+
+    def _receive_request(self, request: Request, source: Source) -> None:
+        # Touch the fields every layer needs so a malformed one raises here (§8.2).
+        if not request.via:
+            raise SipParseError("Missing Via header")
+        _ = (request.call_id, request.cseq, request.from_, request.to)
+        if request.cseq.method != request.method:
+            raise SipParseError("CSeq method does not match the request method")
+        self.stats.requests += 1
+        stamp_received(request, source.address)
+        now = self.loop.time()
+        if request.method == "CANCEL":
+            self._receive_cancel(request, source, now)
+            return
+        self.transactions.receive_request(request, source.peer, now)
+
+    def _receive_cancel(self, cancel: Request, source: Source, now: float) -> None:
+        """RFC 3261 §9.2: answer the CANCEL, then 487 the INVITE if still pending."""
+        invite = self.transactions.find_cancelled(cancel)
+        txn = self.transactions.receive_request(cancel, source.peer, now)
+        self.transactions.drain_events()  # the CANCEL is handled here, not by the TU
+        if txn is None:
+            return  # a retransmitted CANCEL, answered by its transaction
+        if invite is None or invite.state is not TransactionState.PROCEEDING:
+            txn.send_response(make_response(cancel, 481, "Call/Transaction Does Not Exist"), now)
+            return
+        txn.send_response(make_response(cancel, 200, "OK"), now)
+        incoming = self._incoming.get(id(invite))
+        to_tag = None
+        if incoming is not None:
+            incoming.cancelled = True
+            incoming._final = True
+        last = invite.last_response
+        if last is not None:
+            to_tag = last.to_tag
+        invite.send_response(
+            make_response(invite.request, 487, "Request Terminated", to_tag=to_tag), now
+        )
+
+    def _receive_response(self, response: Response) -> None:
+        if not response.via:
+            raise SipParseError("Missing Via header")
+        _ = (response.call_id, response.cseq)
+        self.stats.responses += 1
+        self.transactions.receive_response(response, self.loop.time())
+
+    # -- the pump: transmits out, events up, one timer ---------------------------------
+    def pump(self) -> None:
+        """Send what the layers queued, hand events to the TU, re-arm the timer."""
+        layer = self.transactions
+        for _ in range(1000):  # events can queue transmits and vice versa; bounded
+            transmits = layer.drain_transmits()
+            events = layer.drain_events()
+            if not transmits and not events:
+                break
+            for transmit in transmits:
+                self._transmit(transmit)
+            for event in events:
+                self._dispatch(event)
+        self.rearm()
+
+    def rearm(self) -> None:
+        """Arm one ``call_at`` at the earliest deadline of all layers."""
+        if self._closed:
+            return
+        at = self.transactions.get_timer()
+        for get_timer, _ in self._timer_hooks:
+            other = get_timer()
+            if other is not None and (at is None or other < at):
+                at = other
+        if at == self._timer_at and self._timer is not None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = at
+        if at is not None:
+            self._timer = self.loop.call_at(at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        now = self.loop.time()
+        self.transactions.handle_timer(now)
+        for _, handle_timer in self._timer_hooks:
+            handle_timer(now)
+        self.pump()
+
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, RequestReceived):
+            source = self._current_source
+            if source is None:
+                peer = event.peer or Peer("udp", "", 0)
+                source = Source(peer.transport.upper(), peer.host, peer.port, ("", 0))
+            self._deliver_request(event.request, event.transaction, source)
+        elif isinstance(event, ResponseReceived):
+            self._deliver_response(event.response, event.transaction)
+        elif isinstance(event, TransactionTimedOut | TransactionTransportError):
+            txn = event.transaction
+            if isinstance(txn, ClientTransaction):
+                status, reason = (
+                    TIMEOUT_STATUS
+                    if isinstance(event, TransactionTimedOut)
+                    else TRANSPORT_ERROR_STATUS
+                )
+                self._finish(txn, make_response(txn.request, status, reason))
+            else:
+                logger.info("%r: %s", txn, event)
+        elif isinstance(event, TransactionTerminated):
+            txn = event.transaction
+            self._incoming.pop(id(txn), None)
+            if isinstance(txn, ClientTransaction) and id(txn) in self._pending:
+                last = txn.last_response
+                self._finish(
+                    txn,
+                    last
+                    if last is not None and last.status >= 200
+                    else make_response(txn.request, *TIMEOUT_STATUS),
+                )
+        elif isinstance(event, MergedRequestRejected):
+            logger.info("482 for a merged request, Call-ID %s", event.request.call_id)
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _deliver_request(
+        self, request: Request, txn: ServerTransaction | None, source: Source
+    ) -> None:
+        incoming = IncomingRequest(self, request, txn, source)
+        if txn is not None:
+            self._incoming[id(txn)] = incoming
+        handler = self.on_request
+        if handler is None:
+            if txn is not None:
+                self._default_answer(incoming)
+            return
+        self._spawn(self._run_handler(handler, incoming))
+
+    async def _run_handler(self, handler: RequestHandler, incoming: IncomingRequest) -> None:
+        try:
+            await handler(incoming)
+        except Exception:
+            logger.exception("request handler failed for %s", incoming.request.method)
+            if incoming.transaction is not None and not incoming.answered:
+                with contextlib.suppress(LocalSipError):
+                    incoming.respond(500, "Server Internal Error")
+
+    def _default_answer(self, incoming: IncomingRequest) -> None:
+        if incoming.request.method == "OPTIONS":
+            incoming.respond(200, "OK")
+        else:
+            incoming.respond(501, "Not Implemented")
+
+    def _deliver_response(self, response: Response, txn: ClientTransaction | None) -> None:
+        pending = self._pending.get(id(txn)) if txn is not None else None
+        if pending is None:
+            self.stats.stray_responses += 1
+            if self.on_stray_response is not None:
+                self.on_stray_response(response)
+            return
+        if response.status < 200:
+            if pending.on_provisional is not None:
+                pending.on_provisional(response)
+            return
+        assert txn is not None
+        self._finish(txn, response)
+
+    def _finish(self, txn: ClientTransaction, response: Response) -> None:
+        pending = self._pending.pop(id(txn), None)
+        if pending is not None and not pending.future.done():
+            pending.future.set_result(response)
+
+    # -- sending ----------------------------------------------------------------------
+    def _transmit(self, transmit: Transmit) -> None:
+        message = transmit.message
+        peer = transmit.peer
+        if isinstance(message, Response):
+            self._send_response_message(message, peer)
+            return
+        if peer is None:
+            raise LocalSipError(f"no destination for {message.method}")
+        self._send_bytes(
+            bytes(message),
+            Destination(peer.transport.upper(), peer.host, peer.port),
+            request=message,
+        )
+
+    def _send_bytes(
+        self,
+        data: bytes,
+        destination: Destination,
+        *,
+        request: Request | None = None,
+        connection: Connection | None = None,
+    ) -> None:
+        """Send now when possible (UDP, open connection); else connect in a task."""
+        name = destination.transport
+        address = (destination.host, destination.port)
+        try:
+            if name == "UDP":
+                self.transport.udp_socket_for(address).sendto(data, address)
+                self.stats.sent += 1
+                return
+            conn = (
+                connection
+                if connection is not None and not connection.closed
+                else (self.transport.lookup(name, address))
+            )
+            if conn is not None:
+                conn.send(data)
+                self.stats.sent += 1
+                return
+        except TransportError as exc:
+            self._send_failed(request, str(exc))
+            return
+        self._spawn(self._connect_and_send(data, destination, request))
+
+    async def _connect_and_send(
+        self, data: bytes, destination: Destination, request: Request | None
+    ) -> None:
+        try:
+            await self.transport.send(
+                data,
+                destination.transport,
+                (destination.host, destination.port),
+                server_name=destination.server_name,
+            )
+            self.stats.sent += 1
+        except TransportError as exc:
+            self._send_failed(request, str(exc))
+            self.pump()
+
+    def _send_failed(self, request: Request | None, reason: str) -> None:
+        self.stats.transport_errors += 1
+        logger.info("send failed: %s", reason)
+        if request is None:
+            return
+        txn = self.transactions.find_client(request)
+        if txn is not None:
+            self.transactions.transport_error(txn, self.loop.time(), reason)
+
+    def _send_response_message(self, response: Response, peer: Peer | None) -> None:
+        """RFC 3261 §18.2.2: the request's connection if open, else the Via rules."""
+        data = bytes(response)
+        if peer is not None and peer.transport.upper() in RELIABLE:
+            conn = self.transport.lookup(peer.transport, (peer.host, peer.port))
+            if conn is not None:
+                try:
+                    conn.send(data)
+                    self.stats.sent += 1
+                    return
+                except TransportError:
+                    pass
+        if not response.via:
+            logger.info("response %d without Via dropped", response.status)
+            return
+        self._send_bytes(data, response_destination(response.via[0]))
+
+    def send_response(self, transaction: ServerTransaction, response: Response) -> None:
+        """Answer through a server transaction (it retransmits as §17.2 says)."""
+        if self.user_agent and "Server" not in response.headers:
+            response.headers.add("Server", self.user_agent)
+        self.transactions.send_response(transaction, response, self.loop.time())
+        self.pump()
+
+    def send_stateless(
+        self,
+        message: Request | Response,
+        destination: Destination | None = None,
+        *,
+        connection: Connection | None = None,
+    ) -> None:
+        """Send without a transaction: a proxy's forwarded response (§16.7, §18.2.2)
+        or a stateless request (a 2xx ACK, a stateless proxy's forward)."""
+        if isinstance(message, Response) and destination is None and connection is None:
+            self._send_response_message(message, None)
+            return
+        if destination is None:
+            if connection is None:
+                raise LocalSipError("a stateless request needs a destination or a connection")
+            destination = Destination(connection.name, connection.peer[0], connection.peer[1])
+        self._send_bytes(bytes(message), destination, connection=connection)
+
+    def send_stateless_bytes(self, data: bytes, destination: Destination) -> None:
+        """Send already rendered bytes (a re-sent ACK, a forwarded message)."""
+        self._send_bytes(data, destination)
+
+    # -- requests from the TU ----------------------------------------------------------
+    def via_for(self, transport: str, *, ipv6: bool = False, branch: str | None = None) -> Via:
+        """Our Via for a request sent over ``transport`` (with ``rport``, RFC 3581 §3)."""
+        listener = self.transport.listener_for(transport, ipv6) or self.transport.listener_for(
+            "UDP", ipv6
+        )
+        if listener is None:
+            raise LocalSipError(f"no {transport} listener to name in Via")
+        host = listener.host
+        if host in ("0.0.0.0", "::"):
+            host = "::1" if ipv6 else "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        params: dict[str, str | None] = {"branch": branch or new_branch(), "rport": None}
+        return Via(transport.upper(), host, listener.port, params)
+
+    def contact_uri(
+        self, transport: str = "UDP", *, user: str | None = None, ipv6: bool = False
+    ) -> str:
+        """A Contact URI naming one of our listeners."""
+        listener = self.transport.listener_for(transport, ipv6)
+        if listener is None:
+            raise LocalSipError(f"no {transport} listener for a Contact")
+        host = listener.host
+        if ":" in host:
+            host = f"[{host}]"
+        userpart = f"{user}@" if user else ""
+        scheme = "sips" if transport.upper() in ("TLS", "WSS") else "sip"
+        param = "" if transport.upper() == "UDP" else f";transport={transport.lower()}"
+        return f"{scheme}:{userpart}{host}:{listener.port}{param}"
+
+    async def resolve(self, request: Request) -> Destination:
+        """The next hop of ``request`` (§8.1.2) as one transport and address."""
+        uri = next_hop(request)
+        transport = choose_transport(uri, len(bytes(request)) + 80, mtu_limit=self.mtu_limit)
+        dest = uri_destination(uri, transport)
+        if is_ip_literal(dest.host):
+            return dest
+        addresses = await self._resolver(dest.host, dest.port)
+        if not addresses:
+            raise TransportError(f"cannot resolve {dest.host}")
+        return Destination(transport, addresses[0], dest.port, server_name=dest.server_name)
+
+    async def _getaddrinfo(self, host: str, port: int) -> list[str]:
+        infos = await self.loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        return [str(info[4][0]) for info in infos]
+
+    async def prepare(
+        self,
+        request: Request,
+        destination: Destination | None = None,
+        *,
+        connection: Connection | None = None,
+        add_via: bool | None = None,
+    ) -> Destination:
+        """Pick the destination, add our Via, apply the §18.1.1 MTU rule."""
+        if connection is not None and destination is None:
+            destination = Destination(connection.name, connection.peer[0], connection.peer[1])
+        if destination is None:
+            destination = await self.resolve(request)
+        if add_via is None:
+            add_via = not request.headers.get("Via")
+        if add_via:
+            via = self.via_for(destination.transport, ipv6=is_ipv6(destination.host))
+            request.headers.prepend("Via", str(via))
+        if self.user_agent and "User-Agent" not in request.headers:
+            request.headers.add("User-Agent", self.user_agent)
+        if (
+            destination.transport == "UDP"
+            and connection is None
+            and len(bytes(request)) > self.mtu_limit
+        ):
+            destination = Destination(
+                "TCP", destination.host, destination.port, destination.server_name
+            )
+            if add_via:
+                top = request.via[0]
+                tcp = Via("TCP", top.host, top.port, dict(top.params), top.protocol)
+                request.via = [tcp, *request.via[1:]]
+        return destination
+
+    async def send_request(
+        self,
+        request: Request,
+        destination: Destination | None = None,
+        *,
+        connection: Connection | None = None,
+        add_via: bool | None = None,
+        on_provisional: ProvisionalCallback | None = None,
+    ) -> Response:
+        """Send ``request`` in a new client transaction; return its final response.
+
+        A 408 is returned when the transaction times out (Timer B/F) and a
+        503 when the transport fails (RFC 3261 §8.1.3.1, §17.1.4).
+        """
+        txn = await self.start_request(
+            request,
+            destination,
+            connection=connection,
+            add_via=add_via,
+            on_provisional=on_provisional,
+        )
+        return await self.wait_final(txn)
+
+    async def start_request(
+        self,
+        request: Request,
+        destination: Destination | None = None,
+        *,
+        connection: Connection | None = None,
+        add_via: bool | None = None,
+        on_provisional: ProvisionalCallback | None = None,
+    ) -> ClientTransaction:
+        """Like :meth:`send_request` but return the transaction at once (to CANCEL it)."""
+        if request.method == "ACK":
+            raise LocalSipError("an ACK is sent with send_ack(), outside transactions")
+        destination = await self.prepare(
+            request, destination, connection=connection, add_via=add_via
+        )
+        if connection is not None:
+            peer = Peer(connection.name.lower(), connection.peer[0], connection.peer[1])
+        else:
+            peer = Peer(destination.transport.lower(), destination.host, destination.port)
+        txn = self.transactions.send_request(request, peer, self.loop.time())
+        self._pending[id(txn)] = _Pending(self.loop.create_future(), on_provisional)
+        self.pump()
+        return txn
+
+    async def wait_final(self, txn: ClientTransaction) -> Response:
+        """The final response of a transaction from :meth:`start_request`."""
+        pending = self._pending.get(id(txn))
+        if pending is None:
+            return txn.last_response or make_response(txn.request, *TIMEOUT_STATUS)
+        return await pending.future
+
+    def cancel(self, txn: ClientInviteTransaction) -> None:
+        """CANCEL a pending INVITE (§9.1); its final response arrives as usual (487)."""
+        self.transactions.cancel(txn, self.loop.time())
+        self.pump()
+
+    async def send_ack(
+        self, ack: Request, destination: Destination | None = None, *, add_via: bool | None = None
+    ) -> Destination:
+        """Send the ACK of a 2xx, outside any transaction (§13.2.2.4)."""
+        destination = await self.prepare(ack, destination, add_via=add_via)
+        self._send_bytes(bytes(ack), destination)
+        return destination
+
+    # -- misc ---------------------------------------------------------------------------
+    def _on_connection_closed(self, conn: Connection) -> None:
+        logger.debug("%r closed", conn)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

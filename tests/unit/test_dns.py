@@ -1,0 +1,405 @@
+"""RFC 3263 server location: every branch on the static backend, then real DNS."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import random
+from collections.abc import AsyncIterator, Mapping
+from typing import cast
+
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+import pytest
+
+from trunkline.sip.dns import (
+    DnspythonResolver,
+    Locator,
+    Naptr,
+    Srv,
+    StaticResolver,
+    Target,
+    order_naptr,
+    order_srv,
+)
+from trunkline.sip.errors import LocalSipError
+from trunkline.sip.uri import SipUri
+
+DOMAIN = "example.com"
+HOSTS = {
+    "a.example.com": ["192.0.2.1"],
+    "b.example.com": ["192.0.2.2", "2001:db8::2"],
+    "c.example.com": ["192.0.2.3"],
+    "example.com": ["192.0.2.100"],
+    "proxy.example.net": ["198.51.100.7"],
+}
+
+
+def naptr(order: int, pref: int, service: str, replacement: str, flags: str = "s") -> Naptr:
+    return Naptr(order, pref, flags, service, "", replacement)
+
+
+def locator(resolver: StaticResolver, **kwargs: object) -> Locator:
+    return Locator(resolver, rng=random.Random(7), **kwargs)  # type: ignore[arg-type]
+
+
+async def locate(text: str, resolver: StaticResolver, **kwargs: object) -> list[Target]:
+    return await locator(resolver, **kwargs).locate(SipUri.parse(text))
+
+
+# -- numeric addresses and explicit ports (RFC 3263 §4.1, §4.2) -----------------------
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("sip:alice@192.0.2.9", Target("udp", "192.0.2.9", 5060, "192.0.2.9")),
+        ("sip:192.0.2.9:5070", Target("udp", "192.0.2.9", 5070, "192.0.2.9")),
+        ("sips:192.0.2.9", Target("tls", "192.0.2.9", 5061, "192.0.2.9")),
+        ("sip:192.0.2.9;transport=TCP", Target("tcp", "192.0.2.9", 5060, "192.0.2.9")),
+        ("sip:192.0.2.9;transport=tls", Target("tls", "192.0.2.9", 5061, "192.0.2.9")),
+        ("sips:192.0.2.9;transport=tcp", Target("tls", "192.0.2.9", 5061, "192.0.2.9")),
+        ("sip:[2001:DB8::1]:5080", Target("udp", "2001:db8::1", 5080, "2001:db8::1")),
+        ("sip:x@host.invalid;maddr=192.0.2.4", Target("udp", "192.0.2.4", 5060, "192.0.2.4")),
+    ],
+)
+async def test_numeric_ip_is_used_directly(uri: str, expected: Target) -> None:
+    resolver = StaticResolver()
+    assert await locate(uri, resolver, transports=("udp", "tcp", "tls")) == [expected]
+    assert resolver.queries == []
+
+
+async def test_explicit_port_means_address_records_only() -> None:
+    resolver = StaticResolver(HOSTS, naptr={"b.example.com": [naptr(1, 1, "SIP+D2T", "x")]})
+    targets = await locate("sip:bob@b.example.com:5099", resolver)
+    assert targets == [
+        Target("udp", "b.example.com", 5099, "192.0.2.2"),
+        Target("udp", "b.example.com", 5099, "2001:db8::2"),
+    ]
+    assert resolver.queries == [("A/AAAA", "b.example.com")]
+    secure = await locate("sips:bob@a.example.com:6000", StaticResolver(HOSTS))
+    assert secure == [Target("tls", "a.example.com", 6000, "192.0.2.1")]
+
+
+async def test_targets_carry_the_uri_domain_for_tls_checks() -> None:
+    resolver = StaticResolver(
+        HOSTS, srv={"_sips._tcp.example.com": [Srv(0, 0, 5061, "c.example.com")]}
+    )
+    [target] = await locate("sips:alice@Example.COM", resolver)
+    assert (target.host, target.domain, target.secure) == ("c.example.com", "example.com", True)
+    [direct] = await locate("sip:[2001:db8::1]", resolver)
+    assert direct.domain == "2001:db8::1" and not direct.secure
+
+
+def test_unknown_transport_is_a_local_error() -> None:
+    with pytest.raises(LocalSipError):
+        Locator(StaticResolver(), transports=("udp", "carrier-pigeon"))
+
+
+async def test_prefer_ipv6_puts_aaaa_first() -> None:
+    targets = await locate("sip:b.example.com:5060", StaticResolver(HOSTS), prefer_ipv6=True)
+    assert [t.address for t in targets] == ["2001:db8::2", "192.0.2.2"]
+
+
+# -- explicit transport parameter ---------------------------------------------------------
+
+
+async def test_transport_param_queries_srv_for_that_transport() -> None:
+    resolver = StaticResolver(
+        HOSTS,
+        srv={"_sip._tcp.example.com": [Srv(10, 0, 5070, "a.example.com")]},
+        naptr={DOMAIN: [naptr(1, 1, "SIP+D2U", "_sip._udp.example.com")]},
+    )
+    targets = await locate("sip:example.com;transport=tcp", resolver)
+    assert targets == [Target("tcp", "a.example.com", 5070, "192.0.2.1")]
+    assert ("NAPTR", DOMAIN) not in resolver.queries  # RFC 3263 §4.1: no NAPTR needed
+
+
+async def test_transport_param_without_srv_uses_default_port() -> None:
+    resolver = StaticResolver(HOSTS)
+    targets = await locate("sip:example.com;transport=tls", resolver)
+    assert targets == [Target("tls", "example.com", 5061, "192.0.2.100")]
+    # A SIP URI asking for TLS looks for _sips._tcp (RFC 3263 §4.2).
+    assert resolver.queries[0] == ("SRV", "_sips._tcp.example.com")
+
+
+async def test_unsupported_or_contradictory_transport_gives_nothing() -> None:
+    resolver = StaticResolver(HOSTS)
+    assert await locate("sip:example.com;transport=sctp", resolver) == []
+    assert await locate("sips:example.com;transport=udp", resolver) == []
+    assert await locate("sips:192.0.2.1", resolver, transports=("udp",)) == []
+    assert resolver.queries == []
+
+
+# -- NAPTR -> SRV -> A/AAAA ---------------------------------------------------------------
+
+
+def full_zone() -> StaticResolver:
+    return StaticResolver(
+        HOSTS,
+        naptr={
+            DOMAIN: [
+                naptr(20, 10, "SIP+D2U", "_sip._udp.example.com"),
+                naptr(10, 20, "SIP+D2T", "_sip._tcp.example.com"),
+                naptr(10, 10, "SIPS+D2T", "_sips._tcp.example.com"),
+                naptr(5, 10, "SIP+D2X", "_sip._x.example.com"),  # not a SIP service
+                naptr(5, 10, "SIP+D2S", "_sip._sctp.example.com"),  # unsupported transport
+                naptr(5, 10, "SIP+D2U", "", flags="u"),  # a regexp record, not usable
+            ]
+        },
+        srv={
+            "_sips._tcp.example.com": [Srv(0, 0, 5061, "c.example.com")],
+            "_sip._tcp.example.com": [
+                Srv(20, 0, 5060, "b.example.com"),
+                Srv(10, 0, 5062, "a.example.com"),
+            ],
+            "_sip._udp.example.com": [Srv(0, 0, 5060, "a.example.com")],
+        },
+    )
+
+
+async def test_naptr_order_then_preference_then_srv_priority() -> None:
+    targets = await locate("sip:alice@example.com", full_zone())
+    assert targets == [
+        Target("tls", "c.example.com", 5061, "192.0.2.3"),
+        Target("tcp", "a.example.com", 5062, "192.0.2.1"),
+        Target("tcp", "b.example.com", 5060, "192.0.2.2"),
+        Target("tcp", "b.example.com", 5060, "2001:db8::2"),
+        Target("udp", "a.example.com", 5060, "192.0.2.1"),
+    ]
+
+
+async def test_sips_uri_keeps_only_sips_services() -> None:
+    targets = await locate("sips:alice@example.com", full_zone())
+    assert targets == [Target("tls", "c.example.com", 5061, "192.0.2.3")]
+
+
+async def test_naptr_only_for_supported_transports() -> None:
+    targets = await locate("sip:alice@example.com", full_zone(), transports=("udp",))
+    assert targets == [Target("udp", "a.example.com", 5060, "192.0.2.1")]
+
+
+def test_order_naptr_filters_and_sorts() -> None:
+    records = full_zone().naptr_records[DOMAIN]
+    ordered = order_naptr(records, secure=False, transports=("udp", "tcp", "tls", "ws", "wss"))
+    assert [(t, r.order, r.preference) for t, r in ordered] == [
+        ("tls", 10, 10),
+        ("tcp", 10, 20),
+        ("udp", 20, 10),
+    ]
+    ws = [naptr(1, 1, "SIPS+D2W", "_sips._ws.example.com"), naptr(1, 2, "sip+d2w", "_w")]
+    assert [t for t, _ in order_naptr(ws, secure=False, transports=("ws", "wss"))] == [
+        "wss",
+        "ws",
+    ]
+    assert [t for t, _ in order_naptr(ws, secure=True, transports=("ws", "wss"))] == ["wss"]
+
+
+async def test_naptr_a_flag_goes_straight_to_addresses() -> None:
+    resolver = StaticResolver(
+        HOSTS, naptr={DOMAIN: [naptr(1, 1, "SIP+D2T", "proxy.example.net.", flags="A")]}
+    )
+    targets = await locate("sip:example.com", resolver)
+    assert targets == [Target("tcp", "proxy.example.net", 5060, "198.51.100.7")]
+
+
+async def test_no_naptr_falls_back_to_srv_per_transport() -> None:
+    resolver = StaticResolver(
+        HOSTS,
+        srv={
+            "_sip._tcp.example.com": [Srv(0, 0, 5060, "b.example.com")],
+            "_sip._udp.example.com": [Srv(0, 0, 5060, "a.example.com")],
+            "_sips._tcp.example.com": [Srv(0, 0, 5061, "c.example.com")],
+        },
+    )
+    targets = await locate("sip:example.com", resolver)
+    assert [(t.transport, t.host) for t in targets] == [
+        ("udp", "a.example.com"),
+        ("tcp", "b.example.com"),
+        ("tcp", "b.example.com"),
+        ("tls", "c.example.com"),
+    ]
+    assert resolver.queries[:4] == [
+        ("NAPTR", DOMAIN),
+        ("SRV", "_sip._udp.example.com"),
+        ("A/AAAA", "a.example.com"),
+        ("SRV", "_sip._tcp.example.com"),
+    ]
+    secure = await locate("sips:example.com", resolver)
+    assert secure == [Target("tls", "c.example.com", 5061, "192.0.2.3")]
+
+
+async def test_unusable_naptr_falls_back_to_srv() -> None:
+    resolver = StaticResolver(
+        HOSTS,
+        naptr={DOMAIN: [naptr(1, 1, "SIP+D2S", "_sip._sctp.example.com")]},
+        srv={"_sip._udp.example.com": [Srv(0, 0, 5060, "a.example.com")]},
+    )
+    targets = await locate("sip:example.com", resolver)
+    assert targets == [Target("udp", "a.example.com", 5060, "192.0.2.1")]
+
+
+async def test_no_srv_uses_address_records_and_default_ports() -> None:
+    assert await locate("sip:example.com", StaticResolver(HOSTS)) == [
+        Target("udp", "example.com", 5060, "192.0.2.100")
+    ]
+    assert await locate("sips:example.com", StaticResolver(HOSTS)) == [
+        Target("tls", "example.com", 5061, "192.0.2.100")
+    ]
+    tcp_only = await locate("sip:example.com", StaticResolver(HOSTS), transports=("tcp",))
+    assert tcp_only == [Target("tcp", "example.com", 5060, "192.0.2.100")]
+    assert await locate("sip:nowhere.example.org", StaticResolver(HOSTS)) == []
+
+
+async def test_srv_target_dot_means_no_service() -> None:
+    resolver = StaticResolver(HOSTS, srv={"_sip._udp.example.com": [Srv(0, 0, 0, ".")]})
+    # "." drops the SRV set; with nothing else found the locator falls back to A.
+    assert await locate("sip:example.com;transport=udp", resolver) == [
+        Target("udp", "example.com", 5060, "192.0.2.100")
+    ]
+
+
+async def test_duplicate_targets_are_listed_once() -> None:
+    resolver = StaticResolver(
+        HOSTS,
+        srv={
+            "_sip._udp.example.com": [
+                Srv(0, 0, 5060, "a.example.com"),
+                Srv(1, 0, 5060, "a.example.com"),
+            ]
+        },
+    )
+    assert await locate("sip:example.com;transport=udp", resolver) == [
+        Target("udp", "a.example.com", 5060, "192.0.2.1")
+    ]
+
+
+# -- RFC 2782 ordering ---------------------------------------------------------------------
+
+
+def test_order_srv_priority_first() -> None:
+    records = [Srv(20, 100, 1, "z"), Srv(10, 0, 2, "y"), Srv(10, 0, 3, "x"), Srv(5, 1, 4, "w")]
+    ordered = order_srv(records, random.Random(1))
+    assert [r.priority for r in ordered] == [5, 10, 10, 20]
+    assert {r.target for r in ordered[1:3]} == {"x", "y"}
+
+
+def test_order_srv_weights_are_proportional() -> None:
+    records = [Srv(0, 60, 1, "a"), Srv(0, 30, 2, "b"), Srv(0, 10, 3, "c")]
+    rng = random.Random(2024)
+    trials = 3000
+    first = collections.Counter(order_srv(records, rng)[0].target for _ in range(trials))
+    for target, weight in (("a", 0.6), ("b", 0.3), ("c", 0.1)):
+        assert abs(first[target] / trials - weight) < 0.04, first
+    # Every record appears exactly once whatever the draw.
+    assert sorted(r.target for r in order_srv(records, rng)) == ["a", "b", "c"]
+
+
+def test_order_srv_zero_weight_rarely_first() -> None:
+    records = [Srv(0, 0, 1, "zero"), Srv(0, 50, 2, "heavy")]
+    rng = random.Random(5)
+    first = collections.Counter(order_srv(records, rng)[0].target for _ in range(1000))
+    # P(zero first) = 1/51 per RFC 2782's running-sum rule.
+    assert first["zero"] < 60
+    assert first["heavy"] > 900
+
+
+def test_order_srv_is_deterministic_with_injected_rng() -> None:
+    records = [Srv(0, w, i, f"t{i}") for i, w in enumerate((5, 10, 20, 40))]
+    assert order_srv(records, random.Random(9)) == order_srv(records, random.Random(9))
+
+
+# -- the dnspython backend against a DNS server on 127.0.0.1 --------------------------------
+
+
+class _TinyDns(asyncio.DatagramProtocol):
+    """Answers from a dict {(name, type): [rdata text]}; NXDOMAIN for unknown names."""
+
+    def __init__(self, zone: Mapping[tuple[str, str], list[str]]) -> None:
+        self.zone = zone
+        self.names = {name for name, _ in zone}
+        self.transport: asyncio.DatagramTransport | None = None
+        self.queries: list[tuple[str, str]] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        query = dns.message.from_wire(data)
+        response = dns.message.make_response(query)
+        question = query.question[0]
+        name = question.name.to_text()
+        rdtype = dns.rdatatype.to_text(question.rdtype)
+        self.queries.append((name, rdtype))
+        texts = self.zone.get((name, rdtype))
+        if texts:
+            response.answer.append(dns.rrset.from_text(question.name, 60, "IN", rdtype, *texts))
+        elif name not in self.names:
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        assert self.transport is not None
+        self.transport.sendto(response.to_wire(), addr)
+
+
+ZONE = {
+    ("example.com.", "NAPTR"): [
+        '10 10 "S" "SIP+D2T" "" _sip._tcp.example.com.',
+        '20 10 "S" "SIP+D2U" "" _sip._udp.example.com.',
+    ],
+    ("_sip._tcp.example.com.", "SRV"): ["10 0 5070 b.example.com.", "20 0 5060 a.example.com."],
+    ("_sip._udp.example.com.", "SRV"): ["0 0 5060 a.example.com."],
+    ("a.example.com.", "A"): ["192.0.2.1"],
+    ("b.example.com.", "A"): ["192.0.2.2"],
+    ("b.example.com.", "AAAA"): ["2001:db8::2"],
+}
+
+
+@pytest.fixture
+async def tiny_dns() -> AsyncIterator[tuple[_TinyDns, int]]:
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_datagram_endpoint(
+        lambda: _TinyDns(ZONE), local_addr=("127.0.0.1", 0)
+    )
+    try:
+        port = int(transport.get_extra_info("sockname")[1])
+        yield protocol, port
+    finally:
+        transport.close()
+
+
+async def test_dnspython_backend_against_local_server(tiny_dns: tuple[_TinyDns, int]) -> None:
+    server, port = tiny_dns
+    resolver = DnspythonResolver(["127.0.0.1"], port=port, timeout=2.0)
+    located = await asyncio.wait_for(
+        Locator(resolver, rng=random.Random(1)).locate(SipUri.parse("sip:bob@example.com")),
+        timeout=10,
+    )
+    assert located == [
+        Target("tcp", "b.example.com", 5070, "192.0.2.2"),
+        Target("tcp", "b.example.com", 5070, "2001:db8::2"),
+        Target("tcp", "a.example.com", 5060, "192.0.2.1"),
+        Target("udp", "a.example.com", 5060, "192.0.2.1"),
+    ]
+    assert ("example.com.", "NAPTR") in server.queries
+    # NXDOMAIN and empty answers read as "no records".
+    assert await asyncio.wait_for(resolver.srv("_sip._udp.nowhere.example."), 10) == []
+    assert await asyncio.wait_for(resolver.naptr("a.example.com"), 10) == []
+    # The cache answers repeated lookups without asking the server again.
+    before = len(server.queries)
+    assert await asyncio.wait_for(resolver.addresses("a.example.com"), 10) == ["192.0.2.1"]
+    assert len(server.queries) == before
+
+
+async def test_dnspython_backend_timeout_reads_as_empty() -> None:
+    loop = asyncio.get_running_loop()
+    # A socket that never answers.
+    transport, _ = await loop.create_datagram_endpoint(
+        asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+    )
+    try:
+        port = int(transport.get_extra_info("sockname")[1])
+        resolver = DnspythonResolver(["127.0.0.1"], port=port, timeout=0.3)
+        assert await asyncio.wait_for(resolver.addresses("example.com"), 5) == []
+    finally:
+        transport.close()

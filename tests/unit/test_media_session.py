@@ -1,0 +1,236 @@
+"""MediaSession on loopback: two sessions negotiated with offer/answer talk
+G.711 (plain, rtcp-mux, SRTP), exchange RTCP (RTT), DTMF, hold, latching."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+
+from trunkline.media.codecs.base import Pcm
+from trunkline.media.session import MediaSession, QueueSource, ToneSource, WavRecorder
+from trunkline.rtp.packet import RtpPacket
+from trunkline.sip.offeranswer import (
+    PCMA,
+    PCMU,
+    TELEPHONE_EVENT,
+    create_answer,
+    create_offer,
+    make_crypto,
+    process_answer,
+)
+from trunkline.sip.sdp import Direction
+
+
+def dominant_hz(pcm: Pcm, rate: int) -> float:
+    x = pcm.astype(np.float64)
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    freqs = np.fft.rfftfreq(len(x), 1 / rate)
+    return float(freqs[int(np.argmax(spec[5:])) + 5])
+
+
+async def pair(
+    *, rtcp_mux: bool = False, srtp: bool = False, rtcp_interval: float = 5.0
+) -> tuple[MediaSession, MediaSession]:
+    a = await MediaSession.open(rtcp_interval=rtcp_interval)
+    b = await MediaSession.open(rtcp_interval=rtcp_interval)
+    crypto = [make_crypto(1, "AES_CM_128_HMAC_SHA1_80")] if srtp else []
+    offer = create_offer(
+        [PCMU, PCMA, TELEPHONE_EVENT],
+        "127.0.0.1",
+        a.local_address[1],
+        rtcp_mux=rtcp_mux,
+        crypto=crypto,
+    )
+    answer = create_answer(
+        offer,
+        [PCMU, TELEPHONE_EVENT],
+        "127.0.0.1",
+        b.local_address[1],
+        rtcp_mux=rtcp_mux,
+        require_srtp=srtp,
+    )
+    a.apply(process_answer(offer, answer.sdp))
+    b.apply(answer.audio)
+    return a, b
+
+
+@pytest.fixture
+async def sessions() -> AsyncIterator[list[MediaSession]]:
+    made: list[MediaSession] = []
+    yield made
+    for s in made:
+        s.close()
+
+
+async def run_tone(a: MediaSession, b: MediaSession, seconds: float) -> WavRecorder:
+    rec = WavRecorder("/dev/null", 8000)
+    b.sinks.append(rec)
+    a.source = ToneSource(1000, 8000)
+    a.start()
+    b.start()
+    await asyncio.sleep(seconds)
+    return rec
+
+
+async def test_tone_g711_and_rtcp_rtt(sessions: list[MediaSession]) -> None:
+    a, b = await pair(rtcp_interval=0.2)
+    sessions += [a, b]
+    rec = await run_tone(a, b, 1.2)
+    pcm = rec.pcm
+    assert len(pcm) > 8000 * 0.8
+    assert abs(dominant_hz(pcm[2000:], 8000) - 1000) < 10
+    sa, sb = a.stats(), b.stats()
+    assert sa.packets_sent >= 50
+    assert sb.packets_received >= sa.packets_sent - 8  # the last few are in flight/buffered
+    assert sb.packets_lost == 0 and sb.invalid == 0
+    assert sb.jitter_buffer is not None and sb.jitter_buffer.late == 0
+    # A sent SRs, B answered with report blocks: A knows the round trip.
+    assert sa.rtt is not None and 0 <= sa.rtt < 0.1
+    assert sa.remote_fraction_lost == 0.0
+    assert sb.mos > 4.3
+
+
+async def test_rtcp_mux_and_srtp(sessions: list[MediaSession]) -> None:
+    a, b = await pair(rtcp_mux=True, srtp=True, rtcp_interval=0.2)
+    sessions += [a, b]
+    assert a.srtp is not None and b.srtp is not None
+    # Plain RTP injected into B's SRTP port fails authentication and is dropped.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(bytes(RtpPacket(0, 1, 1, 99, b"\xff" * 160)), b.local_address)
+    rec = await run_tone(a, b, 1.0)
+    assert abs(dominant_hz(rec.pcm[2000:], 8000) - 1000) < 10
+    assert b.stats().invalid >= 1
+    assert a.stats().rtt is not None  # SRTCP over the muxed port worked
+
+
+async def test_dtmf_telephone_event(sessions: list[MediaSession]) -> None:
+    a, b = await pair()
+    sessions += [a, b]
+    got: list[str] = []
+    b.on_dtmf = lambda d: got.append(d.digit)
+    a.source = ToneSource(440, 8000)
+    a.start()
+    b.start()
+    await asyncio.sleep(0.1)
+    a.send_dtmf("5", 100)
+    a.send_dtmf("#", 100)
+    for _ in range(50):
+        if len(got) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    assert got == ["5", "#"]
+
+
+async def test_hold_keeps_socket_and_stops_sending(sessions: list[MediaSession]) -> None:
+    a = await MediaSession.open()
+    b = await MediaSession.open()
+    sessions += [a, b]
+    offer = create_offer([PCMU], "127.0.0.1", a.local_address[1])
+    answer = create_answer(offer, [PCMU], "127.0.0.1", b.local_address[1])
+    a.apply(process_answer(offer, answer.sdp))
+    b.apply(answer.audio)
+    a.source = ToneSource(1000, 8000)
+    a.start()
+    b.start()
+    await asyncio.sleep(0.4)
+    port = a.local_address
+    # Re-INVITE with a=inactive (RFC 3264 §8.4): nobody sends, the ports stay.
+    offer2 = create_offer([PCMU], "127.0.0.1", a.local_address[1], direction=Direction.INACTIVE)
+    answer2 = create_answer(offer2, [PCMU], "127.0.0.1", b.local_address[1])
+    a.apply(process_answer(offer2, answer2.sdp))
+    b.apply(answer2.audio)
+    sent = a.stats().packets_sent
+    await asyncio.sleep(0.3)
+    assert a.stats().packets_sent == sent
+    assert a.local_address == port
+    # Resume.
+    offer3 = create_offer([PCMU], "127.0.0.1", a.local_address[1])
+    answer3 = create_answer(offer3, [PCMU], "127.0.0.1", b.local_address[1])
+    a.apply(process_answer(offer3, answer3.sdp))
+    b.apply(answer3.audio)
+    await asyncio.sleep(0.3)
+    assert a.stats().packets_sent > sent + 5
+
+
+async def test_symmetric_rtp_latches_onto_real_source(sessions: list[MediaSession]) -> None:
+    a = await MediaSession.open()
+    b = await MediaSession.open()
+    sessions += [a, b]
+    offer = create_offer([PCMU], "127.0.0.1", a.local_address[1])
+    answer = create_answer(offer, [PCMU], "127.0.0.1", b.local_address[1])
+    # B is told a wrong port for A (as behind a NAT): it must latch onto A's real port.
+    wrong = offer.media[0]
+    wrong.port = a.local_address[1] + 100
+    audio_b = create_answer(offer, [PCMU], "127.0.0.1", b.local_address[1]).audio
+    a.apply(process_answer(offer, answer.sdp))
+    b.apply(audio_b)
+    assert b.remote_address == ("127.0.0.1", a.local_address[1] + 100)
+    got = QueueSource(max_samples=80000)
+    a.sinks.append(got)
+    a.source = ToneSource(1000, 8000)
+    b.source = ToneSource(500, 8000)
+    a.start()
+    b.start()
+    await asyncio.sleep(0.6)
+    assert b.remote_address == a.local_address
+    pcm = got.read(2400)
+    assert pcm is not None  # B's audio reached A after latching
+    assert abs(dominant_hz(pcm, 8000) - 500) < 15
+
+
+async def test_through_impairment_relay(sessions: list[MediaSession]) -> None:
+    """5 % loss, 40 ms uniform jitter (reordering), 3 % explicit reordering and
+    2 % duplication from A to B: the tone survives, concealment matches loss,
+    and the reported loss and jitter match the relay's settings.
+
+    Tolerances: loss within 1 percentage point of what the relay actually
+    dropped and 2.5 points of the configured 5 %; RFC 3550 jitter of
+    U(0, 40 ms) delays is E|X1 - X2| = 40/3 = 13.3 ms, accepted within
+    +-5 ms (the event loop adds its own scheduling noise).
+    """
+    from tests.support.impairment import Impairment, ImpairmentRelay
+
+    a = await MediaSession.open()
+    b = await MediaSession.open()
+    sessions += [a, b]
+    relay = await ImpairmentRelay(
+        Impairment(loss=0.05, jitter=0.04, reorder=0.03, reorder_gap=0.03, duplicate=0.02),
+        seed=20261127,
+        a=a.local_address,
+        b=b.local_address,
+    ).start()
+    try:
+        # A's offer tells B to send to the relay's B side; B's answer tells A
+        # to send to the relay's A side.
+        offer = create_offer([PCMU], "127.0.0.1", relay.port_b, rtcp_mux=True)
+        answer = create_answer(offer, [PCMU], "127.0.0.1", relay.port_a, rtcp_mux=True)
+        a.apply(process_answer(offer, answer.sdp))
+        b.apply(answer.audio)
+        rec = await run_tone(a, b, 5.0)
+        a.source = None
+        await asyncio.sleep(0.3)  # drain the relay and the jitter buffer
+    finally:
+        relay.close()
+    sb = b.stats()
+    jb = sb.jitter_buffer
+    assert jb is not None
+    sent = a.stats().packets_sent
+    dropped = relay.stats["a"].dropped
+    # Drop fraction among RTP packets (the relay also carried a few RTCP ones).
+    actual_loss = dropped / relay.stats["a"].received
+    assert abs(sb.fraction_lost - actual_loss) < 0.01
+    assert abs(sb.fraction_lost - 0.05) < 0.025
+    assert relay.stats["a"].duplicated > 0 and jb.duplicates > 0
+    assert abs(sb.jitter - 0.0133) < 0.005
+    # Concealment for lost frames tracks the network loss plus late drops.
+    concealed_lost = jb.lost / sb.packets_expected
+    assert abs(concealed_lost - (sb.fraction_lost + jb.late / sb.packets_expected)) < 0.01
+    assert jb.late / sent < 0.03
+    pcm = rec.pcm
+    assert len(pcm) > 8000 * 4
+    assert abs(dominant_hz(pcm[4000:], 8000) - 1000) < 10
+    assert 3.5 < sb.mos < 4.3  # 5 % loss with PLC costs about R 15
