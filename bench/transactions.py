@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import os
 import shutil
@@ -55,11 +56,12 @@ def free_port() -> int:
     raise RuntimeError("no free port")
 
 
-def pin(cpu: int) -> None:
-    """Pin the calling process to one CPU when the machine has it."""
-    cpus = os.sched_getaffinity(0)
-    if cpu in cpus or cpu < (os.cpu_count() or 1):
-        os.sched_setaffinity(0, {cpu})
+def pin_process(pid: int, cpu: int) -> None:
+    """Pin process ``pid`` (0: this one) to one CPU when the machine has it."""
+    if cpu < (os.cpu_count() or 1):
+        # The process may already have exited, or affinity may not be allowed.
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(pid, {cpu})
 
 
 # -- the Trunkline UAS (runs in a child process) --------------------------------------
@@ -67,7 +69,7 @@ def pin(cpu: int) -> None:
 
 def serve(port: int, cpu: int) -> None:
     """Answer every INVITE with 180 and 200 + SDP until killed."""
-    pin(cpu)
+    pin_process(0, cpu)
     try:
         import uvloop
 
@@ -106,20 +108,46 @@ class Step:
     ok: bool
 
 
-def run_uac(sipp: str, port: int, rate: int, seconds: float, workdir: Path, cpu: int) -> Step:
+def run_uac(sipp: str, port: int, *, rate: int, seconds: float, workdir: Path, cpu: int) -> Step:
     calls = max(int(rate * seconds), 10)
     stat = workdir / f"uac-{port}-{rate}-{time.monotonic_ns()}.csv"
     args = [
-        sipp, "-sn", "uac", f"127.0.0.1:{port}", "-i", "127.0.0.1", "-p", str(free_port()),
-        "-m", str(calls), "-r", str(rate), "-l", str(max(rate * 4, 100)),
-        "-recv_timeout", "4000", "-timeout", str(int(seconds + 8)), "-timeout_error",
-        "-nostdin", "-trace_stat", "-stf", str(stat), "-fd", "1", "-max_socket", "1024",
+        sipp,
+        "-sn",
+        "uac",
+        f"127.0.0.1:{port}",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(free_port()),
+        "-m",
+        str(calls),
+        "-r",
+        str(rate),
+        "-l",
+        str(max(rate * 4, 100)),
+        "-recv_timeout",
+        "4000",
+        "-timeout",
+        str(int(seconds + 8)),
+        "-timeout_error",
+        "-nostdin",
+        "-trace_stat",
+        "-stf",
+        str(stat),
+        "-fd",
+        "1",
+        "-max_socket",
+        "1024",
     ]
     start = time.monotonic()
     proc = subprocess.Popen(
-        args, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        preexec_fn=lambda: pin(cpu),
+        args,
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
+    pin_process(proc.pid, cpu)
     try:
         rc = proc.wait(timeout=seconds + 15)
     except subprocess.TimeoutExpired:
@@ -145,7 +173,9 @@ def capacity(name: str, sipp: str, port: int, args: argparse.Namespace, workdir:
     best, worst = 0, 0
     rate = args.start_rate
     while time.monotonic() < budget_end:
-        step = run_uac(sipp, port, rate, args.step_seconds, workdir, args.load_cpu)
+        step = run_uac(
+            sipp, port, rate=rate, seconds=args.step_seconds, workdir=workdir, cpu=args.load_cpu
+        )
         print(
             f"  {name:>9} {rate:>6} calls/s offered: {step.successful}/{step.calls} ok, "
             f"{step.failed} failed, {step.seconds:.1f} s -> {'pass' if step.ok else 'FAIL'}",
@@ -160,7 +190,9 @@ def capacity(name: str, sipp: str, port: int, args: argparse.Namespace, workdir:
     if worst and best and time.monotonic() < budget_end + 5:
         middle = (best + worst) // 2
         time.sleep(0.5)
-        step = run_uac(sipp, port, middle, args.step_seconds, workdir, args.load_cpu)
+        step = run_uac(
+            sipp, port, rate=middle, seconds=args.step_seconds, workdir=workdir, cpu=args.load_cpu
+        )
         print(
             f"  {name:>9} {middle:>6} calls/s offered: {step.successful}/{step.calls} ok, "
             f"{step.failed} failed -> {'pass' if step.ok else 'FAIL'}",
@@ -217,11 +249,23 @@ def main() -> None:
 
         port = free_port()
         uas = subprocess.Popen(
-            [sipp, "-sn", "uas", "-i", "127.0.0.1", "-p", str(port), "-nostdin",
-             "-max_socket", "1024"],
-            cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=lambda: pin(args.server_cpu),
+            [
+                sipp,
+                "-sn",
+                "uas",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-nostdin",
+                "-max_socket",
+                "1024",
+            ],
+            cwd=workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
+        pin_process(uas.pid, args.server_cpu)
         try:
             time.sleep(0.5)
             results["sipp-uas"] = capacity("sipp-uas", sipp, port, args, workdir)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from tests.support.peers import free_port, require_peer
+
 from trunkline.sip.aio.endpoint import SipEndpoint
 from trunkline.sip.aio.routing import Destination
 from trunkline.sip.aio.tls import DevCertificates, client_ssl_context, create_dev_certificates
@@ -111,9 +111,28 @@ def kamailio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kamailio]:
     log = run / "kamailio.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [binary, "-f", str(cfg), "-DD", "-E", "-n", "1", "-m", "32", "-M", "4",
-             "-Y", str(run), "-w", str(run), "-P", str(run / "kamailio.pid")],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                binary,
+                "-f",
+                str(cfg),
+                "-DD",
+                "-E",
+                "-n",
+                "1",
+                "-m",
+                "32",
+                "-M",
+                "4",
+                "-Y",
+                str(run),
+                "-w",
+                str(run),
+                "-P",
+                str(run / "kamailio.pid"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         wait_for_port(tls_port)
@@ -153,8 +172,10 @@ async def test_options_answered_by_kamailio(
     port = port_for(kamailio, name)
     scheme = "sips" if name in ("TLS", "WSS") else "sip"
     request = make_request(
-        "OPTIONS", f"{scheme}:localhost:{port};transport={name.lower()}",
-        from_="<sip:alice@localhost>", to=f"<{scheme}:localhost>",
+        "OPTIONS",
+        f"{scheme}:localhost:{port};transport={name.lower()}",
+        from_="<sip:alice@localhost>",
+        to=f"<{scheme}:localhost>",
     )
     response = await asyncio.wait_for(
         endpoint.send_request(request, Destination(name, "127.0.0.1", port, "localhost")), 10
@@ -174,8 +195,11 @@ async def test_register_with_kamailio(kamailio: Kamailio, endpoint: SipEndpoint,
     user = f"browser-{name.lower()}"
     contact = f"<{scheme}:{user}@df7jal23ls0d.invalid;transport={name.lower()}>;expires=60"
     request = make_request(
-        "REGISTER", f"{scheme}:localhost",
-        from_=f"<{scheme}:{user}@localhost>", to=f"<{scheme}:{user}@localhost>", contact=contact,
+        "REGISTER",
+        f"{scheme}:localhost",
+        from_=f"<{scheme}:{user}@localhost>",
+        to=f"<{scheme}:{user}@localhost>",
+        contact=contact,
     )
     response = await asyncio.wait_for(
         endpoint.send_request(request, Destination(name, "127.0.0.1", port, "localhost")), 10
@@ -186,7 +210,9 @@ async def test_register_with_kamailio(kamailio: Kamailio, endpoint: SipEndpoint,
     assert bound.expires is not None and 0 < bound.expires <= 60
     # The registration and the OPTIONS after it share one connection (reuse).
     options = make_request(
-        "OPTIONS", f"{scheme}:localhost", from_=f"<{scheme}:{user}@localhost>",
+        "OPTIONS",
+        f"{scheme}:localhost",
+        from_=f"<{scheme}:{user}@localhost>",
         to=f"<{scheme}:localhost>",
     )
     again = await asyncio.wait_for(

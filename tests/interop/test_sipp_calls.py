@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from tests.support.peers import free_port, require_peer
+
 from trunkline.sip.aio.calls import Call, CallManager, IncomingCall
 from trunkline.sip.aio.endpoint import SipEndpoint
 from trunkline.sip.aio.routing import Destination
@@ -54,8 +54,17 @@ async def run_sipp(
         args = [*args, "-max_socket", "256"]
     stat = workdir / f"stat-{os.getpid()}-{len(list(workdir.iterdir()))}.csv"
     proc = await asyncio.create_subprocess_exec(
-        sipp, *args, "-nostdin", "-trace_stat", "-stf", str(stat), "-fd", "1",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=workdir,
+        sipp,
+        *args,
+        "-nostdin",
+        "-trace_stat",
+        "-stf",
+        str(stat),
+        "-fd",
+        "1",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=workdir,
     )
     if started is not None:
         started.set()
@@ -128,9 +137,26 @@ async def test_sipp_uac_calls_trunkline_uas(
     app = Answering(endpoint)
     calls = 20
     args = [
-        "-sn", "uac", f"127.0.0.1:{port}", "-i", "127.0.0.1", "-p", str(free_port()),
-        "-t", mode, "-m", str(calls), "-r", "10", "-l", "10", "-timeout", "80", "-timeout_error",
-        "-max_retrans", "10",
+        "-sn",
+        "uac",
+        f"127.0.0.1:{port}",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(free_port()),
+        "-t",
+        mode,
+        "-m",
+        str(calls),
+        "-r",
+        "10",
+        "-l",
+        "10",
+        "-timeout",
+        "80",
+        "-timeout_error",
+        "-max_retrans",
+        "10",
     ]
     if lost:
         args += ["-lost", str(lost)]
@@ -144,7 +170,9 @@ async def test_sipp_uac_calls_trunkline_uas(
     app.calls.close()
 
 
-@pytest.mark.parametrize(("mode", "transport", "lost"), [("u1", "UDP", 0), ("t1", "TCP", 0), ("u1", "UDP", 10)])
+@pytest.mark.parametrize(
+    ("mode", "transport", "lost"), [("u1", "UDP", 0), ("t1", "TCP", 0), ("u1", "UDP", 10)]
+)
 async def test_trunkline_uac_calls_sipp_uas(
     endpoint: SipEndpoint, tmp_path: Path, mode: str, transport: str, lost: int
 ) -> None:
@@ -153,8 +181,21 @@ async def test_trunkline_uac_calls_sipp_uas(
     sipp_port = free_port()
     calls = 10
     args = [
-        "-sn", "uas", "-i", "127.0.0.1", "-p", str(sipp_port), "-t", mode,
-        "-m", str(calls), "-timeout", "80", "-timeout_error", "-max_retrans", "10",
+        "-sn",
+        "uas",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(sipp_port),
+        "-t",
+        mode,
+        "-m",
+        str(calls),
+        "-timeout",
+        "80",
+        "-timeout_error",
+        "-max_retrans",
+        "10",
     ]
     if lost:
         args += ["-lost", str(lost)]
@@ -165,16 +206,17 @@ async def test_trunkline_uac_calls_sipp_uas(
     async def one_call(n: int) -> int:
         call = await manager.invite(
             f"sip:service@127.0.0.1:{sipp_port};transport={transport.lower()}",
-            from_=f"<sip:caller{n}@127.0.0.1>", to="<sip:service@127.0.0.1>",
-            body=SDP, destination=destination, transport=transport,
+            from_=f"<sip:caller{n}@127.0.0.1>",
+            to="<sip:service@127.0.0.1>",
+            body=SDP,
+            destination=destination,
+            transport=transport,
         )
         response = await call.bye()
         return response.status
 
     try:
-        statuses = await asyncio.wait_for(
-            asyncio.gather(*(one_call(n) for n in range(calls))), 90
-        )
+        statuses = await asyncio.wait_for(asyncio.gather(*(one_call(n) for n in range(calls))), 90)
         result = await sipp
     finally:
         if not sipp.done():
@@ -227,18 +269,36 @@ async def half_open_connections(port: int, count: int) -> list[asyncio.StreamWri
 
 
 @pytest.mark.parametrize("mode", ["u1", "t1"])
-async def test_calls_survive_malformed_flood(endpoint: SipEndpoint, tmp_path: Path, mode: str) -> None:
+async def test_calls_survive_malformed_flood(
+    endpoint: SipEndpoint, tmp_path: Path, mode: str
+) -> None:
     port = await bind_udp_and_tcp(endpoint)
     app = Answering(endpoint)
     calls = 20
     args = [
-        "-sn", "uac", f"127.0.0.1:{port}", "-i", "127.0.0.1", "-p", str(free_port()),
-        "-t", mode, "-m", str(calls), "-r", "10", "-timeout", "60", "-timeout_error",
+        "-sn",
+        "uac",
+        f"127.0.0.1:{port}",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(free_port()),
+        "-t",
+        mode,
+        "-m",
+        str(calls),
+        "-r",
+        "10",
+        "-timeout",
+        "60",
+        "-timeout_error",
     ]
     writers: list[asyncio.StreamWriter] = []
     try:
         sipp = asyncio.ensure_future(run_sipp(args, tmp_path, timeout=80))
-        flooded, writers = await asyncio.gather(flood_udp(port, 150), half_open_connections(port, 40))
+        flooded, writers = await asyncio.gather(
+            flood_udp(port, 150), half_open_connections(port, 40)
+        )
         result = await sipp
     finally:
         for writer in writers:

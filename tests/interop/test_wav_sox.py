@@ -1,14 +1,16 @@
-"""WAV interop with SoX: files SoX writes read back right, and SoX reads ours."""
+"""Interop with SoX: WAV files both ways, and the G.711 decode tables."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from tests.support.peers import require_peer
 
+from trunkline.media.codecs import g711
 from trunkline.media.wav import load_wav, read_wav_info, write_wav
 
 pytestmark = pytest.mark.interop
@@ -51,3 +53,20 @@ def test_sox_reads_what_we_write(tmp_path: Path) -> None:
     assert float(fields["Length (seconds)"]) == pytest.approx(1.0)
     assert float(fields["Maximum amplitude"]) == pytest.approx(8000 / 32768, abs=1e-3)
     assert float(fields["Rough   frequency"]) == pytest.approx(440, abs=5)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "decode"), [("u-law", g711.ulaw2lin), ("a-law", g711.alaw2lin)]
+)
+def test_g711_decode_tables_match_sox(tmp_path: Path, encoding: str, decode: Any) -> None:
+    sox = require_peer("sox", "sox")
+    codes, linear = tmp_path / "codes.raw", tmp_path / "linear.raw"
+    codes.write_bytes(bytes(range(256)))
+    subprocess.run(
+        [sox, "-t", "raw", "-r", "8000", "-e", encoding, "-b", "8", "-c", "1", str(codes),
+         "-t", "raw", "-e", "signed-integer", "-b", "16", str(linear)],
+        check=True, timeout=20, capture_output=True,
+    )  # fmt: skip
+    assert np.array_equal(
+        np.frombuffer(linear.read_bytes(), dtype="<i2"), decode(bytes(range(256)))
+    )

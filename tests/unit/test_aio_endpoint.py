@@ -284,3 +284,34 @@ async def test_stateless_forwarding(pair: tuple[SipEndpoint, SipEndpoint]) -> No
     await asyncio.wait_for(done.wait(), 5)
     assert got[1].request.method == "OPTIONS"
     assert got[1].request.via[0].port == 9  # sent as given, no Via added
+
+
+def test_runs_on_uvloop(pki: DevCertificates) -> None:
+    """The same endpoint code on uvloop, the production loop (DESIGN.md)."""
+    uvloop = pytest.importorskip("uvloop")
+    from trunkline.sip.aio import new_event_loop
+
+    async def main() -> list[int]:
+        assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+        a = SipEndpoint(timers=FAST, client_ssl=client_ssl_context(pki.ca))
+        b = SipEndpoint(timers=FAST)
+        statuses = []
+        try:
+            for name in ("UDP", "TCP", "TLS", "WS"):
+                context = server_ssl_context(pki.cert, pki.key) if name == "TLS" else None
+                await a.listen(name, ssl_context=context)
+                listener = await b.listen(name, ssl_context=context)
+                host = "localhost" if name == "TLS" else "127.0.0.1"
+                scheme = "sips" if name == "TLS" else "sip"
+                uri = f"{scheme}:bob@{host}:{listener.port};transport={name.lower()}"
+                response = await asyncio.wait_for(a.send_request(options_to(uri)), 5)
+                statuses.append(response.status)
+        finally:
+            await a.close()
+            await b.close()
+        return statuses
+
+    assert new_event_loop.__module__ == "trunkline.sip.aio"
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        assert runner.run(main()) == [200, 200, 200, 200]
+    assert uvloop is not None

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from trunkline.sip.auth import (
     ALGORITHMS,
+    LEGACY_ALGORITHMS,
     AuthStatus,
     Challenge,
     Credentials,
@@ -247,7 +248,7 @@ def test_parse_random_text_only_raises_sip_parse_error(text: str) -> None:
             parse(text)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     st.lists(
         st.sampled_from(
@@ -290,7 +291,7 @@ _names = st.from_regex(r"[a-z][a-z0-9\-]{0,10}", fullmatch=True)
 _values = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\r\n"), max_size=30)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.dictionaries(_names, _values, min_size=1, max_size=6), st.booleans())
 def test_render_parse_round_trip(params: dict[str, str], digest: bool) -> None:
     scheme = "Digest" if digest else "Other"
@@ -316,6 +317,12 @@ def test_client_picks_strongest_supported_algorithm() -> None:
     assert select_challenge(offered[3:]) is None
     only_unknown_qop = Challenge.digest(realm=REALM, nonce="n", qop=("auth-conf",))
     assert select_challenge([only_unknown_qop]) is None
+    client = DigestClient("alice", "wonderland", algorithms=("MD5",))
+    assert not client.challenged([offered[1], offered[2], offered[3], only_unknown_qop])
+    assert client.authorization("INVITE", URI) == []
+    assert client.challenged(offered)
+    [(_, value)] = client.authorization("INVITE", URI)
+    assert Credentials.parse(value).algorithm == "MD5"
 
 
 def test_client_reuses_nonce_with_increasing_nc() -> None:
@@ -373,6 +380,10 @@ def test_proxy_and_www_challenges_give_both_headers() -> None:
     ).ok
     client.forget("proxy.example.com")
     assert [name for name, _ in client.authorization("INVITE", URI)] == ["Authorization"]
+    # A proxy and a registrar may share a realm name: both answers are kept.
+    assert client.challenged(registrar.challenge(now=2.0), proxy=True)
+    names = [name for name, _ in client.authorization("INVITE", URI)]
+    assert sorted(names) == ["Authorization", "Proxy-Authorization"]
     client.forget()
     assert client.authorization("INVITE", URI) == []
 
@@ -383,6 +394,8 @@ def test_proxy_and_www_challenges_give_both_headers() -> None:
 def test_server_offers_sha256_then_md5_with_one_nonce() -> None:
     challenges = DigestServer(REALM, SECRET).challenge(now=5.0)
     assert [c.algorithm for c in challenges] == ["SHA-256", "MD5"]
+    legacy = DigestServer(REALM, SECRET, algorithms=LEGACY_ALGORITHMS).challenge(now=5.0)
+    assert [c.algorithm for c in legacy] == ["MD5"]
     assert len({c.nonce for c in challenges}) == 1
     assert all(c.qop_options == ["auth"] and not c.stale for c in challenges)
     assert all(c.stale for c in DigestServer(REALM, SECRET).challenge(now=5.0, stale=True))

@@ -29,7 +29,28 @@ def test_alaw_decode_matches_reference_for_all_256_codes() -> None:
 
 
 def test_ulaw_encoder_decisions_for_all_65536_inputs() -> None:
-    assert g711.lin2ulaw(ALL_INT16) == audioop.lin2ulaw(ALL_INT16.tobytes(), 2)
+    """Equal to audioop except where audioop leaves the G.711 decision interval.
+
+    audioop (Sun's code) computes the magnitude of a negative input as ``-(x >> 2)``, one
+    14-bit step too large when the two dropped bits are not zero; at the 127 decision
+    values of the negative half this lands 4 inputs each in the next interval.
+    """
+    ours = np.frombuffer(g711.lin2ulaw(ALL_INT16), dtype=np.uint8)
+    ref = np.frombuffer(audioop.lin2ulaw(ALL_INT16.tobytes(), 2), dtype=np.uint8)
+    x = ALL_INT16.astype(np.int32)
+    differ = np.nonzero(ours != ref)[0]
+    assert len(differ) == 508
+    assert np.all(x[differ] < 0)
+    # In every case our code's reconstruction interval contains the input and audioop's
+    # does not: the input lies below the decision value between the two levels.
+    ours_level = g711.ulaw2lin(ours[differ].tobytes()).astype(np.int32)
+    ref_level = g711.ulaw2lin(ref[differ].tobytes()).astype(np.int32)
+    decision = (ours_level + ref_level) / 2
+    assert np.all(ref_level < x[differ]) and np.all(x[differ] <= decision)
+    assert np.all(x[differ] > ours_level)
+    same = np.ones(len(x), dtype=bool)
+    same[differ] = False
+    assert np.array_equal(ours[same], ref[same])
 
 
 def test_alaw_encoder_decisions_for_all_65536_inputs() -> None:
@@ -80,7 +101,7 @@ def test_decode_encode_is_identity_on_codes(name: str) -> None:
     enc, dec = codecs.create_encoder(name), codecs.create_decoder(name)
     assert enc.encode(dec.decode(ALL_CODES)) == (
         ALL_CODES if name == "PCMA" else ALL_CODES.replace(b"\x7f", b"\xff")
-    )
+    )  # mu-law has two zeros (0x7F = -0, 0xFF = +0); 0 encodes as +0
 
 
 @pytest.mark.parametrize("name", ["PCMU", "PCMA"])
@@ -123,3 +144,42 @@ def test_plc_without_history_is_silence() -> None:
 def test_empty_payload_is_a_codec_error() -> None:
     with pytest.raises(codecs.CodecError):
         codecs.create_decoder("PCMU").decode(b"")
+
+
+def _g191_alaw(x: np.ndarray) -> np.ndarray:
+    """ITU-T G.191 STL ``alaw_compress``, restated with numpy (one's complement negatives)."""
+    ix = np.where(x < 0, (~x) >> 4, x >> 4)
+    exponent = np.zeros_like(ix)
+    mantissa = ix.copy()
+    big = ix > 15
+    exponent[big] = 1
+    for _ in range(7):
+        shift = big & (mantissa > 31)
+        mantissa[shift] >>= 1
+        exponent[shift] += 1
+    code = np.where(big, (mantissa - 16) + (exponent << 4), ix)
+    code = np.where(x >= 0, code | 0x80, code)
+    return (code ^ 0x55).astype(np.uint8)
+
+
+def _g191_ulaw(x: np.ndarray) -> np.ndarray:
+    """ITU-T G.191 STL ``ulaw_compress``, restated with numpy."""
+    absno = np.minimum(np.where(x < 0, ((~x) >> 2) + 33, (x >> 2) + 33), 0x1FFF)
+    segment = np.ones_like(absno)
+    rest = absno >> 6
+    for _ in range(8):
+        segment += rest > 0
+        rest >>= 1
+    low = 0x0F - ((absno >> segment) & 0x0F)
+    code = ((8 - segment) << 4) | low
+    return np.where(x >= 0, code | 0x80, code).astype(np.uint8)
+
+
+def test_alaw_equals_itu_g191_reference_for_all_inputs() -> None:
+    ours = np.frombuffer(g711.lin2alaw(ALL_INT16), dtype=np.uint8)
+    assert np.array_equal(ours, _g191_alaw(ALL_INT16.astype(np.int32)))
+
+
+def test_ulaw_equals_itu_g191_reference_for_all_inputs() -> None:
+    ours = np.frombuffer(g711.lin2ulaw(ALL_INT16), dtype=np.uint8)
+    assert np.array_equal(ours, _g191_ulaw(ALL_INT16.astype(np.int32)))

@@ -403,3 +403,27 @@ async def test_dnspython_backend_timeout_reads_as_empty() -> None:
         assert await asyncio.wait_for(resolver.addresses("example.com"), 5) == []
     finally:
         transport.close()
+
+
+async def test_locate_sent_by_for_responses() -> None:
+    resolver = StaticResolver(
+        HOSTS, srv={"_sips._tcp.example.com": [Srv(0, 0, 5071, "c.example.com")]}
+    )
+    loc = locator(resolver)
+    assert await loc.locate_sent_by("UDP", "192.0.2.50", None) == [
+        Target("udp", "192.0.2.50", 5060, "192.0.2.50")
+    ]
+    assert await loc.locate_sent_by("UDP", "[2001:db8::5]", 5070) == [
+        Target("udp", "2001:db8::5", 5070, "2001:db8::5")
+    ]
+    assert await loc.locate_sent_by("udp", "a.example.com", 5080) == [
+        Target("udp", "a.example.com", 5080, "192.0.2.1")
+    ]
+    [tls] = await loc.locate_sent_by("TLS", "example.com", None)
+    assert tls == Target("tls", "c.example.com", 5071, "192.0.2.3")
+    assert tls.domain == "example.com"
+    # No SRV for UDP: A/AAAA of the sent-by on the default port.
+    assert await loc.locate_sent_by("UDP", "example.com", None) == [
+        Target("udp", "example.com", 5060, "192.0.2.100")
+    ]
+    assert await loc.locate_sent_by("SCTP-MAGIC", "example.com", None) == []

@@ -624,3 +624,37 @@ def test_media_address_may_differ_from_origin() -> None:
     assert offer.connection == Connection("2001:db8::7", "IP6")
     moved = create_offer([PCMU], "198.51.100.3", 4000, session=session)
     assert moved.origin.session_version == offer.origin.session_version + 1
+
+
+RFC4317_OFFER = (
+    "v=0\r\no=alice 2890844526 2890844526 IN IP4 host.atlanta.example.com\r\ns=\r\n"
+    "c=IN IP4 host.atlanta.example.com\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0 8 97\r\n"
+    "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:97 iLBC/8000\r\n"
+    "m=video 51372 RTP/AVP 31 32\r\na=rtpmap:31 H261/90000\r\na=rtpmap:32 MPV/90000\r\n"
+)
+
+
+def test_rfc4317_audio_and_video_exchange() -> None:
+    """The audio+video exchange in the style of RFC 4317 §2.1, from both ends."""
+    offer = SessionDescription.parse(RFC4317_OFFER)
+    assert bytes(offer) == RFC4317_OFFER.encode()
+    # Bob, an audio-only PCMU phone here, rejects the video
+    ours = answer(offer, [PCMU])
+    assert [(m.media, m.port, m.fmts) for m in ours.sdp.media] == [
+        ("audio", 20000, ["0"]),
+        ("video", 0, ["31"]),
+    ]
+    assert ours.audio.remote_address == "host.atlanta.example.com"
+    # Alice processing Bob's answer from the RFC (PCMU, and MPV video)
+    bob = SessionDescription.parse(
+        "v=0\r\no=bob 2808844564 2808844564 IN IP4 host.biloxi.example.com\r\ns=\r\n"
+        "c=IN IP4 host.biloxi.example.com\r\nt=0 0\r\nm=audio 49174 RTP/AVP 0\r\n"
+        "a=rtpmap:0 PCMU/8000\r\nm=video 49170 RTP/AVP 32\r\na=rtpmap:32 MPV/90000\r\n"
+    )
+    audio = process_answer(offer, bob)
+    assert (audio.remote_address, audio.remote_port, audio.payload_type) == (
+        "host.biloxi.example.com",
+        49174,
+        0,
+    )
+    assert list(audio.receive_payload_types) == [0]

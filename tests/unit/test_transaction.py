@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trunkline.sip.errors import LocalSipError
 from trunkline.sip.events import (
@@ -458,3 +460,90 @@ def test_illegal_transition_raises() -> None:
     txn = ServerNonInviteTransaction(make_request("OPTIONS"), peer=UDP)
     with pytest.raises(LocalSipError, match="illegal transition"):
         txn._set_state(S.CONFIRMED)
+
+
+# -- property tests: any input sequence keeps the machines consistent ---------
+
+STATUSES = st.sampled_from([100, 180, 183, 200, 202, 302, 404, 486, 487, 500, 603])
+PEERS = st.sampled_from([Peer("udp", "192.0.2.9", 5060), Peer("tcp", "192.0.2.9", 5060)])
+STEPS = st.lists(
+    st.tuples(st.sampled_from(["response", "timer", "retransmit", "ack", "error"]), STATUSES),
+    max_size=25,
+)
+
+
+def check(txn: Transaction) -> None:
+    assert txn.state in type(txn).TRANSITIONS
+    if txn.state is TransactionState.TERMINATED:
+        assert txn.get_timer() is None
+
+
+@settings(max_examples=150, deadline=None)
+@given(invite=st.booleans(), peer=PEERS, steps=STEPS)
+def test_client_machines_stay_consistent(
+    invite: bool, peer: Peer, steps: list[tuple[str, int]]
+) -> None:
+    request = make_request("INVITE" if invite else "OPTIONS")
+    txn: Transaction
+    if invite:
+        txn = ClientInviteTransaction(request, peer=peer)
+    else:
+        txn = ClientNonInviteTransaction(request, peer=peer)
+    txn.start(0.0)
+    now = 0.0
+    for action, status in steps:
+        if action == "timer":
+            at = txn.get_timer()
+            if at is not None:
+                now = at
+                txn.handle_timer(now)
+        elif action == "error":
+            txn.transport_error(now, "test")
+        else:
+            assert isinstance(txn, ClientInviteTransaction | ClientNonInviteTransaction)
+            txn.receive_response(make_response(request, status), now)
+        check(txn)
+    # Whatever happened, the machine ends by itself within 64*T1 + T4.
+    for _ in range(200):
+        at = txn.get_timer()
+        if at is None:
+            break
+        txn.handle_timer(at)
+    assert txn.terminated or txn.state is TransactionState.PROCEEDING
+
+
+@settings(max_examples=150, deadline=None)
+@given(invite=st.booleans(), peer=PEERS, steps=STEPS)
+def test_server_machines_stay_consistent(
+    invite: bool, peer: Peer, steps: list[tuple[str, int]]
+) -> None:
+    request = make_request("INVITE" if invite else "OPTIONS")
+    txn: ServerInviteTransaction | ServerNonInviteTransaction
+    if invite:
+        txn = ServerInviteTransaction(request, peer=peer)
+    else:
+        txn = ServerNonInviteTransaction(request, peer=peer)
+    txn.start(0.0)
+    now = 0.0
+    finals = 0
+    for action, status in steps:
+        if action == "timer":
+            at = txn.get_timer()
+            if at is not None:
+                now = at
+                txn.handle_timer(now)
+        elif action == "error":
+            txn.transport_error(now, "test")
+        elif action == "retransmit":
+            txn.receive_request(request, now)
+        elif action == "ack":
+            txn.receive_request(make_request("ACK", to_tag="a6c85cf"), now)
+        else:
+            try:
+                txn.send_response(make_response(request, status), now)
+            except LocalSipError:
+                # Only a second final (or a non-2xx after a 2xx) is refused.
+                assert finals > 0 or txn.terminated
+            else:
+                finals += status >= 200
+        check(txn)

@@ -295,3 +295,31 @@ def test_send_request_refuses_ack_and_duplicate_branch() -> None:
     layer.send_request(request("OPTIONS"), BOB, 0.0)
     with pytest.raises(LocalSipError):
         layer.send_request(request("OPTIONS"), BOB, 0.0)
+
+
+def test_request_without_via_is_a_parse_error() -> None:
+    from trunkline.sip.errors import SipParseError
+
+    bare = Request(  # the parser refuses this; a hand-built one reaches the layer
+        "OPTIONS",
+        "sip:bob@example.com",
+        [
+            ("To", "<sip:bob@example.com>"),
+            ("From", "<sip:a@example.com>;tag=1"),
+            ("Call-ID", "x"),
+            ("CSeq", "1 OPTIONS"),
+        ],
+    )
+    with pytest.raises(SipParseError):
+        TransactionLayer().receive_request(bare, ALICE, 0.0)
+
+
+def test_reliable_transport_server_transaction_ends_at_once() -> None:
+    tcp = Peer("tcp", "192.0.2.1", 5060)
+    layer = TransactionLayer()
+    txn = layer.receive_request(request("OPTIONS"), tcp, 0.0)
+    assert txn is not None and txn.reliable
+    layer.send_response(txn, make_response(txn.request, 200), 0.0)
+    assert txn.terminated and len(layer) == 0  # Timer J = 0
+    client = layer.send_request(request("INVITE", branch="z9hG4bKtcp"), tcp, 0.0)
+    assert client.reliable and layer.get_timer() == 32.0  # only Timer B, no A

@@ -110,11 +110,11 @@ class DtmfDetector:
         absolute = (self._consumed + starts).astype(np.float64)
         bins = blocks @ self._kernels.T  # (count, 16) complex
         bins *= np.exp(-2j * np.pi * absolute[:, None] * _ALL_FREQS[None, :] / self.sample_rate)
-        windowed = (blocks**2) @ self._window_sq
+        windowed = (blocks**2) @ self._window_sq / self._window_power
+        digits = self._classify(bins, windowed)
         out: list[DtmfToneDetected] = []
         for i in range(count):
-            digit = self._classify(bins[i], float(windowed[i]) / self._window_power)
-            out += self._track(digit, int(self._consumed + starts[i]))
+            out += self._track(digits[i], int(self._consumed + starts[i]))
         used = count * self._hop
         self._buffer = self._buffer[used:]
         self._consumed += used
@@ -126,38 +126,46 @@ class DtmfDetector:
         self._current = None
         return out
 
-    def _classify(self, bins: npt.NDArray[np.complex128], total_power: float) -> str | None:
-        previous, self._previous = self._previous, bins
+    def _classify(
+        self, bins: npt.NDArray[np.complex128], total_power: npt.NDArray[np.float64]
+    ) -> list[str | None]:
+        """The digit (or None) of each block, all blocks at once (rows of ``bins``)."""
+        rows = np.arange(len(bins))
         power = np.abs(bins) ** 2 * self._bin_scale
-        low_p, high_p = power[0:4], power[4:8]
-        lo, hi = int(np.argmax(low_p)), int(np.argmax(high_p))
-        p_lo, p_hi = float(low_p[lo]), float(high_p[hi])
-        if min(p_lo, p_hi) < self._min_power:
-            return None
+        lo = np.argmax(power[:, 0:4], axis=1)
+        hi = np.argmax(power[:, 4:8], axis=1)
+        p_lo, p_hi = power[rows, lo], power[rows, 4 + hi]
+        ok = np.minimum(p_lo, p_hi) >= self._min_power
         dominance = 10 ** (GROUP_DOMINANCE_DB / 10)
-        if np.any(np.delete(low_p, lo) * dominance > p_lo):
-            return None
-        if np.any(np.delete(high_p, hi) * dominance > p_hi):
-            return None
-        twist_db = 10 * np.log10(p_hi / p_lo)
-        if twist_db > NORMAL_TWIST_DB or -twist_db > REVERSE_TWIST_DB:
-            return None
-        if p_lo + p_hi < MIN_TONE_RATIO * total_power:
-            return None
+        low_others = power[:, 0:4].copy()
+        low_others[rows, lo] = 0.0
+        high_others = power[:, 4:8].copy()
+        high_others[rows, hi] = 0.0
+        ok &= low_others.max(axis=1) * dominance <= p_lo
+        ok &= high_others.max(axis=1) * dominance <= p_hi
+        with np.errstate(divide="ignore", invalid="ignore"):
+            twist_db = 10 * np.log10(p_hi / p_lo)
+        ok &= (twist_db <= NORMAL_TWIST_DB) & (-twist_db <= REVERSE_TWIST_DB)
+        ok &= p_lo + p_hi >= MIN_TONE_RATIO * total_power
         harmonic = 10 ** (-HARMONIC_DB / 10)
-        if power[12 + hi] > harmonic * p_hi or power[16 + lo] > harmonic * p_lo:
-            return None
-        clear = abs(2 * _FREQS[lo] - _FREQS[4 + hi]) > _HARMONIC_CLEARANCE_HZ
-        if clear and power[8 + lo] > harmonic * p_lo:
-            return None
-        if previous is None:
-            return None
-        for index in (lo, 4 + hi):
-            dphi = float(np.angle(bins[index] * np.conj(previous[index])))
+        ok &= power[rows, 12 + hi] <= harmonic * p_hi
+        ok &= power[rows, 16 + lo] <= harmonic * p_lo
+        clear = np.abs(2 * _FREQS[lo] - _FREQS[4 + hi]) > _HARMONIC_CLEARANCE_HZ
+        ok &= ~clear | (power[rows, 8 + lo] <= harmonic * p_lo)
+        # Frequency: phase advance of each tone's bin since the block one hop earlier.
+        previous = np.empty_like(bins[:, :8])
+        previous[1:] = bins[:-1, :8]
+        if self._previous is None:
+            previous[0] = bins[0, :8]
+            ok[0] = False  # nothing to compare the very first block with
+        else:
+            previous[0] = self._previous
+        self._previous = bins[-1, :8].copy()
+        for column in (lo, 4 + hi):
+            dphi = np.angle(bins[rows, column] * np.conj(previous[rows, column]))
             offset_hz = dphi * self.sample_rate / (2 * np.pi * self._hop)
-            if abs(offset_hz) > FREQ_LIMIT * _FREQS[index]:
-                return None
-        return DTMF_KEYS[lo][hi]
+            ok &= np.abs(offset_hz) <= FREQ_LIMIT * _FREQS[column]
+        return [DTMF_KEYS[lo[i]][hi[i]] if ok[i] else None for i in range(len(bins))]
 
     def _track(self, digit: str | None, block_start: int) -> list[DtmfToneDetected]:
         if digit is not None and digit == self._current:

@@ -10,8 +10,11 @@ the candidates on 20 ms frames (8/16/44.1/48 kHz in and out):
   anti-alias filter: a 6 kHz tone resampled from 48 to 8 kHz comes out as a full-level 2 kHz
   alias;
 * PyAV's ``AudioResampler`` (FFmpeg libswresample: windowed-sinc, 32 taps) is steady after
-  the first frame (which is 2 ms short: the filter delay), removes content above the new
-  Nyquist frequency, and costs about 0.1-0.25 ms per frame.
+  the first frame, removes content above the new Nyquist frequency, and costs about
+  0.1-0.25 ms per 20 ms frame. Its output is time-aligned with the input (an impulse comes
+  out at the same stream time); to do that it holds back its look-ahead, 2 ms, so the first
+  output frame is 2 ms short (144 instead of 160 samples at 8 kHz) and every later frame
+  is exactly one frame.
 
 So :class:`Resampler` uses libswresample. Files are converted at once with soxr's high
 quality mode (:func:`resample`), where latency does not matter.
@@ -33,9 +36,9 @@ class Resampler:
     """Streaming mono int16 converter from ``in_rate`` to ``out_rate``.
 
     ``resample(frame)`` returns the output produced by that frame: after the first frame,
-    ``len(frame) * out_rate / in_rate`` samples (+/- 1 where the ratio is fractional). The
-    total delay is the filter's, about 2 ms (measured in the tests). Equal rates pass
-    through untouched.
+    ``len(frame) * out_rate / in_rate`` samples (+/- 1 where the ratio is fractional); the
+    first call returns 2 ms less (the filter look-ahead, measured in the tests). Equal
+    rates pass through untouched.
     """
 
     def __init__(self, in_rate: int, out_rate: int) -> None:

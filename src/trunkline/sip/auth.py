@@ -11,6 +11,8 @@ from __future__ import annotations
 from trunkline.sip.authheaders import Challenge, Credentials, parse_challenges, quote
 from trunkline.sip.digest import (
     ALGORITHMS,
+    DEFAULT_ALGORITHMS,
+    LEGACY_ALGORITHMS,
     AuthResult,
     AuthStatus,
     DigestClient,
@@ -25,6 +27,8 @@ from trunkline.sip.digest import (
 
 __all__ = [
     "ALGORITHMS",
+    "DEFAULT_ALGORITHMS",
+    "LEGACY_ALGORITHMS",
     "AuthResult",
     "AuthStatus",
     "Challenge",

@@ -312,7 +312,7 @@ class DialogLayer:
             # §13.2.2.4: the route set is recomputed from the 2xx.
             dialog.route_set = list(reversed(response.record_route))
             dialog.refresh_target(response)
-            self.outbox.events.append(DialogStateChanged(dialog, "2xx received"))
+            self.outbox.events.append(DialogStateChanged(dialog, dialog.state, "2xx received"))
         else:
             dialog.receive_response(response)
         dialog.invite_cseq = cseq
@@ -406,14 +406,15 @@ class DialogLayer:
             dialog.offer_answer.local_offer = True
         self.dialogs[dialog.id] = dialog
         invite.dialogs[dialog.remote_tag] = dialog
-        self.outbox.events.append(DialogStateChanged(dialog, f"{response.status} received"))
+        self.outbox.events.append(
+            DialogStateChanged(dialog, dialog.state, f"{response.status} received")
+        )
         return dialog
 
     # -- UAS side -----------------------------------------------------------
 
     def request_received(self, request: Request, now: float) -> Verdict:
         """Check a request we received (§12.2.2, §14.2, RFC 3311 §5.2, RFC 4028 §9)."""
-        self._last_now = now
         method = request.method
         did = DialogId.of_incoming(request)
         dialog = self.dialogs.get(did) if did is not None else None
@@ -501,7 +502,6 @@ class DialogLayer:
         self, request: Request, response: Response, now: float, peer: Peer | None = None
     ) -> Dialog | None:
         """Record a response we sent to ``request`` (§12.1.1, §13.3.1.4)."""
-        self._last_now = now
         status = response.status
         method = request.method
         if method != "INVITE":
@@ -534,7 +534,7 @@ class DialogLayer:
                 dialog.offer_answer.remote_offer = True
             self.dialogs[did] = dialog
             invite.tags.add(to_tag)
-            self.outbox.events.append(DialogStateChanged(dialog, f"{status} sent"))
+            self.outbox.events.append(DialogStateChanged(dialog, dialog.state, f"{status} sent"))
         if dialog is None:
             self._uas_invites.pop(key, None)
             return None
@@ -555,7 +555,9 @@ class DialogLayer:
         if status < 300:
             if dialog.state is DialogState.EARLY:
                 dialog.confirm()
-                self.outbox.events.append(DialogStateChanged(dialog, f"{status} sent"))
+                self.outbox.events.append(
+                    DialogStateChanged(dialog, dialog.state, f"{status} sent")
+                )
             dialog.invite_cseq = request.cseq.number
             answer = _Answer(
                 dialog, response, invite.peer, self.timers.t1, now + self.timers.timeout
@@ -570,8 +572,7 @@ class DialogLayer:
                     self._end(early, f"{status} sent")
         elif has_sdp(request):
             dialog.offer_answer.remote_offer = False
-        if status >= 300:
-            self._uas_invites.pop(key, None)
+        self._uas_invites.pop(key, None)  # final: no more PRACKs for it
         return dialog
 
     # -- session timers -----------------------------------------------------
@@ -601,10 +602,11 @@ class DialogLayer:
         self._timers.set(_Key("session", did), None)
         self._session_timers.pop(did, None)
         self._receivers.pop(did, None)
+        self._glare_method.pop(did, None)
         for key in [k for k in self._answers if k[0] == did]:
             del self._answers[key]
             self._timers.set(_Key("answer", did, cseq=key[1]), None)
-        self.outbox.events.append(DialogStateChanged(dialog, reason))
+        self.outbox.events.append(DialogStateChanged(dialog, dialog.state, reason))
 
     # -- timers -------------------------------------------------------------
 
@@ -614,7 +616,6 @@ class DialogLayer:
 
     def handle_timer(self, now: float) -> None:
         """Fire the dialog timers due at ``now``."""
-        self._last_now = now
         for key in self._timers.pop_due(now):
             did, ikey = key.dialog, key.invite
             if key.kind == "answer" and did is not None:
@@ -692,8 +693,6 @@ class DialogLayer:
         self._timers.set(_Key("prack", invite=key), invite.prack.get_timer())
 
     # -- helpers ------------------------------------------------------------
-
-    _last_now: float = 0.0
 
     @staticmethod
     def _from_tag(request: Request) -> str:

@@ -36,6 +36,8 @@ from trunkline.sip.errors import LocalSipError
 
 __all__ = [
     "ALGORITHMS",
+    "DEFAULT_ALGORITHMS",
+    "LEGACY_ALGORITHMS",
     "AuthResult",
     "AuthStatus",
     "DigestClient",
@@ -205,7 +207,7 @@ class DigestClient:
         self.algorithms = tuple(algorithms)
         self._cnonce = cnonce_factory or (lambda: secrets.token_urlsafe(18))
         self.prefer_auth_int = prefer_auth_int
-        self._sessions: dict[str, _Session] = {}
+        self._sessions: dict[tuple[str, str], _Session] = {}  # (header, realm)
 
     def challenged(self, challenges: Iterable[Challenge], *, proxy: bool = False) -> bool:
         """Take the challenges of a 401 (``proxy=False``) or 407 (``proxy=True``).
@@ -228,11 +230,12 @@ class DigestClient:
             chosen = select_challenge(offered, self.algorithms)
             if chosen is None:
                 continue
-            previous = self._sessions.get(realm)
+            key = (header, realm)
+            previous = self._sessions.get(key)
             if previous is not None and previous.uses == 1 and not chosen.stale:
-                del self._sessions[realm]
+                del self._sessions[key]
                 return False
-            self._sessions[realm] = _Session(chosen, header)
+            self._sessions[key] = _Session(chosen, header)
             retry = True
         return retry
 
@@ -241,7 +244,8 @@ class DigestClient:
         if realm is None:
             self._sessions.clear()
         else:
-            self._sessions.pop(realm, None)
+            for key in [key for key in self._sessions if key[1] == realm]:
+                del self._sessions[key]
 
     def authorization(self, method: str, uri: str, body: bytes = b"") -> list[tuple[str, str]]:
         """(header name, value) pairs for a request, one per realm we hold a nonce for."""
@@ -325,6 +329,11 @@ class AuthResult:
 Ha1Lookup = Callable[[str, str, str], str | None]
 """``(username, realm, base algorithm) -> HA1 hex or None`` from the user store."""
 
+DEFAULT_ALGORITHMS: tuple[str, ...] = ("SHA-256", "MD5")
+"""What :class:`DigestServer` offers by default: SHA-256, then MD5 for old clients."""
+LEGACY_ALGORITHMS: tuple[str, ...] = ("MD5",)
+"""MD5 only: for clients that fail on any other challenge (see :class:`DigestServer`)."""
+
 _NONCE_STRUCT = struct.Struct("!Q8s")  # milliseconds since the epoch, salt
 _MAC_LENGTH = 16
 _CLOCK_SKEW = 5.0  # seconds a nonce may be "from the future" (workers' clocks differ)
@@ -337,6 +346,13 @@ class DigestServer:
     ``mac = HMAC-SHA256(secret, realm || ms || salt)[:16]``: any worker
     holding ``secret`` can check a nonce, and only its expiry needs the clock.
     ``max_nonces`` bounds the nonce-count replay table.
+
+    Offering several algorithms follows RFC 8760 §2.4 (strongest first), but
+    older peers do not cope (measured here, 2026-11): SIPp 3.6.1 answers
+    only the first challenge and knows only MD5; baresip 1.0 (libre) gives up
+    as soon as any challenge names an algorithm it lacks, whatever the order.
+    Kamailio 5.6 handles MD5 and SHA-256 (not SHA-512-256). Pass
+    ``algorithms=LEGACY_ALGORITHMS`` where such clients register.
     """
 
     def __init__(
@@ -345,7 +361,7 @@ class DigestServer:
         secret: bytes,
         nonce_ttl: float = 300.0,
         *,
-        algorithms: Sequence[str] = ("SHA-256", "MD5"),
+        algorithms: Sequence[str] = DEFAULT_ALGORITHMS,
         qop: Sequence[str] = ("auth",),
         require_qop: bool = True,
         max_nonces: int = 10000,

@@ -269,6 +269,28 @@ class Locator:
             chosen = others[0]
         return await self._addresses(chosen, host, DEFAULT_PORTS[chosen])
 
+    async def locate_sent_by(self, transport: str, host: str, port: int | None) -> list[Target]:
+        """Where to send a response when the Via sent-by must be resolved (RFC 3263 §5).
+
+        Used once RFC 3261 §18.2.2 leaves the sent-by to resolve (no
+        ``received``, or the connection is gone): a numeric IP is used as is;
+        a name with a port means A/AAAA; a name without a port means SRV for
+        the Via transport, then A/AAAA on the default port. ``transport`` is
+        the Via transport token (``UDP``, ``TLS``, ``WSS``, ...).
+        """
+        transport = transport.lower()
+        if transport not in DEFAULT_PORTS:
+            return []
+        literal = _ip_literal(host)
+        if literal is not None:
+            port = port if port is not None else DEFAULT_PORTS[transport]
+            return [Target(transport, literal, port, literal, domain=literal)]
+        if port is not None:
+            found = await self._addresses(transport, host, port)
+        else:
+            found = await self._srv_or_address(transport, host)
+        return [replace(target, domain=_normalise(host)) for target in found]
+
     # -- steps ------------------------------------------------------------------
 
     @staticmethod

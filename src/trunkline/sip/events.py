@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from trunkline.sip.dialog import Dialog
+    from trunkline.sip.dialog import Dialog, DialogState
     from trunkline.sip.message import Request, Response
     from trunkline.sip.transaction import ClientTransaction, ServerTransaction, Transaction
 
@@ -126,9 +126,14 @@ class MergedRequestRejected(Event):
 
 @dataclass(frozen=True, slots=True, eq=False)
 class DialogStateChanged(Event):
-    """A dialog was created, confirmed or terminated (§12)."""
+    """A dialog was created, confirmed or terminated (§12).
+
+    ``state`` is the dialog's state when this happened (the dialog object
+    itself moves on).
+    """
 
     dialog: Dialog
+    state: DialogState
     reason: str = ""
 
 

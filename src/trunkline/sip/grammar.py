@@ -227,7 +227,10 @@ def parse_uint(text: str, what: str, maximum: int = 2**32 - 1) -> int:
     the digit count is bounded before converting so huge inputs stay cheap.
     """
     if len(text) < 10 and text.isdigit() and text.isascii():
-        return int(text)
+        number = int(text)
+        if number > maximum:
+            raise SipParseError(f"{what} out of range")
+        return number
     text = text.strip(_WS)
     if not text.isdigit() or not text.isascii():
         raise SipParseError(f"Invalid {what}")

@@ -636,7 +636,7 @@ def create_answer(
     if audio is None:
         raise NegotiationError("; ".join(reasons) or "no audio stream offered")
     sdp = _session(local, address, answer_media)
-    if ice is not None and ice.lite:
+    if ice is not None and ice.lite and audio.ice is not None:
         sdp.add("ice-lite")
     if audio.mid is not None and any(
         g.semantics == "BUNDLE" and audio.mid in g.mids for g in offer.groups

@@ -29,7 +29,7 @@ import logging
 from dataclasses import dataclass
 
 from trunkline.sip.builder import make_response
-from trunkline.sip.errors import LocalSipError
+from trunkline.sip.errors import LocalSipError, SipParseError
 from trunkline.sip.events import (
     Event,
     MergedRequestRejected,
@@ -224,10 +224,11 @@ class TransactionLayer:
 
         Returns the new transaction for a new request (also reported as
         :class:`RequestReceived`); None for a retransmission, an ACK, or a
-        merged request answered 482.
+        merged request answered 482. A request without Via raises
+        :class:`~trunkline.sip.errors.SipParseError` (answer 400 statelessly).
         """
         if not request.via:
-            raise LocalSipError("a request without Via cannot be matched")
+            raise SipParseError("Missing Via header")
         if request.method == "ACK":
             self._receive_ack(request, peer, now)
             return None

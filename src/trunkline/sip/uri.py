@@ -16,6 +16,9 @@ and ``%00`` survives as a NUL character rather than truncating anything
 
 Equality follows RFC 3261 §19.1.4 for SIP URIs and RFC 3966 §4 for tel
 URIs; ``hash()`` is consistent with it, so URIs can key a location table.
+One simplification: components are compared after unescaping, so an escaped
+*reserved* character (``%3B``) equals its literal form (``;``), which
+§19.1.4 strictly distinguishes. IPv6 hosts compare by address value.
 
 Parsing is a handful of ``str.find``/``str.split`` calls and set checks:
 linear in the input, no regular expressions, nothing cached globally.

@@ -5,7 +5,13 @@ Both codecs are pure table lookups: a 65536-entry table maps every int16 sample 
 table maps codes back to linear PCM. The tables are computed once at import from the
 segment/quantizer description of G.711 (mu-law: 14-bit magnitude, bias 33, 8 segments;
 A-law: 13-bit magnitude, segments 0 and 1 share a step size, even bits inverted with 0x55)
-and are byte-identical to the classic reference implementation used by Python's ``audioop``.
+and equal ITU-T G.191's reference ``alaw_compress``/``ulaw_compress`` for every input.
+
+Checked in the tests against Python's ``audioop`` (the classic Sun reference code) for all
+256 codes and all 65536 inputs: decoding is identical for both laws and A-law encoding is
+identical. mu-law encoding differs at exactly 508 negative inputs: audioop negates *after*
+dropping the two low bits, so e.g. -31610 (magnitude below the G.711 decision value 31612)
+is coded as 32124 instead of 31100. We follow G.711's decision values, as G.191 and SoX do.
 
 Lost packets are concealed with :class:`~trunkline.media.codecs.plc.WaveformPlc`
 (G.711 Appendix I style waveform repetition).
@@ -28,10 +34,14 @@ _ULAW_BIAS = 33
 
 
 def _ulaw_encode_table() -> npt.NDArray[np.uint8]:
-    """mu-law code for every int16 input, indexed by ``sample + 32768``."""
-    value = _ALL_INT16 >> 2
-    negative = value < 0
-    magnitude = np.minimum(np.where(negative, -value, value), _ULAW_CLIP) + _ULAW_BIAS
+    """mu-law code for every int16 input, indexed by ``sample + 32768``.
+
+    Negative inputs take the one's complement before the shift, as ITU-T G.191 does, so
+    that every input falls in the G.711 decision interval of its magnitude.
+    """
+    negative = _ALL_INT16 < 0
+    value = np.where(negative, ~_ALL_INT16, _ALL_INT16) >> 2
+    magnitude = np.minimum(value, _ULAW_CLIP) + _ULAW_BIAS
     segment = np.searchsorted(_ULAW_SEGMENT_ENDS, magnitude, side="left")
     overflow = segment >= 8  # only the clipped maximum, 8159 + 33
     segment = np.minimum(segment, 7)

@@ -63,9 +63,9 @@ class WaveformPlc:
             n = min(self._fade, len(pcm))
             synthetic = self._synthesize(n)
             ramp = np.linspace(0.0, 1.0, n, endpoint=False)
-            mixed = pcm.astype(np.float64)
-            mixed[:n] = synthetic * (1.0 - ramp) + mixed[:n] * ramp
-            out = np.clip(np.rint(mixed), -32768, 32767).astype(np.int16)
+            head = synthetic * (1.0 - ramp) + pcm[:n] * ramp
+            out = pcm.copy()
+            out[:n] = np.clip(np.rint(head), -32768, 32767).astype(np.int16)
             self._cycle = None
             self._lost = 0
         self._push(pcm)
@@ -85,13 +85,13 @@ class WaveformPlc:
         return np.clip(np.rint(synthetic), -32768, 32767).astype(np.int16)
 
     def _push(self, pcm: Pcm) -> None:
-        data = pcm.astype(np.float64)
-        if len(data) >= self._history_len:
-            self._history[:] = data[-self._history_len :]
-        else:
-            self._history = np.roll(self._history, -len(data))
-            self._history[-len(data) :] = data
-        self._filled = min(self._history_len, self._filled + len(data))
+        n = len(pcm)
+        if n >= self._history_len:
+            self._history[:] = pcm[-self._history_len :]
+        elif n:
+            self._history[:-n] = self._history[n:]
+            self._history[-n:] = pcm
+        self._filled = min(self._history_len, self._filled + n)
 
     def _estimate_pitch(self) -> int:
         hist = self._history

@@ -6,6 +6,8 @@ in the sans-IO core (:mod:`trunkline.sip`).
 
 from __future__ import annotations
 
+import asyncio
+
 from trunkline.sip.aio import websocket as _websocket  # registers WS and WSS
 from trunkline.sip.aio.trace import disable_sip_trace, enable_sip_trace
 from trunkline.sip.aio.transport import (
@@ -24,6 +26,21 @@ __all__ = [
     "TransportLayer",
     "disable_sip_trace",
     "enable_sip_trace",
+    "new_event_loop",
 ]
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A uvloop event loop when uvloop is installed, else the stdlib one.
+
+    Use as ``asyncio.Runner(loop_factory=new_event_loop)`` or
+    ``asyncio.run(main(), loop_factory=...)`` (Python 3.12+).
+    """
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
 
 del _websocket

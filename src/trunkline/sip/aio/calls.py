@@ -1,28 +1,30 @@
-"""INVITE dialogs on top of :class:`~.endpoint.SipEndpoint`: call, answer, ACK, BYE.
+"""INVITE dialogs on top of :class:`~.endpoint.SipEndpoint`: call, answer, BYE.
 
-:class:`CallManager` is the smallest useful transaction user for calls. It
-wraps the sans-IO :class:`~trunkline.sip.dialog.Dialog` (RFC 3261 §12) and
-adds the parts that need the clock and the network:
+:class:`CallManager` is the smallest useful transaction user for calls. The
+dialog rules themselves live in the endpoint's sans-IO
+:class:`~trunkline.sip.dialog_table.DialogLayer`, which the endpoint drives:
+the UAS core retransmits its 2xx from T1 doubling to T2 until the ACK and
+gives up after 64*T1 with a BYE (RFC 3261 §13.3.1.4); the UAC core ACKs every
+2xx and every retransmission of it (§13.2.2.4); requests in unknown dialogs
+get 481 and out-of-order ones 500 (§12.2.2). This module adds the
+application-facing objects:
 
-- UAS (§13.3): :class:`IncomingCall` rings (180) and answers (2xx); the 2xx is
-  retransmitted with an interval starting at T1 and doubling up to T2 until
-  the ACK arrives; without an ACK after 64*T1 the call is ended with BYE
-  (§13.3.1.4). A CANCEL that wins the race ends the call with 487 (§9.2).
-- UAC (§13.2): :meth:`CallManager.invite` sends the INVITE, builds the dialog
-  from the 2xx and ACKs it outside the transaction, and ACKs every
-  retransmission of that 2xx again (§13.2.2.4, RFC 6026 §7.2).
-- In-dialog requests are matched by dialog id; BYE is answered 200 and ends
-  the call (§15.1.2); a request for an unknown dialog gets 481 (§12.2.2).
+- :class:`IncomingCall`: a new INVITE; ``ring()`` (180), ``answer(sdp)``
+  (200, returns the :class:`Call`) or ``reject(486)``; ``cancelled`` turns
+  true when a CANCEL won the race (the endpoint answered 487, §9.2).
+- :meth:`CallManager.invite`: place a call, returns the confirmed
+  :class:`Call` or raises :class:`CallFailedError` with the final response.
+- :meth:`Call.bye`: hang up (§15.1.1); a BYE from the peer is answered 200
+  and sets :attr:`Call.ended` (§15.1.2).
 
 Requests in a dialog whose route set is empty go back over the connection
-the dialog came on when it is still open, which is what clients behind NAT
-and browsers (Contact host ``.invalid``, RFC 7118 §5) need.
+the dialog came on while it is open, which is what clients behind NAT and
+browsers (Contact host ``.invalid``, RFC 7118 §5) need.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -30,19 +32,20 @@ from trunkline.sip.aio.endpoint import IncomingRequest, SipEndpoint, Source
 from trunkline.sip.aio.routing import Destination
 from trunkline.sip.aio.transport import Connection
 from trunkline.sip.builder import make_request, make_response, new_tag
-from trunkline.sip.dialog import Dialog, DialogId
+from trunkline.sip.dialog import Dialog, DialogId, has_sdp
+from trunkline.sip.dialog_table import DialogLayer
 from trunkline.sip.errors import LocalSipError
+from trunkline.sip.events import DialogStateChanged, Event
 from trunkline.sip.headers import NameAddr
-from trunkline.sip.message import Request, Response
-from trunkline.sip.transaction import ServerTransaction
+from trunkline.sip.message import Response
 
 logger = logging.getLogger("trunkline.sip.calls")
 
 InviteHandler = Callable[["IncomingCall"], Awaitable[None]]
 
 
-class CallFailed(Exception):
-    """The INVITE got a final non-2xx response (or timed out: 408)."""
+class CallFailedError(Exception):
+    """The INVITE got a final non-2xx response (408 when it timed out)."""
 
     def __init__(self, response: Response) -> None:
         super().__init__(f"{response.status} {response.reason}")
@@ -50,7 +53,7 @@ class CallFailed(Exception):
 
 
 class Call:
-    """One confirmed (or early, on the UAS side) INVITE dialog."""
+    """One INVITE dialog, as the application sees it."""
 
     def __init__(
         self,
@@ -66,8 +69,6 @@ class Call:
         self.destination = destination
         self.ended = asyncio.Event()
         self.ack_received = asyncio.Event()
-        self.ack: bytes | None = None  # our ACK of the 2xx, re-sent on 2xx retransmissions
-        self.ack_destination: Destination | None = None
 
     @property
     def id(self) -> DialogId:
@@ -77,9 +78,12 @@ class Call:
         return f"<Call {self.dialog!r}>"
 
     def _route(self) -> tuple[Destination | None, Connection | None]:
-        if not self.dialog.route_set and self.connection is not None and not self.connection.closed:
+        """Where in-dialog requests go: the dialog's flow, else the route set / target."""
+        if self.dialog.route_set:
+            return None, None
+        if self.connection is not None and not self.connection.closed:
             return None, self.connection
-        return self.destination if not self.dialog.route_set else None, None
+        return self.destination, None
 
     async def request(
         self,
@@ -94,24 +98,16 @@ class Call:
             method, body=body, content_type=content_type, extra_headers=extra_headers
         )
         destination, connection = self._route()
-        response = await self.manager.endpoint.send_request(
+        return await self.manager.endpoint.send_request(
             request, destination, connection=connection
         )
-        self.dialog.receive_response(response)
-        return response
 
     async def bye(self) -> Response:
-        """End the call with BYE (§15.1.1)."""
-        self.manager._stop_retransmitting(self)
-        self.dialog.terminate("BYE sent")
+        """Hang up with BYE (§15.1.1); the dialog ends as it is sent."""
         try:
             return await self.request("BYE")
         finally:
-            self.manager._forget(self)
-
-    def _ended(self, reason: str) -> None:
-        self.dialog.terminate(reason)
-        self.ended.set()
+            self.manager._ended(self)
 
 
 class IncomingCall:
@@ -126,26 +122,25 @@ class IncomingCall:
 
     @property
     def cancelled(self) -> bool:
+        """True once a CANCEL ended the INVITE (the endpoint sent 487)."""
         return self.incoming.cancelled
 
     def ring(self, status: int = 180) -> None:
-        """Send a provisional response (with our To tag: an early dialog, §12.1.1)."""
+        """Send a provisional response with our To tag (an early dialog, §12.1.1)."""
         if not self.incoming.answered:
             self.incoming.respond(status, to_tag=self.to_tag)
 
     def reject(self, status: int = 486, reason: str | None = None) -> None:
-        """Answer with a final error; the transaction retransmits it until ACK."""
+        """Answer with a final error; the transaction retransmits it until the ACK."""
         if not self.incoming.answered:
             self.incoming.respond(status, reason, to_tag=self.to_tag)
 
     def answer(self, body: bytes = b"", content_type: str = "application/sdp") -> Call | None:
-        """Send 200 OK and start retransmitting it until the ACK (§13.3.1.4).
-
-        Returns None when a CANCEL already ended the INVITE.
-        """
+        """Send 200 OK (retransmitted until the ACK, §13.3.1.4); None if already over."""
         if self.incoming.answered:
             return None
         headers = [("Contact", self.manager.contact_for(self.incoming.source))]
+        headers += list(self.incoming.dialog_headers)
         response = make_response(
             self.request,
             200,
@@ -155,13 +150,16 @@ class IncomingCall:
             body=body,
             content_type=content_type if body else None,
         )
-        dialog = Dialog.from_uas(self.request, response)
+        self.incoming.send(response)
+        from_tag = self.request.from_tag or ""
+        dialog = self.manager.layer.dialogs.get(
+            DialogId(self.request.call_id, self.to_tag, from_tag)
+        )
+        if dialog is None:
+            return None
         call = Call(self.manager, dialog, connection=self.incoming.source.connection)
         self.call = call
         self.manager._calls[dialog.id] = call
-        self.incoming.send(response)
-        assert self.incoming.transaction is not None
-        self.manager._retransmit_2xx(call, self.incoming.transaction, response)
         return call
 
 
@@ -169,29 +167,32 @@ class CallManager:
     """Calls of one endpoint; installs itself as the endpoint's request handler."""
 
     def __init__(self, endpoint: SipEndpoint) -> None:
+        if endpoint.dialogs is None:
+            raise LocalSipError("CallManager needs an endpoint with a dialog layer")
         self.endpoint = endpoint
+        self.layer: DialogLayer = endpoint.dialogs
         self.on_invite: InviteHandler | None = None
         self.on_request: Callable[[IncomingRequest], Awaitable[None]] | None = None
         self.on_call_ended: Callable[[Call], None] | None = None
         self._calls: dict[DialogId, Call] = {}
-        self._retransmits: dict[DialogId, asyncio.TimerHandle] = {}
+        self._previous_on_event = endpoint.on_event
         endpoint.on_request = self._on_request
-        endpoint.on_stray_response = self._on_stray_response
+        endpoint.on_event = self._on_event
 
     @property
     def calls(self) -> list[Call]:
+        """The calls still up."""
         return list(self._calls.values())
 
     def contact_for(self, source: Source) -> str:
         """Our Contact for a dialog that came in over ``source`` (§8.1.1.8)."""
-        transport = source.transport
         ipv6 = ":" in source.host
         try:
-            return f"<{self.endpoint.contact_uri(transport, ipv6=ipv6)}>"
+            return f"<{self.endpoint.contact_uri(source.transport, ipv6=ipv6)}>"
         except LocalSipError:
             return f"<{self.endpoint.contact_uri('UDP', ipv6=ipv6)}>"
 
-    # -- UAC --------------------------------------------------------------------------
+    # -- UAC ------------------------------------------------------------------
     async def invite(
         self,
         uri: str,
@@ -205,7 +206,7 @@ class CallManager:
         on_provisional: Callable[[Response], None] | None = None,
         extra_headers: tuple[tuple[str, str], ...] = (),
     ) -> Call:
-        """Place a call; returns the confirmed call, raises :class:`CallFailed`."""
+        """Place a call; returns the confirmed call or raises :class:`CallFailedError`."""
         request = make_request(
             "INVITE",
             uri,
@@ -220,115 +221,63 @@ class CallManager:
             request, destination, on_provisional=on_provisional
         )
         if not 200 <= response.status < 300:
-            raise CallFailed(response)
-        dialog = Dialog.from_uac(request, response)
+            raise CallFailedError(response)
+        dialog = self.layer.find(response)
+        if dialog is None:
+            raise CallFailedError(response)
+        if not body and has_sdp(response):
+            # The 2xx carried the offer: the ACK must carry an answer (§13.2.2.4);
+            # an empty one here, the application re-INVITEs with real media.
+            self.layer.send_ack(dialog, request.cseq.number)
+            self.endpoint.pump()
         call = Call(self, dialog, destination=destination)
         self._calls[dialog.id] = call
-        await self._send_ack(call, request.cseq.number)
         return call
 
-    async def _send_ack(self, call: Call, cseq: int) -> None:
-        ack = call.dialog.create_request("ACK", cseq=cseq)
-        destination, connection = call._route()
-        if connection is not None:
-            destination = Destination(connection.name, connection.peer[0], connection.peer[1])
-        call.ack_destination = await self.endpoint.send_ack(ack, destination)
-        call.ack = bytes(ack)
-
-    def _on_stray_response(self, response: Response) -> None:
-        """A 2xx retransmission (or a fork's 2xx) after the INVITE completed."""
-        if response.cseq.method != "INVITE" or not 200 <= response.status < 300:
-            return
-        dialog_id = DialogId.of_response(response)
-        call = self._calls.get(dialog_id) if dialog_id is not None else None
-        if call is not None and call.ack is not None and call.ack_destination is not None:
-            self.endpoint.send_stateless_bytes(call.ack, call.ack_destination)
-
-    # -- UAS ----------------------------------------------------------------------------
+    # -- UAS and in-dialog requests --------------------------------------------------
     async def _on_request(self, incoming: IncomingRequest) -> None:
         request = incoming.request
-        dialog_id = DialogId.of_incoming(request)
-        if dialog_id is None:
+        dialog = incoming.dialog
+        if dialog is None and request.to_tag is None:
             if request.method == "INVITE" and self.on_invite is not None:
                 await self.on_invite(IncomingCall(self, incoming))
             elif self.on_request is not None:
                 await self.on_request(incoming)
             elif incoming.transaction is not None:
-                if request.method == "OPTIONS":
-                    incoming.respond(200)
-                else:
-                    incoming.respond(405 if request.method != "INVITE" else 480)
+                status = 200 if request.method == "OPTIONS" else 405
+                incoming.respond(480 if request.method == "INVITE" else status)
             return
-        call = self._calls.get(dialog_id)
+        call = self._calls.get(dialog.id) if dialog is not None else None
         if request.method == "ACK":
             if call is not None:
-                self._stop_retransmitting(call)
                 call.ack_received.set()
             return
-        if call is None:
-            if incoming.transaction is not None:
-                incoming.respond(481, "Call/Transaction Does Not Exist")
-            return
-        status = call.dialog.check_request(request)
-        if status is not None:
-            incoming.respond(status)
+        if incoming.transaction is None:
             return
         if request.method == "BYE":
             incoming.respond(200)
-            self._stop_retransmitting(call)
-            call._ended("BYE received")
-            self._forget(call)
+            if call is not None:
+                self._ended(call)
         elif self.on_request is not None:
             await self.on_request(incoming)
         else:
             incoming.respond(200 if request.method in ("OPTIONS", "INFO") else 501)
 
-    def _retransmit_2xx(self, call: Call, txn: ServerTransaction, response: Response) -> None:
-        timers = self.endpoint.timers
-        loop = self.endpoint.loop
-        started = loop.time()
-        interval = timers.t1
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, DialogStateChanged) and event.dialog.terminated:
+            call = self._calls.get(event.dialog.id)
+            if call is not None:
+                self._ended(call)
+        if self._previous_on_event is not None:
+            self._previous_on_event(event)
 
-        def fire() -> None:
-            nonlocal interval
-            self._retransmits.pop(call.id, None)
-            if call.ack_received.is_set() or call.dialog.terminated:
-                return
-            if loop.time() - started >= timers.timeout:
-                logger.info("no ACK for the 2xx of %s: ending it with BYE", call.id.call_id)
-                call._ended("ACK timeout")
-                self.endpoint._spawn(self._bye_quietly(call))
-                return
-            if txn.terminated:
-                self.endpoint.send_stateless(response)
-            else:
-                self.endpoint.send_response(txn, response)
-            interval = min(2 * interval, timers.t2)
-            self._retransmits[call.id] = loop.call_at(loop.time() + interval, fire)
-
-        self._retransmits[call.id] = loop.call_at(started + interval, fire)
-
-    async def _bye_quietly(self, call: Call) -> None:
-        with contextlib.suppress(Exception):
-            await call.bye()
-
-    def _stop_retransmitting(self, call: Call) -> None:
-        handle = self._retransmits.pop(call.id, None)
-        if handle is not None:
-            handle.cancel()
-
-    def _forget(self, call: Call) -> None:
+    def _ended(self, call: Call) -> None:
         if self._calls.pop(call.id, None) is not None and self.on_call_ended is not None:
             self.on_call_ended(call)
         call.ended.set()
 
     def close(self) -> None:
-        """Stop every timer (the endpoint closes the sockets)."""
-        for handle in self._retransmits.values():
-            handle.cancel()
-        self._retransmits.clear()
-
-    def find(self, request: Request) -> Call | None:
-        """The call an incoming in-dialog request belongs to."""
-        dialog_id = DialogId.of_incoming(request)
-        return self._calls.get(dialog_id) if dialog_id is not None else None
+        """Forget every call (the endpoint owns timers and sockets)."""
+        for call in list(self._calls.values()):
+            call.ended.set()
+        self._calls.clear()

@@ -48,9 +48,10 @@ from trunkline.sip.aio.transport import (
     TransportError,
     TransportLayer,
     is_ipv6,
-    normalize_host,
 )
 from trunkline.sip.builder import make_response, new_branch
+from trunkline.sip.dialog import Dialog
+from trunkline.sip.dialog_table import DialogLayer
 from trunkline.sip.errors import LocalSipError, SipParseError
 from trunkline.sip.events import (
     Event,
@@ -58,6 +59,7 @@ from trunkline.sip.events import (
     Peer,
     RequestReceived,
     ResponseReceived,
+    SendRequest,
     TransactionTerminated,
     TransactionTimedOut,
     TransactionTransportError,
@@ -69,7 +71,6 @@ from trunkline.sip.timers import DEFAULT_TIMERS, TimerConfig
 from trunkline.sip.transaction import (
     ClientInviteTransaction,
     ClientTransaction,
-    ServerInviteTransaction,
     ServerTransaction,
     TransactionState,
 )
@@ -127,7 +128,16 @@ class EndpointStats:
 class IncomingRequest:
     """A request handed to the TU, with its server transaction (None for an ACK)."""
 
-    __slots__ = ("_final", "cancelled", "endpoint", "request", "source", "transaction")
+    __slots__ = (
+        "_final",
+        "cancelled",
+        "dialog",
+        "dialog_headers",
+        "endpoint",
+        "request",
+        "source",
+        "transaction",
+    )
 
     def __init__(
         self,
@@ -142,6 +152,10 @@ class IncomingRequest:
         self.source = source
         self.cancelled = False
         self._final = False
+        self.dialog: Dialog | None = None
+        """The dialog the request belongs to (None outside a dialog or without a dialog layer)."""
+        self.dialog_headers: tuple[tuple[str, str], ...] = ()
+        """Headers the dialog layer wants in the 2xx (RFC 4028 Session-Expires)."""
 
     @property
     def answered(self) -> bool:
@@ -204,6 +218,7 @@ class SipEndpoint:
         reject_merged: bool = True,
         user_agent: str | None = "Trunkline",
         resolver: Resolver | None = None,
+        dialogs: bool = True,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.timers = timers
@@ -232,6 +247,10 @@ class SipEndpoint:
         self._timer_hooks: list[tuple[Callable[[], float | None], Callable[[float], None]]] = []
         self._current_source: Source | None = None
         self._closed = False
+        self.dialogs: DialogLayer | None = DialogLayer(timers) if dialogs else None
+        """The dialog layer (RFC 3261 §12-§15); None for a proxy, which keeps no dialogs."""
+        if self.dialogs is not None:
+            self._timer_hooks.append((self.dialogs.get_timer, self.dialogs.handle_timer))
 
     # -- setup ----------------------------------------------------------------------
     async def listen(
@@ -334,8 +353,8 @@ class SipEndpoint:
         last = invite.last_response
         if last is not None:
             to_tag = last.to_tag
-        invite.send_response(
-            make_response(invite.request, 487, "Request Terminated", to_tag=to_tag), now
+        self._respond(
+            invite, make_response(invite.request, 487, "Request Terminated", to_tag=to_tag), now
         )
 
     def _receive_response(self, response: Response) -> None:
@@ -352,6 +371,9 @@ class SipEndpoint:
         for _ in range(1000):  # events can queue transmits and vice versa; bounded
             transmits = layer.drain_transmits()
             events = layer.drain_events()
+            if self.dialogs is not None:
+                transmits += self.dialogs.drain_transmits()
+                events += self.dialogs.drain_events()
             if not transmits and not events:
                 break
             for transmit in transmits:
@@ -395,10 +417,18 @@ class SipEndpoint:
                 source = Source(peer.transport.upper(), peer.host, peer.port, ("", 0))
             self._deliver_request(event.request, event.transaction, source)
         elif isinstance(event, ResponseReceived):
+            if self.dialogs is not None:
+                verdict = self.dialogs.response_received(event.response, self.loop.time())
+                if not verdict.fresh:
+                    return  # a 2xx retransmission, re-ACKed by the dialog layer (§13.2.2.4)
             self._deliver_response(event.response, event.transaction)
+        elif isinstance(event, SendRequest):
+            self._spawn(self._send_layer_request(event.request))
         elif isinstance(event, TransactionTimedOut | TransactionTransportError):
             txn = event.transaction
             if isinstance(txn, ClientTransaction):
+                if self.dialogs is not None and isinstance(event, TransactionTimedOut):
+                    self.dialogs.request_timed_out(txn.request, self.loop.time())
                 status, reason = (
                     TIMEOUT_STATUS
                     if isinstance(event, TransactionTimedOut)
@@ -427,6 +457,14 @@ class SipEndpoint:
         self, request: Request, txn: ServerTransaction | None, source: Source
     ) -> None:
         incoming = IncomingRequest(self, request, txn, source)
+        if self.dialogs is not None:
+            verdict = self.dialogs.request_received(request, self.loop.time())
+            if verdict.status is not None:  # 481, 500, 491, 422 (§12.2.2, §14.2, RFC 4028)
+                if txn is not None:
+                    incoming.respond(verdict.status, headers=verdict.headers)
+                return
+            incoming.dialog = verdict.dialog
+            incoming.dialog_headers = verdict.headers
         if txn is not None:
             self._incoming[id(txn)] = incoming
         handler = self.on_request
@@ -477,8 +515,14 @@ class SipEndpoint:
         if isinstance(message, Response):
             self._send_response_message(message, peer)
             return
-        if peer is None:
-            raise LocalSipError(f"no destination for {message.method}")
+        if peer is None:  # the ACK of a 2xx: routed from the request itself (§13.2.2.4)
+            destination = self.resolve_now(message)
+            if destination is None:
+                self._spawn(self.send_ack(message))
+                return
+            destination = self._prepare_now(message, destination, None, None)
+            self._send_bytes(bytes(message), destination)
+            return
         self._send_bytes(
             bytes(message),
             Destination(peer.transport.upper(), peer.host, peer.port),
@@ -560,8 +604,13 @@ class SipEndpoint:
         """Answer through a server transaction (it retransmits as §17.2 says)."""
         if self.user_agent and "Server" not in response.headers:
             response.headers.add("Server", self.user_agent)
-        self.transactions.send_response(transaction, response, self.loop.time())
+        self._respond(transaction, response, self.loop.time())
         self.pump()
+
+    def _respond(self, transaction: ServerTransaction, response: Response, now: float) -> None:
+        self.transactions.send_response(transaction, response, now)
+        if self.dialogs is not None:
+            self.dialogs.response_sent(transaction.request, response, now, transaction.peer)
 
     def send_stateless(
         self,
@@ -616,13 +665,21 @@ class SipEndpoint:
         param = "" if transport.upper() == "UDP" else f";transport={transport.lower()}"
         return f"{scheme}:{userpart}{host}:{listener.port}{param}"
 
-    async def resolve(self, request: Request) -> Destination:
-        """The next hop of ``request`` (§8.1.2) as one transport and address."""
+    def resolve_now(self, request: Request) -> Destination | None:
+        """The next hop of ``request`` (§8.1.2) when no DNS is needed, else None."""
         uri = next_hop(request)
         transport = choose_transport(uri, len(bytes(request)) + 80, mtu_limit=self.mtu_limit)
         dest = uri_destination(uri, transport)
-        if is_ip_literal(dest.host):
+        return dest if is_ip_literal(dest.host) else None
+
+    async def resolve(self, request: Request) -> Destination:
+        """The next hop of ``request`` (§8.1.2) as one transport and address."""
+        dest = self.resolve_now(request)
+        if dest is not None:
             return dest
+        uri = next_hop(request)
+        transport = choose_transport(uri, len(bytes(request)) + 80, mtu_limit=self.mtu_limit)
+        dest = uri_destination(uri, transport)
         addresses = await self._resolver(dest.host, dest.port)
         if not addresses:
             raise TransportError(f"cannot resolve {dest.host}")
@@ -645,6 +702,15 @@ class SipEndpoint:
             destination = Destination(connection.name, connection.peer[0], connection.peer[1])
         if destination is None:
             destination = await self.resolve(request)
+        return self._prepare_now(request, destination, connection, add_via)
+
+    def _prepare_now(
+        self,
+        request: Request,
+        destination: Destination,
+        connection: Connection | None,
+        add_via: bool | None,
+    ) -> Destination:
         if add_via is None:
             add_via = not request.headers.get("Via")
         if add_via:
@@ -708,8 +774,11 @@ class SipEndpoint:
             peer = Peer(connection.name.lower(), connection.peer[0], connection.peer[1])
         else:
             peer = Peer(destination.transport.lower(), destination.host, destination.port)
-        txn = self.transactions.send_request(request, peer, self.loop.time())
+        now = self.loop.time()
+        txn = self.transactions.send_request(request, peer, now)
         self._pending[id(txn)] = _Pending(self.loop.create_future(), on_provisional)
+        if self.dialogs is not None:
+            self.dialogs.request_sent(request, now)
         self.pump()
         return txn
 
@@ -732,6 +801,15 @@ class SipEndpoint:
         destination = await self.prepare(ack, destination, add_via=add_via)
         self._send_bytes(bytes(ack), destination)
         return destination
+
+    async def _send_layer_request(self, request: Request) -> None:
+        """A request the dialog layer originated (PRACK, BYE after a lost ACK)."""
+        try:
+            response = await self.send_request(request)
+        except (TransportError, LocalSipError, ValueError) as exc:
+            logger.info("%s from the dialog layer not sent: %s", request.method, exc)
+            return
+        logger.debug("%s from the dialog layer: %d", request.method, response.status)
 
     # -- misc ---------------------------------------------------------------------------
     def _on_connection_closed(self, conn: Connection) -> None:

@@ -129,9 +129,8 @@ class WebSocketConnection(Connection):
         for chunk in out:
             if chunk:
                 self._transport.write(chunk)
-            else:  # the engine asks for the TCP connection to be half-closed
-                if self._transport.can_write_eof():
-                    self._transport.write_eof()
+            elif self._transport.can_write_eof():  # the engine asks for a half-close
+                self._transport.write_eof()
         if self._ws.close_expected() and self._ws.state is State.CLOSED:
             self._transport.close()
 

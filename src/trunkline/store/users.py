@@ -1,0 +1,199 @@
+"""SIP users per domain, with digest HA1 values stored and never the password.
+
+RFC 3261 §22.4 and RFC 7616 §3.4.2: a server only needs
+``HA1 = H(username ":" realm ":" password)`` per algorithm, so that is all we
+keep: one HA1 each for MD5, SHA-256 and SHA-512-256, with the domain as the
+realm. The password is hashed at ``add``/``passwd`` and forgotten.
+
+:meth:`UserStore.ha1` is the ``Ha1Lookup`` that
+``trunkline.sip.digest.DigestServer.verify`` calls on every authenticated
+request, so it reads from an in-memory cache loaded once and refreshed after
+each change made through this store (:meth:`UserStore.reload` picks up
+changes made by another process, e.g. the ``trunkline users`` command).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import sqlite3
+from dataclasses import dataclass
+
+from trunkline.sip.digest import base_algorithm, ha1
+from trunkline.sip.errors import LocalSipError
+
+__all__ = [
+    "STORED_ALGORITHMS",
+    "User",
+    "UserError",
+    "UserStore",
+    "demo_password",
+]
+
+STORED_ALGORITHMS: tuple[str, ...] = ("MD5", "SHA-256", "SHA-512-256")
+"""The base digest algorithms an HA1 is kept for."""
+
+_COLUMNS = {"MD5": "ha1_md5", "SHA-256": "ha1_sha256", "SHA-512-256": "ha1_sha512_256"}
+
+# RFC 3261 §25.1 "user" is broader, but names also end up in file names, URLs
+# and shell commands: keep them to unreserved characters.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~+-]{0,63}$")
+_DOMAIN = re.compile(r"^[A-Za-z0-9.:\[\]-]{1,255}$")
+
+
+class UserError(ValueError):
+    """A user operation that cannot be done (bad name, exists, unknown)."""
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """One SIP account: ``name@domain`` and its HA1 per base algorithm."""
+
+    domain: str
+    name: str
+    ha1: dict[str, str]
+    created_at: float
+
+    @property
+    def aor(self) -> str:
+        return f"sip:{self.name}@{self.domain}"
+
+
+def demo_password() -> str:
+    """A random password good enough to print once for a demo user (~96 bits)."""
+    return secrets.token_urlsafe(12)
+
+
+def _check(name: str, domain: str) -> None:
+    if not _NAME.match(name):
+        raise UserError(
+            f"invalid user name {name!r}: use letters, digits and . _ ~ + - (up to 64)"
+        )
+    if not _DOMAIN.match(domain):
+        raise UserError(f"invalid domain {domain!r}")
+
+
+def _hashes(name: str, domain: str, password: str) -> dict[str, str]:
+    if not password:
+        raise UserError("the password must not be empty")
+    return {algorithm: ha1(name, domain, password, algorithm) for algorithm in STORED_ALGORITHMS}
+
+
+class UserStore:
+    """Users in the ``users`` table of a data directory's database.
+
+    ``now`` (wall-clock seconds) is only recorded as the creation time.
+    """
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self._cache: dict[tuple[str, str], User] = {}
+        self.reload()
+
+    def reload(self) -> None:
+        """Re-read every user from the database into the lookup cache."""
+        rows = self._db.execute(
+            "SELECT domain, name, ha1_md5, ha1_sha256, ha1_sha512_256, created_at FROM users"
+        ).fetchall()
+        self._cache = {(str(r[1]), str(r[0])): self._user(r) for r in rows}
+
+    @staticmethod
+    def _user(row: tuple[object, ...]) -> User:
+        domain, name, md5, sha256, sha512, created = row
+        return User(
+            domain=str(domain),
+            name=str(name),
+            ha1={"MD5": str(md5), "SHA-256": str(sha256), "SHA-512-256": str(sha512)},
+            created_at=float(str(created)),
+        )
+
+    # -- lookups ----------------------------------------------------------------
+
+    def ha1(self, username: str, realm: str, algorithm: str) -> str | None:
+        """The stored HA1 of ``username`` in ``realm`` for ``algorithm`` (``-sess`` ok).
+
+        This is a ``trunkline.sip.digest.Ha1Lookup``; None for unknown users
+        or unsupported algorithms.
+        """
+        user = self._cache.get((username, realm))
+        if user is None:
+            return None
+        try:
+            return user.ha1.get(base_algorithm(algorithm))
+        except LocalSipError:
+            return None
+
+    def get(self, name: str, domain: str) -> User | None:
+        return self._cache.get((name, domain))
+
+    def exists(self, name: str, domain: str) -> bool:
+        return (name, domain) in self._cache
+
+    def list(self, domain: str | None = None) -> list[User]:
+        """Users sorted by domain then name; only ``domain``'s when given."""
+        users = (u for u in self._cache.values() if domain is None or u.domain == domain)
+        return sorted(users, key=lambda u: (u.domain, u.name))
+
+    def domains(self) -> list[str]:
+        return sorted({u.domain for u in self._cache.values()})
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    # -- changes -----------------------------------------------------------------
+
+    def add(self, name: str, domain: str, password: str, now: float) -> User:
+        """Create ``name@domain``; raises UserError if it exists or is invalid."""
+        _check(name, domain)
+        hashes = _hashes(name, domain, password)
+        return self.add_ha1(name, domain, hashes, now)
+
+    def add_ha1(self, name: str, domain: str, hashes: dict[str, str], now: float) -> User:
+        """Create a user from precomputed HA1 values (e.g. from the config file).
+
+        ``hashes`` maps base algorithm names to HA1 hex; all of
+        :data:`STORED_ALGORITHMS` are required since a password cannot be
+        recovered to compute the missing ones.
+        """
+        _check(name, domain)
+        missing = [a for a in STORED_ALGORITHMS if a not in hashes]
+        if missing:
+            raise UserError(f"HA1 missing for {', '.join(missing)}")
+        try:
+            with self._db:
+                self._db.execute(
+                    "INSERT INTO users (domain, name, ha1_md5, ha1_sha256, ha1_sha512_256,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (domain, name, *(hashes[a].lower() for a in STORED_ALGORITHMS), now),
+                )
+        except sqlite3.IntegrityError:
+            raise UserError(f"user {name}@{domain} already exists") from None
+        user = User(domain, name, {a: hashes[a].lower() for a in STORED_ALGORITHMS}, now)
+        self._cache[(name, domain)] = user
+        return user
+
+    def passwd(self, name: str, domain: str, password: str) -> User:
+        """Change the password of ``name@domain``; raises UserError if unknown."""
+        _check(name, domain)
+        hashes = _hashes(name, domain, password)
+        with self._db:
+            cursor = self._db.execute(
+                "UPDATE users SET ha1_md5 = ?, ha1_sha256 = ?, ha1_sha512_256 = ?"
+                " WHERE domain = ? AND name = ?",
+                (*(hashes[a] for a in STORED_ALGORITHMS), domain, name),
+            )
+        if cursor.rowcount == 0:
+            raise UserError(f"no user {name}@{domain}")
+        self.reload()
+        user = self._cache[(name, domain)]
+        return user
+
+    def remove(self, name: str, domain: str) -> None:
+        """Delete ``name@domain``; raises UserError if unknown."""
+        with self._db:
+            cursor = self._db.execute(
+                "DELETE FROM users WHERE domain = ? AND name = ?", (domain, name)
+            )
+        if cursor.rowcount == 0:
+            raise UserError(f"no user {name}@{domain}")
+        self._cache.pop((name, domain), None)

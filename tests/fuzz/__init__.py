@@ -1,0 +1,1 @@
+"""Fuzz harnesses for the SIP parser (see docs/fuzzing.md)."""
