@@ -32,8 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from trunkline.media.session import MediaSession, PcmSource  # noqa: E402
-from trunkline.sip.offeranswer import PCMU, create_answer, create_offer, process_answer  # noqa: E402
+from trunkline.media.session import MediaSession, PcmSource
+from trunkline.sip.offeranswer import PCMU, create_answer, create_offer, process_answer
 
 PACKET = bytes(172)  # 12-byte RTP header + 160 bytes of G.711
 TRIAL_SECONDS = 4.0
@@ -60,25 +60,24 @@ class _Client(asyncio.DatagramProtocol):
         self.transport.sendto(data)
 
 
-async def udp_echo_rate(seconds: float = 3.0, window: int = 32) -> float:
+async def udp_echo_rate(seconds: float = 3.0, window: int = 32) -> tuple[float, float]:
     loop = asyncio.get_running_loop()
     server, _ = await loop.create_datagram_endpoint(_Echo, local_addr=("127.0.0.1", 0))
     port = server.get_extra_info("sockname")[1]
-    client, proto = await loop.create_datagram_endpoint(
-        _Client, remote_addr=("127.0.0.1", port)
-    )
+    client, proto = await loop.create_datagram_endpoint(_Client, remote_addr=("127.0.0.1", port))
     try:
         for _ in range(window):
             client.sendto(PACKET)
         await asyncio.sleep(0.5)
-        start_count, start = proto.count, time.perf_counter()
+        start_count, start, cpu0 = proto.count, time.perf_counter(), time.process_time()
         await asyncio.sleep(seconds)
         echoes = proto.count - start_count
         elapsed = time.perf_counter() - start
+        cpu = (time.process_time() - cpu0) / elapsed
     finally:
         client.close()
         server.close()
-    return 2 * echoes / elapsed  # each echo is two datagrams sent
+    return 2 * echoes / elapsed, cpu  # each echo is two datagrams sent
 
 
 async def media_trial(pairs: int, seconds: float = TRIAL_SECONDS) -> dict[str, float]:
@@ -108,6 +107,7 @@ async def media_trial(pairs: int, seconds: float = TRIAL_SECONDS) -> dict[str, f
         await asyncio.sleep(WARMUP)
         sent0 = sum(s.stats().packets_sent for s in sessions)
         start = time.perf_counter()
+        cpu0 = time.process_time()
         # Timer lateness probe: how late a 20 ms timer fires under this load.
         probe_deadline = loop.time() + 0.02
         while time.perf_counter() - start < seconds:
@@ -115,6 +115,7 @@ async def media_trial(pairs: int, seconds: float = TRIAL_SECONDS) -> dict[str, f
             lateness.append(loop.time() - probe_deadline)
             probe_deadline += 0.02
         elapsed = time.perf_counter() - start
+        cpu = (time.process_time() - cpu0) / elapsed
         sent = sum(s.stats().packets_sent for s in sessions) - sent0
         late = received = skipped = 0
         for s in sessions:
@@ -134,6 +135,7 @@ async def media_trial(pairs: int, seconds: float = TRIAL_SECONDS) -> dict[str, f
         "rate": sent / elapsed,
         "late": (late + skipped) / total if total else 1.0,
         "mean_lateness": float(np.mean(lateness)) if lateness else 1.0,
+        "cpu": cpu,
     }
 
 
@@ -143,8 +145,8 @@ def acceptable(result: dict[str, float]) -> bool:
 
 async def main() -> None:
     deadline = time.monotonic() + 55
-    echo = await udp_echo_rate()
-    print(f"udp-echo: {echo:,.0f} datagrams/s")
+    echo, echo_cpu = await udp_echo_rate()
+    print(f"udp-echo: {echo:,.0f} datagrams/s sent, cpu {echo_cpu * 100:.0f} %")
     best: dict[str, float] | None = None
     low, high = 0, 0
     pairs = 25
@@ -154,7 +156,8 @@ async def main() -> None:
         print(
             f"  {result['sessions']:5.0f} sessions: {result['rate']:8,.0f} packets/s sent, "
             f"late {result['late'] * 100:.2f} %, timer lateness "
-            f"{result['mean_lateness'] * 1000:.1f} ms -> {'ok' if ok else 'overloaded'}"
+            f"{result['mean_lateness'] * 1000:.1f} ms, cpu {result['cpu'] * 100:.0f} % "
+            f"-> {'ok' if ok else 'overloaded'}"
         )
         if ok:
             low = pairs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from trunkline import __version__
+from trunkline.commands import users as users_command
 
 app = typer.Typer(
     name="trunkline",
@@ -12,6 +13,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(users_command.app, name="users")
 
 
 @app.callback()

@@ -24,7 +24,7 @@ with atheris.instrument_imports():
     import trunkline.sip.message
     import trunkline.sip.uri  # noqa: F401
 
-from tests.fuzz.harness import exercise, seeds  # noqa: E402
+from tests.fuzz.harness import exercise, seeds
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ edit, and a re-parse of what it serialized.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from trunkline.sip import Limits, SipParseError, parse_message
@@ -73,16 +74,12 @@ def _touch_views(msg: object) -> None:
             for item in value:
                 str(item)
                 for attr in ("params", "tag", "uri", "branch", "rport", "expires", "q"):
-                    try:
+                    with contextlib.suppress(SipParseError):
                         getattr(item, attr, None)
-                    except SipParseError:
-                        pass
     uri = getattr(msg, "uri_text", None)
     if uri is not None:
-        try:
+        with contextlib.suppress(SipParseError):
             str(msg.uri)  # type: ignore[attr-defined]
-        except SipParseError:
-            pass
 
 
 def exercise(data: bytes) -> None:

@@ -1,24 +1,30 @@
-"""SRTP interop with baresip: baresip calls a Trunkline MediaSession with
-``mediaenc=srtp-mand`` (RTP/SAVP, SDES a=crypto, RFC 4568); each side sends
-a tone and must hear the other's through SRTP/SRTCP (RFC 3711)."""
+"""SRTP interop with baresip (``mediaenc=srtp-mand``: RTP/SAVP with SDES
+a=crypto, RFC 4568), both ways: baresip calls a Trunkline MediaSession, and
+Trunkline calls baresip. Each side sends a tone and must hear the other's
+through SRTP, and SRTCP reports must flow (RFC 3711)."""
 
 from __future__ import annotations
 
 import asyncio
 import wave
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-
 from tests.interop.test_media_sipp import MiniUas
 from tests.support.peers import free_port, require_peer
+
 from trunkline.media.codecs.base import Pcm
 from trunkline.media.session import MediaSession, ToneSource, WavRecorder
+from trunkline.sip import Request, Response, parse_message
+from trunkline.sip.builder import make_request, make_response
+from trunkline.sip.offeranswer import PCMU, create_offer, make_crypto, process_answer
+from trunkline.sip.sdp import SessionDescription
 
 pytestmark = pytest.mark.interop
 
-CALL_SECONDS = 4
+CALL_SECONDS = 8  # baresip sends its first RTCP report after about 5 s
 
 
 def dominant_hz(pcm: Pcm, rate: int = 8000) -> float:
@@ -70,12 +76,86 @@ def baresip_config(conf: Path, wav: Path, snd: Path, sip_port: int, rtp_port: in
     (conf / "config").write_text(text)
 
 
-async def test_baresip_srtp_both_directions(tmp_path: Path) -> None:
+class MiniUac(asyncio.DatagramProtocol):
+    """Just enough of a UAC for one call to baresip: INVITE (retransmitted
+    until answered), ACK, BYE; answers baresip's own BYE with 200."""
+
+    def __init__(self) -> None:
+        self.transport: Any = None
+        self.responses: asyncio.Queue[Response] = asyncio.Queue()
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        msg = parse_message(data)
+        if isinstance(msg, Response):
+            self.responses.put_nowait(msg)
+        elif msg.method == "BYE":
+            self.transport.sendto(bytes(make_response(msg, 200)), addr)
+
+    async def transaction(self, request: Request, target: tuple[str, int]) -> Response:
+        """Send ``request`` every 0.5 s until a final response arrives (RFC 3261 §17.1)."""
+        for _ in range(20):
+            self.transport.sendto(bytes(request), target)
+            try:
+                while True:
+                    resp = await asyncio.wait_for(self.responses.get(), 0.5)
+                    if resp.status >= 200 and resp.cseq.method == request.method:
+                        return resp
+            except TimeoutError:
+                continue
+        raise TimeoutError(f"no final response to {request.method}")
+
+
+async def call_baresip(
+    session: MediaSession, uac: MiniUac, baresip_port: int, seconds: float
+) -> None:
+    host, port = uac.transport.get_extra_info("sockname")[:2]
+    me = f"<sip:trunkline@{host}:{port}>"
+    target = ("127.0.0.1", baresip_port)
+    uri = f"sip:alice@127.0.0.1:{baresip_port}"
+    offer = create_offer(
+        [PCMU],
+        "127.0.0.1",
+        session.local_address[1],
+        crypto=[make_crypto(1, "AES_CM_128_HMAC_SHA1_80")],
+    )
+    invite = make_request(
+        "INVITE",
+        uri,
+        from_=me,
+        to=f"<{uri}>",
+        via=f"SIP/2.0/UDP {host}:{port};rport",
+        contact=me,
+        body=bytes(offer),
+        content_type="application/sdp",
+    )
+    ok = await uac.transaction(invite, target)
+    assert ok.status == 200, ok.status
+    session.apply(process_answer(offer, SessionDescription.parse(ok.body)))
+    session.start()
+    in_dialog = {
+        "from_": invite.from_,
+        "to": ok.to,
+        "call_id": invite.call_id,
+        "contact": me,
+    }
+    ack = make_request("ACK", uri, cseq=1, via=f"SIP/2.0/UDP {host}:{port}", **in_dialog)
+    uac.transport.sendto(bytes(ack), target)
+    await asyncio.sleep(seconds)
+    bye = make_request("BYE", uri, cseq=2, via=f"SIP/2.0/UDP {host}:{port}", **in_dialog)
+    assert (await uac.transaction(bye, target)).status == 200
+
+
+@pytest.mark.parametrize("caller", ["baresip", "trunkline"])
+async def test_baresip_srtp_both_directions(tmp_path: Path, caller: str) -> None:
     baresip = require_peer("baresip", "baresip")
     wav = tmp_path / "tone600.wav"
-    write_tone(wav, 600, CALL_SECONDS + 4)
+    write_tone(wav, 600, CALL_SECONDS + 8)
     conf, snd = tmp_path / "conf", tmp_path / "snd"
-    baresip_config(conf, wav, snd, free_port(), free_port() & ~1)
+    baresip_port = free_port()
+    baresip_config(conf, wav, snd, baresip_port, free_port() & ~1)
 
     session = await MediaSession.open(rtcp_interval=1.0)
     session.source = ToneSource(1000, 8000, level=0.3)
@@ -83,26 +163,33 @@ async def test_baresip_srtp_both_directions(tmp_path: Path) -> None:
     session.sinks.append(recorder)
     loop = asyncio.get_running_loop()
     sip_port = free_port()
-    transport, uas = await loop.create_datagram_endpoint(
-        lambda: MiniUas(session, require_srtp=True), local_addr=("127.0.0.1", sip_port)
+    protocol: MiniUas | MiniUac = (
+        MiniUas(session, require_srtp=True) if caller == "baresip" else MiniUac()
     )
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: protocol, local_addr=("127.0.0.1", sip_port)
+    )
+    args = ["-f", str(conf), "-t", str(CALL_SECONDS + (0 if caller == "baresip" else 4))]
+    if caller == "baresip":
+        args += ["-e", f"/dial sip:media@127.0.0.1:{sip_port}"]
     proc = await asyncio.create_subprocess_exec(
         baresip,
-        "-f",
-        str(conf),
-        "-e",
-        f"/dial sip:media@127.0.0.1:{sip_port}",
-        "-t",
-        str(CALL_SECONDS),
+        *args,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
     output = b""
     try:
-        await asyncio.wait_for(uas.answered, 10)
+        if isinstance(protocol, MiniUas):
+            await asyncio.wait_for(protocol.answered, 10)
+        else:
+            await asyncio.sleep(1.0)  # let baresip bind its SIP port
+            await asyncio.wait_for(
+                call_baresip(session, protocol, baresip_port, CALL_SECONDS), CALL_SECONDS + 15
+            )
         assert session.srtp is not None
-        output, _ = await asyncio.wait_for(proc.communicate(), CALL_SECONDS + 10)
+        output, _ = await asyncio.wait_for(proc.communicate(), CALL_SECONDS + 15)
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -115,7 +202,10 @@ async def test_baresip_srtp_both_directions(tmp_path: Path) -> None:
     # baresip -> Trunkline: SRTP decrypted, the 600 Hz tone heard.
     heard = recorder.pcm
     assert len(heard) > 8000 * (CALL_SECONDS - 2), log
-    assert stats.invalid == 0, log  # every packet authenticated
+    assert stats.invalid == 0, log  # every RTP packet authenticated
+    # baresip sends one plain RTCP APP keep-alive before SRTP is up, and its
+    # final RTCP BYE does not authenticate: both must be refused, nothing else.
+    assert stats.rtcp_invalid <= 2, log
     assert abs(dominant_hz(heard[4000:]) - 600) < 10
     # Trunkline -> baresip: what baresip decoded (sndfile) is our 1 kHz tone.
     decoded = sorted(snd.glob("*-dec.wav"))

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from tests.support.peers import free_port, require_peer
+
 from trunkline.media.codecs.g711 import lin2ulaw, ulaw2lin
 from trunkline.media.session import MediaSession, WavRecorder
 from trunkline.sip import Request, parse_message

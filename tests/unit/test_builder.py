@@ -111,7 +111,9 @@ def test_make_response_tag_rules() -> None:
     assert trying.to_tag is None and trying.reason == "Trying"
     generated = make_response(request, 486)
     assert generated.to_tag is not None and generated.reason == "Busy Here"
-    in_dialog = parse_message(INVITE.replace(b'"Bob" <sip:bob@biloxi.example.com>', b"<sip:b@x>;tag=k"))
+    in_dialog = parse_message(
+        INVITE.replace(b'"Bob" <sip:bob@biloxi.example.com>', b"<sip:b@x>;tag=k")
+    )
     assert isinstance(in_dialog, Request)
     assert make_response(in_dialog, 200, to_tag="other").to_tag == "k"
 

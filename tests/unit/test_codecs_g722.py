@@ -45,11 +45,21 @@ def test_round_trip_snr(signal: str, floor: float) -> None:
     assert snr > floor
 
 
-def test_forty_ms_frames_and_bad_frame_sizes() -> None:
+@pytest.mark.parametrize("ptime_ms", [10, 20, 30, 40])
+def test_any_ptime_gives_one_packet_per_frame(ptime_ms: int) -> None:
+    frame = RATE * ptime_ms // 1000
+    x = _signals(RATE)["sine"]
+    enc, dec = codecs.create_encoder("G722"), codecs.create_decoder("G722")
+    payloads = [enc.encode(x[i : i + frame]) for i in range(0, 8 * frame, frame)]
+    assert [len(p) for p in payloads] == [frame // 2] * 8  # 4 bits per 16 kHz sample
+    assert [len(dec.decode(p)) for p in payloads] == [frame] * 8
+
+
+def test_bad_frame_sizes() -> None:
     enc = codecs.create_encoder("G722")
-    assert len(enc.encode(np.zeros(640, dtype=np.int16))) == 320
-    with pytest.raises(codecs.CodecError):
-        enc.encode(np.zeros(160, dtype=np.int16))
+    for bad in (0, 161, RATE):
+        with pytest.raises(codecs.CodecError):
+            enc.encode(np.zeros(bad, dtype=np.int16))
 
 
 def test_concealment_keeps_a_tone_going() -> None:

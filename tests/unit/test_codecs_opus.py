@@ -87,12 +87,20 @@ def test_corrupt_payload_is_a_codec_error() -> None:
         dec.decode(b"\xff\xff")  # code 3 with a frame count of 0 is invalid (RFC 6716 §3.2.5)
 
 
-def test_ptime_and_frame_checks() -> None:
-    assert len(OpusEncoder(ptime_ms=10).encode(np.zeros(480, dtype=np.int16))) > 0
-    with pytest.raises(codecs.CodecError):
-        OpusEncoder(ptime_ms=25)
+@pytest.mark.parametrize("ptime_ms", [10, 20, 40, 60])
+def test_encoder_follows_the_ptime(ptime_ms: int) -> None:
+    frame = RATE * ptime_ms // 1000
+    x = _signals(RATE)["sine"]
+    enc, dec = OpusEncoder(), codecs.create_decoder("opus")
+    decoded = [dec.decode(enc.encode(x[i : i + frame])) for i in range(0, 10 * frame, frame)]
+    assert [len(d) for d in decoded] == [frame] * 10
+
+
+def test_bad_frame_sizes() -> None:
     with pytest.raises(codecs.CodecError):
         codecs.create_encoder("opus").encode(np.zeros(100, dtype=np.int16))
+    with pytest.raises(codecs.CodecError):
+        codecs.create_encoder("opus").encode(np.zeros(0, dtype=np.int16))
 
 
 @settings(max_examples=100, deadline=None)

@@ -95,3 +95,14 @@ def test_register_a_plugin_codec() -> None:
     finally:
         codecs.unregister(info)
     assert info not in codecs.available()
+
+
+def test_pcm_coercion_saturates_instead_of_wrapping() -> None:
+    from trunkline.media.codecs.base import as_pcm
+
+    x = np.array([0, 1, -1], dtype=np.int16)
+    assert as_pcm(x) is x
+    assert as_pcm([40000, -40000, 5]).tolist() == [32767, -32768, 5]
+    assert as_pcm(np.array([1.6, -2.5, 1e9])).tolist() == [2, -2, 32767]
+    with pytest.raises(codecs.CodecError):
+        as_pcm(np.zeros((2, 160), dtype=np.int16))

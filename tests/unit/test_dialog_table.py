@@ -672,15 +672,20 @@ def test_session_refresh_restarts_the_timer() -> None:
     wire = client_and_server(session_timer=config)
     da, db = establish(wire, headers=tuple(config.request_headers()))
     wire.advance(wire.now + 60.0)
-    update = da.create_request(
-        "UPDATE", via=wire.a.dialogs.local_via, extra_headers=config.request_headers()
-    )
+    update = wire.a.dialogs.create_refresh(da)
+    assert update.session_expires is not None
+    assert str(update.session_expires) == "120;refresher=uac"
     wire.a.send(update, wire.now)
     wire.flush()
     assert wire.a.statuses("UPDATE") == [200]
+    refreshed_at = wire.now
     wire.advance(wire.now + 80.0)  # past the first expiry, before the new one
     assert not db.terminated
     assert not any(isinstance(e, SessionExpired) for e in wire.b.events)
+    # Alice's own timer restarted too: her next refresh is due 60 s after this one.
+    due = [at for at, e in wire.a.timed if isinstance(e, SessionRefreshDue)]
+    assert due[-1] == pytest.approx(refreshed_at + 60.0)
+    assert len(due) == 2
 
 
 def test_session_interval_too_small_gets_422() -> None:

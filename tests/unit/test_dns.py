@@ -14,8 +14,8 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
+from trunkline.sip.aio.dns import DnspythonResolver
 from trunkline.sip.dns import (
-    DnspythonResolver,
     Locator,
     Naptr,
     Srv,

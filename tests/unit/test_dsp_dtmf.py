@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trunkline.media.codecs import g711
 from trunkline.media.dtmf import DtmfDetector
@@ -152,3 +154,32 @@ def test_a_digit_is_reported_once_per_press() -> None:
     assert [d.digit for d in found] == ["7", "7"]
     # (the first press starts at sample 0: one decision short, as nothing precedes it)
     assert [d.duration_ms for d in found] == [pytest.approx(300, abs=10)] * 2
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(list(KEYS)),
+            st.integers(45, 200),  # tone ms
+            st.integers(45, 150),  # pause ms
+            st.floats(-22.0, -4.0),  # low tone level, dBm0
+            st.floats(-3.5, 7.5),  # twist, dB
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_random_dialling_is_decoded_exactly(
+    presses: list[tuple[str, int, int, float, float]],
+) -> None:
+    parts = []
+    for key, on_ms, off_ms, level, twist in presses:
+        low, high = DTMF_FREQUENCIES[key]
+        parts += [two_tone(low, high, on_ms, level, level + twist), np.zeros(RATE * off_ms // 1000)]
+    det = DtmfDetector(RATE)
+    pcm = np.clip(np.rint(np.concatenate([np.zeros(160), *parts])), -32768, 32767)
+    found = det.feed(pcm.astype(np.int16)) + det.flush()
+    assert "".join(d.digit for d in found) == "".join(p[0] for p in presses)
+    for d, (_, on_ms, *_) in zip(found, presses, strict=True):
+        assert d.duration_ms == pytest.approx(on_ms, abs=15)

@@ -41,7 +41,11 @@ def test_split_commas_respects_quotes_and_angle_brackets() -> None:
 
 def test_params_with_lws_quotes_and_flags() -> None:
     assert parse_params(";a=1;B;c=x") == {"a": "1", "b": None, "c": "x"}
-    assert parse_params(' ; tag = 12 ; q=0.5 ; x="a;b=c"') == {"tag": "12", "q": "0.5", "x": '"a;b=c"'}
+    assert parse_params(' ; tag = 12 ; q=0.5 ; x="a;b=c"') == {
+        "tag": "12",
+        "q": "0.5",
+        "x": '"a;b=c"',
+    }
     assert parse_params("") == {}
     for bad in (";;", ";a=", ";=b", "x;a", ';a="unterminated'):
         with pytest.raises(SipParseError):
@@ -49,7 +53,7 @@ def test_params_with_lws_quotes_and_flags() -> None:
 
 
 def test_quote_unquote_round_trip() -> None:
-    for text in ('plain', 'with "quotes"', "back\\slash", "Zoë ✓"):
+    for text in ("plain", 'with "quotes"', "back\\slash", "Zoë ✓"):
         assert unquote(quote(text)) == text
     assert unquote('"a\\"b"') == 'a"b'
     assert unquote("token") == "token"
@@ -71,7 +75,9 @@ def test_parse_uint_bounds_and_leading_zeros() -> None:
 
 def test_via_fast_and_slow_paths_agree() -> None:
     fast = Via.parse("SIP/2.0/UDP host.example.com:5060;branch=z9hG4bK1;rport;received=1.2.3.4")
-    slow = Via.parse("SIP / 2.0 / udp  host.example.com : 5060 ; branch = z9hG4bK1 ;rport;received=1.2.3.4")
+    slow = Via.parse(
+        "SIP / 2.0 / udp  host.example.com : 5060 ; branch = z9hG4bK1 ;rport;received=1.2.3.4"
+    )
     assert fast == slow
     assert (fast.transport, fast.host, fast.port) == ("UDP", "host.example.com", 5060)
     assert fast.branch == "z9hG4bK1" == slow.branch
@@ -204,7 +210,10 @@ def test_contacts_star_expires_q() -> None:
         parse_contacts(["*, <sip:a@x>"])
     assert Contact.parse("<sip:a@x>;expires=99999999999").expires is None
     assert Contact.parse("<sip:a@x>;q=2").q is None
-    assert str(Contact.parse("<sip:a@x>;expires=5").with_params(expires="10")) == "<sip:a@x>;expires=10"
+    assert (
+        str(Contact.parse("<sip:a@x>;expires=5").with_params(expires="10"))
+        == "<sip:a@x>;expires=10"
+    )
 
 
 def test_route_lists() -> None:
@@ -242,7 +251,11 @@ def test_token_params_and_replaces() -> None:
     assert str(state) == 'terminated;reason=timeout;x="q"'
     replaces = Replaces.parse("98732@sip.example.com;from-tag=r33th4x0r;to-tag=ff87ff;early-only")
     assert replaces.call_id == "98732@sip.example.com"
-    assert (replaces.from_tag, replaces.to_tag, replaces.early_only) == ("r33th4x0r", "ff87ff", True)
+    assert (replaces.from_tag, replaces.to_tag, replaces.early_only) == (
+        "r33th4x0r",
+        "ff87ff",
+        True,
+    )
     with pytest.raises(SipParseError):
         Replaces.parse("abc;to-tag=1")
 
@@ -270,7 +283,7 @@ def test_headers_multi_list_operations() -> None:
     assert headers.pop_first("Via") == "SIP/2.0/UDP a"
     assert headers.get_all("Via") == ["SIP/2.0/UDP b", "SIP/2.0/UDP c"]
     headers.prepend("Via", "SIP/2.0/UDP top")
-    assert list(headers)[0] == ("Via", "SIP/2.0/UDP top")
+    assert next(iter(headers)) == ("Via", "SIP/2.0/UDP top")
     headers.add("X-A", "2")
     assert headers.get_all("x-a") == ["1", "2"]
     headers.set("X-A", "3")

@@ -182,6 +182,7 @@ async def test_symmetric_rtp_latches_onto_real_source(sessions: list[MediaSessio
     assert abs(dominant_hz(pcm, 8000) - 500) < 15
 
 
+@pytest.mark.slow
 async def test_through_impairment_relay(sessions: list[MediaSession]) -> None:
     """5 % loss, 40 ms uniform jitter (reordering), 3 % explicit reordering and
     2 % duplication from A to B: the tone survives, concealment matches loss,
@@ -234,3 +235,82 @@ async def test_through_impairment_relay(sessions: list[MediaSession]) -> None:
     assert len(pcm) > 8000 * 4
     assert abs(dominant_hz(pcm[4000:], 8000) - 1000) < 10
     assert 3.5 < sb.mos < 4.3  # 5 % loss with PLC costs about R 15
+
+
+async def test_codec_change_on_reinvite_keeps_ssrc_and_sequence(
+    sessions: list[MediaSession],
+) -> None:
+    a, b = await pair()
+    sessions += [a, b]
+    got = QueueSource(max_samples=80000)
+    b.sinks.append(got)
+    a.source = ToneSource(800, 8000)
+    a.start()
+    b.start()
+    await asyncio.sleep(0.3)
+    assert a.info is not None and a.info.name == "PCMU"
+    assert a.sender is not None
+    ssrc, seq = a.sender.ssrc, a.sender.sequence
+    offer = create_offer([PCMA], "127.0.0.1", a.local_address[1])
+    answer = create_answer(offer, [PCMA, PCMU], "127.0.0.1", b.local_address[1])
+    a.apply(process_answer(offer, answer.sdp))
+    b.apply(answer.audio)
+    assert a.info.name == "PCMA" and a.sender.payload_type == 8
+    assert a.sender.ssrc == ssrc and a.sender.sequence == seq
+    before = got.read(got._buffered)
+    assert before is not None
+    await asyncio.sleep(0.5)
+    after = got.read(2400)
+    assert after is not None  # PCMA decoded on B after the switch
+    assert abs(dominant_hz(after, 8000) - 800) < 15
+    assert b.stats().ssrc_changes == 0
+
+
+async def test_ssrc_collision_picks_new_ssrc_once(sessions: list[MediaSession]) -> None:
+    a, b = await pair()
+    sessions += [a, b]
+    b.start()  # A stays silent, so B latches onto the first packet it gets
+    assert b.sender is not None
+    ours = b.sender.ssrc
+    # A packet carrying B's own SSRC from another address: RFC 3550 §8.2 collision.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        raw = bytes(RtpPacket(0, 7, 7, ours, b"\xff" * 160))
+        s.sendto(raw, b.local_address)
+        await asyncio.sleep(0.05)
+        assert b.sender.ssrc != ours
+        changed = b.sender.ssrc
+        # The peer echoes our packets back: a second "collision" soon after is a loop.
+        s.sendto(bytes(RtpPacket(0, 8, 8, changed, b"\xff" * 160)), b.local_address)
+        await asyncio.sleep(0.05)
+    assert b.sender.ssrc == changed
+    assert b.looped == 1
+
+
+async def test_transport_port_pair_and_mux() -> None:
+    from trunkline.media.transport import RtpTransport
+
+    t = await RtpTransport.open()
+    try:
+        assert t.local_rtp[1] % 2 == 0 and t.local_rtcp[1] == t.local_rtp[1] + 1
+        with pytest.raises(ValueError):
+            await RtpTransport.open(port=t.local_rtp[1] + 1)
+        got: list[tuple[str, bytes]] = []
+        t.set_handlers(lambda d, a: got.append(("rtp", d)), lambda d, a: got.append(("rtcp", d)))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            s.settimeout(2)
+            s.sendto(b"r", t.local_rtp)
+            s.sendto(b"c", t.local_rtcp)
+            t.send_rtcp(b"x", s.getsockname())
+            assert s.recvfrom(10)[1][1] == t.local_rtcp[1]
+            t.rtcp_mux = True
+            t.send_rtcp(b"y", s.getsockname())
+            assert s.recvfrom(10)[1][1] == t.local_rtp[1]  # RFC 5761: RTCP on the RTP port
+            for _ in range(100):
+                if len(got) == 2:
+                    break
+                await asyncio.sleep(0.01)
+        assert sorted(got) == [("rtcp", b"c"), ("rtp", b"r")]
+    finally:
+        t.close()

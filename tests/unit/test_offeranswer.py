@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 from typing import Any
 
@@ -248,22 +247,23 @@ def test_unsupported_streams_rejected_with_port_zero() -> None:
 
 
 @pytest.mark.parametrize(
-    ("offer", "reason"),
+    ("offer", "reason", "warning"),
     [
-        (offer_text("m=audio 0 RTP/AVP 0\n"), "port 0"),
-        (offer_text("m=video 5000 RTP/AVP 31\n"), "no audio"),
-        (offer_text("m=audio 5000 RTP/AVP 97\na=rtpmap:97 AMR/8000\n"), "codec"),
-        (offer_text("m=audio 5000 RTP/SAVP 0\n"), "SRTP"),
-        (offer_text("m=audio 5000 TCP/MSRP *\n"), "transport"),
-        (offer_text("m=audio 5000 RTP/AVP 0\n", connection=""), "c= line"),
-        (offer_text(""), "no audio"),
+        (offer_text("m=audio 0 RTP/AVP 0\n"), "port 0", 304),
+        (offer_text("m=video 5000 RTP/AVP 31\n"), "no audio", 304),
+        (offer_text("m=audio 5000 RTP/AVP 97\na=rtpmap:97 AMR/8000\n"), "codec", 305),
+        (offer_text("m=audio 5000 RTP/SAVP 0\n"), "SRTP", 302),
+        (offer_text("m=audio 5000 TCP/MSRP *\n"), "transport", 302),
+        (offer_text("m=audio 5000 RTP/AVP 0\n", connection=""), "c= line", 307),
+        (offer_text(""), "no audio", 304),
     ],
 )
-def test_unacceptable_offers_raise_488(offer: str, reason: str) -> None:
+def test_unacceptable_offers_raise_488(offer: str, reason: str, warning: int) -> None:
     with pytest.raises(NegotiationError) as info:
         answer(offer)
     assert info.value.status == 488
     assert reason in info.value.reason
+    assert info.value.warning == warning
 
 
 def test_require_srtp_refuses_plain_rtp() -> None:
@@ -474,15 +474,6 @@ def test_sdes_answer_must_match_an_offered_tag() -> None:
         process_answer(offer, reply)
 
 
-def test_make_crypto_key_lengths() -> None:
-    crypto = make_crypto(1, "AEAD_AES_256_GCM")
-    assert len(base64.b64decode(crypto.keys[0].key_salt)) == 44
-    with pytest.raises(LocalSipError):
-        make_crypto(1, "NULL_HMAC")
-    with pytest.raises(LocalSipError):
-        make_crypto(1, "AES_CM_128_HMAC_SHA1_80", b"short")
-
-
 def test_dtls_ice_end_to_end() -> None:
     offerer_ice = IceParameters("aaaa", "a" * 24, options=("trickle",), end_of_candidates=False)
     answerer_ice = IceParameters("bbbb", "b" * 24, lite=True)
@@ -658,3 +649,33 @@ def test_rfc4317_audio_and_video_exchange() -> None:
         0,
     )
     assert list(audio.receive_payload_types) == [0]
+
+
+def test_single_codec_answer() -> None:
+    result = answer(load("asterisk.sdp"), [G722, PCMU, TELEPHONE_EVENT], single_codec=True)
+    assert result.sdp.media[0].fmts == ["9", "101"]
+    assert [c.name for c in result.audio.codecs] == ["G722"]
+    assert sorted(result.audio.receive_payload_types) == [9, 101]
+
+
+def test_answer_freeswitch_offer() -> None:
+    result = answer(load("freeswitch.sdp"), [PCMA, PCMU, CN, TELEPHONE_EVENT])
+    assert result.sdp.media[0].fmts == ["8", "0", "13", "101"]
+    audio = result.audio
+    assert (audio.rtcp_address, audio.rtcp_port) == ("203.0.113.20", 16385)  # RFC 3605
+    assert audio.payload_type == 8
+    assert audio.telephone_events == "0-15"
+    opus = answer(load("freeswitch.sdp"), [OPUS, PCMU])
+    assert opus.audio.payload_type == 102  # FreeSWITCH's number for opus
+    assert opus.audio.codec.fmtp is not None
+    assert "maxplaybackrate=48000" in opus.audio.codec.fmtp
+
+
+def test_answer_polycom_offer_with_session_level_direction() -> None:
+    result = answer(load("polycom.sdp"), [G722, PCMU, TELEPHONE_EVENT], direction=S)
+    media = result.sdp.media[0]
+    assert media.fmts == ["9", "0", "127"]
+    assert media.direction is Direction.SENDONLY  # we hold; the phone offered sendrecv
+    assert media.rtpmap()[127] == RtpMap(127, "telephone-event", 8000)
+    assert result.audio.codec == Codec("G722", 8000, payload_type=9)
+    assert not result.audio.held_by_remote

@@ -6,11 +6,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trunkline.sip.errors import SipParseError
+from trunkline.sip.errors import LocalSipError, SipParseError
 from trunkline.sip.sdpfields import (
+    G722,
+    OPUS,
+    PCMU,
+    STATIC_PAYLOAD_TYPES,
     Attribute,
     Bandwidth,
     Candidate,
+    Codec,
     Connection,
     Crypto,
     CryptoKey,
@@ -21,6 +26,7 @@ from trunkline.sip.sdpfields import (
     Rtcp,
     RtpMap,
     Timing,
+    make_crypto,
     parse_fmtp_params,
 )
 
@@ -137,3 +143,27 @@ def test_crypto_key_without_base64_padding_is_accepted() -> None:
     key = CryptoKey.parse("inline:MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3OA")
     assert key.key_bytes == b"1234567890123456789012345678"
     assert str(key) == "inline:MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3OA"
+
+
+def test_make_crypto_key_lengths() -> None:
+    crypto = make_crypto(1, "AEAD_AES_256_GCM")
+    assert len(crypto.keys[0].key_bytes) == 44
+    with pytest.raises(LocalSipError):
+        make_crypto(1, "NULL_HMAC")
+    with pytest.raises(LocalSipError):
+        make_crypto(1, "AES_CM_128_HMAC_SHA1_80", b"short")
+
+
+def test_codec_matching_and_rtpmap() -> None:
+    assert PCMU.matches(RtpMap(0, "pcmu", 8000))
+    assert PCMU.matches(RtpMap(0, "PCMU", 8000, 1))
+    assert not PCMU.matches(RtpMap(0, "PCMU", 16000))
+    assert OPUS.matches(RtpMap(111, "OPUS", 48000, 2))
+    assert not OPUS.matches(RtpMap(111, "opus", 48000))  # opus is always /2 (RFC 7587)
+    assert str(PCMU.rtpmap(0)) == "0 PCMU/8000"
+    assert str(OPUS.rtpmap(96)) == "96 opus/48000/2"
+    # RFC 3551: G.722 is written with an 8000 Hz clock, static type 9
+    assert STATIC_PAYLOAD_TYPES[9] == G722
+    assert STATIC_PAYLOAD_TYPES[18] == Codec("G729", 8000, payload_type=18)
+    assert Codec("telephone-event", 16000).is_telephone_event
+    assert Codec("cn", 8000).is_comfort_noise

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trunkline.media.wav import WavError, load_wav, read_wav, read_wav_info, write_wav
 
@@ -110,3 +112,24 @@ def test_float_and_extensible_formats() -> None:
     y, rate = read_wav(_riff(ext, frames))
     assert rate == 44100
     assert y.tolist() == [0x2000, 0]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.tuples(st.integers(0, 0xFFFF), st.integers(0, 8), st.integers(0, 96000), st.integers(0, 72)),
+    st.binary(max_size=64),
+    st.booleans(),
+)
+def test_parser_raises_only_wav_error(
+    header: tuple[int, int, int, int], data: bytes, truncate: bool
+) -> None:
+    code, channels, rate, bits = header
+    fmt = struct.pack("<HHIIHH", code, channels, rate, 0, 0, bits)
+    raw = _riff(fmt, data).getvalue()
+    if truncate:
+        raw = raw[: len(raw) // 2]
+    try:
+        pcm, info = read_wav_info(io.BytesIO(raw))
+    except WavError:
+        return
+    assert pcm.dtype == np.int16 and len(pcm) == info.frames

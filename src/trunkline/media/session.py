@@ -81,7 +81,6 @@ log = logging.getLogger(__name__)
 
 RTCP_INTERVAL = 5.0
 _RELATCH_AFTER = 2.0  # seconds of silence from the latched peer before another may take over
-_COLLISION_HOLDOFF = 10.0  # RFC 3550 §8.2: a second "collision" this soon is a loop
 
 
 class AudioSource(Protocol):
@@ -236,7 +235,8 @@ class MediaStats:
     remote_fraction_lost: float | None  # what the peer reports about our stream
     remote_jitter: float | None
     jitter_buffer: JitterStats | None
-    invalid: int  # unparseable or failing SRTP authentication
+    invalid: int  # RTP unparseable or failing SRTP authentication
+    rtcp_invalid: int  # the same for RTCP (e.g. a peer's unprotected keep-alive)
     foreign: int  # from an address we did not latch onto
     ssrc_changes: int
     r_factor: float
@@ -291,13 +291,15 @@ class MediaSession:
         self._dtmf_rx: TelephoneEventReceiver | None = None
         self._te_pt: int | None = None
         self._te_rx_pts: frozenset[int] = frozenset()
+        self._te_clock = 8000
         self._next_rtcp = 0.0
         self._packets_at_last_report = 0
-        self._last_collision = -1e9
+        self._conflicts: set[Address] = set()
         self.rtt: float | None = None
         self.remote_fraction_lost: float | None = None
         self.remote_jitter: float | None = None
         self.invalid = 0
+        self.rtcp_invalid = 0
         self.foreign = 0
         self.unknown_payload = 0
         self.looped = 0
@@ -366,10 +368,12 @@ class MediaSession:
             if c.name.lower() == info.name.lower() and c.clock_rate == info.clock_rate
         ) | {audio.payload_type}
         self._te_pt = audio.telephone_event_pt
-        te_rx_pts = [pt for pt, c in audio.receive_payload_types.items() if c.is_telephone_event]
-        self._te_rx_pts = frozenset(te_rx_pts)
-        if self._te_rx_pts and self._dtmf_rx is None:
-            self._dtmf_rx = TelephoneEventReceiver(8000)
+        te_rx = {pt: c for pt, c in audio.receive_payload_types.items() if c.is_telephone_event}
+        self._te_rx_pts = frozenset(te_rx)
+        if te_rx and self._dtmf_rx is None:
+            self._dtmf_rx = TelephoneEventReceiver(next(iter(te_rx.values())).clock_rate)
+        te_tx = next((c for c in audio.codecs if c.is_telephone_event), None)
+        self._te_clock = te_tx.clock_rate if te_tx else info.clock_rate
         self.transport.rtcp_mux = audio.rtcp_mux
         remote: Address | None = (audio.remote_address, audio.remote_port)
         if audio.remote_address in ("0.0.0.0", "::") or audio.remote_port == 0:
@@ -496,8 +500,9 @@ class MediaSession:
         if self._dtmf_queue:
             start = max(start, self._dtmf_queue[-1][0] + 3)
         ptime_ms = round(self._ptime * 1000)
-        clock = 8000 if self.info is None else self.info.clock_rate
-        for p in encode_event(digit, duration_ms=duration_ms, ptime_ms=ptime_ms, clock_rate=clock):
+        for p in encode_event(
+            digit, duration_ms=duration_ms, ptime_ms=ptime_ms, clock_rate=self._te_clock
+        ):
             self._dtmf_queue.append(
                 (start + p.send_offset_ms // ptime_ms, p.payload, p.marker, start)
             )
@@ -526,7 +531,9 @@ class MediaSession:
             self.invalid += 1
             return
         now = loop.time()
-        source: Address = (addr[0], addr[1])
+        source: Address = addr  # (host, port); IPv6 adds flowinfo and scope id
+        if source != self._remote_rtp:
+            source = (addr[0], addr[1])
         if source != self._remote_rtp:
             if not self.latch or (self._latched and now - self._last_rx < _RELATCH_AFTER):
                 self.foreign += 1
@@ -541,7 +548,7 @@ class MediaSession:
         if pt in self._receive_pts:
             stats = self.sources.receive(packet, now)
             if stats is None:
-                self._collision(now)
+                self._collision(source)
                 return
             if self._receiving:
                 self.jitter.put(packet, now)
@@ -551,15 +558,21 @@ class MediaSession:
         else:
             self.unknown_payload += 1
 
-    def _collision(self, now: float) -> None:
-        """Our SSRC came back from the peer (RFC 3550 §8.2)."""
-        if now - self._last_collision < _COLLISION_HOLDOFF:
-            self.looped += 1  # an echo of our own packets, not a second source
+    def _collision(self, source: Address) -> None:
+        """Our SSRC came back from ``source`` (RFC 3550 §8.2).
+
+        The first time from an address it is a collision: take a new SSRC and
+        send BYE for the old one. An address already in the conflict table is
+        looping our own packets back (an echo peer): ignore them.
+        """
+        if source in self._conflicts:
+            self.looped += 1
             return
-        self._last_collision = now
+        self._conflicts.add(source)
         assert self.sender is not None and self.sources is not None
         old = self.sender.change_ssrc()
         self.sources.local_ssrc = self.sender.ssrc
+        log.info("SSRC collision with %s: %08x -> %08x", source, old, self.sender.ssrc)
         self._send_rtcp([ReceiverReport(old), Bye([old], b"SSRC collision")])
 
     def _on_rtcp(self, data: bytes, addr: Any) -> None:
@@ -570,12 +583,12 @@ class MediaSession:
             try:
                 data = self.srtp.unprotect_rtcp(data)
             except SrtpError:
-                self.invalid += 1
+                self.rtcp_invalid += 1
                 return
         try:
             packets = parse_compound(data)
         except RtpParseError:
-            self.invalid += 1
+            self.rtcp_invalid += 1
             return
         if self._remote_rtcp is None or (self.latch and not self.transport.rtcp_mux):
             self._remote_rtcp = (addr[0], addr[1])
@@ -656,6 +669,7 @@ class MediaSession:
             remote_jitter=self.remote_jitter,
             jitter_buffer=jb,
             invalid=self.invalid,
+            rtcp_invalid=self.rtcp_invalid,
             foreign=self.foreign,
             ssrc_changes=self.sources.ssrc_changes if self.sources else 0,
             r_factor=score.r,

@@ -109,6 +109,7 @@ class JitterBuffer:
         self.jitter_factor = jitter_factor
         self.adapt_interval = adapt_interval
         self.frame_samples = max(1, round(clock_rate * ptime))
+        self._capacity = 2 * int(max_delay / ptime) + 8
         self.target_delay = min(max_delay, max(min_delay, initial_delay))
         self._packets: dict[int, tuple[RtpPacket, float]] = {}
         self._recent: set[int] = set()
@@ -162,8 +163,7 @@ class JitterBuffer:
             self._highest = ext
         if self._filling_since is None:
             self._filling_since = now
-        limit = 2 * int(self.max_delay / self.ptime) + 8
-        while len(self._packets) > limit:  # the consumer stalled: drop the oldest
+        while len(self._packets) > self._capacity:  # the consumer stalled: drop the oldest
             oldest = min(self._packets)
             del self._packets[oldest]
             self.discarded += 1

@@ -184,6 +184,9 @@ class RtpPacket:
         if n < RTP_HEADER_SIZE:
             raise RtpParseError("RTP packet shorter than the fixed header")
         b0, b1, seq, ts, ssrc = _HEADER.unpack_from(data, 0)
+        if b0 == 0x80:  # fast path: no padding, extension or CSRCs (nearly every packet)
+            payload = bytes(data[RTP_HEADER_SIZE:])
+            return cls(b1 & 0x7F, seq, ts, ssrc, payload, bool(b1 & 0x80), [])
         if b0 >> 6 != RTP_VERSION:
             raise RtpParseError("RTP version is not 2")
         cc = b0 & 0x0F
@@ -221,6 +224,17 @@ class RtpPacket:
         )
 
     def __bytes__(self) -> bytes:
+        if not (self.csrc or self.padding or self.extension):
+            return (
+                _HEADER.pack(
+                    0x80,
+                    (0x80 if self.marker else 0) | (self.payload_type & 0x7F),
+                    self.sequence_number & 0xFFFF,
+                    self.timestamp & 0xFFFFFFFF,
+                    self.ssrc & 0xFFFFFFFF,
+                )
+                + self.payload
+            )
         if len(self.csrc) > 15:
             raise ValueError("at most 15 CSRCs")
         b0 = (RTP_VERSION << 6) | len(self.csrc)

@@ -39,7 +39,7 @@ MAX_DROPOUT = 3000
 MAX_MISORDER = 100
 MIN_SEQUENTIAL = 2
 RTP_SEQ_MOD = 1 << 16
-_WINDOW = 1024  # how far back duplicates are recognised, in sequence numbers
+_WINDOW = 256  # how far back duplicates are recognised, in sequence numbers
 
 
 def round_trip_time(arrival_middle: int, lsr: int, dlsr: int) -> float | None:

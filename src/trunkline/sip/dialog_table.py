@@ -591,6 +591,42 @@ class DialogLayer:
         """The running session timer of ``dialog``, if any."""
         return self._session_timers.get(dialog.id)
 
+    def create_refresh(
+        self,
+        dialog: Dialog,
+        method: str = "UPDATE",
+        *,
+        body: bytes = b"",
+        content_type: str | None = None,
+    ) -> Request:
+        """A session refresh request (RFC 4028 §7.4, §10): UPDATE or re-INVITE.
+
+        It asks for the negotiated interval again with ourselves as
+        refresher (we send it, so we are its UAC). Without a body an UPDATE
+        refreshes without touching the session (RFC 3311, RFC 4028 §10).
+        """
+        if method not in ("UPDATE", "INVITE"):
+            raise LocalSipError("a session refresh is an UPDATE or a re-INVITE")
+        timer = self._session_timers.get(dialog.id)
+        config = self.session_timer or SessionTimerConfig()
+        interval = (
+            timer.negotiated.interval
+            if timer is not None and timer.negotiated is not None
+            else config.session_expires
+        )
+        headers = [
+            ("Supported", "timer"),
+            ("Session-Expires", f"{interval};refresher=uac"),
+            ("Min-SE", str(config.min_se)),
+        ]
+        return dialog.create_request(
+            method,
+            via=self.local_via,
+            body=body,
+            content_type=content_type,
+            extra_headers=headers,
+        )
+
     # -- ending -------------------------------------------------------------
 
     def _end(self, dialog: Dialog, reason: str) -> None:

@@ -220,6 +220,11 @@ def format_params(params: Mapping[str, str | None]) -> str:
     return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
 
 
+def is_digits(text: str) -> bool:
+    """True for a non-empty run of ASCII digits (``str.isdigit`` alone accepts "²")."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_uint(text: str, what: str, maximum: int = 2**32 - 1) -> int:
     """Parse a decimal count (``1*DIGIT``), rejecting values above ``maximum``.
 

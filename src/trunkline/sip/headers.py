@@ -24,6 +24,7 @@ from typing import Self
 from trunkline.sip.errors import SipParseError
 from trunkline.sip.grammar import (
     format_params,
+    is_digits,
     is_token,
     needs_quote,
     parse_params,
@@ -54,6 +55,7 @@ __all__ = [
 _WS = " \t"
 _HOST_RE = re.compile(r"[A-Za-z0-9\-._]+|\[[0-9A-Fa-f:.]+\]")
 _PORT_RE = re.compile(r"[0-9]{1,5}")
+_QVALUE_RE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")  # RFC 3261 §25.1 qvalue
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*:")
 _BAD_DISPLAY_RE = re.compile(r'[\x00-\x08\x0a-\x1f\x7f"<>@,;:\\/\[\]?={}()]')
 _BAD_ADDR_SPEC_RE = re.compile(r"[\s,?<>\"]")
@@ -202,7 +204,7 @@ class Via(_Params):
     def rport(self) -> int | None:
         """The ``rport`` value filled in by a server (RFC 3581 §4), else None."""
         value = self.params.get("rport")
-        if value is None or not value.isdigit() or len(value) > 5:
+        if value is None or not is_digits(value) or len(value) > 5:
             return None
         return int(value)
 
@@ -220,7 +222,7 @@ class Via(_Params):
     def ttl(self) -> int | None:
         """The ``ttl`` parameter (0-255), None when absent or invalid."""
         value = self.params.get("ttl")
-        if value is None or not value.isdigit() or len(value) > 3 or int(value) > 255:
+        if value is None or not is_digits(value) or len(value) > 3 or int(value) > 255:
             return None
         return int(value)
 
@@ -506,22 +508,18 @@ class Contact(NameAddr):
     def expires(self) -> int | None:
         """The ``expires`` parameter; None when absent or not a valid delta (RFC 4475 scalar02)."""
         value = self.params.get("expires")
-        if value is None or not value.isdigit() or len(value) > 10:
+        if value is None or not is_digits(value) or len(value) > 10:
             return None
         number = int(value)
         return number if number <= 2**32 - 1 else None
 
     @property
     def q(self) -> float | None:
-        """The ``q`` parameter (0 to 1), None when absent or invalid."""
+        """The ``q`` parameter (``qvalue``, 0 to 1), None when absent or invalid."""
         value = self.params.get("q")
-        if value is None or len(value) > 5:
+        if value is None or _QVALUE_RE.fullmatch(value) is None:
             return None
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-        return number if 0.0 <= number <= 1.0 else None
+        return float(value)
 
     def __str__(self) -> str:
         return "*" if self.star else super().__str__()

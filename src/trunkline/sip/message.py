@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from trunkline.sip.errors import SipParseError
-from trunkline.sip.grammar import parse_uint
+from trunkline.sip.grammar import is_digits, parse_uint
 from trunkline.sip.headerfields import _KEY_BY_NAME, Headers, canonical_key, unfold
 from trunkline.sip.headers import (
     Contact,
@@ -135,7 +135,10 @@ class Message:
     @property
     def via(self) -> list[Via]:
         """Via values, top first (RFC 3261 §20.42)."""
-        return list(self._typed("via", parse_vias))
+        try:
+            return list(self.headers._cache["via"])
+        except KeyError:
+            return list(self._typed("via", parse_vias))
 
     @via.setter
     def via(self, value: Iterable[Via]) -> None:
@@ -144,7 +147,10 @@ class Message:
     @property
     def from_(self) -> NameAddr:
         """The From header (§20.20); raises SipParseError(400) when absent."""
-        return self._typed("from", _single_name_addr("From"))
+        try:
+            return self.headers._cache["from"]  # type: ignore[no-any-return]
+        except KeyError:
+            return self._typed("from", _single_name_addr("From"))
 
     @from_.setter
     def from_(self, value: NameAddr) -> None:
@@ -153,7 +159,10 @@ class Message:
     @property
     def to(self) -> NameAddr:
         """The To header (§20.39); raises SipParseError(400) when absent."""
-        return self._typed("to", _single_name_addr("To"))
+        try:
+            return self.headers._cache["to"]  # type: ignore[no-any-return]
+        except KeyError:
+            return self._typed("to", _single_name_addr("To"))
 
     @to.setter
     def to(self, value: NameAddr) -> None:
@@ -172,7 +181,10 @@ class Message:
     @property
     def call_id(self) -> str:
         """The Call-ID (§20.8)."""
-        return self._typed("call-id", _parse_call_id)
+        try:
+            return self.headers._cache["call-id"]  # type: ignore[no-any-return]
+        except KeyError:
+            return self._typed("call-id", _parse_call_id)
 
     @call_id.setter
     def call_id(self, value: str) -> None:
@@ -181,7 +193,10 @@ class Message:
     @property
     def cseq(self) -> CSeq:
         """The CSeq (§20.16)."""
-        return self._typed("cseq", _parse_cseq)
+        try:
+            return self.headers._cache["cseq"]  # type: ignore[no-any-return]
+        except KeyError:
+            return self._typed("cseq", _parse_cseq)
 
     @cseq.setter
     def cseq(self, value: CSeq) -> None:
@@ -371,7 +386,9 @@ class Request(Message):
             self._uri_text = str(uri)
 
     @classmethod
-    def parse(cls, data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request:
+    def parse(
+        cls, data: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS
+    ) -> Request:
         """Parse bytes that must hold a request."""
         msg = parse_message(data, limits=limits)
         if not isinstance(msg, Request):
@@ -444,7 +461,9 @@ class Response(Message):
         self._raw = None
 
     @classmethod
-    def parse(cls, data: bytes, limits: Limits = DEFAULT_LIMITS) -> Response:
+    def parse(
+        cls, data: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS
+    ) -> Response:
         """Parse bytes that must hold a response."""
         msg = parse_message(data, limits=limits)
         if not isinstance(msg, Response):
@@ -544,7 +563,7 @@ def _lenient_delta(values: list[str]) -> int | None:
     if len(values) != 1:
         return None
     value = values[0]
-    if not value.isdigit() or len(value) > 10:
+    if not is_digits(value) or len(value) > 10:
         return None
     number = int(value)
     return number if number <= 2**32 - 1 else None
@@ -661,7 +680,9 @@ def _unfold(lines: list[str]) -> list[str]:
     return out
 
 
-def parse_message(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Request | Response:
+def parse_message(
+    data: bytes | bytearray | memoryview, *, limits: Limits = DEFAULT_LIMITS
+) -> Request | Response:
     """Parse one whole SIP message (RFC 3261 §7); raise SipParseError otherwise.
 
     Octets after the body that Content-Length announces are discarded
@@ -717,13 +738,14 @@ def parse_message(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> Request | 
         msg = request
 
     # Mandatory header fields (§8.1.1; RFC 4475 §3.3.1 insuf, §3.3.8 multi01).
-    call_id = _parse_call_id(index.get("call-id", []))
-    cseq = _parse_cseq(index.get("cseq", []))
+    get = index.get
+    call_id = _parse_call_id(get("call-id") or [])
+    cseq = CSeq.parse(_single(get("cseq") or [], "CSeq"))
     if msg.is_request and cseq.method != msg._method:  # type: ignore[union-attr]
         raise SipParseError("CSeq method does not match the request method")
-    from_ = NameAddr.parse(_single(index.get("from", []), "From"))
-    to = NameAddr.parse(_single(index.get("to", []), "To"))
-    via_lines = index.get("via")
+    from_ = NameAddr.parse(_single(get("from") or [], "From"))
+    to = NameAddr.parse(_single(get("to") or [], "To"))
+    via_lines = get("via")
     if not via_lines:
         raise SipParseError("Missing Via header")
     cache["call-id"] = call_id

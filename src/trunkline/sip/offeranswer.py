@@ -23,7 +23,6 @@ Acceptable Here (RFC 3261 §13.3.1.1) for the caller to answer with.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import secrets
 from collections.abc import Sequence
@@ -34,13 +33,23 @@ from trunkline.sip.sdp import (
     Candidate,
     Connection,
     Crypto,
-    CryptoKey,
     Direction,
     Fingerprint,
     MediaDescription,
     Origin,
-    RtpMap,
     SessionDescription,
+)
+from trunkline.sip.sdpfields import (
+    CN,
+    G722,
+    OPUS,
+    PCMA,
+    PCMU,
+    STATIC_PAYLOAD_TYPES,
+    SUPPORTED_SRTP_SUITES,
+    TELEPHONE_EVENT,
+    Codec,
+    make_crypto,
 )
 
 __all__ = [
@@ -65,6 +74,7 @@ __all__ = [
     "create_offer",
     "is_hold",
     "make_crypto",
+    "media_codecs",
     "process_answer",
 ]
 
@@ -74,132 +84,25 @@ class NegotiationError(SipError):
 
     RFC 3261 §13.3.1.1 / RFC 3264 §6: an offer we cannot answer is refused
     with 488 Not Acceptable Here.
+
+    ``warning`` is the RFC 3261 §20.43 warn-code for a ``Warning`` header
+    (302 incompatible transport, 304 media type not available, 305
+    incompatible media format, 307 parameter not understood), or None.
     """
 
-    def __init__(self, reason: str, status: int = 488) -> None:
+    def __init__(self, reason: str, status: int = 488, warning: int | None = None) -> None:
         super().__init__(f"{status} {reason}")
         self.status = status
         self.reason = reason
+        self.warning = warning
 
 
-@dataclass(frozen=True, slots=True)
-class Codec:
-    """An RTP payload format as SDP names it (``a=rtpmap`` + ``a=fmtp``).
-
-    ``payload_type`` is the preferred number (the static one for PCMU, PCMA,
-    G722...); the offerer's number wins in an answer.
-    """
-
-    name: str
-    clock_rate: int
-    channels: int = 1
-    fmtp: str | None = None
-    payload_type: int | None = None
-
-    @property
-    def is_telephone_event(self) -> bool:
-        return self.name.lower() == "telephone-event"
-
-    @property
-    def is_comfort_noise(self) -> bool:
-        return self.name.upper() == "CN"
-
-    def matches(self, rtpmap: RtpMap) -> bool:
-        """Same encoding name (case-insensitive), clock rate and channel count."""
-        return (
-            self.name.lower() == rtpmap.encoding.lower()
-            and self.clock_rate == rtpmap.clock_rate
-            and self.channels == (rtpmap.channels or 1)
-        )
-
-    def rtpmap(self, payload_type: int) -> RtpMap:
-        channels = None if self.channels == 1 else self.channels
-        return RtpMap(payload_type, self.name, self.clock_rate, channels)
-
-    @classmethod
-    def all_from_media(cls, media: MediaDescription) -> list[tuple[int, Codec]]:
-        """Every payload type of ``media`` we can name, in m= line order."""
-        pairs = [(pt, cls.from_media(media, pt)) for pt in media.payload_types]
-        return [(pt, codec) for pt, codec in pairs if codec is not None]
-
-    @classmethod
-    def from_media(cls, media: MediaDescription, payload_type: int) -> Codec | None:
-        """The codec ``media`` declares for ``payload_type`` (rtpmap, else RFC 3551 table)."""
-        rtpmap = media.rtpmap().get(payload_type)
-        if rtpmap is None:
-            static = STATIC_PAYLOAD_TYPES.get(payload_type)
-            if static is None:
-                return None
-            rtpmap = static.rtpmap(payload_type)
-        return cls(
-            rtpmap.encoding,
-            rtpmap.clock_rate,
-            rtpmap.channels or 1,
-            media.fmtp().get(payload_type),
-            payload_type,
-        )
-
-
-PCMU = Codec("PCMU", 8000, payload_type=0)
-PCMA = Codec("PCMA", 8000, payload_type=8)
-# G.722 samples at 16 kHz but is written 8000 in SDP (RFC 3551 §4.5.2).
-G722 = Codec("G722", 8000, payload_type=9)
-CN = Codec("CN", 8000, payload_type=13)
-# Opus is always written opus/48000/2 (RFC 7587 §7).
-OPUS = Codec("opus", 48000, 2, "minptime=10;useinbandfec=1", 111)
-TELEPHONE_EVENT = Codec("telephone-event", 8000, fmtp="0-16", payload_type=101)
-
-STATIC_PAYLOAD_TYPES: dict[int, Codec] = {
-    pt: Codec(name, rate, channels, payload_type=pt)
-    for pt, name, rate, channels in [
-        # RFC 3551 §6, table 4 (audio).
-        (0, "PCMU", 8000, 1),
-        (3, "GSM", 8000, 1),
-        (4, "G723", 8000, 1),
-        (5, "DVI4", 8000, 1),
-        (6, "DVI4", 16000, 1),
-        (7, "LPC", 8000, 1),
-        (8, "PCMA", 8000, 1),
-        (9, "G722", 8000, 1),
-        (10, "L16", 44100, 2),
-        (11, "L16", 44100, 1),
-        (12, "QCELP", 8000, 1),
-        (13, "CN", 8000, 1),
-        (14, "MPA", 90000, 1),
-        (15, "G728", 8000, 1),
-        (16, "DVI4", 11025, 1),
-        (17, "DVI4", 22050, 1),
-        (18, "G729", 8000, 1),
-    ]
-}
-
-# SDES suites we can key (RFC 4568 §6.2, RFC 6188, RFC 7714) -> master key+salt length.
-SUPPORTED_SRTP_SUITES: dict[str, int] = {
-    "AES_CM_128_HMAC_SHA1_80": 30,
-    "AES_CM_128_HMAC_SHA1_32": 30,
-    "AES_256_CM_HMAC_SHA1_80": 46,
-    "AES_256_CM_HMAC_SHA1_32": 46,
-    "AEAD_AES_128_GCM": 28,
-    "AEAD_AES_256_GCM": 44,
-}
 _SDES_PROTOS = frozenset({"RTP/SAVP", "RTP/SAVPF"})
 _PLAIN_PROTOS = frozenset({"RTP/AVP", "RTP/AVPF"})
 _DTLS_PROTOS = frozenset({"UDP/TLS/RTP/SAVP", "UDP/TLS/RTP/SAVPF"})
 _DYNAMIC = range(96, 128)
 _DEFAULT_PTIME = 20
 _DEFAULT_EVENTS = "0-15"  # no fmtp means events 0-15 (RFC 4733 §2.4.1)
-
-
-def make_crypto(tag: int, suite: str, key: bytes | None = None) -> Crypto:
-    """An ``a=crypto`` line with a fresh (or the given) master key and salt (RFC 4568)."""
-    length = SUPPORTED_SRTP_SUITES.get(suite)
-    if length is None:
-        raise LocalSipError(f"unsupported SRTP suite {suite}")
-    if key is None:
-        key = secrets.token_bytes(length)
-    elif len(key) != length:
-        raise LocalSipError(f"{suite} needs a {length}-byte key and salt, got {len(key)}")
-    return Crypto(tag, suite, (CryptoKey(base64.b64encode(key).decode("ascii")),))
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,12 +234,32 @@ class LocalSession:
     def previous_payload_types(self) -> list[tuple[int, Codec]]:
         """The payload types of our last audio stream, to keep them stable (§8.3.2)."""
         media = self._last_audio()
-        return [] if media is None else Codec.all_from_media(media)
+        return [] if media is None else media_codecs(media)
 
     def previous_crypto(self) -> list[Crypto]:
         """The SDES keys of our last audio stream (reused when answering a re-INVITE)."""
         media = self._last_audio()
         return [] if media is None else media.crypto
+
+
+def media_codecs(media: MediaDescription) -> list[tuple[int, Codec]]:
+    """Every payload type of ``media`` we can name, in m= line order.
+
+    A payload type is named by its ``a=rtpmap`` or, for static types without
+    one, by the RFC 3551 table; ``a=fmtp`` parameters are attached.
+    """
+    rtpmaps, fmtps = media.rtpmap(), media.fmtp()
+    result: list[tuple[int, Codec]] = []
+    for pt in media.payload_types:
+        rtpmap = rtpmaps.get(pt)
+        if rtpmap is None:
+            static = STATIC_PAYLOAD_TYPES.get(pt)
+            if static is None:
+                continue
+            rtpmap = static.rtpmap(pt)
+        codec = Codec(rtpmap.encoding, rtpmap.clock_rate, rtpmap.channels or 1, fmtps.get(pt), pt)
+        result.append((pt, codec))
+    return result
 
 
 def _same_codec(a: Codec, b: Codec) -> bool:
@@ -590,6 +513,7 @@ def create_answer(
     rtcp_mux: bool = True,
     srtp_suites: Sequence[str] = tuple(SUPPORTED_SRTP_SUITES),
     require_srtp: bool = False,
+    single_codec: bool = False,
     srtp_key: bytes | None = None,
     ice: IceParameters | None = None,
     dtls: DtlsParameters | None = None,
@@ -600,13 +524,15 @@ def create_answer(
     answer's direction is that combined with the offer's (§6.1). SDES
     (``RTP/SAVP``) is answered with the first offered suite in
     ``srtp_suites``; DTLS-SRTP (``UDP/TLS/RTP/SAVPF``) only when ``dtls`` is
-    given. ``ice`` is included when the offer uses ICE. Raises
+    given. ``ice`` is included when the offer uses ICE. ``single_codec``
+    answers with only the codec we send with (plus telephone-event and CN),
+    for peers that do not cope with several. Raises
     :class:`NegotiationError` (488) if no audio stream is acceptable.
     """
     local = session or LocalSession(address)
     answer_media: list[MediaDescription] = []
     audio: NegotiatedAudio | None = None
-    reasons: list[str] = []
+    reasons: list[tuple[int, str]] = []
     for offered in offer.media:
         result = None
         if audio is None:
@@ -621,12 +547,13 @@ def create_answer(
                 rtcp_mux=rtcp_mux,
                 srtp_suites=srtp_suites,
                 require_srtp=require_srtp,
+                single_codec=single_codec,
                 srtp_key=srtp_key,
                 previous_crypto=local.previous_crypto(),
                 ice=ice,
                 dtls=dtls,
             )
-            if reason:
+            if reason is not None:
                 reasons.append(reason)
         if result is None:
             answer_media.append(_rejected(offered))
@@ -634,7 +561,9 @@ def create_answer(
             answer_media.append(result[0])
             audio = result[1]
     if audio is None:
-        raise NegotiationError("; ".join(reasons) or "no audio stream offered")
+        if not reasons:
+            raise NegotiationError("no audio stream offered", warning=304)
+        raise NegotiationError("; ".join(text for _, text in reasons), warning=reasons[0][0])
     sdp = _session(local, address, answer_media)
     if ice is not None and ice.lite and audio.ice is not None:
         sdp.add("ice-lite")
@@ -657,39 +586,40 @@ def _answer_audio(
     rtcp_mux: bool,
     srtp_suites: Sequence[str],
     require_srtp: bool,
+    single_codec: bool,
     srtp_key: bytes | None,
     previous_crypto: Sequence[Crypto],
     ice: IceParameters | None,
     dtls: DtlsParameters | None,
-) -> tuple[tuple[MediaDescription, NegotiatedAudio] | None, str]:
+) -> tuple[tuple[MediaDescription, NegotiatedAudio] | None, tuple[int, str] | None]:
     """Answer one offered stream, or say why it is rejected."""
     if offered.media != "audio":
-        return None, ""
+        return None, None
     if offered.rejected:
-        return None, "audio stream offered with port 0"
+        return None, (304, "audio stream offered with port 0")
     connection = offer.connection_for(offered)
     if connection is None:
-        return None, "audio stream without c= line"
+        return None, (307, "audio stream without c= line")
     # Transport and keys.
     keys: tuple[Crypto, Crypto] | None = None
     setup: str | None = None
     if offered.proto in _SDES_PROTOS:
         keys = _answer_crypto(offered, srtp_suites, srtp_key, previous_crypto)
         if keys is None:
-            return None, "no supported SRTP crypto suite"
+            return None, (302, "no supported SRTP crypto suite")
     elif offered.proto in _DTLS_PROTOS:
         fingerprints = offered.fingerprints or offer.fingerprints
         if dtls is None or not fingerprints:
-            return None, "DTLS-SRTP not available"
+            return None, (302, "DTLS-SRTP not available")
         setup = _answer_setup(offered.setup or offer.setup, dtls.setup)
         if setup is None:
-            return None, "unusable DTLS setup role"
+            return None, (302, "unusable DTLS setup role")
     elif offered.proto not in _PLAIN_PROTOS:
-        return None, f"unsupported transport {offered.proto}"
+        return None, (302, f"unsupported transport {offered.proto}")
     elif require_srtp:
-        return None, "SRTP required"
+        return None, (302, "SRTP required")
     # Codecs, in our order, with the offerer's payload type numbers (§6.1).
-    remote = Codec.all_from_media(offered)
+    remote = media_codecs(offered)
     common: list[tuple[int, Codec, Codec]] = []  # (offered pt, their codec, our codec)
     for mine in codecs:
         if mine.is_telephone_event:
@@ -706,11 +636,13 @@ def _answer_audio(
             common.append((match[0], match[1], mine))
     sendable = [c for c in common if not c[1].is_comfort_noise]
     if not sendable:
-        return None, "no common audio codec"
+        return None, (305, "no common audio codec")
     send_pt, send, _ = sendable[0]
     event = _pick_telephone_event(
         {c.clock_rate for c in codecs if c.is_telephone_event}, remote, send.clock_rate
     )
+    if single_codec:  # only what we send with (and comfort noise), for picky peers
+        common = [c for c in common if c[0] == send_pt or c[1].is_comfort_noise]
     formats = [(pt, dataclasses.replace(mine, payload_type=pt)) for pt, _, mine in common]
     if event is not None:
         formats.append(event)
@@ -765,7 +697,7 @@ def _answer_audio(
         dtls=remote_dtls,
         mid=offered.mid,
     )
-    return (media, negotiated), ""
+    return (media, negotiated), None
 
 
 def process_answer(offer: SessionDescription, answer: SessionDescription) -> NegotiatedAudio:
@@ -797,8 +729,8 @@ def _negotiate_answer(
     connection = answer.connection_for(theirs)
     if connection is None:
         raise NegotiationError("answer audio stream without c= line")
-    offered = Codec.all_from_media(ours)
-    answered = Codec.all_from_media(theirs)
+    offered = media_codecs(ours)
+    answered = media_codecs(theirs)
     common = [(pt, c) for pt, c in answered if any(_same_codec(c, o) for _, o in offered)]
     sendable = [p for p in common if not p[1].is_telephone_event and not p[1].is_comfort_noise]
     if not sendable:

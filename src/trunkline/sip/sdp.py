@@ -31,7 +31,7 @@ they serialize back unchanged.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -195,6 +195,7 @@ class MediaDescription(_Attributes):
 
     @property
     def is_rtp(self) -> bool:
+        """RTP profiles: RTP/AVP, RTP/SAVPF, UDP/TLS/RTP/SAVPF... (RFC 8866 §5.14)."""
         return "RTP/" in self.proto
 
     @property
@@ -204,7 +205,9 @@ class MediaDescription(_Attributes):
 
     @property
     def payload_types(self) -> list[int]:
-        """The numeric formats of an RTP m= line, in preference order."""
+        """The payload types of an RTP m= line in preference order ([] if not RTP)."""
+        if not self.is_rtp:
+            return []
         return [int(fmt) for fmt in self.fmts if DIGITS.fullmatch(fmt) and int(fmt) <= 127]
 
     def rtpmap(self) -> dict[int, RtpMap]:
@@ -280,6 +283,22 @@ class MediaDescription(_Attributes):
         self.rtcp  # noqa: B018
         self.crypto  # noqa: B018
         self.candidates  # noqa: B018
+
+    def copy(self) -> MediaDescription:
+        """A deep copy, safe to edit."""
+        return MediaDescription(
+            media=self.media,
+            port=self.port,
+            proto=self.proto,
+            fmts=list(self.fmts),
+            port_count=self.port_count,
+            information=self.information,
+            connection=_copy_connection(self.connection),
+            extra_connections=[c for c in map(_copy_connection, self.extra_connections) if c],
+            bandwidths=[Bandwidth(b.bwtype, b.bandwidth) for b in self.bandwidths],
+            key=self.key,
+            attributes=[Attribute(a.name, a.value) for a in self.attributes],
+        )
 
     def lines(self) -> Iterator[str]:
         yield f"m={self.m_line}"
@@ -367,14 +386,28 @@ class SessionDescription(_Attributes):
         return str(self).encode("utf-8", "surrogateescape")
 
     def copy(self) -> SessionDescription:
-        """A deep copy, safe to edit."""
-        return copy.deepcopy(self)
+        """A deep copy, safe to edit (written out: ``copy.deepcopy`` is ten times slower)."""
+        return SessionDescription(
+            origin=_copy_origin(self.origin),
+            session_name=self.session_name,
+            version=self.version,
+            information=self.information,
+            uri=self.uri,
+            emails=list(self.emails),
+            phones=list(self.phones),
+            connection=_copy_connection(self.connection),
+            bandwidths=[Bandwidth(b.bwtype, b.bandwidth) for b in self.bandwidths],
+            timings=[Timing(t.start, t.stop, list(t.repeats)) for t in self.timings],
+            zone=self.zone,
+            key=self.key,
+            attributes=[Attribute(a.name, a.value) for a in self.attributes],
+            media=[media.copy() for media in self.media],
+        )
 
     def same_content(self, other: SessionDescription) -> bool:
         """Equal apart from ``o=`` session version (RFC 3264 §8: when to bump it)."""
-        mine = self.copy()
-        mine.origin.session_version = other.origin.session_version
-        return mine == other
+        origin = dataclasses.replace(self.origin, session_version=other.origin.session_version)
+        return dataclasses.replace(self, origin=origin) == other
 
     @property
     def groups(self) -> list[Group]:
@@ -397,6 +430,16 @@ class SessionDescription(_Attributes):
         self.groups  # noqa: B018 -- parsing validates
         for media in self.media:
             media.validate()
+
+
+def _copy_origin(o: Origin) -> Origin:
+    return Origin(o.username, o.session_id, o.session_version, o.address, o.addrtype, o.nettype)
+
+
+def _copy_connection(c: Connection | None) -> Connection | None:
+    if c is None:
+        return None
+    return Connection(c.address, c.addrtype, c.nettype, c.ttl, c.count)
 
 
 _SESSION_SINGLE = frozenset("osiuczk")

@@ -11,10 +11,14 @@ parser); this module holds the values it is made of, each a dataclass with
   (RFC 8866 §6.6, RFC 4855), ``rtcp`` :class:`Rtcp` (RFC 3605), ``crypto``
   :class:`Crypto`/:class:`CryptoKey` (RFC 4568 §9.1), ``candidate``
   :class:`Candidate` (RFC 8839 §5.1), ``fingerprint`` :class:`Fingerprint`
-  (RFC 8122 §5), ``group`` :class:`Group` (RFC 5888 §5).
+  (RFC 8122 §5), ``group`` :class:`Group` (RFC 5888 §5);
+- payload formats: :class:`Codec` (an rtpmap + fmtp pair with a preferred
+  payload type), the RFC 3551 static table and common codecs; SDES keys for
+  a new ``a=crypto`` line: :func:`make_crypto`.
 
 Every ``parse`` raises :class:`SipParseError` (400) and nothing else.
-The names are re-exported by :mod:`trunkline.sip.sdp`; import them from there.
+The line and attribute values are re-exported by :mod:`trunkline.sip.sdp`,
+the payload formats by :mod:`trunkline.sip.offeranswer`.
 """
 
 from __future__ import annotations
@@ -23,14 +27,24 @@ import base64
 import binascii
 import enum
 import re
+import secrets
 from dataclasses import dataclass, field
 
-from trunkline.sip.errors import SipParseError
+from trunkline.sip.errors import LocalSipError, SipParseError
 
 __all__ = [
+    "CN",
+    "G722",
+    "OPUS",
+    "PCMA",
+    "PCMU",
+    "STATIC_PAYLOAD_TYPES",
+    "SUPPORTED_SRTP_SUITES",
+    "TELEPHONE_EVENT",
     "Attribute",
     "Bandwidth",
     "Candidate",
+    "Codec",
     "Connection",
     "Crypto",
     "CryptoKey",
@@ -41,6 +55,7 @@ __all__ = [
     "Rtcp",
     "RtpMap",
     "Timing",
+    "make_crypto",
     "parse_fmtp_params",
 ]
 
@@ -246,6 +261,11 @@ class Attribute:
         return self.name if self.value is None else f"{self.name}:{self.value}"
 
 
+_RTPMAP = re.compile(
+    r"\s*([0-9]{1,3})\s+([!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+)/([0-9]{1,20})(?:/([0-9]{1,3}))?\s*"
+)
+
+
 @dataclass(slots=True, frozen=True)
 class RtpMap:
     """``a=rtpmap:<payload type> <encoding>/<clock rate>[/<channels>]`` (§6.6)."""
@@ -257,6 +277,12 @@ class RtpMap:
 
     @classmethod
     def parse(cls, text: str) -> RtpMap:
+        match = _RTPMAP.fullmatch(text)
+        if match is not None:  # the common, well-formed case in one regex
+            pt_text, name, rate, channels_text = match.groups()
+            channels_value = None if channels_text is None else int(channels_text)
+            if int(pt_text) <= 127 and (channels_value is None or channels_value <= 255):
+                return cls(int(pt_text), name, int(rate), channels_value)
         pt, encoding = split_fields(text, "rtpmap", 2, 2)
         parts = encoding.split("/")
         if len(parts) not in (2, 3) or not parts[0]:
@@ -496,3 +522,94 @@ class Group:
 
     def __str__(self) -> str:
         return " ".join([self.semantics, *self.mids])
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    """An RTP payload format as SDP names it (``a=rtpmap`` + ``a=fmtp``).
+
+    ``payload_type`` is the preferred number (the static one for PCMU, PCMA,
+    G722...); the offerer's number wins in an answer.
+    """
+
+    name: str
+    clock_rate: int
+    channels: int = 1
+    fmtp: str | None = None
+    payload_type: int | None = None
+
+    @property
+    def is_telephone_event(self) -> bool:
+        return self.name.lower() == "telephone-event"
+
+    @property
+    def is_comfort_noise(self) -> bool:
+        return self.name.upper() == "CN"
+
+    def matches(self, rtpmap: RtpMap) -> bool:
+        """Same encoding name (case-insensitive), clock rate and channel count."""
+        return (
+            self.name.lower() == rtpmap.encoding.lower()
+            and self.clock_rate == rtpmap.clock_rate
+            and self.channels == (rtpmap.channels or 1)
+        )
+
+    def rtpmap(self, payload_type: int) -> RtpMap:
+        channels = None if self.channels == 1 else self.channels
+        return RtpMap(payload_type, self.name, self.clock_rate, channels)
+
+
+PCMU = Codec("PCMU", 8000, payload_type=0)
+PCMA = Codec("PCMA", 8000, payload_type=8)
+# G.722 samples at 16 kHz but is written 8000 in SDP (RFC 3551 §4.5.2).
+G722 = Codec("G722", 8000, payload_type=9)
+CN = Codec("CN", 8000, payload_type=13)
+# Opus is always written opus/48000/2 (RFC 7587 §7).
+OPUS = Codec("opus", 48000, 2, "minptime=10;useinbandfec=1", 111)
+TELEPHONE_EVENT = Codec("telephone-event", 8000, fmtp="0-16", payload_type=101)
+
+STATIC_PAYLOAD_TYPES: dict[int, Codec] = {
+    pt: Codec(name, rate, channels, payload_type=pt)
+    for pt, name, rate, channels in [
+        # RFC 3551 §6, table 4 (audio).
+        (0, "PCMU", 8000, 1),
+        (3, "GSM", 8000, 1),
+        (4, "G723", 8000, 1),
+        (5, "DVI4", 8000, 1),
+        (6, "DVI4", 16000, 1),
+        (7, "LPC", 8000, 1),
+        (8, "PCMA", 8000, 1),
+        (9, "G722", 8000, 1),
+        (10, "L16", 44100, 2),
+        (11, "L16", 44100, 1),
+        (12, "QCELP", 8000, 1),
+        (13, "CN", 8000, 1),
+        (14, "MPA", 90000, 1),
+        (15, "G728", 8000, 1),
+        (16, "DVI4", 11025, 1),
+        (17, "DVI4", 22050, 1),
+        (18, "G729", 8000, 1),
+    ]
+}
+
+# SDES suites we can key (RFC 4568 §6.2, RFC 6188, RFC 7714) -> master key+salt length.
+SUPPORTED_SRTP_SUITES: dict[str, int] = {
+    "AES_CM_128_HMAC_SHA1_80": 30,
+    "AES_CM_128_HMAC_SHA1_32": 30,
+    "AES_256_CM_HMAC_SHA1_80": 46,
+    "AES_256_CM_HMAC_SHA1_32": 46,
+    "AEAD_AES_128_GCM": 28,
+    "AEAD_AES_256_GCM": 44,
+}
+
+
+def make_crypto(tag: int, suite: str, key: bytes | None = None) -> Crypto:
+    """An ``a=crypto`` line with a fresh (or the given) master key and salt (RFC 4568)."""
+    length = SUPPORTED_SRTP_SUITES.get(suite)
+    if length is None:
+        raise LocalSipError(f"unsupported SRTP suite {suite}")
+    if key is None:
+        key = secrets.token_bytes(length)
+    elif len(key) != length:
+        raise LocalSipError(f"{suite} needs a {length}-byte key and salt, got {len(key)}")
+    return Crypto(tag, suite, (CryptoKey(base64.b64encode(key).decode("ascii")),))

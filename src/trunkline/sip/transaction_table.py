@@ -136,6 +136,8 @@ class TransactionLayer:
         self._servers: dict[ServerKey, ServerTransaction] = {}
         self._rfc2543_invites: dict[_Rfc2543Id, list[ServerInviteTransaction]] = {}
         self._merge_index: dict[tuple[str, str, int, str], ServerTransaction] = {}
+        self._keys: dict[int, tuple[ServerKey, tuple[str, str, int, str] | None]] = {}
+        """Per server transaction: its table key and merge key, for removal."""
         self._pending_cancels: dict[int, ClientInviteTransaction] = {}
         self._heap: list[tuple[float, int, Transaction]] = []
         self._filed: dict[int, float] = {}
@@ -249,6 +251,7 @@ class TransactionLayer:
                 request, peer=peer, timers=self.timers, outbox=self.outbox
             )
         self._servers[key] = txn
+        self._keys[id(txn)] = (key, None)
         if key[0] == "2543" and isinstance(txn, ServerInviteTransaction):
             self._rfc2543_invites.setdefault(_rfc2543_id(request), []).append(txn)
         txn.on_change = self._changed
@@ -289,6 +292,8 @@ class TransactionLayer:
         if other is not None and not other.terminated:
             return self.reject_merged
         self._merge_index[mkey] = txn
+        skey, _ = self._keys[id(txn)]
+        self._keys[id(txn)] = (skey, mkey)
         return False
 
     def find_cancelled(self, cancel: Request) -> ServerInviteTransaction | None:
@@ -371,17 +376,16 @@ class TransactionLayer:
             if key is not None and self._clients.get(key) is txn:
                 del self._clients[key]
             return
-        assert isinstance(txn, ServerTransaction)
-        skey = server_key(txn.request)
+        keys = self._keys.pop(id(txn), None)
+        if keys is None:
+            return
+        skey, mkey = keys
         if self._servers.get(skey) is txn:
             del self._servers[skey]
-        request = txn.request
-        if request.from_tag is not None:
-            mkey = (request.from_tag, request.call_id, request.cseq.number, request.cseq.method)
-            if self._merge_index.get(mkey) is txn:
-                del self._merge_index[mkey]
+        if mkey is not None and self._merge_index.get(mkey) is txn:
+            del self._merge_index[mkey]
         if isinstance(txn, ServerInviteTransaction) and skey[0] == "2543":
-            rid = _rfc2543_id(request)
+            rid = _rfc2543_id(txn.request)
             group = self._rfc2543_invites.get(rid, [])
             if txn in group:
                 group.remove(txn)

@@ -266,6 +266,9 @@ class DataDir:
     def database(self) -> sqlite3.Connection:
         """A new connection to the data directory's database."""
         self.ensure()
+        if not self.database_path.exists():
+            # Owner-only from the start; SQLite gives -wal/-shm the same mode.
+            os.close(os.open(self.database_path, os.O_CREAT | os.O_WRONLY, 0o600))
         return open_database(self.database_path)
 
     def nonce_secret(self) -> bytes:

@@ -33,8 +33,6 @@ __all__ = [
 STORED_ALGORITHMS: tuple[str, ...] = ("MD5", "SHA-256", "SHA-512-256")
 """The base digest algorithms an HA1 is kept for."""
 
-_COLUMNS = {"MD5": "ha1_md5", "SHA-256": "ha1_sha256", "SHA-512-256": "ha1_sha512_256"}
-
 # RFC 3261 §25.1 "user" is broader, but names also end up in file names, URLs
 # and shell commands: keep them to unreserved characters.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~+-]{0,63}$")
@@ -66,11 +64,25 @@ def demo_password() -> str:
 
 def _check(name: str, domain: str) -> None:
     if not _NAME.match(name):
-        raise UserError(
-            f"invalid user name {name!r}: use letters, digits and . _ ~ + - (up to 64)"
-        )
+        raise UserError(f"invalid user name {name!r}: use letters, digits and . _ ~ + - (up to 64)")
     if not _DOMAIN.match(domain):
         raise UserError(f"invalid domain {domain!r}")
+
+
+def _normalize(hashes: dict[str, str]) -> dict[str, str]:
+    """HA1 values by canonical base algorithm, checked to be hex of the right size."""
+    sizes = {"MD5": 32, "SHA-256": 64, "SHA-512-256": 64}
+    stored: dict[str, str] = {}
+    for algorithm, value in hashes.items():
+        name = algorithm.upper()
+        if name not in sizes:
+            raise UserError(f"unknown digest algorithm {algorithm!r}")
+        if not re.fullmatch(rf"[0-9a-fA-F]{{{sizes[name]}}}", value):
+            raise UserError(f"{name}: HA1 must be {sizes[name]} hex digits")
+        stored[name] = value.lower()
+    if not stored:
+        raise UserError("give at least one HA1")
+    return stored
 
 
 def _hashes(name: str, domain: str, password: str) -> dict[str, str]:
@@ -103,7 +115,11 @@ class UserStore:
         return User(
             domain=str(domain),
             name=str(name),
-            ha1={"MD5": str(md5), "SHA-256": str(sha256), "SHA-512-256": str(sha512)},
+            ha1={
+                algorithm: str(value)
+                for algorithm, value in zip(STORED_ALGORITHMS, (md5, sha256, sha512), strict=True)
+                if value
+            },
             created_at=float(str(created)),
         )
 
@@ -129,7 +145,7 @@ class UserStore:
     def exists(self, name: str, domain: str) -> bool:
         return (name, domain) in self._cache
 
-    def list(self, domain: str | None = None) -> list[User]:
+    def users(self, domain: str | None = None) -> list[User]:
         """Users sorted by domain then name; only ``domain``'s when given."""
         users = (u for u in self._cache.values() if domain is None or u.domain == domain)
         return sorted(users, key=lambda u: (u.domain, u.name))
@@ -151,26 +167,52 @@ class UserStore:
     def add_ha1(self, name: str, domain: str, hashes: dict[str, str], now: float) -> User:
         """Create a user from precomputed HA1 values (e.g. from the config file).
 
-        ``hashes`` maps base algorithm names to HA1 hex; all of
-        :data:`STORED_ALGORITHMS` are required since a password cannot be
-        recovered to compute the missing ones.
+        ``hashes`` maps base algorithm names to HA1 hex. A password cannot be
+        recovered to compute the others, so an algorithm left out cannot
+        authenticate this user (its lookup gives None).
         """
         _check(name, domain)
-        missing = [a for a in STORED_ALGORITHMS if a not in hashes]
-        if missing:
-            raise UserError(f"HA1 missing for {', '.join(missing)}")
+        stored = _normalize(hashes)
         try:
             with self._db:
                 self._db.execute(
                     "INSERT INTO users (domain, name, ha1_md5, ha1_sha256, ha1_sha512_256,"
                     " created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (domain, name, *(hashes[a].lower() for a in STORED_ALGORITHMS), now),
+                    (domain, name, *(stored.get(a, "") for a in STORED_ALGORITHMS), now),
                 )
         except sqlite3.IntegrityError:
             raise UserError(f"user {name}@{domain} already exists") from None
-        user = User(domain, name, {a: hashes[a].lower() for a in STORED_ALGORITHMS}, now)
+        user = User(domain, name, stored, now)
         self._cache[(name, domain)] = user
         return user
+
+    def put(
+        self,
+        name: str,
+        domain: str,
+        now: float,
+        *,
+        password: str | None = None,
+        hashes: dict[str, str] | None = None,
+    ) -> User:
+        """Create or overwrite ``name@domain`` (the users listed in ``trunkline.toml``)."""
+        _check(name, domain)
+        if password is not None:
+            stored = _hashes(name, domain, password)
+        elif hashes is not None:
+            stored = _normalize(hashes)
+        else:
+            raise UserError("give a password or HA1 values")
+        with self._db:
+            self._db.execute(
+                "INSERT INTO users (domain, name, ha1_md5, ha1_sha256, ha1_sha512_256,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (domain, name) DO UPDATE"
+                " SET ha1_md5 = excluded.ha1_md5, ha1_sha256 = excluded.ha1_sha256,"
+                " ha1_sha512_256 = excluded.ha1_sha512_256",
+                (domain, name, *(stored.get(a, "") for a in STORED_ALGORITHMS), now),
+            )
+        self.reload()
+        return self._cache[(name, domain)]
 
     def passwd(self, name: str, domain: str, password: str) -> User:
         """Change the password of ``name@domain``; raises UserError if unknown."""
@@ -185,8 +227,7 @@ class UserStore:
         if cursor.rowcount == 0:
             raise UserError(f"no user {name}@{domain}")
         self.reload()
-        user = self._cache[(name, domain)]
-        return user
+        return self._cache[(name, domain)]
 
     def remove(self, name: str, domain: str) -> None:
         """Delete ``name@domain``; raises UserError if unknown."""

@@ -123,8 +123,17 @@ class Decoder(_CodecObject, ABC):
 
 
 def as_pcm(samples: npt.ArrayLike) -> Pcm:
-    """Coerce ``samples`` to a contiguous 1-D int16 array (no copy when already one)."""
-    pcm = np.ascontiguousarray(samples, dtype=np.int16)
+    """Coerce ``samples`` to a contiguous 1-D int16 array (no copy when already one).
+
+    Other integer or float arrays are rounded and saturated to the int16 range rather than
+    wrapped around.
+    """
+    array = np.asarray(samples)
+    if array.dtype != np.int16:
+        if array.dtype.kind == "f":
+            array = np.rint(array)
+        array = np.clip(array, -32768, 32767)
+    pcm = np.ascontiguousarray(array, dtype=np.int16)
     if pcm.ndim != 1:
         raise CodecError(f"PCM must be one-dimensional mono, got shape {pcm.shape}")
     return pcm

@@ -5,13 +5,14 @@ Both codecs are pure table lookups: a 65536-entry table maps every int16 sample 
 table maps codes back to linear PCM. The tables are computed once at import from the
 segment/quantizer description of G.711 (mu-law: 14-bit magnitude, bias 33, 8 segments;
 A-law: 13-bit magnitude, segments 0 and 1 share a step size, even bits inverted with 0x55)
-and equal ITU-T G.191's reference ``alaw_compress``/``ulaw_compress`` for every input.
+and agree for every input with the algorithm of the ITU-T G.191 reference code
+(``alaw_compress``/``ulaw_compress``, restated in the tests).
 
 Checked in the tests against Python's ``audioop`` (the classic Sun reference code) for all
 256 codes and all 65536 inputs: decoding is identical for both laws and A-law encoding is
 identical. mu-law encoding differs at exactly 508 negative inputs: audioop negates *after*
 dropping the two low bits, so e.g. -31610 (magnitude below the G.711 decision value 31612)
-is coded as 32124 instead of 31100. We follow G.711's decision values, as G.191 and SoX do.
+is coded as 32124 instead of 31100. We follow G.711's decision values, as G.191 does.
 
 Lost packets are concealed with :class:`~trunkline.media.codecs.plc.WaveformPlc`
 (G.711 Appendix I style waveform repetition).

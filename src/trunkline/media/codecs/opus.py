@@ -23,6 +23,8 @@ What PyAV exposes (PyAV 18 / FFmpeg, checked with ``ctx.supported_options.privat
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from trunkline.media.codecs import _av
@@ -31,30 +33,46 @@ from trunkline.media.codecs.base import CodecError, CodecInfo, Decoder, Encoder,
 SAMPLE_RATE = 48000
 DEFAULT_BITRATE = 32000
 EXPECTED_LOSS_PERCENT = 10
+_FRAME_DURATIONS = {
+    SAMPLE_RATE * tenths // 10000: f"{tenths / 10:g}" for tenths in (25, 50, 100, 200, 400, 600)
+}  # samples per frame -> FFmpeg "frame_duration" (ms)
 _TOC_CODE_MASK = 0xFC  # clear the frame-count code: "1 frame in the packet" (RFC 6716 §3.1)
 
 
 class OpusEncoder(Encoder):
-    """Mono Opus encoder, ``voip`` application, in-band FEC on."""
+    """Mono Opus encoder, ``voip`` application, in-band FEC on.
 
-    def __init__(self, ptime_ms: int = 20, bitrate: int = DEFAULT_BITRATE) -> None:
+    The frame duration follows the frames it is given (2.5, 5, 10, 20, 40 or 60 ms, i.e.
+    the negotiated ptime): the libopus context is opened for the first frame's length and
+    reopened if the length changes.
+    """
+
+    def __init__(self, bitrate: int = DEFAULT_BITRATE) -> None:
         super().__init__(OPUS)
-        if ptime_ms not in (10, 20, 40, 60):
-            raise CodecError(f"Opus ptime must be 10, 20, 40 or 60 ms, got {ptime_ms}")
-        self._frame = SAMPLE_RATE * ptime_ms // 1000
-        options = {
-            "application": "voip",
-            "frame_duration": str(ptime_ms),
-            "fec": "1",
-            "packet_loss": str(EXPECTED_LOSS_PERCENT),
-        }
-        self._ctx = _av.open_context("libopus", "w", SAMPLE_RATE, options, bit_rate=bitrate)
+        self._bitrate = bitrate
+        self._ctx: Any = None
+        self._frame = 0
         self._pts = 0
 
     def encode(self, pcm: Pcm) -> bytes:
         pcm = as_pcm(pcm)
-        if len(pcm) != self._frame:
-            raise CodecError(f"Opus encoder expects {self._frame} samples, got {len(pcm)}")
+        if self._ctx is None or len(pcm) != self._frame:
+            duration = _FRAME_DURATIONS.get(len(pcm))
+            if duration is None:
+                raise CodecError(
+                    f"Opus frames are 2.5/5/10/20/40/60 ms ({sorted(_FRAME_DURATIONS)} "
+                    f"samples at 48 kHz), got {len(pcm)}"
+                )
+            options = {
+                "application": "voip",
+                "frame_duration": duration,
+                "fec": "1",
+                "packet_loss": str(EXPECTED_LOSS_PERCENT),
+            }
+            self._ctx = _av.open_context(
+                "libopus", "w", SAMPLE_RATE, options, bit_rate=self._bitrate
+            )
+            self._frame = len(pcm)
         payload = _av.encode_frame(self._ctx, pcm, self._pts)
         self._pts += len(pcm)
         return payload

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``trunkline`` command line, one Typer app per module."""

@@ -1,0 +1,266 @@
+"""The data directory, the user store and the ``trunkline users`` command."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import sqlite3
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from trunkline.cli import app
+from trunkline.sip.authheaders import Credentials
+from trunkline.sip.digest import DigestClient, DigestServer, ha1
+from trunkline.store.datadir import MIGRATIONS, DataDir, migrate, open_database
+from trunkline.store.users import STORED_ALGORITHMS, UserError, UserStore, demo_password
+
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    with contextlib.closing(DataDir(tmp_path / "data").database()) as connection:
+        yield connection
+
+
+@pytest.fixture
+def store(db: sqlite3.Connection) -> UserStore:
+    return UserStore(db)
+
+
+# -- data directory --------------------------------------------------------------
+
+
+def test_data_dir_created_private_with_wal_database(tmp_path: Path) -> None:
+    directory = DataDir(tmp_path / "fresh" / "trunkline-data")
+    with contextlib.closing(directory.database()) as db:
+        mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+        version = db.execute("SELECT version FROM schema_version").fetchone()[0]
+    assert mode == "wal"
+    assert version == len(MIGRATIONS)
+    assert stat.S_IMODE(directory.path.stat().st_mode) == 0o700
+    assert stat.S_IMODE(directory.database_path.stat().st_mode) == 0o600
+
+
+def test_migrations_run_once_and_refuse_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    with contextlib.closing(open_database(path)) as db:
+        db.execute("INSERT INTO settings VALUES ('k', 'v')")
+        db.commit()
+    with contextlib.closing(open_database(path)) as db:
+        assert migrate(db) == len(MIGRATIONS)
+        assert db.execute("SELECT value FROM settings").fetchall() == [("v",)]
+        db.execute("UPDATE schema_version SET version = 99")
+        db.commit()
+        with pytest.raises(RuntimeError, match="newer"):
+            migrate(db)
+
+
+def test_nonce_secret_is_private_and_stable(tmp_path: Path) -> None:
+    directory = DataDir(tmp_path / "d")
+    secret = directory.nonce_secret()
+    assert len(secret) == 32
+    assert DataDir(tmp_path / "d").nonce_secret() == secret
+    path = directory.path / DataDir.SECRET
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert DataDir(tmp_path / "other").nonce_secret() != secret
+
+
+def test_self_signed_certificate_has_the_domain_and_loopback(tmp_path: Path) -> None:
+    from cryptography import x509
+
+    directory = DataDir(tmp_path / "d")
+    files = directory.tls_files("pbx.example.org")
+    certificate = x509.load_pem_x509_certificate(files.certificate.read_bytes())
+    san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["pbx.example.org"]
+    assert set(san.get_values_for_type(x509.IPAddress)) == {
+        ipaddress.ip_address("127.0.0.1"),
+        ipaddress.ip_address("::1"),
+    }
+    assert stat.S_IMODE(files.key.stat().st_mode) == 0o600
+    before = files.certificate.read_bytes()
+    assert directory.tls_files("pbx.example.org").certificate.read_bytes() == before
+
+
+def test_openssl_fallback_makes_a_usable_pair(tmp_path: Path) -> None:
+    from trunkline.store import datadir
+
+    if datadir.shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    files = datadir.TlsFiles(tmp_path / "c.crt", tmp_path / "c.key")
+    datadir._generate_with_openssl("sip.example", files, 30)
+    from cryptography import x509
+
+    certificate = x509.load_pem_x509_certificate(files.certificate.read_bytes())
+    san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["sip.example"]
+    assert stat.S_IMODE(files.key.stat().st_mode) == 0o600
+
+
+def test_default_domain_is_remembered(db: sqlite3.Connection, tmp_path: Path) -> None:
+    directory = DataDir(tmp_path / "data")
+    assert directory.default_domain(db, "first.example") == "first.example"
+    assert directory.default_domain(db, "second.example") == "first.example"
+
+
+# -- user store --------------------------------------------------------------------
+
+
+def test_add_stores_ha1_for_every_algorithm_never_the_password(
+    store: UserStore, db: sqlite3.Connection
+) -> None:
+    store.add("alice", "example.com", "wonderland", NOW)
+    expected = hashlib.md5(b"alice:example.com:wonderland").hexdigest()
+    assert store.ha1("alice", "example.com", "MD5") == expected
+    assert store.ha1("alice", "example.com", "md5-sess") == expected
+    for algorithm in STORED_ALGORITHMS:
+        assert store.ha1("alice", "example.com", algorithm) == ha1(
+            "alice", "example.com", "wonderland", algorithm
+        )
+    dump = "\n".join(db.iterdump())
+    assert "wonderland" not in dump
+    assert store.ha1("alice", "other.com", "MD5") is None
+    assert store.ha1("nobody", "example.com", "MD5") is None
+    assert store.ha1("alice", "example.com", "SHA-1") is None
+
+
+def test_duplicates_and_bad_names_are_refused(store: UserStore) -> None:
+    store.add("alice", "example.com", "pw", NOW)
+    with pytest.raises(UserError, match="already exists"):
+        store.add("alice", "example.com", "pw2", NOW)
+    store.add("alice", "example.net", "pw", NOW)
+    for name in ("", "a b", "x@y", "-lead", "a" * 65):
+        with pytest.raises(UserError, match="invalid user name"):
+            store.add(name, "example.com", "pw", NOW)
+    with pytest.raises(UserError, match="password"):
+        store.add("bob", "example.com", "", NOW)
+    assert len(store) == 2
+
+
+def test_passwd_remove_and_listing(store: UserStore) -> None:
+    store.add("bob", "b.example", "old", NOW)
+    store.add("alice", "b.example", "x", NOW)
+    store.add("carol", "a.example", "y", NOW + 1)
+    store.passwd("bob", "b.example", "new")
+    assert store.ha1("bob", "b.example", "SHA-256") == ha1("bob", "b.example", "new", "SHA-256")
+    assert [(u.domain, u.name) for u in store.users()] == [
+        ("a.example", "carol"),
+        ("b.example", "alice"),
+        ("b.example", "bob"),
+    ]
+    assert [u.name for u in store.users("b.example")] == ["alice", "bob"]
+    assert store.domains() == ["a.example", "b.example"]
+    store.remove("alice", "b.example")
+    assert store.ha1("alice", "b.example", "MD5") is None
+    with pytest.raises(UserError, match="no user"):
+        store.remove("alice", "b.example")
+    with pytest.raises(UserError, match="no user"):
+        store.passwd("ghost", "b.example", "pw")
+
+
+def test_cache_is_per_connection_until_reload(tmp_path: Path) -> None:
+    directory = DataDir(tmp_path / "data")
+    with (
+        contextlib.closing(directory.database()) as first,
+        contextlib.closing(directory.database()) as second,
+    ):
+        server = UserStore(first)
+        UserStore(second).add("dave", "example.com", "pw", NOW)
+        assert server.ha1("dave", "example.com", "MD5") is None
+        server.reload()
+        assert server.ha1("dave", "example.com", "MD5") == ha1("dave", "example.com", "pw")
+
+
+def test_put_from_config_with_partial_ha1(store: UserStore) -> None:
+    md5 = ha1("erin", "example.com", "pw", "MD5")
+    store.put("erin", "example.com", NOW, hashes={"md5": md5.upper()})
+    assert store.ha1("erin", "example.com", "MD5") == md5
+    assert store.ha1("erin", "example.com", "SHA-256") is None
+    store.put("erin", "example.com", NOW, password="pw2")
+    assert store.ha1("erin", "example.com", "SHA-256") == ha1(
+        "erin", "example.com", "pw2", "SHA-256"
+    )
+    with pytest.raises(UserError, match="hex digits"):
+        store.put("erin", "example.com", NOW, hashes={"MD5": "abc"})
+    with pytest.raises(UserError, match="password or HA1"):
+        store.put("erin", "example.com", NOW)
+
+
+def test_store_answers_digest_server_verification(store: UserStore) -> None:
+    """End to end with helper D's DigestServer: right password accepted, wrong refused."""
+    store.add("alice", "example.com", "wonderland", NOW)
+    server = DigestServer("example.com", b"k" * 32)
+    for password, ok in (("wonderland", True), ("guess", False)):
+        client = DigestClient("alice", password)
+        assert client.challenged(server.challenge(NOW))
+        [(_, value)] = client.authorization("REGISTER", "sip:example.com")
+        result = server.verify(
+            Credentials.parse(value), "REGISTER", b"", store.ha1, NOW, request_uri="sip:example.com"
+        )
+        assert result.ok is ok
+
+
+def test_demo_passwords_are_random_and_long() -> None:
+    passwords = {demo_password() for _ in range(50)}
+    assert len(passwords) == 50
+    assert all(len(p) >= 16 for p in passwords)
+
+
+# -- trunkline users ----------------------------------------------------------------
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["users", *args])
+    return result.exit_code, result.output
+
+
+def test_cli_add_list_passwd_remove(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    code, out = _run("add", "alice", "--password", "wonderland", "--data-dir", data)
+    assert (code, out) == (0, "added alice@localhost\n")
+    code, out = _run("add", "bob", "--data-dir", data, "--domain", "example.com")
+    assert code == 0
+    assert out.startswith("added bob@example.com\npassword: ")
+    generated = out.split("password: ")[1].split()[0]
+    code, out = _run("add", "alice", "--password", "x", "--data-dir", data)
+    assert code == 1
+    assert "already exists" in out
+
+    code, out = _run("list", "--data-dir", data)
+    assert code == 0
+    assert "2 users" in out
+    assert "alice" in out and "example.com" in out and "SHA-512-256" in out
+
+    code, out = _run("passwd", "alice", "--password", "looking-glass", "--data-dir", data)
+    assert (code, out) == (0, "password changed for alice@localhost\n")
+    code, out = _run("passwd", "ghost", "--password", "x", "--data-dir", data)
+    assert code == 1
+
+    with contextlib.closing(DataDir(data).database()) as db:
+        store = UserStore(db)
+        assert store.ha1("alice", "localhost", "MD5") == ha1("alice", "localhost", "looking-glass")
+        assert store.ha1("bob", "example.com", "MD5") == ha1("bob", "example.com", generated)
+
+    code, out = _run("remove", "alice", "--data-dir", data)
+    assert (code, out) == (0, "removed alice@localhost\n")
+    code, out = _run("remove", "alice", "--data-dir", data)
+    assert code == 1
+    code, out = _run("list", "--data-dir", data, "--domain", "localhost")
+    assert "0 users" in out
+
+
+def test_cli_passwd_prompts_when_password_omitted(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    assert _run("add", "carol", "--password", "a", "--data-dir", data)[0] == 0
+    result = CliRunner().invoke(
+        app, ["users", "passwd", "carol", "--data-dir", data], input="s3cret\ns3cret\n"
+    )
+    assert result.exit_code == 0, result.output
+    with contextlib.closing(DataDir(data).database()) as db:
+        assert UserStore(db).ha1("carol", "localhost", "MD5") == ha1("carol", "localhost", "s3cret")
