@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,10 @@ SDP = (
 )
 
 
+def first_line(data: bytes) -> str:
+    return data.split(b"\r\n", 1)[0].decode(errors="replace")
+
+
 class Core(asyncio.DatagramProtocol):
     """A UA core on UDP: both layers, one socket, one timer."""
 
@@ -57,6 +62,7 @@ class Core(asyncio.DatagramProtocol):
         self.ended = 0
         self.confirmed: list[Dialog] = []
         self.bye_ok = 0
+        self.trace: list[str] = []
 
     @property
     def contact(self) -> str:
@@ -73,6 +79,7 @@ class Core(asyncio.DatagramProtocol):
         except SipParseError:
             return
         now = self.loop.time()
+        self.trace.append(f"{now:.2f} <- {first_line(data)} {msg.cseq}")
         if isinstance(msg, Request):
             self.txns.receive_request(msg, Peer("udp", addr[0], addr[1]), now)
         else:
@@ -131,7 +138,9 @@ class Core(asyncio.DatagramProtocol):
             transmits = self.txns.drain_transmits() + self.dialogs.drain_transmits()
             for out in transmits:
                 peer = out.peer or self.remote  # peer None: route by the request (SIPp's Contact)
-                self.transport.sendto(bytes(out.message), (peer.host, peer.port))
+                data = bytes(out.message)
+                self.trace.append(f"{self.loop.time():.2f} -> {first_line(data)} {out.message.cseq}")
+                self.transport.sendto(data, (peer.host, peer.port))
             if not events and not transmits:
                 break
         if self.timer is not None:
@@ -191,6 +200,20 @@ async def run_sipp(args: list[str], cwd: Path, timeout: float) -> tuple[int, str
     return proc.returncode if proc.returncode is not None else -1, out.decode(errors="replace")[-3000:]
 
 
+async def wait_for(
+    done: Callable[[], bool], core: Core, sipp: asyncio.Task[tuple[int, str]]
+) -> None:
+    """Wait up to 40 s for ``done()``; fail with the message trace otherwise."""
+    for _ in range(2000):
+        if done():
+            return
+        if sipp.done():
+            break
+        await asyncio.sleep(0.02)
+    ended = f"SIPp ended: {sipp.result()}" if sipp.done() else "SIPp still running"
+    pytest.fail(ended + "\n" + "\n".join(core.trace[-60:]))
+
+
 COMMON = ["-i", "127.0.0.1", "-timeout", "60", "-timeout_error", "-max_retrans", "10"]
 
 
@@ -239,15 +262,11 @@ async def test_our_uac_core_calls_sipp_uas(tmp_path: Path, lost: int) -> None:
                 content_type="application/sdp",
             )
             core.send(invite)
-            async with asyncio.timeout(30):
-                while len(core.confirmed) <= i:
-                    await asyncio.sleep(0.02)
+            await wait_for(lambda: len(core.confirmed) > i, core, sipp)
             dialog = core.confirmed[i]
             await asyncio.sleep(0.1)
             core.send(dialog.create_request("BYE", via=core.dialogs.local_via))
-            async with asyncio.timeout(30):
-                while core.bye_ok <= i:
-                    await asyncio.sleep(0.02)
+            await wait_for(lambda: core.bye_ok > i, core, sipp)
         code, output = await sipp
         assert code == 0, output
         assert len(core.confirmed) == calls and core.bye_ok == calls

@@ -340,6 +340,7 @@ loadmodule "tm.so"
 loadmodule "sl.so"
 loadmodule "pv.so"
 loadmodule "xlog.so"
+loadmodule "textops.so"
 loadmodule "usrloc.so"
 loadmodule "registrar.so"
 loadmodule "auth.so"
@@ -444,6 +445,9 @@ def test_kamailio_challenges_refresh_reuses_nonce_and_unregister(kamailio: Kamai
         sock.settimeout(STEP_TIMEOUT)
         answer = parse_message(sock.recv(65535))
         assert isinstance(answer, Response) and answer.status == 401
+        # ... for its nonce state (rc -4), not as a wrong password (rc -2): see the cfg's xlog.
+        refusals = [line for line in kamailio.tail().splitlines() if "auth failed" in line]
+        assert refusals and "user=alice" in refusals[-1] and "rc=-2" not in refusals[-1]
 
         driver.client.stop(driver.now)
         gone = driver.step()

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
+from tests.support.peers import free_port
 
 from trunkline.media.codecs.base import Pcm
 from trunkline.media.session import MediaSession, QueueSource, ToneSource, WavRecorder
@@ -314,3 +315,37 @@ async def test_transport_port_pair_and_mux() -> None:
         assert sorted(got) == [("rtcp", b"c"), ("rtp", b"r")]
     finally:
         t.close()
+
+
+async def test_peer_switches_codec_without_reoffer(sessions: list[MediaSession]) -> None:
+    """RFC 3264 §5.1: the peer may change among the negotiated codecs at will."""
+    from trunkline.media.codecs.g711 import lin2alaw, lin2ulaw
+
+    b = await MediaSession.open()
+    sessions.append(b)
+    offer = create_offer([PCMU, PCMA], "127.0.0.1", free_port())
+    answer = create_answer(offer, [PCMU, PCMA], "127.0.0.1", b.local_address[1])
+    b.apply(answer.audio)
+    got = QueueSource(max_samples=80000)
+    b.sinks.append(got)
+    b.start()
+    tone = ToneSource(700, 8000, level=0.5)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        for n in range(40):
+            pcm = tone.read(160)
+            assert pcm is not None
+            pt, payload = (0, lin2ulaw(pcm)) if n < 20 else (8, lin2alaw(pcm))
+            s.sendto(bytes(RtpPacket(pt, n, n * 160, 0xABC, payload)), b.local_address)
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+    assert b.unknown_payload == 0
+    pcm = got.read(got._buffered)
+    assert pcm is not None and len(pcm) >= 38 * 160
+    # Both halves decode to the tone: A-law decoded as u-law would be noise.
+    # Playout starts at the first packet; frames 24-34 are A-law ones even if
+    # the buffer dropped a frame or two while adapting its delay.
+    for part in (pcm[2 * 160 : 18 * 160], pcm[24 * 160 : 34 * 160]):
+        assert abs(dominant_hz(part, 8000) - 700) < 20
+        rms = np.sqrt(np.mean(part.astype(np.float64) ** 2))
+        assert 10000 < rms < 13000  # a 0.5 full-scale sine has RMS 11585

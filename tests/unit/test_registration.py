@@ -6,6 +6,8 @@ import random
 from collections.abc import Iterable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trunkline.sip.auth import AuthStatus, Credentials, DigestServer, ha1
 from trunkline.sip.builder import make_response, new_branch
@@ -467,3 +469,75 @@ def test_two_hours_against_a_digest_registrar(algorithms: tuple[str, ...]) -> No
     assert registrar.results.count(AuthStatus.STALE) == 7200 // 810
     assert registrar.results.count(None) == 1  # credentials sent pre-emptively after the first
     assert registrar.bindings == {}
+
+
+# -- property: any order of inputs keeps the machine consistent ---------------------------
+
+ACTIONS = st.lists(
+    st.one_of(
+        st.sampled_from(["start", "stop", "timer", "timeout", "late"]),
+        st.tuples(
+            st.sampled_from([100, 200, 401, 407, 403, 404, 408, 423, 500, 503, 603]),
+            st.sampled_from(["", "Min-Expires: 7200", "Retry-After: 5", "Expires: 0", "stale"]),
+        ),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(actions=ACTIONS)
+def test_any_input_sequence_keeps_invariants(
+    actions: list[str | tuple[int, str]],
+) -> None:
+    server = DigestServer(REALM, SECRET, algorithms=("MD5",))
+    client = RegistrationClient(ACCOUNT, rng=random.Random(0), call_id="prop@test")
+    now = 0.0
+    outstanding: Request | None = None
+    cseqs: list[int] = []
+    for action in actions:
+        now += 1.0
+        if action == "start":
+            client.start(now)
+        elif action == "stop":
+            client.stop(now)
+        elif action == "timer":
+            deadline = client.get_timer()
+            now = max(now, deadline if deadline is not None else now)
+            client.handle_timer(now)
+        elif action == "timeout":
+            client.handle_timeout(now)
+            outstanding = None
+        elif action == "late" and outstanding is not None:
+            stale = reply(outstanding, 200)
+            stale.headers.set("CSeq", f"{outstanding.cseq.number - 1} REGISTER")
+            assert not client.handle_response(Response.parse(bytes(stale)), now)
+        elif isinstance(action, tuple) and outstanding is not None:
+            status, extra = action
+            headers: list[tuple[str, str]] = []
+            if status in (401, 407):
+                name = "WWW-Authenticate" if status == 401 else "Proxy-Authenticate"
+                challenges = server.challenge(now, stale=extra == "stale")
+                headers = [(name, str(c)) for c in challenges]
+            elif extra and extra != "stale":
+                header, value = extra.split(": ")
+                headers = [(header, value)]
+            assert client.handle_response(reply(outstanding, status, headers), now)
+            if status >= 200:
+                outstanding = None
+        if client.outstanding is None:
+            outstanding = None  # timed out by the client's own Timer F guard
+        sent = client.requests_to_send()
+        assert len(sent) <= 1
+        if sent:
+            assert outstanding is None, "a second REGISTER while one is outstanding"
+            outstanding = on_wire(sent[0])
+            assert outstanding.call_id == "prop@test"
+            cseqs.append(outstanding.cseq.number)
+        events(client)
+        current = client.state
+        if current in (State.UNREGISTERED, State.FAILED):
+            assert client.get_timer() is None and outstanding is None
+        elif current is not State.UNREGISTERING:
+            assert client.get_timer() is not None
+    assert cseqs == sorted(set(cseqs))

@@ -282,6 +282,9 @@ class MediaSession:
         self._latched = False
         self._last_rx = 0.0
         self._receive_pts: frozenset[int] = frozenset()
+        self._rx_infos: dict[int, CodecInfo] = {}
+        self._decoders: dict[int, Decoder] = {}
+        self._last_decoder: Decoder | None = None
         self._sending = False
         self._receiving = False
         self._frame_ts = 160
@@ -345,6 +348,7 @@ class MediaSession:
             assert info.make_encoder is not None and info.make_decoder is not None
             self.encoder = info.make_encoder()
             self.decoder = info.make_decoder()
+            self._last_decoder = None
         self.info = info
         self._ptime = ptime / 1000
         self._frame_ts = info.timestamp_increment(ptime)
@@ -362,11 +366,7 @@ class MediaSession:
             self.jitter = JitterBuffer(info.clock_rate, self._ptime, **self.jitter_options)
         if self.sources is None or not same_clock:
             self.sources = SourceTable(info.clock_rate, self.sender.ssrc)
-        self._receive_pts = frozenset(
-            pt
-            for pt, c in audio.receive_payload_types.items()
-            if c.name.lower() == info.name.lower() and c.clock_rate == info.clock_rate
-        ) | {audio.payload_type}
+        self._set_receive_codecs(audio, info)
         self._te_pt = audio.telephone_event_pt
         te_rx = {pt: c for pt, c in audio.receive_payload_types.items() if c.is_telephone_event}
         self._te_rx_pts = frozenset(te_rx)
@@ -393,6 +393,40 @@ class MediaSession:
         self.audio = audio
         if self._schedule is not None and self._schedule.ptime != self._ptime:
             self._restart_schedule()
+
+    def _set_receive_codecs(self, audio: NegotiatedAudio, info: CodecInfo) -> None:
+        """Decoders for every negotiated audio payload type the peer may send.
+
+        RFC 3264 §5.1 lets a sender switch among the negotiated codecs without
+        a new offer; those with our clock and sample rate share the jitter
+        buffer (PCMU <-> PCMA, say), each with its own decoder state.
+        """
+        wanted: dict[int, CodecInfo] = {audio.payload_type: info}
+        for pt, codec in audio.receive_payload_types.items():
+            try:
+                other = codecs.get(codec.name, codec.clock_rate)
+            except CodecError:
+                continue
+            if (
+                other.is_audio
+                and other.clock_rate == info.clock_rate
+                and other.sample_rate == info.sample_rate
+            ):
+                wanted[pt] = other
+        decoders: dict[int, Decoder] = {}
+        for pt, other in wanted.items():
+            old = self._rx_infos.get(pt)
+            current = self._decoders.get(pt)
+            if current is not None and old is not None and old.key == other.key:
+                decoders[pt] = current
+            elif other.key == info.key and self.decoder is not None:
+                decoders[pt] = self.decoder
+            else:
+                assert other.make_decoder is not None
+                decoders[pt] = other.make_decoder()
+        self._rx_infos = wanted
+        self._decoders = decoders
+        self._receive_pts = frozenset(wanted)
 
     def _apply_srtp(self, audio: NegotiatedAudio) -> None:
         if audio.local_crypto is None or audio.remote_crypto is None:
@@ -480,15 +514,20 @@ class MediaSession:
         if jitter is None:
             return
         out = jitter.get(now)
-        if out is None or not self.sinks or self.decoder is None:
+        if out is None or not self.sinks:
+            return
+        decoder = self._last_decoder or self.decoder
+        if decoder is None:
             return
         if isinstance(out, RtpPacket):
+            decoder = self._decoders.get(out.payload_type, decoder)
+            self._last_decoder = decoder
             try:
-                pcm = self.decoder.decode(out.payload)
+                pcm = decoder.decode(out.payload)
             except CodecError:
-                pcm = self.decoder.conceal(self._frame_samples)
+                pcm = decoder.conceal(self._frame_samples)
         else:
-            pcm = self.decoder.conceal(self._frame_samples)
+            pcm = decoder.conceal(self._frame_samples)
         for sink in self.sinks:
             sink(pcm)
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import heapq
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from trunkline.sip.errors import SipParseError
@@ -275,22 +275,8 @@ def plan_register(
                 del result[index]
                 removed += 1
                 continue
-            result[index] = replace(
-                old,
-                contact_uri=spec.uri,
-                expires_at=now + expires,
-                q=_q(spec),
-                call_id=request.call_id,
-                cseq=request.cseq,
-                updated_at=now,
-                received=request.received,
-                transport=_intern(request.transport),
-                flow=request.flow,
-                path=request.path,
-                user_agent=_intern(request.user_agent),
-                instance=spec.instance,
-                reg_id=spec.reg_id,
-            )
+            # Everything but the identity (aor, key) comes from this request.
+            result[index] = _new_binding(request, spec, expires, now, old.key)
             refreshed += 1
         elif expires > 0:
             result.append(_new_binding(request, spec, expires, now))
@@ -300,7 +286,7 @@ def plan_register(
     return RegisterOutcome(
         200,
         "OK",
-        tuple(sort_bindings(result)),
+        tuple(sort_bindings(result) if len(result) > 1 else result),
         added=added,
         refreshed=refreshed,
         removed=removed,
@@ -317,7 +303,13 @@ def _binding_key(spec: ContactSpec) -> str:
     return spec.uri
 
 
-def _new_binding(request: RegisterRequest, spec: ContactSpec, expires: int, now: float) -> Binding:
+def _new_binding(
+    request: RegisterRequest,
+    spec: ContactSpec,
+    expires: int,
+    now: float,
+    key: str | None = None,
+) -> Binding:
     return Binding(
         aor=request.aor,
         contact_uri=spec.uri,
@@ -326,7 +318,7 @@ def _new_binding(request: RegisterRequest, spec: ContactSpec, expires: int, now:
         call_id=request.call_id,
         cseq=request.cseq,
         updated_at=now,
-        key=_binding_key(spec),
+        key=_binding_key(spec) if key is None else key,
         received=request.received,
         transport=_intern(request.transport),
         flow=request.flow,
@@ -383,13 +375,15 @@ class LocationTable:
     entries are kept); ``_expiry`` is a heap of ``(expires_at, aor)`` that
     may hold stale entries and is rebuilt when it grows past twice the live
     size, so memory follows the live bindings, not the churn. ``dirty`` names
-    the AoRs changed since the last :meth:`take_dirty` (for persistence).
+    the AoRs changed since the last :meth:`take_dirty` (for persistence;
+    ``track_changes=False`` when nothing persists them).
     """
 
     _aors: dict[str, tuple[Binding, ...]] = field(default_factory=dict)
     _expiry: list[tuple[float, str]] = field(default_factory=list)
     _count: int = 0
     dirty: set[str] = field(default_factory=set)
+    track_changes: bool = True
 
     def lookup(self, aor: str, now: float) -> list[Binding]:
         bindings = self._aors.get(aor, ())
@@ -419,7 +413,8 @@ class LocationTable:
             self._aors[key] = tuple(bindings)
             self._count += len(bindings)
             heapq.heappush(self._expiry, (min(b.expires_at for b in bindings), key))
-        self.dirty.add(aor)
+        if self.track_changes:
+            self.dirty.add(aor)
         if len(self._expiry) > 2 * len(self._aors) + 1024:
             self._compact()
 

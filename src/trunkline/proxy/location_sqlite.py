@@ -114,7 +114,7 @@ class MemoryLocation(LocationService):
     """A :class:`LocationTable` with optional SQLite persistence (``db=None``: memory only)."""
 
     def __init__(self, db: sqlite3.Connection | None = None, *, write_through: bool = False):
-        self.table = LocationTable()
+        self.table = LocationTable(track_changes=db is not None)
         self._store = None if db is None else SqliteBindings(db)
         self._write_through = write_through
 

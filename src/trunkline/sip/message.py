@@ -638,16 +638,16 @@ def _split_head(head: str, limits: Limits) -> tuple[list[str], dict[str, list[st
     final CRLF CRLF. Folded lines (§7.3.1) are joined (keeping their CRLFs in
     the raw line); the index maps each canonical name to its unfolded values.
     """
-    crlf = head.count("\r\n")
-    if head.count("\r") != crlf or head.count("\n") != crlf:
-        raise SipParseError("Bare CR or LF in header section")
     lines = head.split("\r\n")
+    separators = len(lines) - 1
+    if head.count("\r") != separators or head.count("\n") != separators:
+        raise SipParseError("Bare CR or LF in header section")
     if len(lines) > limits.max_headers:
         raise SipParseError("Too many header fields", 513)
     folded = "\r\n " in head or "\r\n\t" in head or lines[0][:1] in (" ", "\t")
     if folded:
         lines = _unfold(lines)
-    if max(map(len, lines)) > limits.max_line:
+    if len(head) > limits.max_line and max(map(len, lines)) > limits.max_line:
         raise SipParseError("Header line too long", 513)
     index: dict[str, list[str]] = {}
     known = _KEY_BY_NAME.get

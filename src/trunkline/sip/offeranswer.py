@@ -19,6 +19,9 @@ where to send, with which payload type, and how.
 
 When no audio stream can be used, :class:`NegotiationError` carries 488 Not
 Acceptable Here (RFC 3261 §13.3.1.1) for the caller to answer with.
+:class:`Codec`, the common codecs (``PCMU``, ``OPUS``, ``TELEPHONE_EVENT``...)
+and :func:`make_crypto` are defined in :mod:`trunkline.sip.sdpfields` and
+re-exported here.
 """
 
 from __future__ import annotations

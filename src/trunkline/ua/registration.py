@@ -235,6 +235,11 @@ class RegistrationClient:
         return self._requested
 
     @property
+    def outstanding(self) -> Request | None:
+        """The REGISTER awaiting its final response, if any (at most one, §10.2)."""
+        return self._outstanding
+
+    @property
     def failures(self) -> int:
         """Consecutive failed attempts (0 after a success)."""
         return self._failures

@@ -1,0 +1,190 @@
+"""Request validation by a proxy (RFC 3261 §16.3) and loop-detecting branches (§16.6 item 8).
+
+:func:`validate_request` runs the six checks of §16.3 in order and returns a
+:class:`Reply` for the first one that fails (or, for OPTIONS with
+Max-Forwards 0, the local answer), or None when the request may be routed:
+
+1. Reasonable syntax: the headers a proxy needs (Via, From, To, Call-ID,
+   CSeq, Max-Forwards, Route, Proxy-Require) parse; the message size is
+   within the limit (513, §21.5.14).
+2. URI scheme: a Request-URI scheme the proxy can route (416, §21.4.15).
+3. Max-Forwards: 483 when it is 0, except OPTIONS answered locally (§16.3 item 3).
+4. Optional loop detection: a Via with one of our addresses whose branch
+   carries the same loop hash as this request would get means the request
+   came back unchanged: 482 (§16.3 item 4). A different hash is a spiral
+   (RFC 3261 §16.3, RFC 5393 §1) and goes on.
+5. Proxy-Require: option tags we do not support give 420 with Unsupported.
+6. Proxy-Authorization is the auth step's business (router).
+
+The loop hash covers the fields that §16.6 item 8 names: Request-URI, To
+tag, From tag, Call-ID, CSeq number, and the Route, Proxy-Require and
+Proxy-Authorization values. :func:`loop_branch` makes the branch for a
+forwarded copy: ``z9hG4bK`` + ``tl`` + hash + ``.`` + random.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+from trunkline.sip.builder import MAGIC_COOKIE
+from trunkline.sip.errors import SipParseError
+from trunkline.sip.message import Request
+from trunkline.sip.statuses import reason_phrase
+
+__all__ = [
+    "LOOP_BRANCH_PREFIX",
+    "ROUTABLE_SCHEMES",
+    "Reply",
+    "ValidationPolicy",
+    "loop_branch",
+    "loop_hash",
+    "validate_request",
+]
+
+ROUTABLE_SCHEMES: frozenset[str] = frozenset({"sip", "sips"})
+"""Request-URI schemes the proxy routes (``tel:`` needs an ENUM/number plan first)."""
+
+LOOP_BRANCH_PREFIX = MAGIC_COOKIE + "tl"
+_HASH_LENGTH = 16
+
+ALLOWED_METHODS = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, UPDATE, INFO, MESSAGE, REFER, SUBSCRIBE, NOTIFY, PUBLISH"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Answer the request locally with ``status`` (the server builds it, §8.2.6)."""
+
+    status: int
+    reason: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.reason:
+            object.__setattr__(self, "reason", reason_phrase(self.status))
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationPolicy:
+    """What the proxy accepts.
+
+    ``own_addresses`` are the ``host:port`` sent-by values the proxy puts in
+    its Vias (loop detection); ``proxy_extensions`` the option tags it
+    supports in Proxy-Require; ``max_message`` the size above which 513.
+    """
+
+    own_addresses: frozenset[str] = frozenset()
+    proxy_extensions: frozenset[str] = frozenset()
+    schemes: frozenset[str] = ROUTABLE_SCHEMES
+    max_message: int = 65535
+    loop_detection: bool = True
+    allow_header: str = ALLOWED_METHODS
+    supported: tuple[str, ...] = field(default=("path",))
+
+
+def loop_hash(request: Request) -> str:
+    """The §16.6 item 8 hash of the fields a loop leaves unchanged (hex, 16 chars)."""
+    headers = request.headers
+    parts = [
+        request.uri_text,
+        request.to_tag or "",
+        request.from_tag or "",
+        request.call_id,
+        str(request.cseq.number),
+        "\x1f".join(headers.get_all("Route")),
+        "\x1f".join(headers.get_all("Proxy-Require")),
+        "\x1f".join(headers.lines("Proxy-Authorization")),
+    ]
+    digest = hashlib.blake2b("\x1e".join(parts).encode("utf-8", "surrogateescape"), digest_size=8)
+    return digest.hexdigest()
+
+
+def loop_branch(request: Request) -> str:
+    """A fresh branch for a copy of ``request`` that carries its loop hash (§16.6 item 8)."""
+    return f"{LOOP_BRANCH_PREFIX}{loop_hash(request)}.{secrets.token_hex(8)}"
+
+
+def _branch_hash(branch: str | None) -> str | None:
+    if branch is None or not branch.startswith(LOOP_BRANCH_PREFIX):
+        return None
+    value = branch[len(LOOP_BRANCH_PREFIX) : len(LOOP_BRANCH_PREFIX) + _HASH_LENGTH]
+    return value if len(value) == _HASH_LENGTH else None
+
+
+def _sent_by_key(host: str, port: int | None) -> str:
+    return f"{host.lower()}:{port or 5060}"
+
+
+def own_address_keys(addresses: Collection[str]) -> frozenset[str]:
+    """Normalize ``host[:port]`` strings to ``host:port`` (5060 when absent)."""
+    keys: set[str] = set()
+    for address in addresses:
+        if address.startswith("["):
+            host, _, rest = address.partition("]")
+            host += "]"
+            port = int(rest[1:]) if rest.startswith(":") else None
+        else:
+            host, colon, port_text = address.rpartition(":")
+            if not colon:
+                host, port = port_text, None
+            else:
+                port = int(port_text)
+        keys.add(_sent_by_key(host, port))
+    return frozenset(keys)
+
+
+def validate_request(
+    request: Request, policy: ValidationPolicy, *, size: int | None = None
+) -> Reply | None:
+    """RFC 3261 §16.3 items 1-5; None when the request may be routed."""
+    # 1. Reasonable syntax (the parser already checked the rest, §16.3 item 1).
+    if size is not None and size > policy.max_message:
+        return Reply(513, "Message Too Large")
+    try:
+        vias = request.via
+        max_forwards = request.max_forwards
+        request.route  # noqa: B018 - parsed for the check, used by the router
+        proxy_require = request.proxy_require
+        request.cseq  # noqa: B018
+        request.to  # noqa: B018
+        request.from_  # noqa: B018
+        uri = request.uri
+    except SipParseError as error:
+        return Reply(error.status, error.reason)
+    if not vias:
+        return Reply(400, "Missing Via header")
+
+    # 2. URI scheme.
+    if uri.scheme.lower() not in policy.schemes:
+        return Reply(416, "Unsupported URI Scheme")
+
+    # 3. Max-Forwards.
+    if max_forwards == 0 and request.method not in ("ACK", "CANCEL"):
+        if request.method == "OPTIONS":
+            return Reply(
+                200,
+                "OK",
+                (
+                    ("Allow", policy.allow_header),
+                    ("Accept", "application/sdp"),
+                    ("Supported", ", ".join(policy.supported)),
+                ),
+            )
+        return Reply(483, "Too Many Hops")
+
+    # 4. Loop detection (not for ACK/CANCEL, whose branches follow the INVITE's).
+    if policy.loop_detection and request.method not in ("ACK", "CANCEL"):
+        own = own_address_keys(policy.own_addresses) if policy.own_addresses else frozenset()
+        ours = [via for via in vias if _sent_by_key(via.host, via.port) in own]
+        if ours:
+            current = loop_hash(request)
+            if any(_branch_hash(via.branch) == current for via in ours):
+                return Reply(482, "Loop Detected")
+
+    # 5. Proxy-Require.
+    unsupported = [tag for tag in proxy_require if tag.lower() not in policy.proxy_extensions]
+    if unsupported:
+        return Reply(420, "Bad Extension", (("Unsupported", ", ".join(unsupported)),))
+    return None
