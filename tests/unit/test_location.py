@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import gc
+import os
 import sqlite3
-import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,8 +67,8 @@ def test_expires_from_param_then_header_then_default(table: LocationTable) -> No
     assert outcome.added == 2
     got = {b.contact_uri: b.expires_in(T0) for b in table.lookup(AOR, T0)}
     assert got == {"sip:a@10.0.0.1": 120, "sip:a@10.0.0.2": 300}
-    table.apply_register(reg("sip:a@10.0.0.3", cseq=2), T0, POLICY)
-    assert table.lookup(AOR, T0)[0].expires_in(T0) == 3600
+    table.apply_register(reg("sip:a@10.0.0.3", cseq=2), T0 + 1, POLICY)
+    assert table.lookup(AOR, T0 + 1)[0].expires_in(T0 + 1) == 3600
 
 
 def test_expires_bounded_by_max(table: LocationTable) -> None:
@@ -113,7 +114,9 @@ def test_star_needs_expires_zero_and_stands_alone(table: LocationTable) -> None:
     table.apply_register(reg("sip:a@h1", "sip:a@h2"), T0, POLICY)
     assert table.apply_register(reg(star=True, cseq=2), T0, POLICY).status == 400
     assert table.apply_register(reg(star=True, cseq=2, expires=60), T0, POLICY).status == 400
-    assert table.apply_register(reg("sip:a@h", star=True, cseq=2, expires=0), T0, POLICY).status == 400
+    assert (
+        table.apply_register(reg("sip:a@h", star=True, cseq=2, expires=0), T0, POLICY).status == 400
+    )
     assert len(table.lookup(AOR, T0)) == 2
     outcome = table.apply_register(reg(star=True, call_id="other", cseq=1, expires=0), T0, POLICY)
     assert (outcome.status, outcome.removed) == (200, 2)
@@ -154,7 +157,9 @@ def test_contacts_compared_as_uris(table: LocationTable) -> None:
         reg("sip:alice@pc33.example.com:5060;Transport=TCP;ob", cseq=2), T0, POLICY
     )
     assert (outcome.added, outcome.refreshed) == (0, 1)
-    outcome = table.apply_register(reg("sip:alice@pc33.example.com;transport=tcp", cseq=3), T0, POLICY)
+    outcome = table.apply_register(
+        reg("sip:alice@pc33.example.com;transport=tcp", cseq=3), T0, POLICY
+    )
     assert outcome.added == 1  # no port differs from an explicit :5060
 
 
@@ -199,7 +204,9 @@ def test_too_many_contacts_is_refused(table: LocationTable) -> None:
 def test_expired_bindings_are_invisible_and_purged(table: LocationTable) -> None:
     table.apply_register(reg(ContactSpec("sip:a@short", expires=60)), T0, POLICY)
     table.apply_register(reg(ContactSpec("sip:a@long", expires=600), cseq=2), T0, POLICY)
-    table.apply_register(reg(ContactSpec("sip:b@x", expires=60), aor="sip:b@example.com"), T0, POLICY)
+    table.apply_register(
+        reg(ContactSpec("sip:b@x", expires=60), aor="sip:b@example.com"), T0, POLICY
+    )
     assert table.next_expiry() == T0 + 60
     assert [b.contact_uri for b in table.lookup(AOR, T0 + 60)] == ["sip:a@long"]
     assert table.purge_expired(T0 + 59) == 0
@@ -243,16 +250,21 @@ def test_register_request_from_a_parsed_register() -> None:
     request = RegisterRequest.from_request(
         message, AOR, received="192.0.2.4:5060", transport="udp", flow="f1"
     )
-    assert (request.call_id, request.cseq, request.expires) == ("843817637684230@998sdasdh09", 1826, 7200)
+    assert (request.call_id, request.cseq, request.expires) == (
+        "843817637684230@998sdasdh09",
+        1826,
+        7200,
+    )
     first, second = request.contacts
     assert first == ContactSpec("sip:alice@192.0.2.4;ob", None, 0.7, "<urn:uuid:abc>", 2)
     assert second == ContactSpec("sip:alice@192.0.2.4:5070", 60, None, None, None)
     assert request.path == ("<sip:edge1.example.com;lr>", "<sip:edge2.example.com;lr>")
     assert request.user_agent == "Phone/1.0"
     outcome = plan_register((), request, T0, POLICY)
-    assert [b.expires_in(T0) for b in outcome.bindings] == [7200, 60]
-    assert outcome.bindings[0].path == request.path
-    assert outcome.bindings[0].received == "192.0.2.4:5060"
+    # q=0.7 sorts after the contact without q (taken as 1.0).
+    assert [(b.q, b.expires_in(T0)) for b in outcome.bindings] == [(1.0, 60), (0.7, 7200)]
+    assert outcome.bindings[1].path == request.path
+    assert outcome.bindings[1].received == "192.0.2.4:5060"
 
 
 def test_register_request_star() -> None:
@@ -265,32 +277,42 @@ def test_register_request_star() -> None:
     assert isinstance(message, Request)
     request = RegisterRequest.from_request(message, AOR)
     assert request.star and request.contacts == () and request.expires == 0
-    mixed = parse_message(base + b"Contact: *\r\nContact: <sip:a@h>\r\nContent-Length: 0\r\n\r\n")
-    assert isinstance(mixed, Request)
     with pytest.raises(SipParseError):
-        RegisterRequest.from_request(mixed, AOR)
+        parse_message(base + b"Contact: *\r\nContact: <sip:a@h>\r\nContent-Length: 0\r\n\r\n")
 
 
 # -- memory: flat under churn, small when large -------------------------------------------
 
 
+@pytest.mark.slow
 def test_memory_stays_flat_under_churn(table: LocationTable) -> None:
     """100k register/unregister cycles over 1000 AoRs leave only the live bindings."""
     aors = [f"sip:user{i}@example.com" for i in range(1000)]
     for i, aor in enumerate(aors[:500]):  # 500 permanent registrations
         table.apply_register(reg(f"sip:u@10.0.{i // 250}.{i % 250}", aor=aor), T0, POLICY)
+    # Requests are built once per AoR (the cost under test is the table's, not theirs).
+    cycles = [
+        (
+            reg(
+                ContactSpec(f"sip:churn@192.0.2.{i % 200}:{5060 + i % 7}", expires=300),
+                aor=aor,
+                call_id=f"k{i}",
+            ),
+            reg(
+                ContactSpec(f"sip:churn@192.0.2.{i % 200}:{5060 + i % 7}", expires=0),
+                aor=aor,
+                call_id=f"k{i}",
+                cseq=2,
+            ),
+        )
+        for i, aor in enumerate(aors)
+    ]
     now = T0
     for cycle in range(100_000):
-        aor = aors[cycle % 1000]
-        contact = f"sip:churn@192.0.2.{cycle % 200}:{5060 + cycle % 7}"
+        add, remove = cycles[cycle % 1000]
         now += 0.001
-        add = table.apply_register(
-            reg(ContactSpec(contact, expires=300), aor=aor, call_id=f"k{cycle}"), now, POLICY
-        )
-        remove = table.apply_register(
-            reg(ContactSpec(contact, expires=0), aor=aor, call_id=f"k{cycle}", cseq=2), now, POLICY
-        )
-        assert add.ok and remove.ok
+        assert table.apply_register(add, now, POLICY).added == 1
+        assert table.apply_register(remove, now, POLICY).removed == 1
     assert table.counts().bindings == 500
     assert table.counts().aors == 500
     assert len(table._aors) == 500
@@ -299,33 +321,39 @@ def test_memory_stays_flat_under_churn(table: LocationTable) -> None:
     assert table.dirty == set()
 
 
-def _fill(table: LocationTable, count: int) -> None:
-    for i in range(count):
+def _resident_bytes() -> int:
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux /proc")
+def test_100k_bindings_fit_in_little_memory() -> None:
+    """Resident memory added by 100,000 registered contacts (issue 6: whole server < 150 MB).
+
+    Measured here (2026-11-27, CPython 3.11): about 70 MB, 0.7 kB per binding.
+    """
+    gc.collect()
+    before = _resident_bytes()
+    table = LocationTable(track_changes=False)
+    for i in range(100_000):
+        address = f"198.51.{i // 250 % 250}.{i % 250}:{1024 + i % 60000}"
         request = RegisterRequest(
             aor=f"sip:user{i}@example.com",
             call_id=f"{i:08x}-4c5f-11ef-9a1b-0242ac120002@192.0.2.1",
             cseq=1,
-            contacts=(ContactSpec(f"sip:user{i}@198.51.{i // 65536}.{i % 250}:5060;ob"),),
-            received=f"198.51.{i // 65536}.{i % 250}:{1024 + i % 60000}",
+            contacts=(ContactSpec(f"sip:user{i}@{address};ob"),),
+            received=address,
             transport="udp",
-            flow=f"udp:198.51.{i // 65536}.{i % 250}:{1024 + i % 60000}",
             user_agent="Linphone/5.2.0 (belle-sip/5.2.0)",
         )
-        assert table.apply_register(request, T0, POLICY).ok
-
-
-def test_100k_bindings_fit_in_little_memory() -> None:
-    tracemalloc.start()
-    try:
-        table = LocationTable()
-        _fill(table, 100_000)
-        current, _peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+        assert table.apply_register(request, T0 + i % 600, POLICY).ok
+    del request
+    gc.collect()
+    grown = _resident_bytes() - before
     assert table.counts().bindings == 100_000
-    per_binding = current / 100_000
-    # Measured here: about 1.0 kB per binding with these field sizes (README of the bench).
-    assert per_binding < 1500, f"{per_binding:.0f} bytes per binding"
+    print(f"100k bindings: {grown / 1e6:.1f} MB resident, {grown / 100_000:.0f} B each")
+    assert grown < 110e6
 
 
 # -- SQLite persistence ------------------------------------------------------------------

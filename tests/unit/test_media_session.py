@@ -6,13 +6,20 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 from tests.support.peers import free_port
 
 from trunkline.media.codecs.base import Pcm
-from trunkline.media.session import MediaSession, QueueSource, ToneSource, WavRecorder
+from trunkline.media.session import (
+    MediaSession,
+    PcmSource,
+    QueueSource,
+    ToneSource,
+    WavRecorder,
+)
 from trunkline.rtp.packet import RtpPacket
 from trunkline.sip.offeranswer import (
     PCMA,
@@ -349,3 +356,91 @@ async def test_peer_switches_codec_without_reoffer(sessions: list[MediaSession])
         assert abs(dominant_hz(part, 8000) - 700) < 20
         rms = np.sqrt(np.mean(part.astype(np.float64) ** 2))
         assert 10000 < rms < 13000  # a 0.5 full-scale sine has RMS 11585
+
+
+async def test_bridge_one_session_into_another(sessions: list[MediaSession]) -> None:
+    """A -> B, and B's received audio is the source of C -> D (a B2BUA leg)."""
+    a, b = await pair()
+    c, d = await pair()
+    sessions += [a, b, c, d]
+    bridge = QueueSource(max_samples=1600)
+    b.sinks.append(bridge)  # a QueueSource is a sink too
+    c.source = bridge
+    heard = QueueSource(max_samples=80000)
+    d.sinks.append(heard)
+    a.source = ToneSource(900, 8000)
+    for s in (a, b, c, d):
+        s.start()
+    await asyncio.sleep(0.8)
+    pcm = heard.read(heard._buffered)
+    assert pcm is not None and len(pcm) > 2400
+    assert abs(dominant_hz(pcm[-2400:], 8000) - 900) < 15
+    assert bridge.dropped == 0
+
+
+async def test_pcm_source_from_wav_resamples(tmp_path: Path) -> None:
+    t = np.arange(16000) / 16000
+    wav = tmp_path / "tone16k.wav"
+    rec = WavRecorder(wav, 16000)
+    rec(np.rint(12000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16))
+    rec.close()
+    src = PcmSource.from_wav(wav, 8000)
+    frames = []
+    while (frame := src.read(160)) is not None:
+        frames.append(frame)
+    assert len(frames) == 50 and src.finished
+    pcm = np.concatenate(frames)
+    assert abs(dominant_hz(pcm, 8000) - 440) < 5
+
+
+def test_session_pair_on_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def run() -> int:
+        a, b = await pair()
+        try:
+            got = QueueSource(max_samples=80000)
+            b.sinks.append(got)
+            a.source = ToneSource(1000, 8000)
+            a.start()
+            b.start()
+            await asyncio.sleep(0.5)
+            return got._buffered
+        finally:
+            a.close()
+            b.close()
+
+    loop = uvloop.new_event_loop()
+    try:
+        assert loop.run_until_complete(run()) >= 8000 * 0.3
+    finally:
+        loop.close()
+
+
+async def test_new_remote_ssrc_restarts_stream(sessions: list[MediaSession]) -> None:
+    from trunkline.media.codecs.g711 import lin2ulaw
+
+    b = await MediaSession.open()
+    sessions.append(b)
+    offer = create_offer([PCMU], "127.0.0.1", free_port())
+    b.apply(create_answer(offer, [PCMU], "127.0.0.1", b.local_address[1]).audio)
+    got = QueueSource(max_samples=80000)
+    b.sinks.append(got)
+    b.start()
+    tone = ToneSource(600, 8000, level=0.5)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        for n in range(60):
+            pcm = tone.read(160)
+            assert pcm is not None
+            # At n = 30 the peer restarts: new SSRC, sequence 100 behind.
+            ssrc, seq = (1, 5000 + n) if n < 30 else (2, 4900 + n)
+            s.sendto(bytes(RtpPacket(0, seq, n * 160, ssrc, lin2ulaw(pcm))), b.local_address)
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.15)
+    stats = b.stats()
+    assert stats.ssrc_changes == 1
+    jb = stats.jitter_buffer
+    assert jb is not None and jb.late == 0  # not mistaken for 100-packet-late packets
+    assert jb.played >= 25  # the new stream's packets were played
+    assert stats.packets_received >= 28 and stats.packets_lost == 0

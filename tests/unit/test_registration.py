@@ -485,7 +485,7 @@ ACTIONS = st.lists(
 )
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(actions=ACTIONS)
 def test_any_input_sequence_keeps_invariants(
     actions: list[str | tuple[int, str]],

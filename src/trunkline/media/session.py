@@ -298,6 +298,7 @@ class MediaSession:
         self._next_rtcp = 0.0
         self._packets_at_last_report = 0
         self._conflicts: set[Address] = set()
+        self._rx_ssrc: int | None = None
         self.rtt: float | None = None
         self.remote_fraction_lost: float | None = None
         self.remote_jitter: float | None = None
@@ -589,6 +590,14 @@ class MediaSession:
             if stats is None:
                 self._collision(source)
                 return
+            if packet.ssrc != self._rx_ssrc:
+                if self._rx_ssrc is not None:
+                    # A new stream (peer restarted, or a B2BUA switched legs):
+                    # its numbering has nothing to do with the old one.
+                    self.jitter = JitterBuffer(
+                        self.jitter.clock_rate, self._ptime, **self.jitter_options
+                    )
+                self._rx_ssrc = packet.ssrc
             if self._receiving:
                 self.jitter.put(packet, now)
         elif pt in self._te_rx_pts and self._dtmf_rx is not None:

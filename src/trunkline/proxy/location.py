@@ -57,7 +57,7 @@ class Binding:
     ``received`` is the source ``host:port`` the REGISTER came from and
     ``flow`` the connection/flow it came over (RFC 5626 §5.2: send to the flow
     a NATed UA registered over); ``path`` the Path header values (RFC 3327
-    §5.3) to use as a Route set; ``key`` the binding's identity in storage.
+    §5.3) to use as a Route set.
     """
 
     aor: str
@@ -67,7 +67,6 @@ class Binding:
     call_id: str
     cseq: int
     updated_at: float
-    key: str
     received: str | None = None
     transport: str | None = None
     flow: str | None = None
@@ -75,6 +74,13 @@ class Binding:
     user_agent: str | None = None
     instance: str | None = None
     reg_id: int | None = None
+
+    @property
+    def key(self) -> str:
+        """The binding's identity in storage: instance and reg-id (RFC 5626), else the URI."""
+        if self.instance is not None and self.reg_id is not None:
+            return f"{self.instance};reg-id={self.reg_id}"
+        return self.contact_uri
 
     def expires_in(self, now: float) -> int:
         """Whole seconds left (never negative), for the 200's ``expires`` parameter."""
@@ -275,8 +281,8 @@ def plan_register(
                 del result[index]
                 removed += 1
                 continue
-            # Everything but the identity (aor, key) comes from this request.
-            result[index] = _new_binding(request, spec, expires, now, old.key)
+            # Everything but the identity (RFC 5626 §6) comes from this request.
+            result[index] = _new_binding(request, spec, expires, now)
             refreshed += 1
         elif expires > 0:
             result.append(_new_binding(request, spec, expires, now))
@@ -297,19 +303,7 @@ def _q(spec: ContactSpec) -> float:
     return 1.0 if spec.q is None else spec.q
 
 
-def _binding_key(spec: ContactSpec) -> str:
-    if spec.instance is not None and spec.reg_id is not None:
-        return f"{spec.instance};reg-id={spec.reg_id}"
-    return spec.uri
-
-
-def _new_binding(
-    request: RegisterRequest,
-    spec: ContactSpec,
-    expires: int,
-    now: float,
-    key: str | None = None,
-) -> Binding:
+def _new_binding(request: RegisterRequest, spec: ContactSpec, expires: int, now: float) -> Binding:
     return Binding(
         aor=request.aor,
         contact_uri=spec.uri,
@@ -318,7 +312,6 @@ def _new_binding(
         call_id=request.call_id,
         cseq=request.cseq,
         updated_at=now,
-        key=_binding_key(spec) if key is None else key,
         received=request.received,
         transport=_intern(request.transport),
         flow=request.flow,
@@ -409,7 +402,7 @@ class LocationTable:
         self._count -= len(old)
         if bindings:
             # One string object for the AoR everywhere (dict key, heap, bindings).
-            key = sys.intern(aor)
+            key = bindings[0].aor
             self._aors[key] = tuple(bindings)
             self._count += len(bindings)
             heapq.heappush(self._expiry, (min(b.expires_at for b in bindings), key))

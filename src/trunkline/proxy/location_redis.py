@@ -53,7 +53,6 @@ def encode_binding(b: Binding) -> str:
             b.call_id,
             b.cseq,
             b.updated_at,
-            b.key,
             b.received,
             b.transport,
             b.flow,
@@ -69,7 +68,7 @@ def encode_binding(b: Binding) -> str:
 def decode_binding(data: bytes | str) -> Binding:
     """The inverse of :func:`encode_binding`; raises ValueError on foreign data."""
     fields = json.loads(data)
-    if not isinstance(fields, list) or len(fields) < 15:
+    if not isinstance(fields, list) or len(fields) < 14:
         raise ValueError("not a Trunkline binding")
     return Binding(
         aor=fields[0],
@@ -79,14 +78,13 @@ def decode_binding(data: bytes | str) -> Binding:
         call_id=fields[4],
         cseq=int(fields[5]),
         updated_at=float(fields[6]),
-        key=fields[7],
-        received=fields[8],
-        transport=fields[9],
-        flow=fields[10],
-        path=tuple(fields[11]),
-        user_agent=fields[12],
-        instance=fields[13],
-        reg_id=fields[14],
+        received=fields[7],
+        transport=fields[8],
+        flow=fields[9],
+        path=tuple(fields[10]),
+        user_agent=fields[11],
+        instance=fields[12],
+        reg_id=fields[13],
     )
 
 

@@ -66,7 +66,7 @@ class SqliteBindings:
 
     @staticmethod
     def _binding(row: tuple[object, ...]) -> Binding:
-        (aor, key, uri, expires_at, q, call_id, cseq, received, transport, flow, path) = row[:11]
+        (aor, _key, uri, expires_at, q, call_id, cseq, received, transport, flow, path) = row[:11]
         user_agent, instance, reg_id, updated_at = row[11:]
         return Binding(
             aor=str(aor),
@@ -76,7 +76,6 @@ class SqliteBindings:
             call_id=str(call_id),
             cseq=int(str(cseq)),
             updated_at=float(str(updated_at)),
-            key=str(key),
             received=None if received is None else str(received),
             transport=None if transport is None else str(transport),
             flow=None if flow is None else str(flow),

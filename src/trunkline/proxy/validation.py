@@ -41,6 +41,7 @@ __all__ = [
     "ValidationPolicy",
     "loop_branch",
     "loop_hash",
+    "own_address_keys",
     "validate_request",
 ]
 
@@ -50,7 +51,10 @@ ROUTABLE_SCHEMES: frozenset[str] = frozenset({"sip", "sips"})
 LOOP_BRANCH_PREFIX = MAGIC_COOKIE + "tl"
 _HASH_LENGTH = 16
 
-ALLOWED_METHODS = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, UPDATE, INFO, MESSAGE, REFER, SUBSCRIBE, NOTIFY, PUBLISH"
+ALLOWED_METHODS = (
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, UPDATE, INFO, MESSAGE, REFER, "
+    "SUBSCRIBE, NOTIFY, PUBLISH"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,16 @@ class ValidationPolicy:
     loop_detection: bool = True
     allow_header: str = ALLOWED_METHODS
     supported: tuple[str, ...] = field(default=("path",))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "own_addresses", own_address_keys(self.own_addresses))
+        object.__setattr__(
+            self, "proxy_extensions", frozenset(tag.lower() for tag in self.proxy_extensions)
+        )
+
+    def is_own(self, host: str, port: int | None) -> bool:
+        """Is ``host:port`` one of the proxy's own addresses?"""
+        return _sent_by_key(host, port) in self.own_addresses
 
 
 def loop_hash(request: Request) -> str:
@@ -176,8 +190,7 @@ def validate_request(
 
     # 4. Loop detection (not for ACK/CANCEL, whose branches follow the INVITE's).
     if policy.loop_detection and request.method not in ("ACK", "CANCEL"):
-        own = own_address_keys(policy.own_addresses) if policy.own_addresses else frozenset()
-        ours = [via for via in vias if _sent_by_key(via.host, via.port) in own]
+        ours = [via for via in vias if policy.is_own(via.host, via.port)]
         if ours:
             current = loop_hash(request)
             if any(_branch_hash(via.branch) == current for via in ours):

@@ -285,7 +285,10 @@ def parse_vias(values: Iterable[str]) -> list[Via]:
     """Parse Via header-field values (each possibly comma-separated), top first."""
     vias: list[Via] = []
     for value in values:
-        items = [value] if "," not in value else split_commas(value)
+        if "," not in value:
+            vias.append(Via.parse(value))
+            continue
+        items = split_commas(value)
         for item in items:
             if not item:
                 raise SipParseError("Empty Via value")
@@ -330,18 +333,40 @@ class NameAddr(_Params):
         """Parse one value (no comma splitting)."""
         m = _NAME_ADDR_FAST_RE.fullmatch(text)
         if m is not None:
-            quoted, plain, uri_text, params = m.groups()
-            if quoted is not None:
-                display: str | None = quoted if "\\" not in quoted else unquote(f'"{quoted}"')
-            else:
-                plain = plain.strip(_WS)
-                display = plain or None
-            return cls(display, uri_text, params)
+            return cls._from_groups(*m.groups())
         m = _ADDR_SPEC_FAST_RE.fullmatch(text)
         if m is not None:
             return cls(None, m.group(1), m.group(2))
         display, uri_text, params_text = _split_name_addr(text)
         return cls(display, uri_text, parse_params(params_text) if params_text else {})
+
+    @classmethod
+    def _from_groups(
+        cls, quoted: str | None, plain: str | None, uri_text: str, params: str
+    ) -> Self:
+        """Build from the groups of the fast name-addr expression."""
+        if quoted is not None:
+            display = quoted if "\\" not in quoted else unquote(f'"{quoted}"')
+        else:
+            display = (plain or "").strip(_WS) or None
+        return cls(display, uri_text, params)
+
+    @classmethod
+    def _parse_list_fast(cls, text: str) -> list[Self] | None:
+        """Parse ``name-addr *(COMMA name-addr)`` in canonical form, or None to fall back."""
+        result: list[Self] = []
+        match = _NAME_ADDR_ITEM_RE.match
+        pos = 0
+        end = len(text)
+        while pos < end:
+            m = match(text, pos)
+            if m is None:
+                return None
+            result.append(cls._from_groups(*m.group(1, 2, 3, 4)))
+            pos = m.end()
+        if not result or text.rstrip(_WS).endswith(","):
+            return None
+        return result
 
     @property
     def uri(self) -> Uri:
@@ -415,6 +440,8 @@ _NAME_ADDR_FAST_RE = re.compile(
     r'(?:"((?:[^"\\\x00-\x1f\x7f]|\\[^\r\n])*)"[ \t]*|([A-Za-z0-9\-.!%*_+`\'~ \t]*))'
     r'<([A-Za-z][A-Za-z0-9+\-.]*:[^<>\s"]*)>' + _CANON_PARAMS
 )
+_LIST_SEP = r"[ \t]*(?:,[ \t]*|\Z)"
+_NAME_ADDR_ITEM_RE = re.compile(_NAME_ADDR_FAST_RE.pattern + _LIST_SEP)
 _ADDR_SPEC_FAST_RE = re.compile(r'([A-Za-z][A-Za-z0-9+\-.]*:[^\s;,?<>"]+)' + _CANON_PARAMS)
 
 
@@ -463,6 +490,10 @@ def parse_name_addrs(values: Iterable[str]) -> list[NameAddr]:
     """Parse comma-separated name-addr lists (Route, Record-Route, P-Asserted-Identity)."""
     result: list[NameAddr] = []
     for value in values:
+        fast = NameAddr._parse_list_fast(value)
+        if fast is not None:
+            result.extend(fast)
+            continue
         for item in split_commas(value):
             if not item:
                 raise SipParseError("Empty name-addr value")
@@ -529,6 +560,10 @@ def parse_contacts(values: Iterable[str]) -> list[Contact]:
     """Parse Contact values; ``*`` must stand alone (§10.3 step 6 checks the rest)."""
     result: list[Contact] = []
     for value in values:
+        fast = Contact._parse_list_fast(value)
+        if fast is not None:
+            result.extend(fast)
+            continue
         for item in split_commas(value):
             if not item:
                 raise SipParseError("Empty Contact value")
