@@ -363,9 +363,18 @@ class Baresip:
         return await self.wait_event("CALL_INCOMING", timeout=timeout)
 
     async def answer(self, timeout: float = 10.0) -> BaresipEvent:
-        """Accept the ringing call; returns CALL_ESTABLISHED."""
+        """Accept the ringing call; returns the event showing it is up.
+
+        baresip 1.0 sends no CALL_ESTABLISHED on the answering side, so the
+        first of CALL_ESTABLISHED / CALL_RTPESTAB (RTP received) counts.
+        """
         await self.checked("accept")
-        return await self.wait_established(timeout)
+        ev = await self.wait_event(
+            "CALL_ESTABLISHED", "CALL_RTPESTAB", "CALL_CLOSED", timeout=timeout
+        )
+        if ev.type == "CALL_CLOSED":
+            raise BaresipError(f"call closed: {ev.param!r}")
+        return ev
 
     async def hangup(self, timeout: float = 10.0) -> BaresipEvent:
         await self.checked("hangup")

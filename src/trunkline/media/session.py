@@ -638,8 +638,13 @@ class MediaSession:
         except RtpParseError:
             self.rtcp_invalid += 1
             return
-        if self._remote_rtcp is None or (self.latch and not self.transport.rtcp_mux):
-            self._remote_rtcp = (addr[0], addr[1])
+        source: Address = (addr[0], addr[1])
+        if source != self._remote_rtcp and self.latch and not self.transport.rtcp_mux:
+            # Symmetric RTCP: answer where reports come from, but only from the
+            # host we exchange RTP with (nobody else may redirect our reports).
+            rtp_host = self._remote_rtp[0] if self._remote_rtp else None
+            if rtp_host is None or rtp_host == source[0]:
+                self._remote_rtcp = source
         now = loop.time()
         wall = time.time()
         ours = self.sender.ssrc if self.sender else None

@@ -13,13 +13,16 @@ Layout, under a configurable prefix (default ``trunkline:``):
 
 A REGISTER is applied with optimistic locking (``WATCH`` the AoR's hash,
 read, :func:`~trunkline.proxy.location.plan_register`, ``MULTI``/``EXEC``),
-retried when another server changed the same AoR in between, so the
+retried after a short random back-off when another server changed the
+same AoR in between (up to 50 times, then 500), so the
 all-or-nothing rule of RFC 3261 §10.3 step 8 holds across servers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -39,7 +42,8 @@ from trunkline.proxy.location import (
 
 __all__ = ["RedisLocation", "decode_binding", "encode_binding"]
 
-_RETRIES = 20
+_RETRIES = 50
+_BACKOFF = 0.002  # seconds; jittered and growing with each conflict
 
 
 def encode_binding(b: Binding) -> str:
@@ -123,8 +127,9 @@ class RedisLocation(LocationService):
         self, request: RegisterRequest, now: float, policy: RegistrarPolicy
     ) -> RegisterOutcome:
         key = self._key(request.aor)
+        attempt = 0
         async with self._redis.pipeline(transaction=True) as pipe:
-            for _ in range(_RETRIES):
+            while attempt < _RETRIES:
                 try:
                     await pipe.watch(key)
                     raw = await pipe.hgetall(key)
@@ -147,7 +152,9 @@ class RedisLocation(LocationService):
                     await pipe.execute()
                     return outcome
                 except WatchError:
-                    continue
+                    # Another server changed this AoR meanwhile: back off, re-read, re-plan.
+                    attempt += 1
+                    await asyncio.sleep(random.uniform(0, _BACKOFF * attempt))
         return RegisterOutcome(500, "Location service busy")
 
     async def purge_expired(self, now: float) -> int:

@@ -1,0 +1,385 @@
+"""The routing decision: what the proxy does with each request, in one readable place.
+
+Like a Kamailio ``request_route``, :meth:`Router.route` reads top to bottom;
+every step is a small method named after the Kamailio route block it stands
+for, and the first step that decides returns a :class:`Decision`::
+
+    route(REQINIT)    validation (RFC 3261 §16.3) and anti-flood
+    route(PREROUTE)   Route pre-processing: our Route removed, strict-router fix (§16.4)
+    route(WITHINDLG)  in-dialog requests follow their Route set (loose routing)
+    route(CANCEL)     matched to the INVITE's response context (§16.10)
+    route(REGISTRAR)  REGISTER for our domains (§10.3)
+    route(AUTH)       407 for requests from our users; trusted sources skip it
+    route(RELAY)      non-local Request-URI: trusted sources and our users only (403)
+    route(LOCATION)   404 unknown user, 480 nobody registered, else fork (§16.5-16.6)
+
+Decisions are data; the server executes them:
+
+- :class:`~trunkline.proxy.validation.Reply`: answer locally.
+- :class:`Forward`: a stateful fork to the targets (``trunkline.proxy.forking``).
+- :class:`Relay`: forward to one next hop (the top Route, or the Request-URI).
+- :class:`Cancel`: find the response context of the INVITE and cancel it.
+- :class:`Drop`: say nothing (floods, bans, scanners, stray ACKs).
+
+Only the location service and the registrar are awaited; the rest is sans-IO
+and ``now`` comes from the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from trunkline.proxy.antiflood import AntiFlood, TrustedNetworks, Verdict
+from trunkline.proxy.location import Binding, LocationService
+from trunkline.proxy.nat import Origin
+from trunkline.proxy.registrar import Authenticator, RegisterResult, Registrar, aor_of
+from trunkline.proxy.validation import Reply, ValidationPolicy, validate_request
+from trunkline.sip.errors import SipParseError
+from trunkline.sip.message import Request
+from trunkline.sip.uri import SipUri, Uri, parse_uri
+
+__all__ = [
+    "AUTH_METHODS",
+    "Cancel",
+    "Decision",
+    "Drop",
+    "Forward",
+    "Relay",
+    "Router",
+    "RouterConfig",
+    "Target",
+]
+
+log = logging.getLogger("trunkline.proxy.router")
+
+AUTH_METHODS: frozenset[str] = frozenset(
+    {"INVITE", "MESSAGE", "SUBSCRIBE", "REFER", "PUBLISH", "OPTIONS", "INFO", "NOTIFY"}
+)
+"""Out-of-dialog methods that our own users must authenticate (407)."""
+
+_NO_RECORD_ROUTE = frozenset({"REGISTER", "OPTIONS", "MESSAGE", "PUBLISH"})
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One destination of a forwarded request (RFC 3261 §16.5 target set element).
+
+    ``uri`` becomes the branch's Request-URI. ``route`` is a Route set to
+    put in front (a registration's Path, RFC 3327 §5.3). ``destination`` is
+    the ``host:port`` to send to instead of resolving the URI (the NAT
+    binding a UA registered from) and ``flow`` the connection it registered
+    over (RFC 5626 §5.2); both None means "resolve per RFC 3263".
+    """
+
+    uri: str
+    q: float = 1.0
+    route: tuple[str, ...] = ()
+    destination: str | None = None
+    transport: str | None = None
+    flow: str | None = None
+
+    @classmethod
+    def from_binding(cls, binding: Binding) -> Target:
+        """The target of a registered contact, sent to its source when NATed."""
+        destination = None
+        if binding.received is not None and not _contact_matches(
+            binding.contact_uri, binding.received
+        ):
+            destination = binding.received
+        return cls(
+            uri=binding.contact_uri,
+            q=binding.q,
+            route=binding.path,
+            destination=destination,
+            transport=binding.transport,
+            flow=binding.flow,
+        )
+
+
+def _contact_matches(contact_uri: str, received: str) -> bool:
+    try:
+        uri = parse_uri(contact_uri)
+    except SipParseError:
+        return False
+    if not isinstance(uri, SipUri):
+        return False
+    return f"{uri.host}:{uri.port or uri.default_port}".lower() == received.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Fork ``request`` (already pre-processed) to ``targets`` statefully (§16.6)."""
+
+    request: Request
+    targets: tuple[Target, ...]
+    record_route: bool = True
+    aor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Relay:
+    """Forward ``request`` to one next hop: its top Route, else its Request-URI (§16.6 item 6)."""
+
+    request: Request
+    record_route: bool = False
+    reason: str = ""
+
+    @property
+    def target(self) -> Target:
+        return Target(uri=self.request.uri_text)
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """A CANCEL: cancel the matching INVITE's branches, or forward it statelessly (§16.10)."""
+
+    request: Request
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """Do not answer (the reason is for logs and counters)."""
+
+    reason: str
+
+
+Decision = Reply | Forward | Relay | Cancel | Drop
+
+
+@dataclass(frozen=True, slots=True)
+class RouterConfig:
+    """The proxy's identity and policy switches."""
+
+    domains: frozenset[str]
+    validation: ValidationPolicy = field(default_factory=ValidationPolicy)
+    auth_methods: frozenset[str] = AUTH_METHODS
+    authenticate_local_users: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "domains", frozenset(d.lower() for d in self.domains))
+
+
+class Router:
+    """The proxy's routing policy; see the module docstring for the order of steps."""
+
+    def __init__(
+        self,
+        config: RouterConfig,
+        *,
+        location: LocationService,
+        registrar: Registrar | None = None,
+        authenticator: Authenticator | None = None,
+        antiflood: AntiFlood | None = None,
+        trusted: TrustedNetworks | None = None,
+        user_exists: Callable[[str, str], bool] | None = None,
+    ) -> None:
+        self.config = config
+        self.location = location
+        self.registrar = registrar
+        self.authenticator = authenticator
+        self.antiflood = antiflood
+        self.trusted = trusted or (antiflood.trusted if antiflood else TrustedNetworks())
+        self.user_exists = user_exists
+
+    # ------------------------------------------------------------------ route
+
+    async def route(
+        self, request: Request, origin: Origin, now: float, *, size: int | None = None
+    ) -> Decision:
+        """The decision for one request received from ``origin`` (see the module docstring)."""
+        decision = self.request_init(request, origin, now, size)
+        if decision is not None:
+            return decision
+        decision = self.preroute(request)
+        if decision is not None:
+            return decision
+        if request.to_tag is not None:
+            return self.within_dialog(request)
+        if request.method == "CANCEL":
+            return Cancel(request)
+        if request.method == "ACK":
+            return Drop("ACK outside any transaction or dialog")
+        if request.method == "REGISTER" and self._is_local(request.uri):
+            return await self.register(request, origin, now)
+        trusted = origin.host in self.trusted
+        decision = self.authenticate(request, origin, now, trusted)
+        if decision is not None:
+            return decision
+        if request.headers.get("Route") is not None or not self._is_local(request.uri):
+            return self.relay(request, origin, trusted)
+        return await self.locate(request, now)
+
+    # ------------------------------------------------------- route(REQINIT)
+
+    def request_init(
+        self, request: Request, origin: Origin, now: float, size: int | None
+    ) -> Decision | None:
+        """Anti-flood first (cheap, and floods must not cost a parse), then §16.3."""
+        if self.antiflood is not None:
+            verdict = self.antiflood.check(origin.host, request.headers.get("User-Agent"), now)
+            if verdict is not Verdict.ACCEPT:
+                return Drop(verdict.value)
+        return validate_request(request, self.config.validation, size=size)
+
+    # ------------------------------------------------------ route(PREROUTE)
+
+    def preroute(self, request: Request) -> Decision | None:
+        """RFC 3261 §16.4: undo a strict router's rewrite, then remove our own top Route."""
+        try:
+            routes = request.route
+            if self._is_own_uri(request.uri) and routes:
+                # The previous hop was a strict router (§16.4, first paragraph).
+                last = routes.pop()
+                request.uri = last.uri_text
+                request.route = routes
+            if routes and self._is_own_uri(routes[0].uri):
+                del routes[0]
+                request.route = routes
+                while routes and self._is_own_uri(routes[0].uri):
+                    del routes[0]  # a double Record-Route (transport bridging)
+                    request.route = routes
+        except SipParseError as error:
+            return Reply(error.status, error.reason)
+        return None
+
+    # ----------------------------------------------------- route(WITHINDLG)
+
+    def within_dialog(self, request: Request) -> Decision:
+        """In-dialog requests follow the Route set; with none left, the Request-URI."""
+        if request.headers.get("Route") is not None:
+            return Relay(request, reason="loose route")
+        if self._is_own_uri(request.uri) or self._is_local(request.uri):
+            if request.method == "ACK":
+                return Drop("in-dialog ACK addressed to the proxy")
+            return Reply(404, "Not Here")
+        return Relay(request, reason="in-dialog by Request-URI")
+
+    # ----------------------------------------------------- route(REGISTRAR)
+
+    async def register(self, request: Request, origin: Origin, now: float) -> Decision:
+        if self.registrar is None:
+            return Reply(405, "Method Not Allowed")
+        result: RegisterResult = await self.registrar.handle(request, origin, now)
+        if result.auth_failed and self.antiflood is not None:
+            self.antiflood.auth_failed(origin.host, now, _from_user(request))
+        return result.reply
+
+    # ---------------------------------------------------------- route(AUTH)
+
+    def authenticate(
+        self, request: Request, origin: Origin, now: float, trusted: bool
+    ) -> Decision | None:
+        """407 for requests claiming to be from one of our users (RFC 3261 §22.3)."""
+        if trusted or self.authenticator is None or not self.config.authenticate_local_users:
+            return None
+        if request.method not in self.config.auth_methods:
+            return None
+        from_uri = request.from_.uri
+        if not isinstance(from_uri, SipUri) or from_uri.host.lower() not in self.config.domains:
+            return None  # a stranger: only local destinations, checked in route(RELAY)
+        realm = from_uri.host.lower()
+        check = self.authenticator.check(request, realm, now, proxy=True)
+        if not check.ok:
+            if check.failed and self.antiflood is not None:
+                self.antiflood.auth_failed(origin.host, now, from_uri.user)
+            assert check.reply is not None
+            return check.reply
+        if check.username != from_uri.user:
+            log.info(
+                "From %s does not match credentials of %s (src=%s)",
+                from_uri.user,
+                check.username,
+                origin.host,
+            )
+            return Reply(403, "Forbidden")
+        _remove_credentials(request, realm)
+        return None
+
+    # --------------------------------------------------------- route(RELAY)
+
+    def relay(self, request: Request, origin: Origin, trusted: bool) -> Decision:
+        """A preloaded Route or a foreign domain: no open relay (403) for strangers."""
+        if trusted or self._from_local_user(request):
+            return Relay(
+                request,
+                record_route=request.method not in _NO_RECORD_ROUTE,
+                reason="trusted" if trusted else "local user",
+            )
+        if request.headers.get("Route") is None and self._is_local(request.uri):
+            return Reply(403, "Forbidden")
+        log.info("relaying denied for %s from src=%s", request.uri_text, origin.host)
+        return Reply(403, "Relaying Denied")
+
+    # ------------------------------------------------------ route(LOCATION)
+
+    async def locate(self, request: Request, now: float) -> Decision:
+        """The target set from the location service (§16.5)."""
+        aor = aor_of(request.uri)
+        if aor is None:
+            if request.method == "OPTIONS":
+                validation = self.config.validation
+                return Reply(200, "OK", (("Allow", validation.allow_header),))
+            return Reply(404, "Not Found")
+        uri = request.uri
+        assert isinstance(uri, SipUri) and uri.user is not None
+        if self.user_exists is not None and not self.user_exists(uri.user, uri.host.lower()):
+            return Reply(404, "Not Found")
+        bindings = await self.location.lookup(aor, now)
+        if not bindings:
+            if self.user_exists is None:
+                return Reply(404, "Not Found")
+            return Reply(480, "Temporarily Unavailable")
+        targets = tuple(Target.from_binding(binding) for binding in bindings)
+        return Forward(
+            request,
+            targets,
+            record_route=request.method not in _NO_RECORD_ROUTE,
+            aor=aor,
+        )
+
+    # --------------------------------------------------------------- helpers
+
+    def _is_own_uri(self, uri: Uri) -> bool:
+        """A URI the proxy put in a Record-Route (our address, no user part)."""
+        if not isinstance(uri, SipUri) or uri.user is not None:
+            return False
+        if self.config.validation.is_own(uri.host, uri.port):
+            return True
+        return uri.port is None and uri.host.lower() in self.config.domains
+
+    def _is_local(self, uri: Uri) -> bool:
+        """A Request-URI in one of our domains (or addressed to one of our addresses)."""
+        if not isinstance(uri, SipUri):
+            return False
+        if uri.host.lower() in self.config.domains:
+            return True
+        return self.config.validation.is_own(uri.host, uri.port)
+
+    def _from_local_user(self, request: Request) -> bool:
+        """True once route(AUTH) has let the request through as one of our users."""
+        if self.authenticator is None or not self.config.authenticate_local_users:
+            return False
+        from_uri = request.from_.uri
+        return (
+            request.method in self.config.auth_methods
+            and isinstance(from_uri, SipUri)
+            and from_uri.host.lower() in self.config.domains
+        )
+
+
+def _from_user(request: Request) -> str | None:
+    try:
+        uri = request.from_.uri
+    except SipParseError:
+        return None
+    return uri.user if isinstance(uri, SipUri) else None
+
+
+def _remove_credentials(request: Request, realm: str) -> None:
+    """Drop the Proxy-Authorization we consumed; keep those for other realms (§22.3)."""
+    kept = [c for c in request.proxy_authorization if c.realm != realm]
+    request.headers.remove("Proxy-Authorization")
+    for credentials in kept:
+        request.headers.add("Proxy-Authorization", str(credentials))
