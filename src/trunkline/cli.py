@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 from trunkline import __version__
+from trunkline.commands import phone as phone_command
+from trunkline.commands import serve as serve_command
 from trunkline.commands import users as users_command
 
 app = typer.Typer(
@@ -14,6 +16,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(users_command.app, name="users")
+app.add_typer(phone_command.app, name="phone")
+serve_command.register(app)
 
 
 @app.callback()

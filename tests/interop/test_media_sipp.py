@@ -1,6 +1,7 @@
 """SIPp sends G.711 audio (a pcap replayed with ``play_pcap_audio``) to a
 Trunkline MediaSession behind a minimal UAS; the recording must match what
-was sent frame for frame."""
+was sent frame for frame, and SIPp's RFC 4733 key press must arrive as a
+digit."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from trunkline.sip.sdp import SessionDescription
 pytestmark = pytest.mark.interop
 
 TONE_HZ = 700
+DTMF_PCAP = Path("/usr/share/sip-tester/dtmf_2833_1.pcap")
 SECONDS = 3.0
 
 # SIPp's built-in uac_pcap scenario, reduced: INVITE with PCMU, ACK, play the
@@ -65,6 +67,8 @@ Content-Length: 0
 ]]></send>
   <nop><action><exec play_pcap_audio="tone.pcap"/></action></nop>
   <pause milliseconds="%(pause)d"/>
+  <nop><action><exec play_pcap_audio="dtmf.pcap"/></action></nop>
+  <pause milliseconds="800"/>
   <send retrans="500"><![CDATA[
 BYE sip:media@[remote_ip]:[remote_port] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
@@ -169,12 +173,16 @@ async def test_sipp_sends_pcmu_and_recording_matches(tmp_path: Path) -> None:
     sent_pcm = np.rint(8000 * np.sin(2 * np.pi * TONE_HZ * t) + noise).astype(np.int16)
     payloads = [lin2ulaw(sent_pcm[i * 160 : (i + 1) * 160]) for i in range(n)]
     write_pcap(tmp_path / "tone.pcap", payloads)
+    # SIPp's own RFC 4733 capture of a key press "1" (PT 101, 8 packets + 2 end repeats).
+    (tmp_path / "dtmf.pcap").symlink_to(DTMF_PCAP)
     scenario = tmp_path / "uac.xml"
     scenario.write_text(SCENARIO % {"pause": int(SECONDS * 1000) + 300})
 
     session = await MediaSession.open()
     recorder = WavRecorder(tmp_path / "received.wav", 8000)
     session.sinks.append(recorder)
+    digits: list[str] = []
+    session.on_dtmf = lambda d: digits.append(d.digit)
     loop = asyncio.get_running_loop()
     sip_port = free_port()
     transport, uas = await loop.create_datagram_endpoint(
@@ -219,6 +227,7 @@ async def test_sipp_sends_pcmu_and_recording_matches(tmp_path: Path) -> None:
         session.close()
     recorder.close()
 
+    assert digits == ["1"]
     assert stats.packets_lost == 0 and stats.invalid == 0
     assert stats.packets_received >= n - 2
     jb = stats.jitter_buffer

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
-import os
 import signal
 import socket
 from collections.abc import AsyncIterator
@@ -24,7 +23,7 @@ from pathlib import Path
 import pytest
 from tests.support.peers import free_port, require_peer
 
-from trunkline.sip.aio.calls import Call, CallManager, IncomingCall
+from trunkline.sip.aio.calls import Call, CallFailedError, CallManager, IncomingCall
 from trunkline.sip.aio.endpoint import SipEndpoint
 from trunkline.sip.aio.routing import Destination
 
@@ -52,7 +51,9 @@ async def run_sipp(
     sipp = require_peer("sipp", "sip-tester")
     if "tn" in args:
         args = [*args, "-max_socket", "256"]
-    stat = workdir / f"stat-{os.getpid()}-{len(list(workdir.iterdir()))}.csv"
+    run = len(list(workdir.iterdir()))
+    stat = workdir / f"stat-{run}.csv"
+    errors = workdir / f"errors-{run}.log"
     proc = await asyncio.create_subprocess_exec(
         sipp,
         *args,
@@ -62,6 +63,9 @@ async def run_sipp(
         str(stat),
         "-fd",
         "1",
+        "-trace_err",
+        "-error_file",
+        str(errors),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         cwd=workdir,
@@ -81,7 +85,8 @@ async def run_sipp(
         successful=int(last.get("SuccessfulCall(C)", "0") or 0),
         failed=int(last.get("FailedCall(C)", "0") or 0),
         retransmissions=int(last.get("Retransmissions(C)", "0") or 0),
-        output=out.decode(errors="replace")[-3000:],
+        output=out.decode(errors="replace")[-2000:]
+        + (errors.read_text(errors="replace")[-3000:] if errors.exists() else ""),
     )
 
 
@@ -204,14 +209,17 @@ async def test_trunkline_uac_calls_sipp_uas(
     destination = Destination(transport, "127.0.0.1", sipp_port)
 
     async def one_call(n: int) -> int:
-        call = await manager.invite(
-            f"sip:service@127.0.0.1:{sipp_port};transport={transport.lower()}",
-            from_=f"<sip:caller{n}@127.0.0.1>",
-            to="<sip:service@127.0.0.1>",
-            body=SDP,
-            destination=destination,
-            transport=transport,
-        )
+        try:
+            call = await manager.invite(
+                f"sip:service@127.0.0.1:{sipp_port};transport={transport.lower()}",
+                from_=f"<sip:caller{n}@127.0.0.1>",
+                to="<sip:service@127.0.0.1>",
+                body=SDP,
+                destination=destination,
+                transport=transport,
+            )
+        except CallFailedError as exc:
+            return exc.response.status
         response = await call.bye()
         return response.status
 
@@ -220,14 +228,19 @@ async def test_trunkline_uac_calls_sipp_uas(
         # retransmitted INVITEs of simultaneous calls when it drops packets itself.
         async with asyncio.timeout(90):
             statuses = [await one_call(n) for n in range(calls)]
-        result = await sipp
+        if statuses != [200] * calls:
+            sipp.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sipp
     finally:
         if not sipp.done():
             sipp.cancel()
             with contextlib.suppress(BaseException):
                 await sipp
         manager.close()
-    assert statuses == [200] * calls
+    sipp_errors = "".join(p.read_text(errors="replace")[-3000:] for p in tmp_path.glob("errors-*"))
+    assert statuses == [200] * calls, sipp_errors
+    result = sipp.result()
     assert result.returncode == 0, result.output
     assert (result.successful, result.failed) == (calls, 0), result.output
 

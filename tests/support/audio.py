@@ -49,7 +49,9 @@ def tones(freqs: list[float], seconds: float, rate: int = RATE, amplitude: float
     """A sum of equal-level sines whose peak stays within ``amplitude``."""
     if not freqs:
         return silence(seconds, rate)
-    return sum((tone(f, seconds, rate, amplitude / len(freqs)) for f in freqs), silence(seconds, rate))
+    return sum(
+        (tone(f, seconds, rate, amplitude / len(freqs)) for f in freqs), silence(seconds, rate)
+    )
 
 
 def silence(seconds: float, rate: int = RATE) -> Samples:
@@ -220,14 +222,12 @@ def correlation(a: Samples, b: Samples) -> tuple[float, int]:
     return float(abs(xc[lag]) / denom), shift
 
 
-def active_part(samples: Samples, rate: int = RATE, frame: float = 0.02, dbfs: float = -45.0) -> Samples:
+def active_part(
+    samples: Samples, rate: int = RATE, frame: float = 0.02, dbfs: float = -45.0
+) -> Samples:
     """``samples`` from the first to the last frame louder than ``dbfs`` (empty if none)."""
     size = max(1, round(frame * rate))
-    loud = [
-        i
-        for i in range(0, samples.size, size)
-        if rms_dbfs(samples[i : i + size]) > dbfs
-    ]
+    loud = [i for i in range(0, samples.size, size) if rms_dbfs(samples[i : i + size]) > dbfs]
     if not loud:
         return samples[:0]
     return samples[loud[0] : loud[-1] + size]

@@ -19,13 +19,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import socket
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from tests.support.peers import free_port
+import pytest
+
+from tests.support.peers import free_port, require_peer
 
 MediaEnc = Literal["srtp", "srtp-mand", "srtp-mandf"]
 
@@ -184,6 +188,9 @@ class Baresip:
         """Start baresip and connect to ctrl_tcp (retrying until ``timeout``)."""
         self.write_config()
         argv = [self.binary, "-f", str(self.conf)]
+        stdbuf = shutil.which("stdbuf")
+        if stdbuf is not None:  # line-buffered log, so that it is complete on failure
+            argv = [stdbuf, "-oL", "-eL", *argv]
         if self.sip_trace:
             argv.append("-s")
         with self.log_path.open("ab") as log:
@@ -204,9 +211,10 @@ class Baresip:
                     "127.0.0.1", self.ctrl_port
                 )
                 break
-            except OSError:
+            except OSError as exc:
                 if loop.time() > deadline:
-                    raise BaresipError(f"no ctrl_tcp on {self.ctrl_port}:\n{self.log_text()}")
+                    message = f"no ctrl_tcp on {self.ctrl_port}:\n{self.log_text()}"
+                    raise BaresipError(message) from exc
                 await asyncio.sleep(0.1)
         self._read_task = asyncio.create_task(self._read_loop())
 
@@ -404,6 +412,10 @@ class Baresip:
         """Digits reported by CALL_DTMF_START events so far."""
         return "".join(e.param for e in self.events if e.type == "CALL_DTMF_START")
 
+    def media_encryption(self) -> list[str]:
+        """Crypto suites from CALL_MENC events (param ``"0,audio,AES_CM_128_HMAC_SHA1_80"``)."""
+        return [e.param.split(",")[-1] for e in self.events if e.type == "CALL_MENC"]
+
     def recordings(self) -> list[Path]:
         """What baresip decoded (sndfile ``*-dec.wav``), oldest first."""
         return sorted(self.snd.glob("*-dec.wav"))
@@ -416,3 +428,40 @@ class Baresip:
     def contact_uri(self) -> str:
         """Where to reach this baresip directly (no registrar)."""
         return f"sip:{self.account.user}@127.0.0.1:{self.sip_port}"
+
+
+class BaresipFactory:
+    """Starts baresips in private directories; ``close()`` stops them all."""
+
+    def __init__(self, root: Path, binary: str = "baresip") -> None:
+        self.root = root
+        self.binary = binary
+        self.started: list[Baresip] = []
+
+    async def __call__(
+        self, account: BaresipAccount, source_wav: Path, *, sip_trace: bool = False
+    ) -> Baresip:
+        phone = Baresip(
+            self.root / f"baresip{len(self.started)}-{account.user}",
+            account,
+            source_wav,
+            binary=self.binary,
+            sip_trace=sip_trace,
+        )
+        self.started.append(phone)
+        await phone.start()
+        return phone
+
+    async def close(self) -> None:
+        for phone in reversed(self.started):
+            await phone.stop()
+
+
+@pytest.fixture
+async def baresip_factory(tmp_path: Path) -> AsyncIterator[BaresipFactory]:
+    """``await baresip_factory(BaresipAccount("alice", registrar_port=p), wav)``."""
+    factory = BaresipFactory(tmp_path, require_peer("baresip", "baresip"))
+    try:
+        yield factory
+    finally:
+        await factory.close()

@@ -30,12 +30,15 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
-from tests.support.peers import free_port
+import pytest
+
+from tests.support.peers import free_port, require_peer
 
 Mode = Literal["registrar", "relay"]
 
@@ -88,11 +91,14 @@ class KamailioConfig:
             "children=2",
             "tcp_children=2",
             "auto_aliases=no",
-            f"alias={_quote(self.domain)}",
             f"listen=udp:127.0.0.1:{self.port}",
             f"listen=tcp:127.0.0.1:{self.port}",
             "tcp_accept_no_cl=yes",
         ]
+        if self.domain != "127.0.0.1":
+            # Not for 127.0.0.1: an alias without a port would make every UA's
+            # loopback Contact "myself" and break loose routing.
+            lines.append(f"alias={_quote(self.domain)}")
         modules = list(MODULES)
         if self.tls_port is not None:
             lines += [f"listen=tls:127.0.0.1:{self.tls_port}", "enable_tls=yes"]
@@ -138,10 +144,10 @@ class KamailioConfig:
         ws_fix = ""
         if self.ws_port is not None:
             ws_fix = (
-                "    if (is_method(\"REGISTER\") && ($pr == \"ws\" || $pr == \"wss\")) {\n"
+                '    if (is_method("REGISTER") && ($pr == "ws" || $pr == "wss")) {\n'
                 "        fix_nated_register();\n"
                 "    }\n"
-                "    if (!is_method(\"REGISTER\") && ($pr == \"ws\" || $pr == \"wss\")) {\n"
+                '    if (!is_method("REGISTER") && ($pr == "ws" || $pr == "wss")) {\n'
                 "        add_contact_alias();\n"
                 "    }\n"
             )
@@ -187,7 +193,15 @@ route[RELAY] {{
 }}
 
 route[WITHINDLG] {{
-    if (loose_route()) {{ route(RELAY); exit; }}
+    if (loose_route()) {{
+        # A GRUU as remote target (RFC 5627 section 4.1, liblinphone uses
+        # them): resolve it through usrloc like an initial request.
+        if ($rd == {domain} && $ru =~ ";gr(=|;|$)") {{
+            if (!lookup("location")) {{ sl_send_reply("404", "GRUU not found"); exit; }}
+        }}
+        route(RELAY);
+        exit;
+    }}
     if (is_method("ACK")) {{
         if (t_check_trans()) {{ route(RELAY); }}
         exit;
@@ -461,3 +475,34 @@ class Kamailio:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class KamailioFactory:
+    """Starts Kamailio servers in private directories; ``close()`` stops them all."""
+
+    def __init__(self, root: Path, binary: str = "kamailio") -> None:
+        self.root = root
+        self.binary = binary
+        self.started: list[Kamailio] = []
+
+    def __call__(self, users: dict[str, str] | None = None, **options: Any) -> Kamailio:
+        kam = Kamailio(
+            self.root / f"kamailio{len(self.started)}", users, binary=self.binary, **options
+        )
+        self.started.append(kam)
+        kam.start()
+        return kam
+
+    def close(self) -> None:
+        for kam in reversed(self.started):
+            kam.stop()
+
+
+@pytest.fixture
+def kamailio_factory(tmp_path: Path) -> Iterator[KamailioFactory]:
+    """``kamailio_factory({"alice": "pw"}, mode="registrar", tls=False, ws=False)``."""
+    factory = KamailioFactory(tmp_path, require_peer("kamailio", "kamailio"))
+    try:
+        yield factory
+    finally:
+        factory.close()

@@ -315,3 +315,58 @@ def test_runs_on_uvloop(pki: DevCertificates) -> None:
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         assert runner.run(main()) == [200, 200, 200, 200]
     assert uvloop is not None
+
+
+async def test_request_back_to_browser_over_its_connection(
+    pair: tuple[SipEndpoint, SipEndpoint],
+) -> None:
+    """A WS client whose Contact host is .invalid is reached over the connection it opened."""
+    server, browser = pair
+    listener = await server.listen("WS")
+    await browser.listen("UDP")  # names a sent-by; the browser opens no WS listener
+    flows: list[IncomingRequest] = []
+    reached = asyncio.Event()
+
+    async def registrar(incoming: IncomingRequest) -> None:
+        flows.append(incoming)
+        incoming.respond(200)
+
+    async def phone(incoming: IncomingRequest) -> None:
+        incoming.respond(200, "Browser here")
+        reached.set()
+
+    server.on_request = registrar
+    browser.on_request = phone
+    register = make_request(
+        "REGISTER",
+        "sip:127.0.0.1",
+        from_="<sip:web@127.0.0.1>",
+        to="<sip:web@127.0.0.1>",
+        contact="<sip:x7k2@df7jal23ls0d.invalid;transport=ws>",
+    )
+    response = await asyncio.wait_for(
+        browser.send_request(register, Destination("WS", "127.0.0.1", listener.port)), 5
+    )
+    assert response.status == 200
+    flow = flows[0].source.connection
+    assert flow is not None and flows[0].source.transport == "WS"
+    options = options_to("sip:x7k2@df7jal23ls0d.invalid;transport=ws")
+    answer = await asyncio.wait_for(server.send_request(options, connection=flow), 5)
+    assert (answer.status, answer.reason) == (200, "Browser here")
+    assert reached.is_set()
+    assert len(server.transport.connections) == 1
+
+
+async def test_rfc3263_locator_finds_the_server(pair: tuple[SipEndpoint, SipEndpoint]) -> None:
+    from trunkline.sip.dns import Locator, StaticResolver
+
+    a, b = pair
+    await a.listen("UDP")
+    listener = await b.listen("UDP")
+    resolver = StaticResolver({"pbx.example.com": ["127.0.0.1"]})
+    a.locator = Locator(resolver)
+    response = await asyncio.wait_for(
+        a.send_request(options_to(f"sip:bob@pbx.example.com:{listener.port}")), 5
+    )
+    assert response.status == 200
+    assert ("A/AAAA", "pbx.example.com") in resolver.queries

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trunkline.config import (
     Config,
@@ -222,3 +226,89 @@ def test_overrides_from_the_command_line() -> None:
     assert config.data_dir == Path("/tmp/x")
     with pytest.raises(ConfigError, match=r"command line: listen\.udp\.port"):
         apply_overrides(Config(), sip_port=70000)
+
+
+# -- property: the locator finds every key the way TOML lays it out ----------------------
+
+_names = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True)
+_scalars = st.one_of(
+    st.integers(-(10**6), 10**6),
+    st.booleans(),
+    st.text(alphabet="ab =[]{}#.,'\\\"\n", max_size=8),
+)
+
+
+def _render_scalar(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    assert isinstance(value, str)
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+@st.composite
+def _documents(draw: st.DrawFn) -> tuple[str, dict[tuple[str | int, ...], int], dict[str, Any]]:
+    """A TOML text, the line of every key path in it, and the data it means."""
+    lines: list[str] = []
+    where: dict[tuple[str | int, ...], int] = {}
+    data: dict[str, Any] = {}
+
+    def key_values(prefix: tuple[str | int, ...], target: dict[str, Any]) -> None:
+        for name in draw(st.lists(_names, max_size=3, unique=True)):
+            if draw(st.booleans()):
+                values = draw(st.lists(st.integers(-99, 99), max_size=3))
+                lines.append(f"{name} = [")
+                where[(*prefix, name)] = len(lines)
+                for index, value in enumerate(values):
+                    lines.append(f"  {value},")
+                    where[(*prefix, name, index)] = len(lines)
+                lines.append("]")
+                target[name] = values
+            else:
+                value = draw(_scalars)
+                lines.append(f"{name} = {_render_scalar(value)}  # note")
+                where[(*prefix, name)] = len(lines)
+                target[name] = value
+
+    key_values((), data)
+    used = set(data)
+    for table in draw(st.lists(_names.filter(lambda n: n not in used), max_size=3, unique=True)):
+        if draw(st.booleans()):
+            items: list[dict[str, Any]] = []
+            for index in range(draw(st.integers(1, 3))):
+                lines.append("")
+                lines.append(f"[[{table}]]")
+                where[(table, index)] = len(lines)
+                item: dict[str, Any] = {}
+                key_values((table, index), item)
+                items.append(item)
+            data[table] = items
+        else:
+            lines.append(f"[{table}]")
+            where[(table,)] = len(lines)
+            data[table] = {}
+            key_values((table,), data[table])
+    return "\n".join(lines) + "\n", where, data
+
+
+@settings(max_examples=100, deadline=None)
+@given(_documents())
+def test_locator_property(document: tuple[str, dict[tuple[str | int, ...], int], Any]) -> None:
+    text, where, data = document
+    assert tomllib.loads(text) == data
+    locator = TomlLocator(text)
+    for path, line in where.items():
+        assert locator.line_of(path) == line, (path, text)
+
+
+def test_the_documented_example_is_valid() -> None:
+    import trunkline.config as module
+
+    doc = module.__doc__ or ""
+    example = doc.split("Example::\n", 1)[1]
+    text = "\n".join(line.removeprefix("    ") for line in example.splitlines())
+    config = parse_config(text)
+    assert config.domains == ["example.com"]
+    assert config.users[0].name == "alice"
+    assert config.location.backend == "redis"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import os
@@ -10,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trunkline.config import LocationConfig
 from trunkline.proxy import open_location, registrar_policy
@@ -22,7 +25,7 @@ from trunkline.proxy.location import (
     plan_register,
 )
 from trunkline.proxy.location_sqlite import MemoryLocation
-from trunkline.sip import Request, SipParseError, parse_message
+from trunkline.sip import Request, SipParseError, parse_message, parse_uri
 from trunkline.store.datadir import DataDir
 
 T0 = 1_800_000_000.0
@@ -440,3 +443,115 @@ async def test_open_location_by_name(data: DataDir) -> None:
         assert outcome.bindings[0].expires_in(T0) == 600
         await location.close()
         assert isinstance(outcome.bindings[0], Binding)
+
+
+def test_a_contact_listed_twice_is_one_binding(table: LocationTable) -> None:
+    outcome = table.apply_register(
+        reg(ContactSpec("sip:a@h", expires=100), ContactSpec("sip:a@H", expires=200)), T0, POLICY
+    )
+    assert (outcome.status, outcome.added, outcome.refreshed) == (200, 1, 0)
+    assert [b.expires_in(T0) for b in outcome.bindings] == [200]
+    outcome = table.apply_register(
+        reg(ContactSpec("sip:a@h", expires=100), ContactSpec("sip:a@h", expires=0), cseq=2),
+        T0,
+        POLICY,
+    )
+    assert (outcome.status, outcome.refreshed, outcome.removed) == (200, 0, 1)
+    assert table.lookup(AOR, T0) == []
+
+
+def test_contact_limit_only_refuses_growth(table: LocationTable) -> None:
+    table.apply_register(reg(*(f"sip:a@h{i}" for i in range(4))), T0, POLICY)
+    smaller = RegistrarPolicy(max_contacts=2)
+    assert table.apply_register(reg("sip:a@h0", cseq=2), T0, smaller).refreshed == 1
+    assert table.apply_register(reg("sip:a@new", cseq=3), T0, smaller).status == 403
+
+
+async def test_flush_in_a_worker_thread_survives_restart(data: DataDir) -> None:
+    with contextlib.closing(data.database(threads=True)) as db:
+        location = await open_location(LocationConfig(), db=db, now=T0, in_thread=True)
+        for i in range(50):
+            await location.apply_register(
+                reg(f"sip:a@h{i}", aor=f"sip:u{i}@example.com"), T0, POLICY
+            )
+        # Changes made while a flush is writing are kept for the next one.
+        first = asyncio.ensure_future(location.flush())
+        await location.apply_register(reg("sip:late@h", aor="sip:late@example.com"), T0, POLICY)
+        await asyncio.wait_for(first, timeout=10)
+        await location.close()
+    with _db(data) as db:
+        restarted = await MemoryLocation.open(db, T0)
+        assert (await restarted.counts(T0)).bindings == 51
+        assert [b.contact_uri for b in await restarted.lookup("sip:late@example.com", T0)] == [
+            "sip:late@h"
+        ]
+
+
+# -- property: any sequence of REGISTERs keeps the table consistent ---------------------
+
+_uris = st.sampled_from(
+    [
+        "sip:a@h1",
+        "sip:a@H1",
+        "sip:a@h1:5060",
+        "sip:a@h2;transport=tcp",
+        "sip:a@h2;transport=TCP",
+        "sip:b@h3",
+    ]
+)
+_contacts = st.builds(
+    ContactSpec,
+    uri=_uris,
+    expires=st.one_of(st.none(), st.sampled_from([0, 10, 60, 3600, 100_000])),
+    q=st.one_of(st.none(), st.sampled_from([0.1, 0.5, 1.0])),
+)
+
+
+def _request(
+    contacts: list[ContactSpec], call_id: str, cseq: int, expires: int | None, star: bool
+) -> RegisterRequest:
+    return reg(*contacts, call_id=call_id, cseq=cseq, expires=expires, star=star)
+
+
+_requests = st.builds(
+    _request,
+    st.lists(_contacts, max_size=3),
+    call_id=st.sampled_from(["c1", "c2"]),
+    cseq=st.integers(1, 6),
+    expires=st.one_of(st.none(), st.sampled_from([0, 30, 600])),
+    star=st.booleans(),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(_requests, st.integers(0, 700)), max_size=12))
+def test_register_sequences_keep_the_table_consistent(
+    steps: list[tuple[RegisterRequest, int]],
+) -> None:
+    table = LocationTable()
+    now = T0
+    for request, pause in steps:
+        now += pause
+        before = table.lookup(AOR, now)
+        outcome = table.apply_register(request, now, POLICY)
+        after = table.lookup(AOR, now)
+        if not outcome.ok:
+            assert after == before
+            continue
+        assert after == list(outcome.bindings)
+        assert all(b.expires_at > now for b in after)
+        assert after == sorted(after, key=lambda b: (-b.q, -b.updated_at))
+        uris = [parse_uri(b.contact_uri) for b in after]
+        assert all(x != y for i, x in enumerate(uris) for y in uris[i + 1 :])
+        if request.star:
+            assert after == []
+            continue
+        for spec in request.contacts:
+            matches = [b for b in after if parse_uri(b.contact_uri) == parse_uri(spec.uri)]
+            last = [s for s in request.contacts if parse_uri(s.uri) == parse_uri(spec.uri)][-1]
+            final = last.expires if last.expires is not None else request.expires
+            if final == 0:
+                assert matches == []
+            else:
+                assert len(matches) == 1
+                assert (matches[0].call_id, matches[0].cseq) == (request.call_id, request.cseq)

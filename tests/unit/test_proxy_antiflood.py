@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trunkline.config import Limits
 from trunkline.proxy.antiflood import AntiFlood, FloodPolicy, TrustedNetworks, Verdict
@@ -58,7 +60,9 @@ def test_scanner_user_agents_dropped() -> None:
 
 
 def test_auth_failures_ban_within_window(caplog: pytest.LogCaptureFixture) -> None:
-    flood = AntiFlood(FloodPolicy(auth_failures_before_ban=3, auth_failure_window=60, ban_seconds=600))
+    flood = AntiFlood(
+        FloodPolicy(auth_failures_before_ban=3, auth_failure_window=60, ban_seconds=600)
+    )
     with caplog.at_level(logging.WARNING, logger="trunkline.security"):
         assert not flood.auth_failed(SRC, 0.0, "alice")
         assert not flood.auth_failed(SRC, 100.0, "alice")  # the first fell out of the window
@@ -108,3 +112,19 @@ def test_policy_from_config() -> None:
     policy = FloodPolicy.from_config(Limits(requests_per_second=7, burst=9, ban_seconds=5))
     assert (policy.requests_per_second, policy.burst, policy.ban_seconds) == (7, 9, 5)
     assert "friendly-scanner" in policy.drop_user_agents
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(min_value=0, max_value=0.5, allow_nan=False), min_size=1, max_size=150))
+def test_token_bucket_bound_holds(gaps: list[float]) -> None:
+    """Accepted requests in any interval never exceed burst + rate x its length."""
+    rate, burst = 20.0, 10
+    flood = AntiFlood(FloodPolicy(requests_per_second=rate, burst=burst, flood_ban_seconds=1.0))
+    now, accepted = 0.0, []
+    for gap in gaps:
+        now += gap
+        if flood.check(SRC, None, now) is Verdict.ACCEPT:
+            accepted.append(now)
+    for i, start in enumerate(accepted):
+        for j in range(i, len(accepted)):
+            assert j - i + 1 <= burst + rate * (accepted[j] - start) + 1e-6

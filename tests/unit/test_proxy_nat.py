@@ -97,7 +97,9 @@ def test_keepalive_schedule() -> None:
 def test_keepalive_memory_stays_bounded() -> None:
     schedule = KeepAliveSchedule(interval=1.0)
     for round_ in range(200):
-        targets = [KeepAliveTarget(f"{round_}-{i}", "sip:x@10.0.0.1", "1.2.3.4:5") for i in range(5)]
+        targets = [
+            KeepAliveTarget(f"{round_}-{i}", "sip:x@10.0.0.1", "1.2.3.4:5") for i in range(5)
+        ]
         schedule.update(targets, now=float(round_))
     assert len(schedule) == 5
     assert len(schedule._heap) <= 2 * 5 + 64 + 5

@@ -115,3 +115,9 @@ def test_own_address_keys_normalizes() -> None:
     assert keys == {"proxy.example.com:5060", "[2001:db8::1]:5070", "192.0.2.1:5062"}
     assert POLICY.is_own("192.0.2.10", None)
     assert not POLICY.is_own("192.0.2.10", 5070)
+
+
+def test_cancel_and_ack_with_max_forwards_zero_are_483() -> None:
+    for method in ("CANCEL", "ACK"):
+        reply = validate_request(_request(method, max_forwards=0), POLICY)
+        assert reply is not None and reply.status == 483, method

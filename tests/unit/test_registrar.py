@@ -11,7 +11,7 @@ from trunkline.proxy.registrar import Authenticator, Registrar, aor_of
 from trunkline.proxy.validation import Reply
 from trunkline.sip.authheaders import Challenge
 from trunkline.sip.builder import make_request
-from trunkline.sip.digest import LEGACY_ALGORITHMS, DigestClient, ha1
+from trunkline.sip.digest import DEFAULT_ALGORITHMS, LEGACY_ALGORITHMS, DigestClient, ha1
 from trunkline.sip.message import Request
 from trunkline.sip.uri import parse_uri
 
@@ -31,8 +31,10 @@ def lookup(username: str, realm: str, algorithm: str) -> str | None:
 def _registrar(
     *, algorithms: Sequence[str] | None = None, policy: RegistrarPolicy | None = None
 ) -> Registrar:
-    auth = Authenticator(SECRET, lookup, **({"algorithms": algorithms} if algorithms else {}))
-    return Registrar(MemoryLocation(None), auth, [DOMAIN], policy or RegistrarPolicy(min_expires=60))
+    auth = Authenticator(SECRET, lookup, algorithms=algorithms or DEFAULT_ALGORITHMS)
+    return Registrar(
+        MemoryLocation(None), auth, [DOMAIN], policy or RegistrarPolicy(min_expires=60)
+    )
 
 
 def _register(
@@ -77,7 +79,9 @@ async def _registered(
     retry = request.copy()
     retry.headers.set("CSeq", f"{request.cseq.number + 1} REGISTER")
     from_user = str(request.from_.uri).split(":")[1].split("@")[0]
-    result = await registrar.handle(_authorize(retry, first.reply, from_user, password), ORIGIN, now)
+    result = await registrar.handle(
+        _authorize(retry, first.reply, from_user, password), ORIGIN, now
+    )
     return result.reply
 
 
@@ -126,7 +130,9 @@ async def test_user_may_not_register_someone_elses_aor() -> None:
     registrar = _registrar()
     request = _register("alice", to_user="bob")
     first = await registrar.handle(request, ORIGIN, 1000.0)
-    retry = _authorize(_register("alice", to_user="bob", cseq=2), first.reply, "alice", "wonderland")
+    retry = _authorize(
+        _register("alice", to_user="bob", cseq=2), first.reply, "alice", "wonderland"
+    )
     result = await registrar.handle(retry, ORIGIN, 1000.0)
     assert result.reply.status == 403
 
@@ -158,6 +164,16 @@ async def test_path_stored_and_echoed() -> None:
     assert ("Path", "<sip:edge.example.net;lr>") in reply.headers
     (binding,) = await registrar.location.lookup("sip:alice@example.com", 1001.0)
     assert binding.path == ("<sip:edge.example.net;lr>",)
+
+
+async def test_path_not_echoed_without_supported_path() -> None:
+    registrar = _registrar()
+    reply = await _registered(
+        registrar, _register(extra=[("Path", "<sip:edge.example.net;lr>")]), "wonderland"
+    )
+    assert reply.status == 200 and "Path" not in dict(reply.headers)
+    (binding,) = await registrar.location.lookup("sip:alice@example.com", 1001.0)
+    assert binding.path == ("<sip:edge.example.net;lr>",)  # still stored for routing
 
 
 async def test_unknown_require_is_420() -> None:

@@ -264,3 +264,64 @@ def test_cli_passwd_prompts_when_password_omitted(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     with contextlib.closing(DataDir(data).database()) as db:
         assert UserStore(db).ha1("carol", "localhost", "MD5") == ha1("carol", "localhost", "s3cret")
+
+
+def test_config_users_are_loaded_and_win_over_the_database(store: UserStore) -> None:
+    from trunkline.config import parse_config
+    from trunkline.store.users import load_config_users
+
+    md5 = ha1("bob", "voip.example", "pw", "MD5")
+    config = parse_config(
+        '[[users]]\nname = "alice"\npassword = "one"\n'
+        f'[[users]]\nname = "bob"\ndomain = "voip.example"\nha1 = {{MD5 = "{md5}"}}\n'
+    )
+    store.add("alice", "example.com", "old", NOW)
+    assert load_config_users(store, config.users, "example.com", NOW) == 2
+    assert store.ha1("alice", "example.com", "MD5") == ha1("alice", "example.com", "one")
+    assert store.ha1("bob", "voip.example", "MD5") == md5
+    assert store.ha1("bob", "voip.example", "SHA-256") is None
+
+
+def test_demo_users_only_on_an_empty_store(store: UserStore) -> None:
+    from trunkline.store.users import ensure_demo_users
+
+    created = ensure_demo_users(store, "example.com", NOW)
+    assert sorted(created) == ["alice", "bob", "carol"]
+    for name, password in created.items():
+        assert store.ha1(name, "example.com", "SHA-256") == ha1(
+            name, "example.com", password, "SHA-256"
+        )
+    assert ensure_demo_users(store, "example.com", NOW) == {}
+
+
+def test_concurrent_first_opens_migrate_once(tmp_path: Path) -> None:
+    import threading
+
+    path = tmp_path / "race.db"
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            with contextlib.closing(open_database(path)) as db:
+                db.execute("SELECT count(*) FROM users").fetchone()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    with contextlib.closing(open_database(path)) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(len(MIGRATIONS),)]
+
+
+def test_domains_are_stored_in_lower_case(store: UserStore) -> None:
+    store.add("frank", "Example.COM", "pw", NOW)
+    assert store.exists("frank", "example.com")
+    assert store.ha1("frank", "example.com", "MD5") == ha1("frank", "example.com", "pw")
+    store.passwd("frank", "EXAMPLE.com", "pw2")
+    assert store.ha1("frank", "example.com", "MD5") == ha1("frank", "example.com", "pw2")
+    store.remove("frank", "Example.Com")
+    assert len(store) == 0

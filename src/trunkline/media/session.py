@@ -701,6 +701,8 @@ class MediaSession:
         jb = self.jitter.stats() if self.jitter else None
         expected = snap.expected if snap else 0
         loss = snap.fraction_lost if snap else 0.0
+        # Late packets are heard as loss (G.107 Ppl); the odd frame dropped to
+        # shrink the delay is a time-scale adjustment and is not counted.
         late = (jb.late / expected) if (jb and expected) else 0.0
         delay = (self.rtt or 0.0) / 2 + (jb.current_delay if jb else 0.0) + self._ptime
         score = score_call(

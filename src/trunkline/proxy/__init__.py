@@ -53,12 +53,20 @@ def registrar_policy(config: LocationConfig) -> RegistrarPolicy:
 
 
 async def open_location(
-    config: LocationConfig, *, db: sqlite3.Connection | None, now: float
+    config: LocationConfig,
+    *,
+    db: sqlite3.Connection | None,
+    now: float,
+    in_thread: bool = False,
 ) -> LocationService:
-    """The backend named by ``config.backend``, opened (bindings loaded, server reached)."""
+    """The backend named by ``config.backend``, opened (bindings loaded, server reached).
+
+    ``db`` (memory backend) is where bindings persist; with ``in_thread`` it
+    must be a dedicated connection opened with ``threads=True``.
+    """
     if config.backend not in LOCATION_BACKENDS:
         importlib.import_module(_BACKEND_MODULES[config.backend])
     factory = LOCATION_BACKENDS[config.backend]
     if config.backend == "redis":
         return await factory(url=config.redis_url, prefix=config.redis_prefix, now=now)
-    return await factory(db=db, now=now)
+    return await factory(db=db, now=now, in_thread=in_thread)

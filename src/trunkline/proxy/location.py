@@ -269,25 +269,28 @@ def plan_register(
         intervals.append(min(expires, policy.max_expires))
 
     # Step 8: add, update or remove each contact; abort on an out-of-order CSeq.
-    result = list(live)
-    added = refreshed = removed = 0
+    # (binding, was live before this request, made by this request): a Contact
+    # listed twice updates what this request made without a CSeq conflict.
+    entries: list[tuple[Binding, bool, bool]] = [(b, True, False) for b in live]
+    removed = 0
     for spec, expires in zip(request.contacts, intervals, strict=True):
-        index = next((i for i, b in enumerate(result) if _same_contact(b, spec)), None)
+        index = next((i for i, e in enumerate(entries) if _same_contact(e[0], spec)), None)
         if index is not None:
-            old = result[index]
-            if old.call_id == request.call_id and request.cseq <= old.cseq:
+            old, was_live, touched = entries[index]
+            if not touched and old.call_id == request.call_id and request.cseq <= old.cseq:
                 return RegisterOutcome(500, "Out of order CSeq")
             if expires == 0:
-                del result[index]
-                removed += 1
+                del entries[index]
+                removed += was_live
                 continue
             # Everything but the identity (RFC 5626 §6) comes from this request.
-            result[index] = _new_binding(request, spec, expires, now)
-            refreshed += 1
+            entries[index] = (_new_binding(request, spec, expires, now), was_live, True)
         elif expires > 0:
-            result.append(_new_binding(request, spec, expires, now))
-            added += 1
-    if len(result) > policy.max_contacts:
+            entries.append((_new_binding(request, spec, expires, now), False, True))
+    result = [binding for binding, _, _ in entries]
+    added = sum(not was_live for _, was_live, _ in entries)
+    refreshed = sum(was_live and touched for _, was_live, touched in entries)
+    if added > 0 and len(result) > policy.max_contacts:
         return RegisterOutcome(403, "Too Many Contacts")
     return RegisterOutcome(
         200,
@@ -397,7 +400,10 @@ class LocationTable:
         return outcome
 
     def replace(self, aor: str, bindings: Sequence[Binding]) -> None:
-        """Set the bindings of ``aor`` (the result of a plan, or loaded from storage)."""
+        """Set the bindings of ``aor``, already in :func:`sort_bindings` order.
+
+        They are a plan's result or loaded from storage (sorted by the loader).
+        """
         old = self._aors.pop(aor, ())
         self._count -= len(old)
         if bindings:

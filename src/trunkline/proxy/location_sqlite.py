@@ -15,9 +15,12 @@ The ``bindings`` table is defined with the rest of the schema in
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from trunkline.proxy.location import (
     LOCATION_BACKENDS,
@@ -28,6 +31,7 @@ from trunkline.proxy.location import (
     RegisterOutcome,
     RegisterRequest,
     RegistrarPolicy,
+    sort_bindings,
 )
 
 __all__ = ["MemoryLocation", "SqliteBindings"]
@@ -36,6 +40,9 @@ _COLUMNS = (
     "aor, key, contact_uri, expires_at, q, call_id, cseq, received, transport, flow,"
     " path, user_agent, instance, reg_id, updated_at"
 )
+
+
+_INSERT = f"INSERT INTO bindings ({_COLUMNS}) VALUES ({', '.join('?' * 15)})"
 
 
 class SqliteBindings:
@@ -57,7 +64,7 @@ class SqliteBindings:
             b.received,
             b.transport,
             b.flow,
-            json.dumps(list(b.path)),
+            json.dumps(b.path) if b.path else "[]",
             b.user_agent,
             b.instance,
             b.reg_id,
@@ -65,24 +72,25 @@ class SqliteBindings:
         )
 
     @staticmethod
-    def _binding(row: tuple[object, ...]) -> Binding:
+    def _binding(row: tuple[Any, ...]) -> Binding:
+        # Columns come back with the types they were stored with (see _row).
         (aor, _key, uri, expires_at, q, call_id, cseq, received, transport, flow, path) = row[:11]
         user_agent, instance, reg_id, updated_at = row[11:]
         return Binding(
-            aor=str(aor),
-            contact_uri=str(uri),
-            expires_at=float(str(expires_at)),
-            q=float(str(q)),
-            call_id=str(call_id),
-            cseq=int(str(cseq)),
-            updated_at=float(str(updated_at)),
-            received=None if received is None else str(received),
-            transport=None if transport is None else str(transport),
-            flow=None if flow is None else str(flow),
-            path=tuple(str(p) for p in json.loads(str(path))),
-            user_agent=None if user_agent is None else str(user_agent),
-            instance=None if instance is None else str(instance),
-            reg_id=None if reg_id is None else int(str(reg_id)),
+            aor=aor,
+            contact_uri=uri,
+            expires_at=expires_at,
+            q=q,
+            call_id=call_id,
+            cseq=cseq,
+            updated_at=updated_at,
+            received=received,
+            transport=None if transport is None else sys.intern(transport),
+            flow=flow,
+            path=() if path == "[]" else tuple(json.loads(path)),
+            user_agent=None if user_agent is None else sys.intern(user_agent),
+            instance=instance,
+            reg_id=reg_id,
         )
 
     def load(self, now: float) -> dict[str, list[Binding]]:
@@ -95,37 +103,60 @@ class SqliteBindings:
             grouped.setdefault(binding.aor, []).append(binding)
         return grouped
 
-    def save(self, table: LocationTable, aors: Iterable[str]) -> int:
-        """Rewrite the rows of ``aors`` from ``table`` in one transaction; returns rows written."""
-        written = 0
+    def rows(self, table: LocationTable, aors: Iterable[str]) -> list[tuple[object, ...]]:
+        """The rows to store for ``aors``: a snapshot of ``table`` (taken on the loop)."""
+        return [self._row(b) for aor in aors for b in table.current(aor)]
+
+    def write(self, aors: Sequence[str], rows: Sequence[tuple[object, ...]]) -> None:
+        """Replace the rows of ``aors`` by ``rows`` in one transaction."""
         with self._db:
-            for aor in aors:
-                self._db.execute("DELETE FROM bindings WHERE aor = ?", (aor,))
-                rows = [self._row(b) for b in table.current(aor)]
-                self._db.executemany(
-                    f"INSERT INTO bindings ({_COLUMNS}) VALUES ({', '.join('?' * 15)})", rows
-                )
-                written += len(rows)
-        return written
+            self._db.executemany("DELETE FROM bindings WHERE aor = ?", [(a,) for a in aors])
+            self._db.executemany(_INSERT, rows)
+
+    def save(self, table: LocationTable, aors: Iterable[str]) -> int:
+        """Rewrite the rows of ``aors`` from ``table``; returns rows written."""
+        names = list(aors)
+        rows = self.rows(table, names)
+        self.write(names, rows)
+        return len(rows)
 
 
 class MemoryLocation(LocationService):
-    """A :class:`LocationTable` with optional SQLite persistence (``db=None``: memory only)."""
+    """A :class:`LocationTable` with optional SQLite persistence (``db=None``: memory only).
 
-    def __init__(self, db: sqlite3.Connection | None = None, *, write_through: bool = False):
+    With ``in_thread=True`` the rows are written by a worker thread (SQLite
+    releases the GIL while it works), so a flush of many changes does not
+    stall the event loop; ``db`` must then be a connection of its own opened
+    with ``threads=True`` (``DataDir.database(threads=True)``).
+    """
+
+    def __init__(
+        self,
+        db: sqlite3.Connection | None = None,
+        *,
+        write_through: bool = False,
+        in_thread: bool = False,
+    ) -> None:
         self.table = LocationTable(track_changes=db is not None)
         self._store = None if db is None else SqliteBindings(db)
         self._write_through = write_through
+        self._in_thread = in_thread
+        self._flushing = asyncio.Lock()
 
     @classmethod
     async def open(
-        cls, db: sqlite3.Connection | None, now: float, *, write_through: bool = False
+        cls,
+        db: sqlite3.Connection | None,
+        now: float,
+        *,
+        write_through: bool = False,
+        in_thread: bool = False,
     ) -> MemoryLocation:
         """A location service loaded with the bindings in ``db`` still alive at ``now``."""
-        location = cls(db, write_through=write_through)
+        location = cls(db, write_through=write_through, in_thread=in_thread)
         if location._store is not None:
             for aor, bindings in location._store.load(now).items():
-                location.table.replace(aor, bindings)
+                location.table.replace(aor, sort_bindings(bindings))
             location.table.take_dirty()
         return location
 
@@ -153,10 +184,18 @@ class MemoryLocation(LocationService):
         return self.table.all_bindings(now)
 
     async def flush(self) -> None:
-        dirty = self.table.take_dirty()
-        if self._store is not None and dirty:
+        """Write every AoR changed since the last flush (its rows are snapshot first)."""
+        async with self._flushing:
+            dirty = self.table.take_dirty()
+            if self._store is None or not dirty:
+                return
+            names = list(dirty)
+            rows = self._store.rows(self.table, names)
             try:
-                self._store.save(self.table, dirty)
+                if self._in_thread:
+                    await asyncio.to_thread(self._store.write, names, rows)
+                else:
+                    self._store.write(names, rows)
             except sqlite3.Error:
                 self.table.dirty |= dirty  # try again at the next flush
                 raise
@@ -166,9 +205,13 @@ class MemoryLocation(LocationService):
 
 
 async def _open_memory(
-    *, db: sqlite3.Connection | None = None, now: float, write_through: bool = False
+    *,
+    db: sqlite3.Connection | None = None,
+    now: float,
+    write_through: bool = False,
+    in_thread: bool = False,
 ) -> LocationService:
-    return await MemoryLocation.open(db, now, write_through=write_through)
+    return await MemoryLocation.open(db, now, write_through=write_through, in_thread=in_thread)
 
 
 LOCATION_BACKENDS["memory"] = _open_memory

@@ -21,7 +21,8 @@ for deployments with clients that fail on SHA-256 (SIPp, baresip 1.0).
 5. steps 6-8 by the location service (``plan_register``): ``*``, Min-Expires
    (423), Call-ID/CSeq ordering, all-or-nothing updates;
 6. the 200 lists every current binding with its expires (step 8), echoes
-   Path (RFC 3327 §5.3) and says ``Supported: path``.
+   Path to UAs that support it (RFC 3327 §5.3, Kamailio's "lazy" mode; the
+   Path is stored either way) and says ``Supported: path``.
 
 The source address and flow are stored with each binding (``received``,
 ``flow``) so the proxy can send to the NAT binding or the connection the UA
@@ -263,9 +264,18 @@ class Registrar:
             flow=origin.flow,
         )
         outcome = await self.location.apply_register(register, now, self.policy)
-        return RegisterResult(self._reply(outcome, register, now), auth, outcome, aor)
+        path_supported = any(tag.lower() == "path" for tag in request.supported)
+        reply = self._reply(outcome, register, now, path_supported=path_supported)
+        return RegisterResult(reply, auth, outcome, aor)
 
-    def _reply(self, outcome: RegisterOutcome, register: RegisterRequest, now: float) -> Reply:
+    def _reply(
+        self,
+        outcome: RegisterOutcome,
+        register: RegisterRequest,
+        now: float,
+        *,
+        path_supported: bool,
+    ) -> Reply:
         if outcome.status == 423:
             minimum = outcome.min_expires or self.policy.min_expires
             return Reply(423, outcome.reason, (("Min-Expires", str(minimum)),))
@@ -274,6 +284,8 @@ class Registrar:
         headers: list[tuple[str, str]] = [
             ("Contact", binding.contact_value(now)) for binding in outcome.bindings
         ]
-        headers.extend(("Path", value) for value in register.path)
+        if path_supported:
+            # RFC 3327 §5.3 ("lazy" mode): echo Path to a UA that says it supports it.
+            headers.extend(("Path", value) for value in register.path)
         headers.append(("Supported", "path"))
         return Reply(200, "OK", tuple(headers))

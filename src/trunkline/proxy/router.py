@@ -6,17 +6,21 @@ for, and the first step that decides returns a :class:`Decision`::
 
     route(REQINIT)    validation (RFC 3261 §16.3) and anti-flood
     route(PREROUTE)   Route pre-processing: our Route removed, strict-router fix (§16.4)
-    route(WITHINDLG)  in-dialog requests follow their Route set (loose routing)
+    route(WITHINDLG)  in-dialog requests follow the Route set we are in (loose routing)
     route(CANCEL)     matched to the INVITE's response context (§16.10)
     route(REGISTRAR)  REGISTER for our domains (§10.3)
     route(AUTH)       407 for requests from our users; trusted sources skip it
+    route(NATMANAGE)  Contact of a NATed caller rewritten to its source address
+    route(DISPATCH)   Request-URIs matching a dispatch rule go to a destination set
     route(RELAY)      non-local Request-URI: trusted sources and our users only (403)
     route(LOCATION)   404 unknown user, 480 nobody registered, else fork (§16.5-16.6)
 
 Decisions are data; the server executes them:
 
 - :class:`~trunkline.proxy.validation.Reply`: answer locally.
-- :class:`Forward`: a stateful fork to the targets (``trunkline.proxy.forking``).
+- :class:`Forward`: a stateful fork to the targets (``trunkline.proxy.forking``);
+  with ``failover`` set (dispatcher sets), the next q-group is tried only
+  after one of those statuses or a timeout.
 - :class:`Relay`: forward to one next hop (the top Route, or the Request-URI).
 - :class:`Cancel`: find the response context of the INVITE and cancel it.
 - :class:`Drop`: say nothing (floods, bans, scanners, stray ACKs).
@@ -32,8 +36,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from trunkline.proxy.antiflood import AntiFlood, TrustedNetworks, Verdict
+from trunkline.proxy.dispatcher import FAILOVER_STATUSES, Dispatcher, DispatchRule, retarget
 from trunkline.proxy.location import Binding, LocationService
-from trunkline.proxy.nat import Origin
+from trunkline.proxy.nat import Origin, detect_nat, fix_contact
 from trunkline.proxy.registrar import Authenticator, RegisterResult, Registrar, aor_of
 from trunkline.proxy.validation import Reply, ValidationPolicy, validate_request
 from trunkline.sip.errors import SipParseError
@@ -47,6 +52,7 @@ __all__ = [
     "Drop",
     "Forward",
     "Relay",
+    "Reply",
     "Router",
     "RouterConfig",
     "Target",
@@ -59,6 +65,7 @@ AUTH_METHODS: frozenset[str] = frozenset(
 )
 """Out-of-dialog methods that our own users must authenticate (407)."""
 
+_DIALOG_FORMING = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
 _NO_RECORD_ROUTE = frozenset({"REGISTER", "OPTIONS", "MESSAGE", "PUBLISH"})
 
 
@@ -84,8 +91,11 @@ class Target:
     def from_binding(cls, binding: Binding) -> Target:
         """The target of a registered contact, sent to its source when NATed."""
         destination = None
-        if binding.received is not None and not _contact_matches(
-            binding.contact_uri, binding.received
+        # With a Path the first hop is the edge proxy, which handles the NAT (RFC 3327 §5.3).
+        if (
+            not binding.path
+            and binding.received is not None
+            and not _contact_matches(binding.contact_uri, binding.received)
         ):
             destination = binding.received
         return cls(
@@ -116,6 +126,8 @@ class Forward:
     targets: tuple[Target, ...]
     record_route: bool = True
     aor: str | None = None
+    failover: frozenset[int] | None = None
+    dispatch_set: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +168,7 @@ class RouterConfig:
     validation: ValidationPolicy = field(default_factory=ValidationPolicy)
     auth_methods: frozenset[str] = AUTH_METHODS
     authenticate_local_users: bool = True
+    dispatch: tuple[DispatchRule, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "domains", frozenset(d.lower() for d in self.domains))
@@ -174,6 +187,7 @@ class Router:
         antiflood: AntiFlood | None = None,
         trusted: TrustedNetworks | None = None,
         user_exists: Callable[[str, str], bool] | None = None,
+        dispatcher: Dispatcher | None = None,
     ) -> None:
         self.config = config
         self.location = location
@@ -182,29 +196,47 @@ class Router:
         self.antiflood = antiflood
         self.trusted = trusted or (antiflood.trusted if antiflood else TrustedNetworks())
         self.user_exists = user_exists
+        self.dispatcher = dispatcher
 
     # ------------------------------------------------------------------ route
 
     async def route(
         self, request: Request, origin: Origin, now: float, *, size: int | None = None
     ) -> Decision:
-        """The decision for one request received from ``origin`` (see the module docstring)."""
+        """The decision for one request received from ``origin`` (see the module docstring).
+
+        Never raises for bad input: a header that fails to parse late (a
+        From URI, a Route) gives the status its parse error carries.
+        """
+        try:
+            return await self._route(request, origin, now, size)
+        except SipParseError as error:
+            return Reply(error.status, error.reason)
+
+    async def _route(
+        self, request: Request, origin: Origin, now: float, size: int | None
+    ) -> Decision:
         decision = self.request_init(request, origin, now, size)
         if decision is not None:
             return decision
-        decision = self.preroute(request)
-        if decision is not None:
-            return decision
+        trusted = origin.host in self.trusted
+        try:
+            ours = self.preroute(request)
+        except SipParseError as error:
+            return Reply(error.status, error.reason)
         if request.to_tag is not None:
-            return self.within_dialog(request)
+            return self.within_dialog(request, ours, trusted)
         if request.method == "CANCEL":
             return Cancel(request)
         if request.method == "ACK":
             return Drop("ACK outside any transaction or dialog")
         if request.method == "REGISTER" and self._is_local(request.uri):
             return await self.register(request, origin, now)
-        trusted = origin.host in self.trusted
         decision = self.authenticate(request, origin, now, trusted)
+        if decision is not None:
+            return decision
+        self.nat_manage(request, origin, trusted)
+        decision = self.dispatch(request, origin, trusted)
         if decision is not None:
             return decision
         if request.headers.get("Route") is not None or not self._is_local(request.uri):
@@ -221,40 +253,52 @@ class Router:
             verdict = self.antiflood.check(origin.host, request.headers.get("User-Agent"), now)
             if verdict is not Verdict.ACCEPT:
                 return Drop(verdict.value)
-        return validate_request(request, self.config.validation, size=size)
+        reply = validate_request(request, self.config.validation, size=size)
+        if reply is not None and request.method == "ACK":
+            return Drop(f"invalid ACK: {reply.status} {reply.reason}")  # ACKs get no answer
+        return reply
 
     # ------------------------------------------------------ route(PREROUTE)
 
-    def preroute(self, request: Request) -> Decision | None:
-        """RFC 3261 §16.4: undo a strict router's rewrite, then remove our own top Route."""
-        try:
-            routes = request.route
-            if self._is_own_uri(request.uri) and routes:
-                # The previous hop was a strict router (§16.4, first paragraph).
-                last = routes.pop()
-                request.uri = last.uri_text
-                request.route = routes
-            if routes and self._is_own_uri(routes[0].uri):
-                del routes[0]
-                request.route = routes
-                while routes and self._is_own_uri(routes[0].uri):
-                    del routes[0]  # a double Record-Route (transport bridging)
-                    request.route = routes
-        except SipParseError as error:
-            return Reply(error.status, error.reason)
-        return None
+    def preroute(self, request: Request) -> bool:
+        """RFC 3261 §16.4: undo a strict router's rewrite, then remove our own top Route.
+
+        Returns True when a Route of ours was found (the request follows a
+        Record-Route we inserted). Raises SipParseError on a bad Route.
+        """
+        routes = request.route
+        ours = False
+        uri = request.uri
+        if routes and isinstance(uri, SipUri) and uri.lr and self._is_own_uri(uri):
+            # The previous hop was a strict router: it put our Record-Route URI (which
+            # carries lr) into the Request-URI (§16.4, first paragraph).
+            last = routes.pop()
+            request.uri = last.uri_text
+            request.route = routes
+            ours = True
+        while routes and self._is_own_uri(routes[0].uri):
+            del routes[0]  # twice when we record-routed across transports
+            request.route = routes
+            ours = True
+        return ours
 
     # ----------------------------------------------------- route(WITHINDLG)
 
-    def within_dialog(self, request: Request) -> Decision:
-        """In-dialog requests follow the Route set; with none left, the Request-URI."""
-        if request.headers.get("Route") is not None:
-            return Relay(request, reason="loose route")
-        if self._is_own_uri(request.uri) or self._is_local(request.uri):
+    def within_dialog(self, request: Request, ours: bool, trusted: bool) -> Decision:
+        """In-dialog requests follow the Route set we are in; with none left, the Request-URI."""
+        if not ours and not trusted:
+            if request.method == "ACK":
+                return Drop("in-dialog ACK not routed through us")
+            return (
+                Reply(403, "Relaying Denied") if self._foreign(request) else Reply(404, "Not Here")
+            )
+        if request.headers.get("Route") is None and (
+            self._is_own_uri(request.uri) or self._is_local(request.uri)
+        ):
             if request.method == "ACK":
                 return Drop("in-dialog ACK addressed to the proxy")
             return Reply(404, "Not Here")
-        return Relay(request, reason="in-dialog by Request-URI")
+        return Relay(request, reason="loose route" if ours else "trusted in-dialog")
 
     # ----------------------------------------------------- route(REGISTRAR)
 
@@ -297,6 +341,33 @@ class Router:
         _remove_credentials(request, realm)
         return None
 
+    # ------------------------------------------------------ route(DISPATCH)
+
+    def dispatch(self, request: Request, origin: Origin, trusted: bool) -> Decision | None:
+        """Requests matching a dispatch rule go to its set, in failover order."""
+        if self.dispatcher is None or request.headers.get("Route") is not None:
+            return None
+        rule = next((r for r in self.config.dispatch if r.matches(request.uri)), None)
+        if rule is None:
+            return None
+        if not (trusted or self._is_local(request.uri) or self._from_local_user(request)):
+            log.info("dispatching denied for %s from src=%s", request.uri_text, origin.host)
+            return Reply(403, "Relaying Denied")
+        candidates = self.dispatcher[rule.set_name].candidates(request.call_id)
+        if not candidates:
+            return Reply(503, "Service Unavailable", (("Retry-After", "30"),))
+        targets = tuple(
+            Target(uri=retarget(request.uri, destination.uri), q=1.0 / (rank + 1))
+            for rank, destination in enumerate(candidates)
+        )
+        return Forward(
+            request,
+            targets,
+            record_route=request.method not in _NO_RECORD_ROUTE,
+            failover=FAILOVER_STATUSES,
+            dispatch_set=rule.set_name,
+        )
+
     # --------------------------------------------------------- route(RELAY)
 
     def relay(self, request: Request, origin: Origin, trusted: bool) -> Decision:
@@ -307,10 +378,17 @@ class Router:
                 record_route=request.method not in _NO_RECORD_ROUTE,
                 reason="trusted" if trusted else "local user",
             )
-        if request.headers.get("Route") is None and self._is_local(request.uri):
-            return Reply(403, "Forbidden")
         log.info("relaying denied for %s from src=%s", request.uri_text, origin.host)
         return Reply(403, "Relaying Denied")
+
+    # ------------------------------------------------------ route(NATMANAGE)
+
+    def nat_manage(self, request: Request, origin: Origin, trusted: bool) -> None:
+        """Fix the Contact of dialog-forming requests from NATed clients (nathelper)."""
+        if trusted or request.method not in _DIALOG_FORMING:
+            return
+        if detect_nat(request, origin).behind_nat:
+            fix_contact(request, origin)
 
     # ------------------------------------------------------ route(LOCATION)
 
@@ -356,6 +434,11 @@ class Router:
         if uri.host.lower() in self.config.domains:
             return True
         return self.config.validation.is_own(uri.host, uri.port)
+
+    def _foreign(self, request: Request) -> bool:
+        return request.headers.get("Route") is not None or not (
+            self._is_own_uri(request.uri) or self._is_local(request.uri)
+        )
 
     def _from_local_user(self, request: Request) -> bool:
         """True once route(AUTH) has let the request through as one of our users."""

@@ -19,7 +19,11 @@ Max-Forwards 0, the local answer), or None when the request may be routed:
 The loop hash covers the fields that §16.6 item 8 names: Request-URI, To
 tag, From tag, Call-ID, CSeq number, and the Route, Proxy-Require and
 Proxy-Authorization values. :func:`loop_branch` makes the branch for a
-forwarded copy: ``z9hG4bK`` + ``tl`` + hash + ``.`` + random.
+forwarded copy: ``z9hG4bK`` + ``tl`` + hash + ``.`` + random, with the hash
+taken over the copy as sent (after the Request-URI and Route changes of
+§16.6). A request that comes back exactly as we sent it therefore hashes to
+the value in our Via: a loop. One that was retargeted on the way (a new
+Request-URI) hashes differently: a spiral, routed again.
 """
 
 from __future__ import annotations
@@ -175,7 +179,7 @@ def validate_request(
         return Reply(416, "Unsupported URI Scheme")
 
     # 3. Max-Forwards.
-    if max_forwards == 0 and request.method not in ("ACK", "CANCEL"):
+    if max_forwards == 0:
         if request.method == "OPTIONS":
             return Reply(
                 200,

@@ -72,12 +72,19 @@ def ntp_middle(ntp: int) -> int:
     return (ntp >> 16) & 0xFFFFFFFF
 
 
-def _header(pt: int, count: int, body_len: int, padding: int = 0) -> bytes:
-    total = 4 + body_len + padding
-    if total % 4:
-        raise ValueError("RTCP packet length must be a multiple of 4 octets")
-    b0 = 0x80 | (0x20 if padding else 0) | (count & 0x1F)
-    return _HDR.pack(b0, pt, total // 4 - 1)
+def _packet(pt: int, count: int, body: bytes) -> bytes:
+    """Common header (RFC 3550 §6.4.1) + body, padded to 32 bits if needed.
+
+    Bodies we build are aligned; an opaque body kept from a padded packet
+    may not be, and gets RTCP padding again (P bit, count in the last octet).
+    """
+    pad = -len(body) % 4
+    b0 = 0x80 | (0x20 if pad else 0) | (count & 0x1F)
+    total = 4 + len(body) + pad
+    out = _HDR.pack(b0, pt, total // 4 - 1) + body
+    if pad:
+        out += b"\x00" * (pad - 1) + bytes((pad,))
+    return out
 
 
 @dataclass(slots=True, frozen=True)
@@ -168,7 +175,7 @@ class SenderReport:
             self.octet_count & 0xFFFFFFFF,
         )
         body += b"".join(bytes(r) for r in self.reports) + self.extension
-        return _header(RTCP_SR, len(self.reports), len(body)) + body
+        return _packet(RTCP_SR, len(self.reports), body)
 
 
 @dataclass(slots=True)
@@ -191,7 +198,7 @@ class ReceiverReport:
             raise ValueError("at most 31 report blocks")
         body = struct.pack("!I", self.ssrc)
         body += b"".join(bytes(r) for r in self.reports) + self.extension
-        return _header(RTCP_RR, len(self.reports), len(body)) + body
+        return _packet(RTCP_RR, len(self.reports), body)
 
 
 @dataclass(slots=True)
@@ -258,7 +265,7 @@ class SourceDescription:
                 body += bytes((kind, len(value))) + value
             body += b"\x00"
             body += b"\x00" * (-len(body) % 4)
-        return _header(RTCP_SDES, len(self.chunks), len(body)) + bytes(body)
+        return _packet(RTCP_SDES, len(self.chunks), bytes(body))
 
 
 @dataclass(slots=True)
@@ -291,7 +298,7 @@ class Bye:
                 raise ValueError("BYE reason longer than 255 octets")
             body += bytes((len(self.reason),)) + self.reason
             body += b"\x00" * (-len(body) % 4)
-        return _header(RTCP_BYE, len(self.sources), len(body)) + bytes(body)
+        return _packet(RTCP_BYE, len(self.sources), bytes(body))
 
 
 @dataclass(slots=True)
@@ -311,10 +318,10 @@ class RtcpApp:
         return cls(count, ssrc, bytes(body[4:8]), bytes(body[8:]))
 
     def __bytes__(self) -> bytes:
-        if len(self.name) != 4 or len(self.data) % 4:
-            raise ValueError("APP name is 4 octets and data a multiple of 4")
+        if len(self.name) != 4:
+            raise ValueError("APP name is 4 octets")
         body = struct.pack("!I", self.ssrc) + self.name + self.data
-        return _header(RTCP_APP, self.subtype, len(body)) + body
+        return _packet(RTCP_APP, self.subtype, body)
 
 
 @dataclass(slots=True)
@@ -326,7 +333,7 @@ class RtcpOpaque:
     body: bytes = b""
 
     def __bytes__(self) -> bytes:
-        return _header(self.packet_type, self.count, len(self.body)) + self.body
+        return _packet(self.packet_type, self.count, self.body)
 
 
 RtcpPacket = SenderReport | ReceiverReport | SourceDescription | Bye | RtcpApp | RtcpOpaque

@@ -24,12 +24,19 @@ from collections.abc import Mapping
 from trunkline.sip.errors import SipParseError
 
 __all__ = [
+    "CANON_PARAMS",
+    "TOKEN",
     "TOKEN_RE",
+    "LazyParams",
     "format_params",
+    "is_digits",
     "is_token",
     "parse_params",
+    "parse_port",
+    "parse_uint",
     "quote",
     "split_commas",
+    "split_host_port",
     "unquote",
 ]
 
@@ -243,3 +250,68 @@ def parse_uint(text: str, what: str, maximum: int = 2**32 - 1) -> int:
     if len(stripped) > len(str(maximum)) or (stripped and int(stripped) > maximum):
         raise SipParseError(f"{what} out of range")
     return int(stripped) if stripped else 0
+
+
+# ------------------------------------------------------- parameters kept as text
+
+TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
+"""``token`` as a regular-expression fragment."""
+CANON_PARAMS = rf"((?:;{TOKEN}(?:=[^\s;,\"=<>]+)?)*)"
+"""Parameters in canonical form (no LWS, no quoted strings) as one capturing group."""
+
+_HOST_RE = re.compile(r"[A-Za-z0-9\-._]+|\[[0-9A-Fa-f:.]+\]")
+_PORT_RE = re.compile(r"[0-9]{1,5}")
+
+
+def parse_port(text: str, what: str) -> int:
+    """A port number (1-5 digits, at most 65535)."""
+    if _PORT_RE.fullmatch(text) is None or int(text) > 65535:
+        raise SipParseError(f"Invalid port in {what}")
+    return int(text)
+
+
+def split_host_port(text: str, what: str) -> tuple[str, int | None]:
+    """Split ``host [":" port]``; IPv6 references must be bracketed (RFC 5118 §4.2)."""
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0:
+            raise SipParseError(f"Unterminated IPv6 reference in {what}")
+        host, rest = text[: close + 1], text[close + 1 :]
+        if rest and not rest.startswith(":"):
+            raise SipParseError(f"Malformed host in {what}")
+        port_text = rest[1:] if rest else None
+    else:
+        host, colon, port_text_ = text.partition(":")
+        port_text = port_text_ if colon else None
+    if _HOST_RE.fullmatch(host) is None:
+        raise SipParseError(f"Malformed host in {what}")
+    return host, None if port_text is None else parse_port(port_text, what)
+
+
+class LazyParams:
+    """Header parameters kept as text until first use (the hot path reads one or two)."""
+
+    __slots__ = ("_params", "_params_text")
+
+    _params: Mapping[str, str | None] | None
+    _params_text: str
+
+    def _init_params(self, params: Mapping[str, str | None] | str | None) -> None:
+        if isinstance(params, str):
+            # Canonical text (validated by the caller's regular expression).
+            self._params = None
+            self._params_text = params
+        else:
+            self._params = {} if params is None else params
+            self._params_text = ""
+
+    @property
+    def params(self) -> Mapping[str, str | None]:
+        """Parameters: lower-case names, values as written, None for ``;flag``."""
+        params = self._params
+        if params is None:
+            params = self._params = parse_params(self._params_text)
+        return params
+
+    def _render_params(self) -> str:
+        return self._params_text if self._params is None else format_params(self._params)

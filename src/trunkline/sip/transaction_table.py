@@ -318,6 +318,16 @@ class TransactionLayer:
         """The transport failed for ``transaction``: terminate it, tell the TU."""
         transaction.transport_error(now, reason)
 
+    def discard(self, txn: Transaction) -> None:
+        """Forget ``txn`` without answering or terminating it.
+
+        For a proxy that drops a request on purpose (a flood, a banned
+        source): the request gets no answer, so no state may stay behind;
+        a retransmission creates a new transaction and is judged again.
+        """
+        txn.on_change = None
+        self._forget(txn)
+
     # -- introspection ------------------------------------------------------
 
     def find_client(self, message: Request | Response) -> ClientTransaction | None:

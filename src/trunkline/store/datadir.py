@@ -82,37 +82,54 @@ MIGRATIONS: Sequence[str] = (
         updated_at REAL NOT NULL,
         PRIMARY KEY (aor, key)
     );
-    CREATE INDEX bindings_expiry ON bindings (expires_at);
     """,
 )
 """Schema migrations, oldest first. Append; never edit one that has shipped."""
 
 
 def migrate(db: sqlite3.Connection) -> int:
-    """Run the migrations ``db`` has not seen; returns the schema version now."""
-    db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-    row = db.execute("SELECT version FROM schema_version").fetchone()
-    version = 0 if row is None else int(row[0])
-    if row is None:
-        db.execute("INSERT INTO schema_version (version) VALUES (0)")
-        db.commit()
-    if version > len(MIGRATIONS):
-        raise RuntimeError(
-            f"database schema version {version} is newer than this Trunkline "
-            f"({len(MIGRATIONS)}); upgrade Trunkline"
-        )
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        # executescript() commits first; wrap each step so it lands whole.
-        db.executescript(
-            f"BEGIN;\n{script}\nUPDATE schema_version SET version = {number};\nCOMMIT;"
-        )
-        version = number
+    """Run the migrations ``db`` has not seen; returns the schema version now.
+
+    The whole upgrade holds SQLite's write lock (``BEGIN IMMEDIATE``), so
+    several workers opening a fresh data directory at once migrate it once.
+    """
+    db.commit()
+    saved, db.isolation_level = db.isolation_level, None  # explicit transactions below
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = db.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                db.execute("INSERT INTO schema_version (version) VALUES (0)")
+            version = 0 if row is None else int(row[0])
+            if version > len(MIGRATIONS):
+                raise RuntimeError(
+                    f"database schema version {version} is newer than this Trunkline "
+                    f"({len(MIGRATIONS)}); upgrade Trunkline"
+                )
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute("UPDATE schema_version SET version = ?", (number,))
+                version = number
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    finally:
+        db.isolation_level = saved
     return version
 
 
-def open_database(path: Path | str) -> sqlite3.Connection:
-    """Open (creating if needed) the SQLite database at ``path``, migrated, in WAL mode."""
-    db = sqlite3.connect(str(path), timeout=10.0)
+def open_database(path: Path | str, *, threads: bool = False) -> sqlite3.Connection:
+    """Open (creating if needed) the SQLite database at ``path``, migrated, in WAL mode.
+
+    ``threads=True`` lets the connection be used from a worker thread (one
+    at a time: the caller serializes), e.g. for the location service's flush.
+    """
+    db = sqlite3.connect(str(path), timeout=10.0, check_same_thread=not threads)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA foreign_keys=ON")
@@ -263,13 +280,13 @@ class DataDir:
     def database_path(self) -> Path:
         return self.path / self.DATABASE
 
-    def database(self) -> sqlite3.Connection:
-        """A new connection to the data directory's database."""
+    def database(self, *, threads: bool = False) -> sqlite3.Connection:
+        """A new connection to the data directory's database (see :func:`open_database`)."""
         self.ensure()
         if not self.database_path.exists():
             # Owner-only from the start; SQLite gives -wal/-shm the same mode.
             os.close(os.open(self.database_path, os.O_CREAT | os.O_WRONLY, 0o600))
-        return open_database(self.database_path)
+        return open_database(self.database_path, threads=threads)
 
     def nonce_secret(self) -> bytes:
         """The 32-byte nonce secret, created (mode 0600) on first use."""

@@ -17,17 +17,23 @@ from __future__ import annotations
 import re
 import secrets
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from trunkline.sip.digest import base_algorithm, ha1
 from trunkline.sip.errors import LocalSipError
 
 __all__ = [
+    "DEMO_USERS",
     "STORED_ALGORITHMS",
+    "ConfiguredUser",
     "User",
     "UserError",
     "UserStore",
     "demo_password",
+    "ensure_demo_users",
+    "load_config_users",
 ]
 
 STORED_ALGORITHMS: tuple[str, ...] = ("MD5", "SHA-256", "SHA-512-256")
@@ -62,11 +68,13 @@ def demo_password() -> str:
     return secrets.token_urlsafe(12)
 
 
-def _check(name: str, domain: str) -> None:
+def _check(name: str, domain: str) -> str:
+    """Validate ``name`` and ``domain``; returns the domain in lower case (the realm)."""
     if not _NAME.match(name):
         raise UserError(f"invalid user name {name!r}: use letters, digits and . _ ~ + - (up to 64)")
     if not _DOMAIN.match(domain):
         raise UserError(f"invalid domain {domain!r}")
+    return domain.lower()
 
 
 def _normalize(hashes: dict[str, str]) -> dict[str, str]:
@@ -140,14 +148,15 @@ class UserStore:
             return None
 
     def get(self, name: str, domain: str) -> User | None:
-        return self._cache.get((name, domain))
+        return self._cache.get((name, domain.lower()))
 
     def exists(self, name: str, domain: str) -> bool:
-        return (name, domain) in self._cache
+        return (name, domain.lower()) in self._cache
 
     def users(self, domain: str | None = None) -> list[User]:
         """Users sorted by domain then name; only ``domain``'s when given."""
-        users = (u for u in self._cache.values() if domain is None or u.domain == domain)
+        wanted = None if domain is None else domain.lower()
+        users = (u for u in self._cache.values() if wanted is None or u.domain == wanted)
         return sorted(users, key=lambda u: (u.domain, u.name))
 
     def domains(self) -> list[str]:
@@ -160,7 +169,7 @@ class UserStore:
 
     def add(self, name: str, domain: str, password: str, now: float) -> User:
         """Create ``name@domain``; raises UserError if it exists or is invalid."""
-        _check(name, domain)
+        domain = _check(name, domain)
         hashes = _hashes(name, domain, password)
         return self.add_ha1(name, domain, hashes, now)
 
@@ -171,7 +180,7 @@ class UserStore:
         recovered to compute the others, so an algorithm left out cannot
         authenticate this user (its lookup gives None).
         """
-        _check(name, domain)
+        domain = _check(name, domain)
         stored = _normalize(hashes)
         try:
             with self._db:
@@ -196,7 +205,7 @@ class UserStore:
         hashes: dict[str, str] | None = None,
     ) -> User:
         """Create or overwrite ``name@domain`` (the users listed in ``trunkline.toml``)."""
-        _check(name, domain)
+        domain = _check(name, domain)
         if password is not None:
             stored = _hashes(name, domain, password)
         elif hashes is not None:
@@ -216,7 +225,7 @@ class UserStore:
 
     def passwd(self, name: str, domain: str, password: str) -> User:
         """Change the password of ``name@domain``; raises UserError if unknown."""
-        _check(name, domain)
+        domain = _check(name, domain)
         hashes = _hashes(name, domain, password)
         with self._db:
             cursor = self._db.execute(
@@ -231,6 +240,7 @@ class UserStore:
 
     def remove(self, name: str, domain: str) -> None:
         """Delete ``name@domain``; raises UserError if unknown."""
+        domain = domain.lower()
         with self._db:
             cursor = self._db.execute(
                 "DELETE FROM users WHERE domain = ? AND name = ?", (domain, name)
@@ -238,3 +248,58 @@ class UserStore:
         if cursor.rowcount == 0:
             raise UserError(f"no user {name}@{domain}")
         self._cache.pop((name, domain), None)
+
+
+class ConfiguredUser(Protocol):
+    """A user entry of ``trunkline.toml`` (``trunkline.config.ConfigUser``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def domain(self) -> str | None: ...
+    @property
+    def password(self) -> str | None: ...
+    @property
+    def ha1(self) -> dict[str, str] | None: ...
+
+
+def load_config_users(
+    store: UserStore, users: Iterable[ConfiguredUser], default_domain: str, now: float
+) -> int:
+    """Create or overwrite the users listed in the config file; returns how many.
+
+    The file wins over the database for these users, so editing a password
+    in ``trunkline.toml`` and restarting takes effect.
+    """
+    count = 0
+    for user in users:
+        store.put(
+            user.name,
+            user.domain or default_domain,
+            now,
+            password=user.password,
+            hashes=user.ha1,
+        )
+        count += 1
+    return count
+
+
+DEMO_USERS: tuple[str, ...] = ("alice", "bob", "carol")
+
+
+def ensure_demo_users(
+    store: UserStore, domain: str, now: float, names: Iterable[str] = DEMO_USERS
+) -> dict[str, str]:
+    """On a store with no users at all, add demo users with random passwords.
+
+    Returns ``{name: password}`` to print once (issue 6, zero-config serve);
+    empty when the store already had users.
+    """
+    if len(store):
+        return {}
+    created: dict[str, str] = {}
+    for name in names:
+        password = demo_password()
+        store.add(name, domain, password, now)
+        created[name] = password
+    return created

@@ -7,6 +7,8 @@ in the sans-IO core (:mod:`trunkline.sip`).
 from __future__ import annotations
 
 import asyncio
+import importlib
+from types import ModuleType
 
 from trunkline.sip.aio import websocket as _websocket  # registers WS and WSS
 from trunkline.sip.aio.trace import disable_sip_trace, enable_sip_trace
@@ -36,11 +38,20 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     Use as ``asyncio.Runner(loop_factory=new_event_loop)`` or
     ``asyncio.run(main(), loop_factory=...)`` (Python 3.12+).
     """
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+    if _uvloop is None:  # pragma: no cover - uvloop is a dependency on Linux
         return asyncio.new_event_loop()
-    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    loop: asyncio.AbstractEventLoop = _uvloop.new_event_loop()
     return loop
 
+
 del _websocket
+
+
+def _import_uvloop() -> ModuleType | None:
+    try:
+        return importlib.import_module("uvloop")
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return None
+
+
+_uvloop = _import_uvloop()

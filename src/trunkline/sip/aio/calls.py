@@ -98,9 +98,7 @@ class Call:
             method, body=body, content_type=content_type, extra_headers=extra_headers
         )
         destination, connection = self._route()
-        return await self.manager.endpoint.send_request(
-            request, destination, connection=connection
-        )
+        return await self.manager.endpoint.send_request(request, destination, connection=connection)
 
     async def bye(self) -> Response:
         """Hang up with BYE (§15.1.1); the dialog ends as it is sent."""

@@ -52,6 +52,7 @@ from trunkline.sip.aio.transport import (
 from trunkline.sip.builder import make_response, new_branch
 from trunkline.sip.dialog import Dialog
 from trunkline.sip.dialog_table import DialogLayer
+from trunkline.sip.dns import Locator
 from trunkline.sip.errors import LocalSipError, SipParseError
 from trunkline.sip.events import (
     Event,
@@ -219,6 +220,7 @@ class SipEndpoint:
         user_agent: str | None = "Trunkline",
         resolver: Resolver | None = None,
         dialogs: bool = True,
+        locator: Locator | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.timers = timers
@@ -239,6 +241,8 @@ class SipEndpoint:
         self.on_stray_response: StrayResponseHandler | None = None
         self.on_event: Callable[[Event], None] | None = None
         self._resolver = resolver or self._getaddrinfo
+        self.locator = locator
+        """RFC 3263 server location (NAPTR/SRV/A); without it, plain A/AAAA lookups."""
         self._pending: dict[int, _Pending] = {}
         self._incoming: dict[int, IncomingRequest] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -678,6 +682,14 @@ class SipEndpoint:
         if dest is not None:
             return dest
         uri = next_hop(request)
+        if self.locator is not None:
+            targets = await self.locator.locate(uri)
+            if not targets:
+                raise TransportError(f"cannot locate {uri}")
+            first = targets[0]  # failing over to the next target is left to the TU
+            return Destination(
+                first.transport.upper(), first.address, first.port, server_name=first.domain
+            )
         transport = choose_transport(uri, len(bytes(request)) + 80, mtu_limit=self.mtu_limit)
         dest = uri_destination(uri, transport)
         addresses = await self._resolver(dest.host, dest.port)

@@ -1,0 +1,769 @@
+"""``trunkline phone``: a command-line softphone (register, call, listen).
+
+Scripts rely on the exit codes (:data:`EXIT_CODES`) and on one line per
+event on stdout::
+
+    $ trunkline phone listen --local 127.0.0.1:5092 --auto-answer --play a.wav \\
+          --record b.wav --duration 5
+    listening on UDP 127.0.0.1:5092 as sip:trunkline@127.0.0.1:5092
+    incoming call from <sip:trunkline@127.0.0.1:40112>
+    connected (PCMU/8000, remote RTP 127.0.0.1:41000)
+    call completed (hung up)
+    stats: sent 250 received 249 lost 0 (0.0%) jitter 0.3 ms RTT 0.2 ms MOS 4.4
+
+``call`` exits 0 when the call connected and ended normally; busy,
+not found, no answer, declined, authentication and other failures have
+their own codes, and the message names the SIP status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from trunkline.sip.aio import enable_sip_trace, new_event_loop
+from trunkline.sip.errors import LocalSipError, SipError
+from trunkline.sip.offeranswer import G722, OPUS, PCMA, PCMU, Codec
+from trunkline.sip.uri import SipUri, parse_uri
+from trunkline.ua.call import (
+    Call,
+    CallConfig,
+    CallResult,
+    CallState,
+    CallStateChanged,
+    DtmfReceived,
+)
+from trunkline.ua.phone import (
+    IncomingCall,
+    Phone,
+    PhoneConfig,
+    RegistrationUpdate,
+    describe,
+    local_address_for,
+)
+from trunkline.ua.registration import Registered, RegistrationFailed
+
+__all__ = ["EXIT_CODES", "app"]
+
+app = typer.Typer(
+    name="phone",
+    help="A SIP softphone: register to a server, place and answer calls with real audio.",
+    no_args_is_help=True,
+)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BUSY = 3
+EXIT_NOT_FOUND = 4
+EXIT_NO_ANSWER = 5
+EXIT_DECLINED = 6
+EXIT_AUTH = 7
+EXIT_CANCELLED = 8
+EXIT_REGISTRATION = 9
+EXIT_NO_CALL = 10
+
+EXIT_CODES: dict[CallResult, int] = {
+    CallResult.COMPLETED: EXIT_OK,
+    CallResult.BUSY: EXIT_BUSY,
+    CallResult.NOT_FOUND: EXIT_NOT_FOUND,
+    CallResult.NO_ANSWER: EXIT_NO_ANSWER,
+    CallResult.DECLINED: EXIT_DECLINED,
+    CallResult.AUTH_FAILED: EXIT_AUTH,
+    CallResult.CANCELLED: EXIT_CANCELLED,
+    CallResult.REJECTED: EXIT_DECLINED,
+    CallResult.FAILED: EXIT_FAILED,
+}
+"""Exit code of ``call`` and ``listen --duration`` for each way a call ends."""
+
+CODECS: dict[str, Codec] = {"pcmu": PCMU, "pcma": PCMA, "g722": G722, "opus": OPUS}
+TRANSPORTS = ("udp", "tcp", "tls", "ws")
+
+log = logging.getLogger("trunkline.phone")
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _warn(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Options:
+    """What ``call`` and ``listen`` share."""
+
+    host: str
+    port: int
+    transport: str
+    user: str
+    password: str | None
+    auth_user: str | None
+    registrar: str | None
+    aor: str | None
+    outbound_proxy: str | None
+    codecs: tuple[Codec, ...]
+    play: Path | None
+    tone: float | None
+    record: Path | None
+    duration: float | None
+    dtmf: str | None
+    dtmf_method: str
+    expires: int
+    cert: Path | None
+    key: Path | None
+    insecure: bool
+    rtp_port: int
+
+
+# -- shared options -------------------------------------------------------------------
+LocalOpt = Annotated[
+    str | None,
+    typer.Option("--local", help="Local SIP address HOST:PORT (default: an ephemeral port)."),
+]
+TransportOpt = Annotated[str, typer.Option("--transport", help="udp, tcp, tls or ws.")]
+UserOpt = Annotated[str, typer.Option("--user", help="Our user name (From, Contact, auth).")]
+PasswordOpt = Annotated[
+    str | None, typer.Option("--password", help="Digest password (401/407 challenges).")
+]
+AuthUserOpt = Annotated[
+    str | None, typer.Option("--auth-user", help="Digest user name if not --user.")
+]
+RegistrarOpt = Annotated[
+    str | None,
+    typer.Option("--registrar", help="Register there first (sip:host[:port]) and stay registered."),
+]
+AorOpt = Annotated[
+    str | None, typer.Option("--aor", help="Address-of-record (default sip:USER@registrar).")
+]
+ProxyOpt = Annotated[
+    str | None, typer.Option("--outbound-proxy", help="Send requests via this proxy (sip:...).")
+]
+CodecsOpt = Annotated[
+    str, typer.Option("--codecs", help="Comma-separated preference list: pcmu,pcma,g722,opus.")
+]
+PlayOpt = Annotated[Path | None, typer.Option("--play", help="WAV file to send.")]
+ToneOpt = Annotated[
+    float | None, typer.Option("--tone", help="Send a sine tone of this many Hz instead.")
+]
+RecordOpt = Annotated[
+    Path | None, typer.Option("--record", help="Record what the peer sends to this WAV file.")
+]
+DurationOpt = Annotated[
+    float | None,
+    typer.Option("--duration", help="Hang up this many seconds after the call connects."),
+]
+DtmfOpt = Annotated[str | None, typer.Option("--dtmf", help="DTMF digits to send once connected.")]
+DtmfMethodOpt = Annotated[
+    str, typer.Option("--dtmf-method", help="rfc4733 (RTP events) or info (SIP INFO).")
+]
+TraceOpt = Annotated[
+    bool, typer.Option("--sip-trace", help="Print every SIP message sent and received.")
+]
+ExpiresOpt = Annotated[int, typer.Option("--expires", help="Registration expiry asked for.")]
+CertOpt = Annotated[Path | None, typer.Option("--cert", help="TLS certificate (PEM).")]
+KeyOpt = Annotated[Path | None, typer.Option("--key", help="TLS private key (PEM).")]
+InsecureOpt = Annotated[
+    bool, typer.Option("--insecure", help="Do not verify the server's TLS certificate.")
+]
+RtpPortOpt = Annotated[int, typer.Option("--rtp-port", help="Local RTP port (0: any).")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log protocol events.")]
+
+
+def _split_hostport(text: str) -> tuple[str, int]:
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else 0
+    if text.count(":") == 1:
+        host, _, port = text.partition(":")
+        return host, int(port)
+    return text, 0
+
+
+def _codecs(text: str) -> tuple[Codec, ...]:
+    chosen: list[Codec] = []
+    for raw in text.split(","):
+        name = raw.strip().lower()
+        if not name:
+            continue
+        if name not in CODECS:
+            raise typer.BadParameter(f"unknown codec {name!r} (known: {', '.join(CODECS)})")
+        chosen.append(CODECS[name])
+    if not chosen:
+        raise typer.BadParameter("no codec given")
+    return tuple(chosen)
+
+
+def _options(
+    *,
+    local: str | None,
+    remote_host: str | None,
+    transport: str,
+    user: str,
+    password: str | None,
+    auth_user: str | None,
+    registrar: str | None,
+    aor: str | None,
+    outbound_proxy: str | None,
+    codecs: str,
+    play: Path | None,
+    tone: float | None,
+    record: Path | None,
+    duration: float | None,
+    dtmf: str | None,
+    dtmf_method: str,
+    expires: int,
+    cert: Path | None,
+    key: Path | None,
+    insecure: bool,
+    rtp_port: int,
+) -> Options:
+    transport = transport.lower()
+    if transport not in TRANSPORTS:
+        raise typer.BadParameter(f"transport must be one of {', '.join(TRANSPORTS)}")
+    if dtmf_method not in ("rfc4733", "info"):
+        raise typer.BadParameter("--dtmf-method must be rfc4733 or info")
+    if play is not None and not play.is_file():
+        raise typer.BadParameter(f"--play: no such file {play}")
+    if local is not None:
+        host, port = _split_hostport(local)
+    else:
+        peer = remote_host or _registrar_host(registrar) or _registrar_host(outbound_proxy)
+        host, port = (local_address_for(peer) if peer else "127.0.0.1"), 0
+    return Options(
+        host=host,
+        port=port,
+        transport=transport,
+        user=user,
+        password=password,
+        auth_user=auth_user,
+        registrar=registrar,
+        aor=aor,
+        outbound_proxy=outbound_proxy,
+        codecs=_codecs(codecs),
+        play=play,
+        tone=tone,
+        record=record,
+        duration=duration,
+        dtmf=dtmf,
+        dtmf_method=dtmf_method,
+        expires=expires,
+        cert=cert,
+        key=key,
+        insecure=insecure,
+        rtp_port=rtp_port,
+    )
+
+
+def _registrar_host(uri: str | None) -> str | None:
+    if not uri:
+        return None
+    try:
+        parsed = parse_uri(
+            uri if ":" in uri.split("@")[0] or uri.startswith("sip") else f"sip:{uri}"
+        )
+    except SipError:
+        return None
+    return parsed.host.strip("[]") if isinstance(parsed, SipUri) else None
+
+
+def _phone_config(opts: Options) -> PhoneConfig:
+    server_ssl: ssl.SSLContext | None = None
+    if opts.transport == "tls":
+        if opts.cert is None or opts.key is None:
+            raise typer.BadParameter("--transport tls needs --cert and --key to listen")
+        server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_ssl.load_cert_chain(opts.cert, opts.key)
+    client_ssl = ssl.create_default_context()
+    if opts.insecure:
+        client_ssl.check_hostname = False
+        client_ssl.verify_mode = ssl.CERT_NONE
+    return PhoneConfig(
+        host=opts.host,
+        port=opts.port,
+        transport=opts.transport,
+        user=opts.user,
+        password=opts.password,
+        auth_user=opts.auth_user,
+        identity=opts.aor,
+        outbound_proxy=opts.outbound_proxy,
+        call=CallConfig(media_host=opts.host, codecs=opts.codecs, rtp_port=opts.rtp_port),
+        ssl_context=server_ssl,
+        client_ssl=client_ssl,
+    )
+
+
+def _setup_logging(sip_trace: bool, verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    if sip_trace:
+        enable_sip_trace(sys.stdout)
+
+
+def _run(main: object) -> int:
+    """Run a coroutine on uvloop; Ctrl-C and SIGTERM end it cleanly."""
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        code: int = runner.run(main)  # type: ignore[arg-type]
+    return code
+
+
+class _Session:
+    """One CLI run: the phone, a stop signal and the media options."""
+
+    def __init__(self, phone: Phone, opts: Options) -> None:
+        self.phone = phone
+        self.opts = opts
+        self.stop = asyncio.Event()
+        self._dtmf_task: asyncio.Future[None] | None = None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop.set)
+
+    def prepare(self, call: Call) -> None:
+        if self.opts.play is not None:
+            call.play(self.opts.play)
+        elif self.opts.tone is not None:
+            call.play(tone=self.opts.tone)
+        if self.opts.record is not None:
+            call.record(self.opts.record)
+
+    async def register(self) -> bool:
+        opts = self.opts
+        if opts.registrar is None:
+            return True
+        account = self.phone.account(opts.aor, registrar=opts.registrar, expires=opts.expires)
+        _say(f"registering {account.aor} at {opts.registrar}")
+        event = await self.phone.register(account)
+        if isinstance(event, Registered):
+            _say(f"registered {account.aor} (expires {event.expires}s)")
+            return True
+        if isinstance(event, RegistrationFailed):
+            _warn(f"registration failed: {event.status} {event.reason}")
+        return False
+
+    async def run_call(self, call: Call) -> int:
+        """From connected to ended: DTMF, duration, printing events."""
+        opts = self.opts
+        ended = asyncio.ensure_future(call.ended.wait())
+        stop = asyncio.ensure_future(self.stop.wait())
+        try:
+            if not call.ended.is_set():
+                self._print_connected(call)
+                if opts.dtmf:
+                    self._dtmf_task = asyncio.ensure_future(self._send_dtmf(call, opts.dtmf))
+                timeout = opts.duration
+                await asyncio.wait({ended, stop}, timeout=timeout)
+                if not call.ended.is_set():
+                    await call.hangup()
+                self._print_stats(call)
+        finally:
+            ended.cancel()
+            stop.cancel()
+        return self._finished(call)
+
+    async def _send_dtmf(self, call: Call, digits: str) -> None:
+        await asyncio.sleep(0.5)
+        try:
+            await call.send_dtmf(digits, method=self.opts.dtmf_method)
+            _say(f"DTMF sent: {digits} ({self.opts.dtmf_method})")
+        except (LocalSipError, OSError) as exc:
+            _warn(f"DTMF not sent: {exc}")
+
+    def _print_connected(self, call: Call) -> None:
+        audio = call.audio
+        if audio is None:
+            _say("connected (no audio negotiated)")
+            return
+        codec = f"{audio.codec.name}/{audio.codec.clock_rate}"
+        _say(f"connected ({codec}, remote RTP {audio.remote_address}:{audio.remote_port})")
+
+    def _print_stats(self, call: Call) -> None:
+        if call.media is not None and not call.media.closed and call.media.info is not None:
+            s = call.media.stats()
+        elif call.final_stats is not None:
+            s = call.final_stats
+        else:
+            return
+        rtt = f"{s.rtt * 1000:.1f} ms" if s.rtt is not None else "n/a"
+        _say(
+            f"stats: sent {s.packets_sent} received {s.packets_received} "
+            f"lost {s.packets_lost} ({s.fraction_lost * 100:.1f}%) "
+            f"jitter {s.jitter * 1000:.1f} ms RTT {rtt} MOS {s.mos:.1f}"
+        )
+
+    def _finished(self, call: Call) -> int:
+        result = call.result or CallResult.FAILED
+        status = f" {call.status}" if call.status and result is not CallResult.COMPLETED else ""
+        text = f"call {result.value}{status}" + (f" ({call.reason})" if call.reason else "")
+        if result is CallResult.COMPLETED:
+            _say(text)
+        else:
+            _warn(text)
+        return EXIT_CODES[result]
+
+    async def print_events(self) -> None:
+        """Print what the phone reports (DTMF, holds, registrations) as it happens."""
+        while True:
+            event = await self.phone.events.get()
+            if isinstance(event, DtmfReceived):
+                _say(f"DTMF received: {event.digit} ({event.method})")
+            elif isinstance(event, CallStateChanged):
+                if event.new in (CallState.RINGING, CallState.EARLY, CallState.ON_HOLD):
+                    _say(f"{event.new.value.lower()} ({event.reason})")
+                elif event.new is CallState.CONNECTED and event.old is CallState.ON_HOLD:
+                    _say(f"resumed ({event.reason})")
+            elif (
+                isinstance(event, RegistrationUpdate) and not isinstance(event.event, Registered)
+            ) or isinstance(event, IncomingCall):
+                _say(describe(event))
+
+
+# -- commands -------------------------------------------------------------------------
+@app.command()
+def call(
+    uri: Annotated[str, typer.Argument(help="Who to call: sip:user@host[:port] or user@host.")],
+    *,
+    local: LocalOpt = None,
+    transport: TransportOpt = "udp",
+    user: UserOpt = "trunkline",
+    password: PasswordOpt = None,
+    auth_user: AuthUserOpt = None,
+    registrar: RegistrarOpt = None,
+    aor: AorOpt = None,
+    outbound_proxy: ProxyOpt = None,
+    codecs: CodecsOpt = "pcmu,pcma",
+    play: PlayOpt = None,
+    tone: ToneOpt = None,
+    record: RecordOpt = None,
+    duration: DurationOpt = None,
+    dtmf: DtmfOpt = None,
+    dtmf_method: DtmfMethodOpt = "rfc4733",
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Give up (no answer) after this many seconds.")
+    ] = 60.0,
+    expires: ExpiresOpt = 3600,
+    cert: CertOpt = None,
+    key: KeyOpt = None,
+    insecure: InsecureOpt = False,
+    rtp_port: RtpPortOpt = 0,
+    sip_trace: TraceOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Call URI; exit 0 when the call connected and ended normally.
+
+    Exit codes: 3 busy, 4 not found, 5 no answer, 6 declined, 7 authentication
+    failed, 8 cancelled, 9 registration failed, 1 any other failure.
+    """
+    target = uri if uri.startswith(("sip:", "sips:", "tel:")) else f"sip:{uri}"
+    try:
+        parsed = parse_uri(target)
+    except SipError as exc:
+        raise typer.BadParameter(f"bad URI {uri!r}: {exc}") from exc
+    if not isinstance(parsed, SipUri):
+        raise typer.BadParameter("only sip: and sips: URIs can be called directly")
+    if transport.lower() != "udp" and parsed.transport is None:
+        target = f"{target};transport={transport.lower()}"
+    opts = _options(
+        local=local,
+        remote_host=None if outbound_proxy or registrar else parsed.host.strip("[]"),
+        transport=transport,
+        user=user,
+        password=password,
+        auth_user=auth_user,
+        registrar=registrar,
+        aor=aor,
+        outbound_proxy=outbound_proxy,
+        codecs=codecs,
+        play=play,
+        tone=tone,
+        record=record,
+        duration=duration,
+        dtmf=dtmf,
+        dtmf_method=dtmf_method,
+        expires=expires,
+        cert=cert,
+        key=key,
+        insecure=insecure,
+        rtp_port=rtp_port,
+    )
+    _setup_logging(sip_trace, verbose)
+    config = _phone_config(opts)
+    config = replace(config, call=replace(config.call, no_answer_timeout=timeout))
+    raise typer.Exit(_run(_call_main(config, opts, target)))
+
+
+async def _call_main(config: PhoneConfig, opts: Options, target: str) -> int:
+    try:
+        phone = await Phone.start(config)
+    except OSError as exc:
+        _warn(f"cannot listen on {opts.host}:{opts.port}: {exc}")
+        return EXIT_FAILED
+    session = _Session(phone, opts)
+    printer = asyncio.ensure_future(session.print_events())
+    try:
+        if not await session.register():
+            return EXIT_REGISTRATION
+        _say(f"calling {target}")
+        the_call = phone.call(target)
+        session.prepare(the_call)
+        assert the_call.dial_task is not None
+        stop = asyncio.ensure_future(session.stop.wait())
+        await asyncio.wait({the_call.dial_task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if not the_call.dial_task.done():
+            await the_call.hangup()
+        with contextlib.suppress(asyncio.CancelledError):
+            await the_call.dial_task
+        return await session.run_call(the_call)
+    finally:
+        printer.cancel()
+        await phone.close()
+
+
+@app.command()
+def listen(
+    *,
+    local: LocalOpt = None,
+    transport: TransportOpt = "udp",
+    user: UserOpt = "trunkline",
+    password: PasswordOpt = None,
+    auth_user: AuthUserOpt = None,
+    registrar: RegistrarOpt = None,
+    aor: AorOpt = None,
+    outbound_proxy: ProxyOpt = None,
+    auto_answer: Annotated[
+        bool, typer.Option("--auto-answer", help="Answer incoming calls at once.")
+    ] = False,
+    answer_after: Annotated[
+        float, typer.Option("--answer-after", help="Ring this many seconds before answering.")
+    ] = 0.0,
+    reject: Annotated[
+        int | None,
+        typer.Option("--reject", help="Refuse every call with this status (486, 603...)."),
+    ] = None,
+    calls: Annotated[
+        int | None,
+        typer.Option("--calls", help="Exit after this many calls (default 1 with --duration)."),
+    ] = None,
+    codecs: CodecsOpt = "pcmu,pcma",
+    play: PlayOpt = None,
+    tone: ToneOpt = None,
+    record: RecordOpt = None,
+    duration: DurationOpt = None,
+    dtmf: DtmfOpt = None,
+    dtmf_method: DtmfMethodOpt = "rfc4733",
+    expires: ExpiresOpt = 3600,
+    cert: CertOpt = None,
+    key: KeyOpt = None,
+    insecure: InsecureOpt = False,
+    rtp_port: RtpPortOpt = 0,
+    sip_trace: TraceOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Wait for calls; with --auto-answer take them, play and record.
+
+    With --duration the call is hung up after that many seconds and the
+    command exits after one call with the call's exit code (see ``call``).
+    """
+    opts = _options(
+        local=local,
+        remote_host=None,
+        transport=transport,
+        user=user,
+        password=password,
+        auth_user=auth_user,
+        registrar=registrar,
+        aor=aor,
+        outbound_proxy=outbound_proxy,
+        codecs=codecs,
+        play=play,
+        tone=tone,
+        record=record,
+        duration=duration,
+        dtmf=dtmf,
+        dtmf_method=dtmf_method,
+        expires=expires,
+        cert=cert,
+        key=key,
+        insecure=insecure,
+        rtp_port=rtp_port,
+    )
+    if calls is None and duration is not None:
+        calls = 1
+    if not auto_answer and reject is None:
+        auto_answer = True if answer_after > 0 else auto_answer
+    _setup_logging(sip_trace, verbose)
+    config = _phone_config(opts)
+    raise typer.Exit(
+        _run(
+            _listen_main(
+                config,
+                opts=opts,
+                auto_answer=auto_answer,
+                answer_after=answer_after,
+                reject=reject,
+                max_calls=calls,
+            )
+        )
+    )
+
+
+async def _listen_main(
+    config: PhoneConfig,
+    *,
+    opts: Options,
+    auto_answer: bool,
+    answer_after: float,
+    reject: int | None,
+    max_calls: int | None,
+) -> int:
+    try:
+        phone = await Phone.start(config)
+    except OSError as exc:
+        _warn(f"cannot listen on {opts.host}:{opts.port}: {exc}")
+        return EXIT_FAILED
+    session = _Session(phone, opts)
+    host, port = phone.local_address
+    _say(f"listening on {phone.transport} {host}:{port} as {phone.contact()}")
+    code = EXIT_OK
+    handled = 0
+    try:
+        if not await session.register():
+            return EXIT_REGISTRATION
+        if not auto_answer and reject is None:
+            _say("ringing calls are not answered (use --auto-answer or --reject)")
+        while max_calls is None or handled < max_calls:
+            incoming = await _next_incoming(session)
+            if incoming is None:
+                break
+            _say(describe(incoming))
+            the_call = incoming.call
+            if reject is not None:
+                the_call.reject(reject)
+                _say(f"rejected with {reject}")
+                handled += 1
+                continue
+            if not auto_answer:
+                continue
+            if answer_after > 0:
+                await asyncio.sleep(answer_after)
+            session.prepare(the_call)
+            if not await the_call.answer():
+                code = session._finished(the_call)
+                handled += 1
+                continue
+            printer = asyncio.ensure_future(session.print_events())
+            try:
+                code = await session.run_call(the_call)
+            finally:
+                printer.cancel()
+            handled += 1
+        return code
+    finally:
+        await phone.close()
+
+
+async def _next_incoming(session: _Session) -> IncomingCall | None:
+    """The next incoming call, printing other events; None when asked to stop."""
+    stop = asyncio.ensure_future(session.stop.wait())
+    try:
+        while True:
+            get = asyncio.ensure_future(session.phone.events.get())
+            done, _ = await asyncio.wait({get, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if get not in done:
+                get.cancel()
+                return None
+            event = get.result()
+            if isinstance(event, IncomingCall):
+                return event
+            if isinstance(event, RegistrationUpdate):
+                _say(describe(event))
+    finally:
+        stop.cancel()
+
+
+@app.command()
+def register(
+    *,
+    registrar: Annotated[str, typer.Option("--registrar", help="The registrar (sip:host[:port]).")],
+    user: UserOpt = "trunkline",
+    password: PasswordOpt = None,
+    auth_user: AuthUserOpt = None,
+    aor: AorOpt = None,
+    local: LocalOpt = None,
+    transport: TransportOpt = "udp",
+    outbound_proxy: ProxyOpt = None,
+    expires: ExpiresOpt = 3600,
+    duration: Annotated[
+        float | None,
+        typer.Option("--duration", help="Stay registered this long, then unregister and exit."),
+    ] = 0.0,
+    cert: CertOpt = None,
+    key: KeyOpt = None,
+    insecure: InsecureOpt = False,
+    sip_trace: TraceOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Register to REGISTRAR; exit 0 once registered (9 if it failed).
+
+    With --duration N the binding is kept (refreshed) for N seconds, then
+    removed; ``--duration 0`` (the default) unregisters at once.
+    """
+    opts = _options(
+        local=local,
+        remote_host=None,
+        transport=transport,
+        user=user,
+        password=password,
+        auth_user=auth_user,
+        registrar=registrar,
+        aor=aor,
+        outbound_proxy=outbound_proxy,
+        codecs="pcmu",
+        play=None,
+        tone=None,
+        record=None,
+        duration=duration,
+        dtmf=None,
+        dtmf_method="rfc4733",
+        expires=expires,
+        cert=cert,
+        key=key,
+        insecure=insecure,
+        rtp_port=0,
+    )
+    _setup_logging(sip_trace, verbose)
+    raise typer.Exit(_run(_register_main(_phone_config(opts), opts)))
+
+
+async def _register_main(config: PhoneConfig, opts: Options) -> int:
+    try:
+        phone = await Phone.start(config)
+    except OSError as exc:
+        _warn(f"cannot listen on {opts.host}:{opts.port}: {exc}")
+        return EXIT_FAILED
+    session = _Session(phone, opts)
+    try:
+        if not await session.register():
+            return EXIT_REGISTRATION
+        if opts.duration:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(session.stop.wait(), opts.duration)
+        return EXIT_OK
+    finally:
+        await phone.close()
+        if phone.registrations:
+            _say("unregistered")

@@ -1,0 +1,952 @@
+"""One phone call as the application sees it (RFC 3261 §13-§15, RFC 3264).
+
+A :class:`Call` ties an INVITE dialog (kept by the endpoint's dialog layer,
+:mod:`trunkline.sip.dialog_table`) to the offer/answer exchange
+(:mod:`trunkline.sip.offeranswer`) and to a :class:`MediaSession`. Its state
+is a declared machine::
+
+    IDLE -> CALLING -> RINGING / EARLY -> CONNECTED <-> ON_HOLD -> ENDED
+
+What it does, by section:
+
+* outgoing INVITE with an SDP offer (RFC 3264 §5); 401/407 answered with
+  digest credentials on a new INVITE with the next CSeq (RFC 3261 §22.2);
+  180 is ringing, a 1xx with SDP is early media (RFC 3261 §13.2.1, RFC 3960);
+  CANCEL before the final response (§9.1); the 2xx ACK is the dialog layer's
+  job (§13.2.2.4);
+* incoming INVITE: ring (180), answer (200 with the SDP answer, §13.3.1.4),
+  reject (486 Busy Here, 603 Decline, 488 when no codec fits, §13.3.1.1);
+  a CANCEL from the caller ends it as ``CANCELLED`` (§9.2);
+* BYE both ways (§15.1); every end carries a :class:`CallResult` a script
+  can rely on (busy, not found, declined, no answer, failed with status);
+* hold and resume by re-INVITE with ``sendonly`` and back to ``sendrecv``
+  (RFC 3264 §8.4, RFC 6337 §5.3); a peer's hold (sendonly/inactive or the
+  legacy ``c=0.0.0.0``) is answered per §6.1;
+* DTMF as RFC 4733 telephone-events or SIP INFO ``application/dtmf-relay``.
+
+The call is asyncio application code: the SIP rules it relies on are the
+sans-IO layers below it; it only decides and sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trunkline.media.codecs.base import CodecError
+from trunkline.media.codecs.telephone_event import DigitReceived
+from trunkline.media.session import (
+    AudioSource,
+    MediaSession,
+    MediaStats,
+    PcmSource,
+    ToneSource,
+    WavRecorder,
+)
+from trunkline.sip.aio.endpoint import IncomingRequest, SipEndpoint
+from trunkline.sip.aio.routing import Destination
+from trunkline.sip.aio.transport import Connection
+from trunkline.sip.auth import DigestClient
+from trunkline.sip.builder import make_request, make_response, new_call_id, new_tag
+from trunkline.sip.dialog import Dialog, DialogId, has_sdp
+from trunkline.sip.errors import LocalSipError, SipError
+from trunkline.sip.headers import NameAddr
+from trunkline.sip.message import Request, Response
+from trunkline.sip.offeranswer import (
+    PCMA,
+    PCMU,
+    TELEPHONE_EVENT,
+    Answer,
+    Codec,
+    LocalSession,
+    NegotiatedAudio,
+    NegotiationError,
+    create_answer,
+    create_offer,
+    process_answer,
+)
+from trunkline.sip.sdp import Direction, SessionDescription
+from trunkline.sip.statuses import reason_phrase
+from trunkline.sip.transaction import ClientInviteTransaction
+
+__all__ = [
+    "Call",
+    "CallConfig",
+    "CallDirection",
+    "CallEnded",
+    "CallEvent",
+    "CallResult",
+    "CallState",
+    "CallStateChanged",
+    "DtmfReceived",
+    "result_for_status",
+]
+
+logger = logging.getLogger(__name__)
+
+SDP = "application/sdp"
+DTMF_RELAY = "application/dtmf-relay"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY"
+_MAX_AUTH_ROUNDS = 2
+_DTMF_DIGITS = frozenset("0123456789*#ABCD")
+
+
+class CallState(enum.Enum):
+    """Where a call stands."""
+
+    IDLE = "Idle"
+    CALLING = "Calling"
+    RINGING = "Ringing"
+    EARLY = "Early"
+    CONNECTED = "Connected"
+    ON_HOLD = "OnHold"
+    ENDED = "Ended"
+
+
+_S = CallState
+TRANSITIONS: Mapping[CallState, frozenset[CallState]] = {
+    _S.IDLE: frozenset({_S.CALLING, _S.RINGING, _S.ENDED}),
+    _S.CALLING: frozenset({_S.RINGING, _S.EARLY, _S.CONNECTED, _S.ENDED}),
+    _S.RINGING: frozenset({_S.EARLY, _S.CONNECTED, _S.ENDED}),
+    _S.EARLY: frozenset({_S.RINGING, _S.CONNECTED, _S.ENDED}),
+    _S.CONNECTED: frozenset({_S.ON_HOLD, _S.ENDED}),
+    _S.ON_HOLD: frozenset({_S.CONNECTED, _S.ENDED}),
+    _S.ENDED: frozenset(),
+}
+"""Every legal ``old -> new`` move; anything else is a bug and raises."""
+
+
+class CallDirection(enum.Enum):
+    OUTGOING = "outgoing"
+    INCOMING = "incoming"
+
+
+class CallResult(enum.Enum):
+    """How a call ended, in words a script can rely on."""
+
+    COMPLETED = "completed"  # connected, then hung up by either side
+    BUSY = "busy"  # 486, 600
+    NOT_FOUND = "not found"  # 404, 604, 410, 484
+    DECLINED = "declined"  # 603
+    NO_ANSWER = "no answer"  # 408, 480, or our own ring timeout
+    CANCELLED = "cancelled"  # we hung up (CANCEL) or the caller did before the answer
+    REJECTED = "rejected"  # we rejected an incoming call
+    AUTH_FAILED = "authentication failed"  # 401/407 we could not answer
+    FAILED = "failed"  # any other failure; see the status
+
+
+_RESULTS: dict[int, CallResult] = {
+    486: CallResult.BUSY,
+    600: CallResult.BUSY,
+    404: CallResult.NOT_FOUND,
+    410: CallResult.NOT_FOUND,
+    484: CallResult.NOT_FOUND,
+    604: CallResult.NOT_FOUND,
+    603: CallResult.DECLINED,
+    408: CallResult.NO_ANSWER,
+    480: CallResult.NO_ANSWER,
+    487: CallResult.CANCELLED,
+    401: CallResult.AUTH_FAILED,
+    407: CallResult.AUTH_FAILED,
+}
+
+
+def result_for_status(status: int) -> CallResult:
+    """The :class:`CallResult` of a final non-2xx response to our INVITE."""
+    return _RESULTS.get(status, CallResult.FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class CallStateChanged:
+    call: Call
+    old: CallState
+    new: CallState
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    """The call is over; ``status`` is the final SIP status that ended it, if any."""
+
+    call: Call
+    result: CallResult
+    status: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DtmfReceived:
+    """A digit from the peer, by ``method`` ``"rfc4733"`` or ``"info"``."""
+
+    call: Call
+    digit: str
+    duration_ms: float
+    method: str
+
+
+CallEvent = CallStateChanged | CallEnded | DtmfReceived
+
+
+@dataclass(frozen=True)
+class CallConfig:
+    """What a call offers and where its media lives.
+
+    ``media_host`` is bound for RTP and written in SDP ``c=``. ``codecs`` in
+    preference order; telephone-event is added when ``dtmf`` is on.
+    """
+
+    media_host: str = "127.0.0.1"
+    codecs: tuple[Codec, ...] = (PCMU, PCMA)
+    dtmf: bool = True
+    rtp_port: int = 0
+    ptime: int | None = None
+    user_agent: str = "Trunkline"
+    no_answer_timeout: float | None = None
+
+    @property
+    def offered_codecs(self) -> list[Codec]:
+        codecs = list(self.codecs)
+        if self.dtmf and not any(c.is_telephone_event for c in codecs):
+            codecs.append(TELEPHONE_EVENT)
+        return codecs
+
+
+@dataclass(slots=True)
+class _Media:
+    """What to play and where to record once media runs."""
+
+    play: Path | None = None
+    loop: bool = False
+    tone: float | None = None
+    record: Path | None = None
+    recorder: WavRecorder | None = field(default=None)
+
+
+class Call:
+    """One call; build it with :meth:`outgoing` or :meth:`incoming`."""
+
+    def __init__(
+        self,
+        endpoint: SipEndpoint,
+        direction: CallDirection,
+        config: CallConfig,
+    ) -> None:
+        self.endpoint = endpoint
+        self.direction = direction
+        self.config = config
+        self.state = CallState.IDLE
+        self.result: CallResult | None = None
+        self.status: int | None = None
+        self.reason = ""
+        self.dialog: Dialog | None = None
+        self.media: MediaSession | None = None
+        self.audio: NegotiatedAudio | None = None
+        self.final_stats: MediaStats | None = None
+        """The media statistics as the call ended."""
+        self.local_hold = False
+        self.remote_hold = False
+        self.remote_uri = ""
+        self.call_id = ""
+        self.on_event: Callable[[CallEvent], None] | None = None
+        self.ended = asyncio.Event()
+        self.connected = asyncio.Event()
+        self.connected_at: float | None = None
+        self.digest: DigestClient | None = None
+        self.incoming_request: IncomingRequest | None = None
+        self.destination: Destination | None = None
+        self.connection: Connection | None = None
+        self._session: LocalSession | None = None
+        self._offer: SessionDescription | None = None  # our outstanding offer
+        self._remote_offer: SessionDescription | None = None
+        self._invite: Request | None = None
+        self._txn: object | None = None
+        self._cancel_requested = False
+        self._bye_sent = False
+        self._cancel_result = CallResult.CANCELLED
+        self._to_tag = new_tag()
+        self._media_spec = _Media()
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._busy = asyncio.Lock()  # one re-INVITE at a time (§14.1)
+        self.dial_task: asyncio.Task[CallResult | None] | None = None
+        self._from = NameAddr(None, "sip:anonymous@anonymous.invalid", {})
+        self._contact = ""
+        self.contact = ""
+        """Our Contact for an incoming call (the phone sets it); derived when empty."""
+        self._route: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"<Call {self.direction.value} {self.remote_uri} {self.state.value}>"
+
+    # -- state ---------------------------------------------------------------------
+    def _set_state(self, new: CallState, reason: str = "") -> None:
+        old = self.state
+        if new is old:
+            return
+        if new not in TRANSITIONS[old]:
+            raise LocalSipError(f"call: illegal transition {old.value} -> {new.value}")
+        logger.info("call %s: %s -> %s %s", self.call_id, old.value, new.value, reason)
+        self.state = new
+        if new is CallState.CONNECTED and self.connected_at is None:
+            self.connected_at = self.endpoint.loop.time()
+            self.connected.set()
+        self._emit(CallStateChanged(self, old, new, reason))
+
+    def _emit(self, event: CallEvent) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
+    @property
+    def is_active(self) -> bool:
+        """True while connected or on hold."""
+        return self.state in (CallState.CONNECTED, CallState.ON_HOLD)
+
+    def _finish(self, result: CallResult, status: int | None, reason: str) -> None:
+        """End the call once: stop media, close the recording, emit :class:`CallEnded`."""
+        if self.state is CallState.ENDED:
+            return
+        self.result = result
+        self.status = status
+        self.reason = reason
+        self._stop_media()
+        self._set_state(CallState.ENDED, reason)
+        self.ended.set()
+        self._emit(CallEnded(self, result, status, reason))
+        for task in list(self._tasks):
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    def _spawn(self, coro: Coroutine[object, object, object]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- audio -----------------------------------------------------------------------
+    def play(
+        self, path: str | Path | None = None, *, tone: float | None = None, loop: bool = False
+    ) -> None:
+        """Send a WAV file (or a sine ``tone`` in Hz) once media runs (or at once)."""
+        self._media_spec.play = Path(path) if path is not None else None
+        self._media_spec.tone = tone
+        self._media_spec.loop = loop
+        if self.media is not None and self.media.info is not None:
+            self.media.source = self._make_source(self.media.sample_rate)
+
+    def record(self, path: str | Path) -> None:
+        """Record what the peer sends to ``path`` (mono 16-bit WAV, written at the end)."""
+        spec = self._media_spec
+        spec.record = Path(path)
+        media = self.media
+        if media is not None and media.info is not None and spec.recorder is None:
+            spec.recorder = WavRecorder(spec.record, media.sample_rate)
+            media.sinks.append(spec.recorder)
+
+    def _make_source(self, rate: int) -> AudioSource | None:
+        spec = self._media_spec
+        if spec.play is not None:
+            return PcmSource.from_wav(spec.play, rate, loop=spec.loop)
+        if spec.tone is not None:
+            return ToneSource(spec.tone, rate)
+        return None
+
+    async def _open_media(self) -> MediaSession:
+        if self.media is None:
+            self.media = await MediaSession.open(self.config.media_host, self.config.rtp_port)
+            self.media.on_dtmf = self._on_rfc4733
+        return self.media
+
+    def _apply_media(self, audio: NegotiatedAudio) -> None:
+        """Use a negotiated stream: (re)configure, start, attach source and recorder."""
+        media = self.media
+        if media is None:
+            return
+        fresh = media.info is None
+        old_rate = media.sample_rate
+        try:
+            media.apply(audio)
+        except CodecError as exc:
+            logger.warning("call %s: media not usable: %s", self.call_id, exc)
+            return
+        self.audio = audio
+        self.remote_hold = audio.held_by_remote
+        if fresh or media.sample_rate != old_rate:
+            media.source = self._make_source(media.sample_rate)
+            spec = self._media_spec
+            if spec.record is not None:
+                if spec.recorder is not None:
+                    media.sinks.remove(spec.recorder)
+                    spec.recorder.close()
+                spec.recorder = WavRecorder(spec.record, media.sample_rate)
+                media.sinks.append(spec.recorder)
+        media.start()
+
+    def _stop_media(self) -> None:
+        media = self.media
+        if media is not None and not media.closed:
+            if media.info is not None:
+                self.final_stats = media.stats()
+            media.close()
+        recorder = self._media_spec.recorder
+        if recorder is not None:
+            self._media_spec.recorder = None
+            try:
+                recorder.close()
+            except OSError as exc:
+                logger.warning("recording %s not written: %s", recorder.path, exc)
+
+    def _on_rfc4733(self, digit: DigitReceived) -> None:
+        self._emit(DtmfReceived(self, digit.digit, digit.duration_ms, "rfc4733"))
+
+    def _new_offer(self, direction: Direction = Direction.SENDRECV) -> SessionDescription:
+        assert self.media is not None
+        if self._session is None:
+            self._session = LocalSession(self.config.media_host)
+        port = self.media.local_address[1]
+        offer = create_offer(
+            self.config.offered_codecs,
+            self.config.media_host,
+            port,
+            session=self._session,
+            direction=direction,
+            ptime=self.config.ptime,
+        )
+        self._offer = offer
+        return offer
+
+    # -- outgoing ----------------------------------------------------------------------
+    @classmethod
+    def outgoing(
+        cls,
+        endpoint: SipEndpoint,
+        uri: str,
+        *,
+        from_: NameAddr,
+        contact: str,
+        config: CallConfig | None = None,
+        digest: DigestClient | None = None,
+        route: Sequence[str] = (),
+        destination: Destination | None = None,
+    ) -> Call:
+        """A call to ``uri``; start it with :meth:`dial`."""
+        call = cls(endpoint, CallDirection.OUTGOING, config or CallConfig())
+        call.remote_uri = uri
+        call.call_id = new_call_id()
+        call.digest = digest
+        call.destination = destination
+        call._from = from_ if from_.tag else from_.with_tag(new_tag())
+        call._contact = contact
+        call._route = tuple(route)
+        return call
+
+    async def dial(self) -> CallResult | None:
+        """Send the INVITE and wait for the final response.
+
+        Returns None when the call connected, else the result it ended with.
+        """
+        self._set_state(CallState.CALLING, f"INVITE {self.remote_uri}")
+        try:
+            await self._open_media()
+        except OSError as exc:
+            self._finish(CallResult.FAILED, None, f"media: {exc}")
+            return self.result
+        offer = self._new_offer()
+        cseq = 1
+        auth: list[tuple[str, str]] = []
+        if self.config.no_answer_timeout is not None:
+            self._spawn(self._ring_timeout(self.config.no_answer_timeout))
+        for _ in range(_MAX_AUTH_ROUNDS + 1):
+            request = make_request(
+                "INVITE",
+                self.remote_uri,
+                from_=self._from,
+                to=NameAddr(None, self.remote_uri, {}),
+                call_id=self.call_id,
+                cseq=cseq,
+                contact=self._contact,
+                body=bytes(offer),
+                content_type=SDP,
+                extra_headers=[
+                    *(("Route", r) for r in self._route),
+                    ("Allow", ALLOW),
+                    *auth,
+                ],
+            )
+            self._invite = request
+            try:
+                txn = await self.endpoint.start_request(
+                    request, self.destination, on_provisional=self._provisional
+                )
+            except (OSError, SipError, ValueError) as exc:
+                self._finish(CallResult.FAILED, 503, f"cannot send INVITE: {exc}")
+                return self.result
+            self._txn = txn
+            if self._cancel_requested:
+                self._cancel_now()
+            response = await self.endpoint.wait_final(txn)
+            if self.state is CallState.ENDED:
+                if 200 <= response.status < 300:
+                    self._bye_stray(response)
+                return self.result
+            if response.status in (401, 407) and not self._cancel_requested:
+                retry = self._challenge(response)
+                if retry:
+                    cseq += 1
+                    auth = retry
+                    continue
+            return self._final(response)
+        return self.result
+
+    def _challenge(self, response: Response) -> list[tuple[str, str]]:
+        """Credentials for a retry of the INVITE after 401/407 (§22.2), or []."""
+        if self._invite is None:
+            return []
+        body = bytes(self._offer) if self._offer is not None else b""
+        return self._credentials(response, "INVITE", str(self._invite.uri), body)
+
+    def _credentials(
+        self, response: Response, method: str, uri: str, body: bytes
+    ) -> list[tuple[str, str]]:
+        """Authorization headers answering the challenge of ``response``, or []."""
+        if self.digest is None:
+            return []
+        proxy = response.status == 407
+        try:
+            challenges = response.proxy_authenticate if proxy else response.www_authenticate
+        except SipError:
+            return []
+        if not self.digest.challenged(challenges, proxy=proxy):
+            return []
+        return self.digest.authorization(method, uri, body)
+
+    def _provisional(self, response: Response) -> None:
+        if self.state is CallState.ENDED or response.status == 100:
+            return
+        if has_sdp(response) and self._offer is not None:
+            try:
+                audio = process_answer(self._offer, SessionDescription.parse(response.body))
+            except SipError as exc:
+                logger.info("call %s: early SDP ignored: %s", self.call_id, exc)
+            else:
+                self._apply_media(audio)
+                self._set_state(CallState.EARLY, f"{response.status} {response.reason}")
+                return
+        if self.state is CallState.CALLING:
+            self._set_state(CallState.RINGING, f"{response.status} {response.reason}")
+
+    def _final(self, response: Response) -> CallResult | None:
+        status = response.status
+        text = f"{status} {response.reason}"
+        if not 200 <= status < 300:
+            result = result_for_status(status)
+            if status == 487 and self._cancel_requested:
+                result = self._cancel_result
+            self._finish(result, status, text)
+            return self.result
+        dialog = self.endpoint.dialogs.find(response) if self.endpoint.dialogs else None
+        if dialog is None:
+            self._finish(CallResult.FAILED, status, f"{text} without a dialog")
+            return self.result
+        self.dialog = dialog
+        if has_sdp(response) and self._offer is not None:
+            try:
+                audio = process_answer(self._offer, SessionDescription.parse(response.body))
+            except SipError as exc:
+                self._set_state(CallState.CONNECTED, text)
+                self._spawn(self.hangup())
+                self.reason = f"bad SDP answer: {exc}"
+                return None
+            self._apply_media(audio)
+        self._offer = None
+        self._set_state(CallState.CONNECTED, text)
+        return None
+
+    def _bye_stray(self, response: Response) -> None:
+        """A 2xx after we gave up (CANCEL lost the race): ACKed by the layer, then BYE (§15)."""
+        dialog = self.endpoint.dialogs.find(response) if self.endpoint.dialogs else None
+        if dialog is not None and not dialog.terminated:
+            self.dialog = dialog
+            self._spawn(self._request("BYE"))
+
+    async def _ring_timeout(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        if self.direction is CallDirection.OUTGOING:
+            self.cancel(CallResult.NO_ANSWER)
+        elif not self.is_active:
+            self.reject(480)
+
+    def cancel(self, result: CallResult = CallResult.CANCELLED) -> None:
+        """Give up on an outgoing call before it is answered (CANCEL, §9.1)."""
+        if self.direction is not CallDirection.OUTGOING or self.state not in (
+            CallState.IDLE,
+            CallState.CALLING,
+            CallState.RINGING,
+            CallState.EARLY,
+        ):
+            return
+        self._cancel_requested = True
+        self._cancel_result = result
+        if self._txn is not None:
+            self._cancel_now()
+
+    def _cancel_now(self) -> None:
+        txn = self._txn
+        if isinstance(txn, ClientInviteTransaction):
+            self.endpoint.cancel(txn)
+
+    # -- incoming ----------------------------------------------------------------------
+    @classmethod
+    def incoming(
+        cls, endpoint: SipEndpoint, incoming: IncomingRequest, config: CallConfig | None = None
+    ) -> Call:
+        """A call for a new INVITE; :meth:`ring`, :meth:`answer` or :meth:`reject` it."""
+        request = incoming.request
+        call = cls(endpoint, CallDirection.INCOMING, config or CallConfig())
+        call.incoming_request = incoming
+        call.call_id = request.call_id
+        call.remote_uri = str(request.from_.uri)
+        call.connection = incoming.source.connection
+        if has_sdp(request):
+            try:
+                call._remote_offer = SessionDescription.parse(request.body)
+            except SipError as exc:
+                call._remote_offer = None
+                call.reject(400, f"Bad SDP: {exc}")
+        call._spawn(call._watch_cancel())
+        return call
+
+    @property
+    def remote_display(self) -> str:
+        """Who is calling (display name and URI) for an incoming call."""
+        incoming = self.incoming_request
+        if incoming is None:
+            return self.remote_uri
+        name = incoming.request.from_.display_name
+        return f'"{name}" <{self.remote_uri}>' if name else self.remote_uri
+
+    async def _watch_cancel(self) -> None:
+        """The endpoint answers a CANCEL itself (§9.2); notice it while ringing."""
+        incoming = self.incoming_request
+        assert incoming is not None
+        while self.state in (CallState.IDLE, CallState.RINGING, CallState.EARLY):
+            if incoming.cancelled:
+                self._finish(CallResult.CANCELLED, 487, "caller cancelled")
+                return
+            await asyncio.sleep(0.05)
+
+    def ring(self) -> None:
+        """Send 180 Ringing (an early dialog with our To tag, §12.1.1)."""
+        incoming = self.incoming_request
+        if incoming is None or incoming.answered or self.state is CallState.ENDED:
+            return
+        incoming.respond(180, to_tag=self._to_tag, headers=[("Allow", ALLOW)])
+        self._set_state(CallState.RINGING, "180 Ringing sent")
+
+    def reject(self, status: int = 486, reason: str | None = None) -> None:
+        """Refuse an incoming call (486 Busy Here, 603 Decline, ...)."""
+        incoming = self.incoming_request
+        if incoming is None or self.state is CallState.ENDED:
+            return
+        if not incoming.answered:
+            incoming.respond(status, reason, to_tag=self._to_tag)
+        result = CallResult.REJECTED if status != 480 else CallResult.NO_ANSWER
+        self._finish(result, status, f"{status} {reason or reason_phrase(status)} sent")
+
+    async def answer(self) -> bool:
+        """Answer with 200 OK and our SDP (§13.3.1.4); False if it is too late."""
+        incoming = self.incoming_request
+        if incoming is None or incoming.answered or self.state is CallState.ENDED:
+            return False
+        try:
+            await self._open_media()
+        except OSError as exc:
+            self.reject(500, f"media: {exc}")
+            return False
+        if incoming.answered or self.ended.is_set():  # cancelled meanwhile
+            self._stop_media()
+            return False
+        assert self.media is not None
+        audio: NegotiatedAudio | None = None
+        if self._remote_offer is not None:
+            try:
+                answer = self._answer_offer(self._remote_offer)
+            except NegotiationError as exc:
+                self.reject(exc.status, "Not Acceptable Here")
+                return False
+            body = bytes(answer.sdp)
+            audio = answer.audio
+        else:  # late offer: we offer in the 200, the answer comes in the ACK (§13.2.1)
+            body = bytes(self._new_offer())
+        headers = [
+            ("Contact", self._contact_for(incoming)),
+            ("Allow", ALLOW),
+            *incoming.dialog_headers,
+        ]
+        response = make_response(
+            incoming.request,
+            200,
+            "OK",
+            to_tag=self._to_tag,
+            headers=headers,
+            body=body,
+            content_type=SDP,
+        )
+        incoming.send(response)
+        request = incoming.request
+        layer = self.endpoint.dialogs
+        if layer is not None:
+            self.dialog = layer.dialogs.get(
+                DialogId(request.call_id, self._to_tag, request.from_tag or "")
+            )
+        if audio is not None:
+            self._apply_media(audio)
+        self._set_state(CallState.CONNECTED, "200 OK sent")
+        return True
+
+    def _answer_offer(self, offer: SessionDescription) -> Answer:
+        assert self.media is not None
+        if self._session is None:
+            self._session = LocalSession(self.config.media_host)
+        return create_answer(
+            offer,
+            self.config.offered_codecs,
+            self.config.media_host,
+            self.media.local_address[1],
+            session=self._session,
+            direction=Direction.SENDONLY if self.local_hold else Direction.SENDRECV,
+            ptime=self.config.ptime,
+            rtcp_mux=False,
+        )
+
+    def _contact_for(self, incoming: IncomingRequest) -> str:
+        if self.contact:
+            return self.contact
+        source = incoming.source
+        ipv6 = ":" in source.host
+        try:
+            return f"<{self.endpoint.contact_uri(source.transport, ipv6=ipv6)}>"
+        except LocalSipError:
+            return f"<{self.endpoint.contact_uri('UDP', ipv6=ipv6)}>"
+
+    # -- in-dialog requests from the peer -----------------------------------------------
+    async def handle_request(self, incoming: IncomingRequest) -> None:
+        """A request inside this call's dialog (the phone routes it here)."""
+        request = incoming.request
+        method = request.method
+        if method == "ACK":
+            if has_sdp(request) and self._offer is not None:
+                self._take_answer(request.body)
+            return
+        if incoming.transaction is None:
+            return
+        if method == "BYE":
+            incoming.respond(200)
+            self._finish(CallResult.COMPLETED, None, "BYE received")
+        elif method in ("INVITE", "UPDATE"):
+            await self._reinvite(incoming)
+        elif method == "INFO":
+            self._info(incoming)
+        elif method == "OPTIONS":
+            incoming.respond(200, headers=[("Allow", ALLOW)])
+        else:
+            incoming.respond(501)
+
+    def _take_answer(self, body: bytes) -> None:
+        assert self._offer is not None
+        try:
+            audio = process_answer(self._offer, SessionDescription.parse(body))
+        except SipError as exc:
+            logger.info("call %s: bad SDP answer: %s", self.call_id, exc)
+            return
+        self._offer = None
+        self._apply_media(audio)
+
+    async def _reinvite(self, incoming: IncomingRequest) -> None:
+        """A re-INVITE or UPDATE: answer its offer (hold, resume, new address; RFC 3264 §8)."""
+        request = incoming.request
+        headers: list[tuple[str, str]] = [
+            ("Contact", self._contact_for(incoming)),
+            *incoming.dialog_headers,
+        ]
+        if not has_sdp(request):
+            if request.method == "UPDATE" or self.media is None:
+                incoming.respond(200, headers=headers)
+                return
+            # An offerless re-INVITE: offer again in the 200, answer in the ACK.
+            direction = Direction.SENDONLY if self.local_hold else Direction.SENDRECV
+            body = bytes(self._new_offer(direction))
+            incoming.respond(200, headers=headers, body=body, content_type=SDP)
+            return
+        if self.media is None:
+            incoming.respond(488)
+            return
+        try:
+            answer = self._answer_offer(SessionDescription.parse(request.body))
+        except NegotiationError as exc:
+            incoming.respond(exc.status, headers=[("Warning", f'{exc.warning or 399} - "{exc}"')])
+            return
+        except SipError:
+            incoming.respond(400, "Bad SDP")
+            return
+        incoming.respond(200, headers=headers, body=bytes(answer.sdp), content_type=SDP)
+        self._apply_media(answer.audio)
+        self._update_hold_state("re-INVITE received")
+
+    def _update_hold_state(self, reason: str) -> None:
+        held = self.local_hold or self.remote_hold
+        if held and self.state is CallState.CONNECTED:
+            self._set_state(CallState.ON_HOLD, reason)
+        elif not held and self.state is CallState.ON_HOLD:
+            self._set_state(CallState.CONNECTED, reason)
+
+    def _info(self, incoming: IncomingRequest) -> None:
+        """SIP INFO DTMF (``application/dtmf-relay``, ``Signal=5``)."""
+        request = incoming.request
+        ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        digit = None
+        duration = 0.0
+        if ctype == DTMF_RELAY:
+            for line in request.body.decode("utf-8", "replace").splitlines():
+                name, _, value = line.partition("=")
+                name, value = name.strip().lower(), value.strip()
+                if name == "signal" and value:
+                    digit = value.upper()
+                elif name == "duration" and value.isdigit():
+                    duration = float(value)
+        elif ctype == "application/dtmf" and request.body.strip():
+            digit = request.body.decode("utf-8", "replace").strip().upper()
+        incoming.respond(200)
+        if digit is not None and digit in _DTMF_DIGITS:
+            self._emit(DtmfReceived(self, digit, duration, "info"))
+
+    # -- in-dialog requests from us -----------------------------------------------------
+    def _route_now(self) -> tuple[Destination | None, Connection | None]:
+        """Where in-dialog requests go: the route set, else the flow it came on."""
+        if self.dialog is not None and self.dialog.route_set:
+            return None, None
+        if self.connection is not None and not self.connection.closed:
+            return None, self.connection
+        return None, None
+
+    async def _request(
+        self,
+        method: str,
+        *,
+        body: bytes = b"",
+        content_type: str | None = None,
+        extra_headers: Sequence[tuple[str, str]] = (),
+    ) -> Response:
+        """Send ``method`` in the dialog (§12.2.1.1), answering one challenge."""
+        dialog = self.dialog
+        if dialog is None:
+            raise LocalSipError(f"{method} outside a dialog")
+        auth: list[tuple[str, str]] = []
+        response: Response | None = None
+        for _ in range(_MAX_AUTH_ROUNDS + 1):
+            request = dialog.create_request(
+                method,
+                body=body,
+                content_type=content_type,
+                extra_headers=[*extra_headers, *auth],
+            )
+            destination, connection = self._route_now()
+            response = await self.endpoint.send_request(request, destination, connection=connection)
+            if response.status not in (401, 407) or (method == "BYE" and auth):
+                return response
+            auth = self._credentials(response, method, str(request.uri), body)
+            if not auth:
+                return response
+        assert response is not None
+        return response
+
+    async def hangup(self) -> None:
+        """End the call whatever its state: CANCEL, reject or BYE (§15.1.1)."""
+        if self.state is CallState.ENDED:
+            return
+        if self.direction is CallDirection.OUTGOING and not self.is_active:
+            self.cancel()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.ended.wait(), 40.0)
+            return
+        if self.direction is CallDirection.INCOMING and not self.is_active:
+            self.reject(603)
+            return
+        status: int | None = None
+        self._bye_sent = True
+        try:
+            response = await self._request("BYE")
+            status = response.status
+        except (LocalSipError, OSError, ValueError) as exc:
+            logger.info("call %s: BYE not sent: %s", self.call_id, exc)
+        # A 481 means the peer hung up at the same moment: the call is over all the same.
+        self._finish(CallResult.COMPLETED, status, "hung up")
+
+    async def hold(self) -> bool:
+        """Put the peer on hold: re-INVITE with ``sendonly`` (RFC 3264 §8.4, RFC 6337 §5.3)."""
+        if not self.is_active or self.local_hold:
+            return False
+        ok = await self._reoffer(Direction.SENDONLY)
+        if ok:
+            self.local_hold = True
+            self._update_hold_state("hold")
+        return ok
+
+    async def resume(self) -> bool:
+        """Take the call off hold: re-INVITE with ``sendrecv``."""
+        if not self.is_active or not self.local_hold:
+            return False
+        ok = await self._reoffer(Direction.SENDRECV)
+        if ok:
+            self.local_hold = False
+            self._update_hold_state("resume")
+        return ok
+
+    async def _reoffer(self, direction: Direction) -> bool:
+        async with self._busy:
+            if self.media is None or self.dialog is None:
+                return False
+            offer = self._new_offer(direction)
+            try:
+                response = await self._request("INVITE", body=bytes(offer), content_type=SDP)
+            except (LocalSipError, OSError, ValueError) as exc:
+                logger.info("call %s: re-INVITE not sent: %s", self.call_id, exc)
+                self._offer = None
+                return False
+            if not 200 <= response.status < 300:
+                self._offer = None
+                if response.status in (408, 481):  # §14.1: the dialog is gone
+                    self._finish(CallResult.FAILED, response.status, "re-INVITE failed")
+                return False
+            if has_sdp(response):
+                self._take_answer(response.body)
+            self._offer = None
+            return True
+
+    async def send_dtmf(
+        self, digits: str, *, method: str = "rfc4733", duration_ms: int = 160
+    ) -> None:
+        """Send ``digits`` as RFC 4733 events (falls back to INFO) or SIP INFO."""
+        for digit in digits.upper():
+            if digit not in _DTMF_DIGITS:
+                continue
+            if method == "rfc4733" and self.media is not None:
+                try:
+                    self.media.send_dtmf(digit, duration_ms)
+                except CodecError:
+                    method = "info"
+                else:
+                    await asyncio.sleep(duration_ms / 1000 + 0.1)
+                    continue
+            body = f"Signal={digit}\r\nDuration={duration_ms}\r\n".encode()
+            await self._request("INFO", body=body, content_type=DTMF_RELAY)
+
+    def dialog_ended(self, reason: str) -> None:
+        """The dialog layer ended the dialog (no ACK, session expired, our own BYE)."""
+        if self._bye_sent:
+            return  # hangup() finishes with the BYE's status
+        self._finish(
+            CallResult.FAILED if not self.is_active else CallResult.COMPLETED, None, reason
+        )

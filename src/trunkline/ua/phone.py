@@ -1,0 +1,442 @@
+"""The user agent: one SIP endpoint, its accounts, and its calls.
+
+:class:`Phone` is what the ``trunkline phone`` command, the PBX and the
+WebRTC gateway build on. It owns a :class:`~trunkline.sip.aio.endpoint.SipEndpoint`
+(transports, transactions, dialogs), drives one sans-IO
+:class:`~trunkline.ua.registration.RegistrationClient` per account over it
+(RFC 3261 §10.2), places calls and routes every request to the
+:class:`~trunkline.ua.call.Call` whose dialog it belongs to::
+
+    phone = await Phone.start(PhoneConfig(host="127.0.0.1", port=5092))
+    await phone.register(Account(...))        # optional
+    call = phone.call("sip:bob@example.com")  # Call, already dialling
+    result = await call.dial_task             # None once connected
+    await call.hangup()
+    await phone.close()                       # hangs up, unregisters, closes
+
+Incoming calls appear on :attr:`Phone.events` as :class:`IncomingCall`
+(the call already sent 180); with ``auto_answer`` they are answered unless
+another call is up. A second INVITE while a call is up is call waiting: it
+rings too, and answering it puts the first call on hold (RFC 6337 §5.3
+practice; the application decides).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from trunkline.sip.aio.endpoint import IncomingRequest, SipEndpoint
+from trunkline.sip.aio.routing import Destination
+from trunkline.sip.aio.transport import TransportError
+from trunkline.sip.auth import DigestClient
+from trunkline.sip.errors import LocalSipError, SipError
+from trunkline.sip.events import DialogStateChanged, Event
+from trunkline.sip.headers import NameAddr
+from trunkline.ua.call import (
+    Call,
+    CallConfig,
+    CallDirection,
+    CallEnded,
+    CallEvent,
+    CallResult,
+)
+from trunkline.ua.registration import (
+    Account,
+    Registered,
+    RegistrationClient,
+    RegistrationEvent,
+    RegistrationFailed,
+    RegistrationState,
+    Unregistered,
+)
+
+__all__ = [
+    "CallResult",
+    "IncomingCall",
+    "Phone",
+    "PhoneConfig",
+    "PhoneEvent",
+    "RegistrationUpdate",
+    "describe",
+    "local_address_for",
+]
+
+logger = logging.getLogger(__name__)
+
+TRANSPORTS = ("udp", "tcp", "tls", "ws")
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingCall:
+    """A new call is ringing here; ``waiting`` when another call is up (call waiting)."""
+
+    call: Call
+    waiting: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationUpdate:
+    """A registration event of one account."""
+
+    account: Account
+    event: RegistrationEvent
+
+
+PhoneEvent = IncomingCall | RegistrationUpdate | CallEvent
+
+
+@dataclass(frozen=True)
+class PhoneConfig:
+    """Where the phone listens and how it calls.
+
+    ``identity`` is our From (an AOR such as ``sip:alice@example.com``); by
+    default ``sip:<user>@<host>``. ``outbound_proxy`` is pre-loaded as a
+    loose Route on every out-of-dialog request (RFC 3261 §8.1.2).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    transport: str = "udp"
+    user: str = "trunkline"
+    display_name: str | None = None
+    identity: str | None = None
+    password: str | None = None
+    auth_user: str | None = None
+    outbound_proxy: str | None = None
+    auto_answer: bool = False
+    answer_delay: float = 0.0
+    call: CallConfig = field(default_factory=CallConfig)
+    ssl_context: ssl.SSLContext | None = None
+    client_ssl: ssl.SSLContext | None = None
+    keepalive_interval: float | None = None
+
+
+def local_address_for(remote_host: str) -> str:
+    """The local IP the kernel would use to reach ``remote_host`` (no packet is sent)."""
+    family = socket.AF_INET6 if ":" in remote_host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((remote_host.strip("[]"), 9))
+            return str(probe.getsockname()[0])
+    except OSError:
+        return "::1" if family == socket.AF_INET6 else "127.0.0.1"
+
+
+class Phone:
+    """A SIP user agent; build it with :meth:`start`."""
+
+    def __init__(self, config: PhoneConfig, endpoint: SipEndpoint) -> None:
+        self.config = config
+        self.endpoint = endpoint
+        self.events: asyncio.Queue[PhoneEvent] = asyncio.Queue()
+        self.calls: dict[str, Call] = {}
+        self.registrations: dict[str, RegistrationClient] = {}
+        self._reg_timers: dict[str, asyncio.TimerHandle] = {}
+        self._reg_waiters: dict[str, list[asyncio.Future[RegistrationEvent]]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
+        self.digest: DigestClient | None = None
+        if config.password is not None:
+            self.digest = DigestClient(config.auth_user or config.user, config.password)
+        endpoint.on_request = self._on_request
+        endpoint.on_event = self._on_event
+
+    @classmethod
+    async def start(cls, config: PhoneConfig) -> Phone:
+        """Open the endpoint and listen on ``config.transport`` at ``host:port``."""
+        transport = config.transport.lower()
+        if transport not in TRANSPORTS:
+            raise LocalSipError(f"unknown transport {config.transport!r}")
+        endpoint = SipEndpoint(
+            client_ssl=config.client_ssl,
+            keepalive_interval=config.keepalive_interval,
+            user_agent=config.call.user_agent,
+        )
+        try:
+            await endpoint.listen(
+                transport.upper(), config.host, config.port, ssl_context=config.ssl_context
+            )
+            if transport != "udp":
+                # UDP as well, on an ephemeral port: Via fallback and peers that answer on UDP.
+                with contextlib.suppress(OSError):
+                    await endpoint.listen("UDP", config.host, 0)
+        except BaseException:
+            await endpoint.close()
+            raise
+        return cls(config, endpoint)
+
+    @property
+    def transport(self) -> str:
+        return self.config.transport.upper()
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        """The (host, port) of our main listener."""
+        listener = self.endpoint.transport.listener_for(self.transport, ":" in self.config.host)
+        if listener is None:
+            raise LocalSipError("the phone is not listening")
+        return listener.host, listener.port
+
+    def contact(self) -> str:
+        """Our Contact URI (§8.1.1.8)."""
+        return self.endpoint.contact_uri(
+            self.transport, user=self.config.user, ipv6=":" in self.config.host
+        )
+
+    def identity(self) -> NameAddr:
+        """Our From: the configured AOR or ``sip:user@host:port``."""
+        uri = self.config.identity
+        if uri is None:
+            host, port = self.local_address
+            if ":" in host:
+                host = f"[{host}]"
+            uri = f"sip:{self.config.user}@{host}:{port}"
+        return NameAddr(self.config.display_name, uri, {})
+
+    def _emit(self, event: PhoneEvent) -> None:
+        self.events.put_nowait(event)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _watch(self, call: Call) -> None:
+        self.calls[call.call_id] = call
+
+        def forward(event: CallEvent) -> None:
+            if isinstance(event, CallEnded):
+                self.calls.pop(call.call_id, None)
+            self._emit(event)
+
+        call.on_event = forward
+
+    @property
+    def active_call(self) -> Call | None:
+        """The call that is connected (not on hold), else any call that is up."""
+        up = [c for c in self.calls.values() if c.is_active]
+        return next((c for c in up if not c.local_hold), up[0] if up else None)
+
+    # -- calls ---------------------------------------------------------------------
+    def call(self, uri: str, *, destination: Destination | None = None) -> Call:
+        """Dial ``uri``; the call's :attr:`Call.dial_task` ends at the final response."""
+        route = (f"<{self.config.outbound_proxy};lr>",) if self.config.outbound_proxy else ()
+        call = Call.outgoing(
+            self.endpoint,
+            uri,
+            from_=self.identity(),
+            contact=f"<{self.contact()}>",
+            config=self.config.call,
+            digest=self.digest,
+            route=route,
+            destination=destination,
+        )
+        self._watch(call)
+        call.dial_task = self._spawn(call.dial())
+        return call
+
+    async def _on_request(self, incoming: IncomingRequest) -> None:
+        request = incoming.request
+        call = self.calls.get(request.call_id)
+        if incoming.dialog is not None or request.to_tag is not None:
+            if (
+                call is not None
+                and call.direction is CallDirection.INCOMING
+                and (call.dialog is None)
+            ):
+                call.dialog = incoming.dialog
+            if call is not None:
+                await call.handle_request(incoming)
+            elif incoming.transaction is not None:
+                # The dialog layer accepted it, so the dialog exists: a BYE racing our own end.
+                incoming.respond(200 if request.method == "BYE" else 481)
+            return
+        if request.method == "INVITE":
+            if call is not None:  # a retransmission seen as new, or a loop
+                incoming.respond(482, "Loop Detected")
+                return
+            await self._incoming_call(incoming)
+        elif request.method == "ACK":
+            if call is not None:
+                await call.handle_request(incoming)
+        elif incoming.transaction is None:
+            return
+        elif request.method == "OPTIONS":
+            incoming.respond(200, headers=[("Accept", "application/sdp")])
+        elif request.method == "NOTIFY":
+            incoming.respond(200)  # unsolicited message-summary and the like
+        else:
+            incoming.respond(405, headers=[("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS")])
+
+    async def _incoming_call(self, incoming: IncomingRequest) -> None:
+        if self._closing:
+            incoming.respond(480, "Temporarily Unavailable")
+            return
+        busy = self.active_call is not None
+        call = Call.incoming(self.endpoint, incoming, self.config.call)
+        call.contact = f"<{self.contact()}>"
+        self._watch(call)
+        if call.result is not None:  # rejected at once (bad SDP)
+            return
+        call.ring()
+        self._emit(IncomingCall(call, waiting=busy))
+        if self.config.auto_answer and not busy:
+            if self.config.answer_delay > 0:
+                await asyncio.sleep(self.config.answer_delay)
+            await call.answer()
+
+    async def answer_waiting(self, call: Call) -> bool:
+        """Call waiting: hold the current call, then answer ``call``."""
+        current = self.active_call
+        if current is not None and current is not call:
+            await current.hold()
+        return await call.answer()
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, DialogStateChanged) and event.dialog.terminated:
+            call = self.calls.get(event.dialog.call_id)
+            if call is not None and call.dialog is event.dialog:
+                # After the request handler already queued (a BYE's handler answers 200
+                # and ends the call with its own reason): call_soon runs in FIFO order.
+                reason = f"dialog ended: {event.reason}"
+                self.endpoint.loop.call_soon(call.dialog_ended, reason)
+
+    # -- registration --------------------------------------------------------------
+    def account(
+        self,
+        aor: str | None = None,
+        *,
+        registrar: str | None = None,
+        expires: int = 3600,
+    ) -> Account:
+        """An :class:`Account` for this phone's user, contact and password."""
+        if aor is None:
+            if registrar is None:
+                raise LocalSipError("an account needs an AOR or a registrar")
+            host = registrar.split(":", 1)[1] if registrar.startswith("sip") else registrar
+            aor = f"sip:{self.config.user}@{host.split(';')[0]}"
+        return Account(
+            aor=aor,
+            contact=self.contact(),
+            password=self.config.password,
+            username=self.config.auth_user,
+            registrar=registrar,
+            expires=expires,
+            display_name=self.config.display_name,
+            route=(f"<{self.config.outbound_proxy};lr>",) if self.config.outbound_proxy else (),
+        )
+
+    async def register(self, account: Account, *, timeout: float = 40.0) -> RegistrationEvent:
+        """Register ``account`` and keep it registered; returns the first outcome."""
+        client = self.registrations.get(account.aor)
+        if client is None:
+            client = RegistrationClient(account)
+            self.registrations[account.aor] = client
+        waiter: asyncio.Future[RegistrationEvent] = self.endpoint.loop.create_future()
+        self._reg_waiters.setdefault(account.aor, []).append(waiter)
+        client.start(self.endpoint.loop.time())
+        self._pump_registration(client)
+        try:
+            return await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            return RegistrationFailed(408, "no answer from the registrar", None)
+
+    async def unregister(self, aor: str, *, timeout: float = 10.0) -> RegistrationEvent | None:
+        """Remove the binding of ``aor`` (expires=0, §10.2.2)."""
+        client = self.registrations.get(aor)
+        if client is None or client.state is RegistrationState.UNREGISTERED:
+            return None
+        waiter: asyncio.Future[RegistrationEvent] = self.endpoint.loop.create_future()
+        self._reg_waiters.setdefault(aor, []).append(waiter)
+        client.stop(self.endpoint.loop.time())
+        self._pump_registration(client)
+        try:
+            while True:
+                event = await asyncio.wait_for(asyncio.shield(waiter), timeout)
+                if isinstance(event, Unregistered):
+                    return event
+                waiter = self.endpoint.loop.create_future()
+                self._reg_waiters.setdefault(aor, []).append(waiter)
+        except TimeoutError:
+            return None
+
+    def _pump_registration(self, client: RegistrationClient) -> None:
+        """Send what the client queued, hand its events up, arm its one timer."""
+        aor = client.account.aor
+        for request in client.requests_to_send():
+            self._spawn(self._send_register(client, request))
+        while (event := client.next_event()) is not None:
+            logger.info("registration %s: %s", aor, event)
+            self._emit(RegistrationUpdate(client.account, event))
+            for waiter in self._reg_waiters.pop(aor, []):
+                if not waiter.done():
+                    waiter.set_result(event)
+        old = self._reg_timers.pop(aor, None)
+        if old is not None:
+            old.cancel()
+        at = client.get_timer()
+        if (at is not None and not self._closing) or (
+            at is not None and client.state is RegistrationState.UNREGISTERING
+        ):
+            self._reg_timers[aor] = self.endpoint.loop.call_at(at, self._registration_timer, client)
+
+    def _registration_timer(self, client: RegistrationClient) -> None:
+        self._reg_timers.pop(client.account.aor, None)
+        client.handle_timer(self.endpoint.loop.time())
+        self._pump_registration(client)
+
+    async def _send_register(self, client: RegistrationClient, request: Any) -> None:
+        try:
+            response = await self.endpoint.send_request(request)
+        except (TransportError, SipError, ValueError, OSError) as exc:
+            client.handle_timeout(self.endpoint.loop.time(), str(exc))
+        else:
+            client.handle_response(response, self.endpoint.loop.time())
+        self._pump_registration(client)
+
+    # -- shutdown ------------------------------------------------------------------
+    async def close(self, *, unregister: bool = True) -> None:
+        """Hang up every call, remove our bindings, close the endpoint."""
+        self._closing = True
+        for call in list(self.calls.values()):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(call.hangup(), 5.0)
+        if unregister:
+            for aor in list(self.registrations):
+                with contextlib.suppress(Exception):
+                    await self.unregister(aor, timeout=5.0)
+        for handle in self._reg_timers.values():
+            handle.cancel()
+        self._reg_timers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        await self.endpoint.close()
+
+
+def describe(event: PhoneEvent) -> str:
+    """One human line for an event (the CLI prints these)."""
+    if isinstance(event, IncomingCall):
+        waiting = " (call waiting)" if event.waiting else ""
+        return f"incoming call from {event.call.remote_display}{waiting}"
+    if isinstance(event, RegistrationUpdate):
+        inner = event.event
+        if isinstance(inner, Registered):
+            return f"registered {event.account.aor} (expires {inner.expires}s)"
+        if isinstance(inner, RegistrationFailed):
+            return f"registration of {event.account.aor} failed: {inner.status} {inner.reason}"
+        return f"unregistered {event.account.aor}"
+    if isinstance(event, CallEnded):
+        status = f" ({event.reason})" if event.reason else ""
+        return f"call {event.result.value}{status}"
+    return str(event)

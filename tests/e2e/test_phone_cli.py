@@ -1,0 +1,110 @@
+"""Two ``trunkline phone`` processes call each other on loopback, with the
+exact command lines of issue 4; each recording must hold the other side's
+tone (FFT peak within a few Hz). Exit codes for busy and no answer."""
+
+from __future__ import annotations
+
+import selectors
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.support.audio import dominant_frequency, read_wav, write_tone_wav
+from tests.support.peers import free_port
+
+PHONE = [sys.executable, "-m", "trunkline.cli", "phone"]
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)  # reaps it and closes the pipes
+
+
+def start(procs: list[subprocess.Popen[str]], args: list[str], cwd: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [*PHONE, *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    procs.append(proc)
+    return proc
+
+
+def wait_listening(proc: subprocess.Popen[str], timeout: float = 15.0) -> str:
+    """Read the listener's first line ("listening on ...") within ``timeout``."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if sel.select(timeout=0.2):
+                line = proc.stdout.readline()
+                if line.startswith("listening on"):
+                    return line
+                if not line and proc.poll() is not None:
+                    break
+    raise AssertionError(f"listener did not start: {proc.stderr.read() if proc.stderr else ''}")
+
+
+def test_two_phones_call_each_other_and_record_each_others_tone(
+    procs: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    write_tone_wav(tmp_path / "a.wav", 440.0, 6.0)
+    write_tone_wav(tmp_path / "c.wav", 1000.0, 6.0)
+    port = free_port()
+    listener = start(
+        procs,
+        f"listen --local 127.0.0.1:{port} --auto-answer --play a.wav --record b.wav "
+        "--duration 5".split(),
+        tmp_path,
+    )
+    wait_listening(listener)
+    caller = start(
+        procs,
+        f"call sip:x@127.0.0.1:{port} --play c.wav --record d.wav --duration 5".split(),
+        tmp_path,
+    )
+    out, err = caller.communicate(timeout=30)
+    assert caller.returncode == 0, (out, err)
+    assert "connected (PCMU/8000" in out
+    assert "call completed" in out
+    lout, lerr = listener.communicate(timeout=15)
+    assert listener.returncode == 0, (lout, lerr)
+    assert "incoming call from" in lout
+    for name, expected in (("b.wav", 1000.0), ("d.wav", 440.0)):
+        samples, rate = read_wav(tmp_path / name)
+        assert len(samples) / rate > 4.0, name
+        assert abs(dominant_frequency(samples, rate) - expected) < 5.0, name
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        (["--reject", "486"], [], 3, "call busy 486"),
+        (["--reject", "603"], [], 6, "call declined 603"),
+        ([], ["--timeout", "1"], 5, "call no answer"),
+    ],
+)
+def test_exit_codes(
+    procs: list[subprocess.Popen[str]],
+    tmp_path: Path,
+    case: tuple[list[str], list[str], int, str],
+) -> None:
+    listen_args, call_args, code, message = case
+    port = free_port()
+    listener = start(procs, ["listen", "--local", f"127.0.0.1:{port}", *listen_args], tmp_path)
+    wait_listening(listener)
+    caller = start(procs, ["call", f"sip:x@127.0.0.1:{port}", *call_args], tmp_path)
+    out, err = caller.communicate(timeout=30)
+    assert caller.returncode == code, (out, err)
+    assert message in err

@@ -1,0 +1,290 @@
+"""Calls between two in-process phones on loopback: connect, talk, reject,
+cancel, hang up both ways, hold/resume, DTMF both ways, digest on INVITE."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import numpy as np
+import pytest
+
+from trunkline.media.session import WavRecorder
+from trunkline.sip.aio.endpoint import IncomingRequest, SipEndpoint
+from trunkline.sip.auth import Credentials, DigestServer, ha1
+from trunkline.sip.sdp import Direction, SessionDescription
+from trunkline.ua.call import (
+    Call,
+    CallConfig,
+    CallEnded,
+    CallResult,
+    CallState,
+    CallStateChanged,
+    DtmfReceived,
+    result_for_status,
+)
+from trunkline.ua.phone import IncomingCall, Phone, PhoneConfig, PhoneEvent
+
+FAST = CallConfig(no_answer_timeout=None)
+
+
+def dominant_hz(pcm: np.ndarray, rate: int) -> float:
+    x = pcm.astype(np.float64)
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    freqs = np.fft.rfftfreq(len(x), 1 / rate)
+    return float(freqs[int(np.argmax(spec[5:])) + 5])
+
+
+async def next_event(phone: Phone, kind: type, timeout: float = 5.0) -> PhoneEvent:
+    """The next event of ``kind`` (others are skipped); bounded in time."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        left = deadline - asyncio.get_running_loop().time()
+        event = await asyncio.wait_for(phone.events.get(), max(left, 0.01))
+        if isinstance(event, kind):
+            return event
+
+
+@pytest.fixture
+async def phones() -> AsyncIterator[Callable[..., object]]:
+    made: list[Phone] = []
+
+    async def make(**kwargs: object) -> Phone:
+        phone = await Phone.start(PhoneConfig(**kwargs))  # type: ignore[arg-type]
+        made.append(phone)
+        return phone
+
+    yield make
+    for phone in made:
+        await phone.close(unregister=False)
+
+
+def target(phone: Phone, user: str = "bob") -> str:
+    host, port = phone.local_address
+    return f"sip:{user}@{host}:{port}"
+
+
+async def connect(alice: Phone, bob: Phone) -> tuple[Call, Call]:
+    call = alice.call(target(bob))
+    ring = await next_event(bob, IncomingCall)
+    assert isinstance(ring, IncomingCall)
+    assert ring.call.state is CallState.RINGING
+    assert await ring.call.answer()
+    assert call.dial_task is not None
+    assert await asyncio.wait_for(call.dial_task, 5) is None
+    assert call.state is CallState.CONNECTED
+    return call, ring.call
+
+
+async def test_call_connects_carries_tones_both_ways_and_bye_from_caller(phones) -> None:  # type: ignore[no-untyped-def]
+    alice = await phones(user="alice")
+    bob = await phones(user="bob")
+    call = alice.call(target(bob))
+    call.play(tone=440.0)
+    rec_a = WavRecorder("/dev/null", 8000)
+    ring = await next_event(bob, IncomingCall)
+    assert isinstance(ring, IncomingCall) and not ring.waiting
+    incoming = ring.call
+    incoming.play(tone=1000.0)
+    assert await incoming.answer()
+    assert call.dial_task is not None
+    assert await asyncio.wait_for(call.dial_task, 5) is None
+    assert call.media is not None and incoming.media is not None
+    call.media.sinks.append(rec_a)
+    rec_b = WavRecorder("/dev/null", 8000)
+    incoming.media.sinks.append(rec_b)
+    await asyncio.sleep(1.0)
+    await call.hangup()
+    await asyncio.wait_for(incoming.ended.wait(), 5)
+    assert call.result is CallResult.COMPLETED
+    assert incoming.result is CallResult.COMPLETED
+    assert call.status == 200
+    assert abs(dominant_hz(rec_a.pcm, 8000) - 1000.0) < 10
+    assert abs(dominant_hz(rec_b.pcm, 8000) - 440.0) < 10
+    assert not alice.calls and not bob.calls
+
+
+async def test_bye_from_callee_ends_caller(phones) -> None:  # type: ignore[no-untyped-def]
+    alice = await phones(user="alice")
+    bob = await phones(user="bob")
+    call, incoming = await connect(alice, bob)
+    await incoming.hangup()
+    await asyncio.wait_for(call.ended.wait(), 5)
+    assert call.result is CallResult.COMPLETED
+    assert call.reason == "BYE received"
+    ended = await next_event(alice, CallEnded)
+    assert isinstance(ended, CallEnded) and ended.call is call
+
+
+@pytest.mark.parametrize(
+    ("status", "result"),
+    [(486, CallResult.BUSY), (603, CallResult.DECLINED), (404, CallResult.NOT_FOUND)],
+)
+async def test_reject_gives_a_clear_result(phones, status: int, result: CallResult) -> None:  # type: ignore[no-untyped-def]
+    alice = await phones(user="alice")
+    bob = await phones(user="bob")
+    call = alice.call(target(bob))
+    ring = await next_event(bob, IncomingCall)
+    assert isinstance(ring, IncomingCall)
+    ring.call.reject(status)
+    assert call.dial_task is not None
+    assert await asyncio.wait_for(call.dial_task, 5) is result
+    assert call.status == status
+    assert call.state is CallState.ENDED
+    assert ring.call.result is CallResult.REJECTED
+
+
+async def test_cancel_while_ringing(phones) -> None:  # type: ignore[no-untyped-def]
+    alice = await phones(user="alice")
+    bob = await phones(user="bob")
+    call = alice.call(target(bob))
+    ring = await next_event(bob, IncomingCall)
+    assert isinstance(ring, IncomingCall)
+    await asyncio.wait_for(_state(call, CallState.RINGING), 5)
+    await call.hangup()
+    assert call.result is CallResult.CANCELLED
+    assert call.status == 487
+    await asyncio.wait_for(ring.call.ended.wait(), 5)
+    assert ring.call.result is CallResult.CANCELLED
+
+
+async def test_no_answer_timeout_cancels(phones) -> None:  # type: ignore[no-untyped-def]
+    alice = await phones(user="alice", call=CallConfig(no_answer_timeout=0.5))
+    bob = await phones(user="bob")
+    call = alice.call(target(bob))
+    assert call.dial_task is not None
+    assert await asyncio.wait_for(call.dial_task, 5) is CallResult.NO_ANSWER
+
+
+async def _state(call: Call, state: CallState) -> None:
+    for _ in range(200):
+        if call.state is state:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{call} never reached {state}")
+
+
+async def test_auto_answer_and_call_waiting(phones) -> None:  # type: ignore[no-untyped-def]
+    alice = await phones(user="alice")
+    carol = await phones(user="carol")
+    bob = await phones(user="bob", auto_answer=True)
+    first = alice.call(target(bob))
+    assert first.dial_task is not None
+    assert await asyncio.wait_for(first.dial_task, 5) is None
+    second = carol.call(target(bob))
+    ring = await next_event(bob, IncomingCall)  # the first one
+    ring = await next_event(bob, IncomingCall)
+    assert isinstance(ring, IncomingCall) and ring.waiting
+    assert ring.call.state is CallState.RINGING  # not auto-answered while busy
+    assert await bob.answer_waiting(ring.call)
+    assert second.dial_task is not None
+    assert await asyncio.wait_for(second.dial_task, 5) is None
+    held = [c for c in bob.calls.values() if c.local_hold]
+    assert len(held) == 1 and held[0].state is CallState.ON_HOLD
+    assert first.remote_hold and first.state is CallState.ON_HOLD
+    assert bob.active_call is ring.call
+
+
+async def test_hold_and_resume_by_reinvite(phones) -> None:  # type: ignore[no-untyped-def]
+    alice = await phones(user="alice")
+    bob = await phones(user="bob")
+    call, incoming = await connect(alice, bob)
+    assert await call.hold()
+    assert call.state is CallState.ON_HOLD
+    assert call.audio is not None and call.audio.direction is Direction.SENDONLY
+    await asyncio.wait_for(_state(incoming, CallState.ON_HOLD), 5)
+    assert incoming.remote_hold
+    assert incoming.audio is not None and incoming.audio.direction is Direction.RECVONLY
+    assert await call.resume()
+    assert call.state is CallState.CONNECTED
+    await asyncio.wait_for(_state(incoming, CallState.CONNECTED), 5)
+    assert incoming.audio is not None and incoming.audio.direction is Direction.SENDRECV
+    changes = []
+    while not alice.events.empty():
+        event = alice.events.get_nowait()
+        if isinstance(event, CallStateChanged):
+            changes.append(event.new)
+    assert changes[-2:] == [CallState.ON_HOLD, CallState.CONNECTED]
+
+
+@pytest.mark.parametrize("method", ["rfc4733", "info"])
+async def test_dtmf(phones, method: str) -> None:  # type: ignore[no-untyped-def]
+    alice = await phones(user="alice")
+    bob = await phones(user="bob")
+    call, _incoming = await connect(alice, bob)
+    await asyncio.sleep(0.1)
+    await call.send_dtmf("1#9", method=method, duration_ms=100)
+    digits = []
+    for _ in range(3):
+        event = await next_event(bob, DtmfReceived)
+        assert isinstance(event, DtmfReceived)
+        assert event.method == method
+        digits.append(event.digit)
+    assert "".join(digits) == "1#9"
+
+
+async def test_invite_challenged_with_digest_is_retried(phones) -> None:  # type: ignore[no-untyped-def]
+    alice = await phones(user="alice", password="secret")
+    server = SipEndpoint()
+    await server.listen("UDP", "127.0.0.1", 0)
+    digest = DigestServer("trunkline.test", secret=b"k" * 32)
+    seen: list[str] = []
+
+    async def handler(incoming: IncomingRequest) -> None:
+        request = incoming.request
+        seen.append(request.method)
+        if request.method != "INVITE":
+            return
+        value = request.headers.get("Authorization")
+        if value is not None:
+            creds = Credentials.parse(value)
+            result = digest.verify(
+                creds, "INVITE", request.body, lambda u, r, a: ha1(u, r, "secret", a), 0.0
+            )
+            if result.ok and result.username == "alice":
+                incoming.respond(486)
+                return
+        challenges = [("WWW-Authenticate", str(c)) for c in digest.challenge(0.0)]
+        incoming.respond(401, headers=challenges)
+
+    server.on_request = handler
+    try:
+        host, port = server.transport.listener_for("UDP", False).address  # type: ignore[union-attr]
+        call = alice.call(f"sip:bob@{host}:{port}")
+        assert call.dial_task is not None
+        assert await asyncio.wait_for(call.dial_task, 5) is CallResult.BUSY
+        assert seen.count("INVITE") == 2
+    finally:
+        await server.close()
+
+
+async def test_bad_offer_is_refused_with_488(phones) -> None:  # type: ignore[no-untyped-def]
+    from trunkline.sip.offeranswer import G722
+
+    alice = await phones(user="alice", call=CallConfig(codecs=(G722,), dtmf=False))
+    bob = await phones(user="bob", auto_answer=True)
+    call = alice.call(target(bob))
+    assert call.dial_task is not None
+    assert await asyncio.wait_for(call.dial_task, 5) is CallResult.FAILED
+    assert call.status == 488
+
+
+def test_result_for_status() -> None:
+    assert result_for_status(486) is CallResult.BUSY
+    assert result_for_status(600) is CallResult.BUSY
+    assert result_for_status(480) is CallResult.NO_ANSWER
+    assert result_for_status(408) is CallResult.NO_ANSWER
+    assert result_for_status(503) is CallResult.FAILED
+    assert result_for_status(604) is CallResult.NOT_FOUND
+
+
+async def test_offer_carries_our_codecs_and_telephone_event(phones) -> None:  # type: ignore[no-untyped-def]
+    alice = await phones(user="alice")
+    bob = await phones(user="bob")
+    call, _incoming = await connect(alice, bob)
+    assert call.audio is not None
+    assert call.audio.codec.name == "PCMU"
+    assert call.audio.telephone_event_pt is not None
+    assert call._session is not None and call._session.last is not None
+    sdp = SessionDescription.parse(bytes(call._session.last))
+    assert sdp.media[0].port == call.media.local_address[1]  # type: ignore[union-attr]
