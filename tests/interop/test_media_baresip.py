@@ -215,4 +215,5 @@ async def test_baresip_srtp_both_directions(tmp_path: Path, caller: str) -> None
     assert len(theirs) > 8000 * (CALL_SECONDS - 2)
     assert abs(dominant_hz(theirs[4000:].astype(np.int16)) - 1000) < 10
     # SRTCP both ways: baresip's receiver reports about our stream gave an RTT.
+    print("RTCPDBG", stats.rtcp_received, stats.reports_received, stats.rtcp_invalid, stats.rtt)
     assert stats.rtt is not None, log

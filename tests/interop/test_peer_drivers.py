@@ -38,6 +38,7 @@ from tests.support.linphone import (
     linphone_factory,  # noqa: F401  (fixture)
 )
 from tests.support.peers import require_peer
+from tests.support.rtpcapture import PCMA, PCMU, RtpCapture
 
 pytestmark = pytest.mark.interop
 
@@ -177,37 +178,48 @@ def test_kamailio_tls_and_ws_listeners(tmp_path: Path) -> None:
 async def test_baresip_calls_linphone_audio_dtmf_hold(kamailio: Kamailio, tmp_path: Path) -> None:
     baresip_bin = require_peer("baresip", "baresip")
     linphone_bin = require_peer("linphonec", "linphone-cli")
-    async with (
-        alice(kamailio, tmp_path, baresip_bin) as a,
-        bob(kamailio, tmp_path, linphone_bin) as b,
-    ):
-        await asyncio.gather(a.wait_registered(), b.wait_registered())
+    tshark = require_peer("tshark", "tshark")
+    a = alice(kamailio, tmp_path, baresip_bin)
+    b = bob(kamailio, tmp_path, linphone_bin)
+    ports = [(a.rtp_base, a.rtp_base + 40), (b.rtp_base, b.rtp_base + 40)]
+    with RtpCapture(tmp_path / "call.pcap", ports, binary=tshark) as capture:
+        async with a, b:
+            await asyncio.gather(a.wait_registered(), b.wait_registered())
 
-        await a.checked("dial", f"sip:bob@127.0.0.1:{kamailio.port}")
-        caller, _ = await b.wait_incoming()
-        assert "alice" in caller
-        await b.answer()
-        await a.wait_established()
-        await asyncio.sleep(2.0)  # audio both ways
+            await a.checked("dial", f"sip:bob@127.0.0.1:{kamailio.port}")
+            caller, _ = await b.wait_incoming()
+            assert "alice" in caller
+            await b.answer()
+            await a.wait_established()
+            await asyncio.sleep(2.0)  # audio both ways
 
-        await a.send_dtmf("19#")
-        await b.expect(r"Receiving tone # from", timeout=5)
-        assert b.received_dtmf() == "19#"
+            await a.send_dtmf("19#")
+            await b.expect(r"Receiving tone # from", timeout=5)
+            assert b.received_dtmf() == "19#"
 
-        await a.hold()
-        await b.wait_paused_by_remote()
-        assert "PausedByRemote" in (await b.call_states()).values()
-        await a.resume()
-        await b.wait_state("StreamsRunning")
-        await asyncio.sleep(1.0)
+            await a.hold()
+            await b.wait_paused_by_remote()
+            assert "PausedByRemote" in (await b.call_states()).values()
+            await a.resume()
+            await b.wait_state("StreamsRunning")
+            await asyncio.sleep(1.0)
 
-        await a.hangup()
-        assert await b.wait_ended()
-        await asyncio.sleep(0.3)  # sndfile closes its dump on call teardown
+            await a.hangup()
+            assert await b.wait_ended()
+            await asyncio.sleep(0.3)  # sndfile closes its dump on call teardown
 
     [heard_by_alice] = a.recordings()
     assert_hears(heard_by_alice, BOB_HZ, "baresip hears linphonec")
     assert_hears(b.record_wav, ALICE_HZ, "linphonec hears baresip")
+
+    # On the wire: G.711 each way with each side's tone, and RFC 4733 events
+    # (a dynamic payload type) in alice's stream.
+    streams = [s for s in capture.streams() if s.payload_type in (PCMU, PCMA)]
+    by_hz = {round(audio.dominant_frequency(s.pcm())): s for s in streams if s.packets > 50}
+    assert any(abs(hz - ALICE_HZ) < TOLERANCE_HZ for hz in by_hz), by_hz
+    assert any(abs(hz - BOB_HZ) < TOLERANCE_HZ for hz in by_hz), by_hz
+    alice_stream = next(s for hz, s in by_hz.items() if abs(hz - ALICE_HZ) < TOLERANCE_HZ)
+    assert any(pt >= 96 for pt in alice_stream.payload_types), alice_stream.payload_types
 
 
 async def test_linphone_calls_baresip_dtmf_back(kamailio: Kamailio, tmp_path: Path) -> None:
@@ -279,6 +291,7 @@ async def test_baresip_srtp_through_trusted_relay(
     credentials over UDP or TCP and talk SRTP (SDES, RFC 4568) through it."""
     kam_bin = require_peer("kamailio", "kamailio")
     baresip_bin = require_peer("baresip", "baresip")
+    tshark = require_peer("tshark", "tshark")
     mediaenc: MediaEnc = "srtp-mand"
     with Kamailio(tmp_path / "relay", mode="relay", binary=kam_bin) as kam:
         tone_a = audio.write_tone_wav(tmp_path / "a.wav", ALICE_HZ, 40)
@@ -293,20 +306,22 @@ async def test_baresip_srtp_through_trusted_relay(
             answermode="auto",
             transport=transport,
         )
-        async with (
-            Baresip(tmp_path / "alice", acc_a, tone_a, binary=baresip_bin) as a,
-            Baresip(tmp_path / "carol", acc_c, tone_c, binary=baresip_bin) as c,
-        ):
+        a = Baresip(tmp_path / "alice", acc_a, tone_a, binary=baresip_bin)
+        c = Baresip(tmp_path / "carol", acc_c, tone_c, binary=baresip_bin)
+        ports = [(a.rtp_base, a.rtp_base + 40)]
+        capture = RtpCapture(tmp_path / "srtp.pcap", ports, binary=tshark)
+        async with a, c:
             await asyncio.gather(a.wait_registered(), c.wait_registered())
-            await a.dial(f"sip:carol@127.0.0.1:{kam.port};transport={transport}")
-            await c.wait_established()
-            # CALL_MENC comes before CALL_ESTABLISHED: both sides keyed SRTP.
-            assert a.media_encryption() == ["AES_CM_128_HMAC_SHA1_80"], a.events
-            assert c.media_encryption() == ["AES_CM_128_HMAC_SHA1_80"], c.events
-            await asyncio.sleep(2.0)
-            await a.hangup()
-            await c.wait_closed()
-            await asyncio.sleep(0.3)
+            with capture:
+                await a.dial(f"sip:carol@127.0.0.1:{kam.port};transport={transport}")
+                await c.wait_established()
+                # CALL_MENC comes before CALL_ESTABLISHED: both sides keyed SRTP.
+                assert a.media_encryption() == ["AES_CM_128_HMAC_SHA1_80"], a.events
+                assert c.media_encryption() == ["AES_CM_128_HMAC_SHA1_80"], c.events
+                await asyncio.sleep(2.0)
+                await a.hangup()
+                await c.wait_closed()
+                await asyncio.sleep(0.3)
         log = kam.log_text(100_000)
     # Kamailio's xlog names the protocol each request arrived over ($pr).
     assert re.search(rf"REQ REGISTER \S+ from 127\.0\.0\.1:\d+/{transport}\n", log), log
@@ -315,6 +330,10 @@ async def test_baresip_srtp_through_trusted_relay(
     [heard_by_carol] = c.recordings()
     assert_hears(heard_by_alice, CAROL_HZ, "alice hears carol over SRTP")
     assert_hears(heard_by_carol, ALICE_HZ, "carol hears alice over SRTP")
+    # On the wire the payload is ciphertext: decoded as G.711 it is no tone.
+    sent = [s for s in capture.streams() if s.src_port in range(a.rtp_base, a.rtp_base + 41)]
+    assert sent and sent[0].packets > 50, [(s.src, s.dst, s.packets) for s in sent]
+    assert not audio.has_tone(sent[0].pcm(), audio.RATE, ALICE_HZ, min_ratio=0.05)
 
 
 async def test_factories_relay_forward_to_a_trunk(

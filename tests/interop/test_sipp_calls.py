@@ -140,7 +140,7 @@ async def test_sipp_uac_calls_trunkline_uas(
 ) -> None:
     port = await bind_udp_and_tcp(endpoint)
     app = Answering(endpoint)
-    calls = 20
+    calls = 30 if lost else 20
     args = [
         "-sn",
         "uac",
@@ -169,6 +169,8 @@ async def test_sipp_uac_calls_trunkline_uas(
     assert result.returncode == 0, result.output
     assert (result.successful, result.failed) == (calls, 0), result.output
     assert app.answered == calls
+    if lost:  # the loss really happened and was repaired by retransmissions
+        assert result.retransmissions > 0, result.output
     async with asyncio.timeout(10):
         while app.finished < calls:
             await asyncio.sleep(0.05)

@@ -11,7 +11,19 @@ carries events (``{"event": true, "class": "call", "type":
 wait for one even if it arrived before the wait began.
 
 All methods are coroutines with timeouts; ``stop()`` (or ``async with``) always
-kills the process.
+kills the process. Usage (or the ``baresip_factory`` fixture)::
+
+    account = BaresipAccount("alice", registrar_port=kam.port, auth_pass="pw")
+    async with Baresip(tmp_path / "alice", account, tone_wav) as phone:
+        await phone.wait_registered()
+        await phone.dial("sip:bob@127.0.0.1:5060")  # -> CALL_ESTABLISHED event
+        await phone.send_dtmf("12#"); await phone.hold(); await phone.resume()
+        await phone.hangup()
+    phone.recordings()[-1]  # WAV of what baresip heard
+
+Notes (baresip 1.0.0): the answering side reports CALL_ESTABLISHED only once
+the ACK arrives and, with ``answermode=auto``, no CALL_INCOMING at all;
+CALL_MENC (SRTP keyed) comes before CALL_ESTABLISHED.
 """
 
 from __future__ import annotations

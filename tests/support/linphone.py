@@ -16,6 +16,19 @@ expressions, e.g.::
 No sound card: ``soundcard use files`` switches to the file player/recorder,
 ``play X.wav`` sets what is sent and ``record Y.wav`` where what is received is
 written (both per the Debian 12 recipe in /work/shared/peers/linphone).
+Usage (or the ``linphone_factory`` fixture)::
+
+    account = LinphoneAccount("bob", registrar_port=kam.port, password="pw")
+    async with Linphone(tmp_path / "bob", account, play_wav=tone_wav) as phone:
+        await phone.wait_registered()
+        caller, call_id = await phone.wait_incoming()
+        await phone.answer()
+        await phone.wait_ended()
+    phone.record_wav  # WAV of what linphonec heard
+
+Notes (liblinphone 5.1): it uses a GRUU (RFC 5627) as Contact once the
+registrar offers one, so a proxy must resolve ``;gr=`` request URIs (the
+Kamailio driver does); DTMF digits sent less than about 0.5 s apart get lost.
 """
 
 from __future__ import annotations

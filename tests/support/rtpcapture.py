@@ -20,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 
 import numpy as np
+
 from tests.support.audio import Samples
 
 PCMU, PCMA = 0, 8
@@ -61,6 +62,16 @@ class RtpStream:
     payload_type: int
     sequence: list[int] = field(default_factory=list)
     payloads: list[bytes] = field(default_factory=list)
+    #: Every payload type seen (e.g. a telephone-event type beside the codec's).
+    payload_types: set[int] = field(default_factory=set)
+
+    @property
+    def src_port(self) -> int:
+        return int(self.src.rsplit(":", 1)[1])
+
+    @property
+    def dst_port(self) -> int:
+        return int(self.dst.rsplit(":", 1)[1])
 
     @property
     def packets(self) -> int:
@@ -183,6 +194,7 @@ class RtpCapture:
                 stream = RtpStream(key[0], key[1], key[2], int(ptype))
                 found[key] = stream
             stream.sequence.append(int(seq))
+            stream.payload_types.add(int(ptype))
             if int(ptype) == stream.payload_type and payload:
                 stream.payloads.append(bytes.fromhex(payload.replace(":", "")))
         return sorted(found.values(), key=lambda s: -s.packets)

@@ -12,7 +12,7 @@ from trunkline.proxy.nat import (
     is_private,
     make_keepalive,
 )
-from trunkline.sip.builder import make_request
+from trunkline.sip.builder import make_request, make_response
 from trunkline.sip.message import Request
 
 
@@ -109,3 +109,20 @@ def test_make_keepalive() -> None:
     ping = make_keepalive("sip:alice@203.0.113.4:40123", "sip:proxy@192.0.2.10")
     assert ping.method == "OPTIONS" and ping.max_forwards == 0
     assert ping.uri_text == "sip:alice@203.0.113.4:40123"
+
+
+def test_response_from_nated_callee_judged_by_contact() -> None:
+    invite = make_request(
+        "INVITE",
+        "sip:bob@203.0.113.50:31000",
+        from_="<sip:alice@example.com>",
+        to="<sip:bob@example.com>",
+        via="SIP/2.0/UDP 192.0.2.10:5060",  # the proxy's Via, on top of the response too
+    )
+    callee = Origin("UDP", "203.0.113.50", 31000)
+    ok = make_response(invite, 200, headers=[("Contact", "<sip:bob@192.168.1.5:5060>")])
+    info = detect_nat(ok, callee)
+    assert info.behind_nat and "via host differs from source" not in info.reasons
+    assert fix_contact(ok, callee) and str(ok.contact[0].uri) == "sip:bob@203.0.113.50:31000"
+    public = make_response(invite, 200, headers=[("Contact", "<sip:bob@203.0.113.50:31000>")])
+    assert not detect_nat(public, callee).behind_nat

@@ -37,6 +37,7 @@ from trunkline.sip.uri import SipUri, parse_uri
 from trunkline.ua.call import (
     Call,
     CallConfig,
+    CallDirection,
     CallResult,
     CallState,
     CallStateChanged,
@@ -46,6 +47,7 @@ from trunkline.ua.phone import (
     IncomingCall,
     Phone,
     PhoneConfig,
+    PhoneEvent,
     RegistrationUpdate,
     describe,
     local_address_for,
@@ -365,14 +367,16 @@ class _Session:
                 if opts.dtmf:
                     self._dtmf_task = asyncio.ensure_future(self._send_dtmf(call, opts.dtmf))
                 timeout = opts.duration
-                await asyncio.wait({ended, stop}, timeout=timeout)
+                await asyncio.wait(
+                    {ended, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
                 if not call.ended.is_set():
                     await call.hangup()
                 self._print_stats(call)
         finally:
             ended.cancel()
             stop.cancel()
-        return self._finished(call)
+        return self.finished(call)
 
     async def _send_dtmf(self, call: Call, digits: str) -> None:
         await asyncio.sleep(0.5)
@@ -404,7 +408,7 @@ class _Session:
             f"jitter {s.jitter * 1000:.1f} ms RTT {rtt} MOS {s.mos:.1f}"
         )
 
-    def _finished(self, call: Call) -> int:
+    def finished(self, call: Call) -> int:
         result = call.result or CallResult.FAILED
         status = f" {call.status}" if call.status and result is not CallResult.COMPLETED else ""
         text = f"call {result.value}{status}" + (f" ({call.reason})" if call.reason else "")
@@ -417,18 +421,23 @@ class _Session:
     async def print_events(self) -> None:
         """Print what the phone reports (DTMF, holds, registrations) as it happens."""
         while True:
-            event = await self.phone.events.get()
-            if isinstance(event, DtmfReceived):
-                _say(f"DTMF received: {event.digit} ({event.method})")
-            elif isinstance(event, CallStateChanged):
-                if event.new in (CallState.RINGING, CallState.EARLY, CallState.ON_HOLD):
-                    _say(f"{event.new.value.lower()} ({event.reason})")
-                elif event.new is CallState.CONNECTED and event.old is CallState.ON_HOLD:
-                    _say(f"resumed ({event.reason})")
-            elif (
-                isinstance(event, RegistrationUpdate) and not isinstance(event.event, Registered)
-            ) or isinstance(event, IncomingCall):
-                _say(describe(event))
+            self.show(await self.phone.events.get())
+
+    def show(self, event: PhoneEvent) -> None:
+        """Print one phone event worth a line."""
+        if isinstance(event, DtmfReceived):
+            _say(f"DTMF received: {event.digit} ({event.method})")
+        elif isinstance(event, CallStateChanged):
+            outgoing = event.call.direction is CallDirection.OUTGOING
+            progress = event.new in (CallState.RINGING, CallState.EARLY) and outgoing
+            if progress or event.new is CallState.ON_HOLD:
+                _say(f"{event.new.value.lower()} ({event.reason})")
+            elif event.new is CallState.CONNECTED and event.old is CallState.ON_HOLD:
+                _say(f"resumed ({event.reason})")
+        elif (
+            isinstance(event, RegistrationUpdate) and not isinstance(event.event, Registered)
+        ) or isinstance(event, IncomingCall):
+            _say(describe(event))
 
 
 # -- commands -------------------------------------------------------------------------
@@ -638,61 +647,59 @@ async def _listen_main(
     session = _Session(phone, opts)
     host, port = phone.local_address
     _say(f"listening on {phone.transport} {host}:{port} as {phone.contact()}")
-    code = EXIT_OK
-    handled = 0
+    results: list[int] = []
+    enough = asyncio.Event()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def take(the_call: Call) -> None:
+        if answer_after > 0:
+            await asyncio.sleep(answer_after)
+        session.prepare(the_call)
+        if await the_call.answer():
+            code = await session.run_call(the_call)
+        else:
+            code = session.finished(the_call)
+        results.append(code)
+        if max_calls is not None and len(results) >= max_calls:
+            enough.set()
+
     try:
         if not await session.register():
             return EXIT_REGISTRATION
         if not auto_answer and reject is None:
             _say("ringing calls are not answered (use --auto-answer or --reject)")
-        while max_calls is None or handled < max_calls:
-            incoming = await _next_incoming(session)
-            if incoming is None:
-                break
-            _say(describe(incoming))
-            the_call = incoming.call
-            if reject is not None:
-                the_call.reject(reject)
-                _say(f"rejected with {reject}")
-                handled += 1
-                continue
-            if not auto_answer:
-                continue
-            if answer_after > 0:
-                await asyncio.sleep(answer_after)
-            session.prepare(the_call)
-            if not await the_call.answer():
-                code = session._finished(the_call)
-                handled += 1
-                continue
-            printer = asyncio.ensure_future(session.print_events())
-            try:
-                code = await session.run_call(the_call)
-            finally:
-                printer.cancel()
-            handled += 1
-        return code
+        stop = asyncio.ensure_future(session.stop.wait())
+        done_waiting = asyncio.ensure_future(enough.wait())
+        try:
+            while not enough.is_set() and not session.stop.is_set():
+                get = asyncio.ensure_future(phone.events.get())
+                await asyncio.wait({get, stop, done_waiting}, return_when=asyncio.FIRST_COMPLETED)
+                if not get.done():
+                    get.cancel()
+                    break
+                event = get.result()
+                session.show(event)
+                if not isinstance(event, IncomingCall):
+                    continue
+                if reject is not None:
+                    event.call.reject(reject)
+                    _say(f"rejected with {reject}")
+                    results.append(EXIT_OK)
+                    if max_calls is not None and len(results) >= max_calls:
+                        enough.set()
+                elif auto_answer:
+                    task = asyncio.ensure_future(take(event.call))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+        finally:
+            stop.cancel()
+            done_waiting.cancel()
+        for task in list(tasks):  # stopped by a signal: hang up what is still up
+            task.cancel()
+        failures = [code for code in results if code != EXIT_OK]
+        return failures[-1] if failures else EXIT_OK
     finally:
         await phone.close()
-
-
-async def _next_incoming(session: _Session) -> IncomingCall | None:
-    """The next incoming call, printing other events; None when asked to stop."""
-    stop = asyncio.ensure_future(session.stop.wait())
-    try:
-        while True:
-            get = asyncio.ensure_future(session.phone.events.get())
-            done, _ = await asyncio.wait({get, stop}, return_when=asyncio.FIRST_COMPLETED)
-            if get not in done:
-                get.cancel()
-                return None
-            event = get.result()
-            if isinstance(event, IncomingCall):
-                return event
-            if isinstance(event, RegistrationUpdate):
-                _say(describe(event))
-    finally:
-        stop.cancel()
 
 
 @app.command()

@@ -237,6 +237,8 @@ class MediaStats:
     jitter_buffer: JitterStats | None
     invalid: int  # RTP unparseable or failing SRTP authentication
     rtcp_invalid: int  # the same for RTCP (e.g. a peer's unprotected keep-alive)
+    rtcp_received: int  # valid RTCP compounds from the peer
+    reports_received: int  # report blocks about our stream (the source of rtt)
     foreign: int  # from an address we did not latch onto
     ssrc_changes: int
     r_factor: float
@@ -304,6 +306,8 @@ class MediaSession:
         self.remote_jitter: float | None = None
         self.invalid = 0
         self.rtcp_invalid = 0
+        self.rtcp_received = 0
+        self.reports_received = 0
         self.foreign = 0
         self.unknown_payload = 0
         self.looped = 0
@@ -649,6 +653,7 @@ class MediaSession:
         wall = time.time()
         ours = self.sender.ssrc if self.sender else None
         clock = self.info.clock_rate if self.info else 8000
+        self.rtcp_received += 1
         for p in packets:
             if isinstance(p, SenderReport | ReceiverReport):
                 if isinstance(p, SenderReport):
@@ -656,6 +661,7 @@ class MediaSession:
                 for block in p.reports:
                     if block.ssrc != ours:
                         continue
+                    self.reports_received += 1
                     rtt = round_trip_time(arrival_middle(wall), block.lsr, block.dlsr)
                     if rtt is not None:
                         self.rtt = rtt
@@ -725,6 +731,8 @@ class MediaSession:
             jitter_buffer=jb,
             invalid=self.invalid,
             rtcp_invalid=self.rtcp_invalid,
+            rtcp_received=self.rtcp_received,
+            reports_received=self.reports_received,
             foreign=self.foreign,
             ssrc_changes=self.sources.ssrc_changes if self.sources else 0,
             r_factor=score.r,

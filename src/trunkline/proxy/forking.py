@@ -11,6 +11,17 @@ point takes ``now`` and returns a list of actions for the server to carry out:
   layer holds it until a provisional response has arrived);
 - :class:`SendUpstream`: send this response back through the server transaction.
 
+An asyncio server drives it like this (one timer per context, STYLE habit 1)::
+
+    ctx = ResponseContext(decision.request, decision.targets, record_route=rr,
+                          failover=decision.failover)
+    execute(ctx.start(now))                       # SendBranch -> start_request(...)
+    # on each branch response:  execute(ctx.receive_response(i, response, now))
+    # on a transaction timeout / transport error:  execute(ctx.branch_failed(i, 408, now))
+    # on CANCEL from upstream:  execute(ctx.cancel(now))
+    # loop.call_at(ctx.get_timer(), lambda: execute(ctx.handle_timer(loop.time())))
+    # drop the context once ctx.finished
+
 Targets are grouped by q-value (§16.6, RFC 3261 §16.6 and RFC 3841 ideas):
 equal q forks in parallel, groups run one after another by decreasing q.
 A group that nobody answers within ``group_timeout`` is cancelled and the

@@ -119,6 +119,8 @@ def detect_nat(message: Message, origin: Origin) -> NatInfo:
     Checks: the top Via sent-by differs from the source address or port
     (RFC 3261 §18.2.1 would add ``received``), the Via or the Contact names
     a private address, and the Contact host/port differs from the source.
+    For a response (a NATed callee's 200 to INVITE) only the Contact tells:
+    its top Via is ours.
     """
     reasons: list[str] = []
     try:
@@ -126,7 +128,7 @@ def detect_nat(message: Message, origin: Origin) -> NatInfo:
         contacts = message.contact
     except SipParseError:
         return NatInfo(False, ("unparsable Via or Contact",))
-    if vias:
+    if vias and message.is_request:
         top = vias[0]
         if not _same_host(top.host, origin.host):
             reasons.append("via host differs from source")

@@ -266,6 +266,8 @@ class Router:
         Returns True when a Route of ours was found (the request follows a
         Record-Route we inserted). Raises SipParseError on a bad Route.
         """
+        if "Route" not in request.headers:
+            return False
         routes = request.route
         ours = False
         uri = request.uri
@@ -278,7 +280,7 @@ class Router:
             ours = True
         while routes and self._is_own_uri(routes[0].uri):
             del routes[0]  # twice when we record-routed across transports
-            request.route = routes
+            request.headers.pop_first("Route")
             ours = True
         return ours
 

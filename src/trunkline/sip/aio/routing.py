@@ -52,6 +52,8 @@ def is_ip_literal(host: str) -> bool:
 
 def same_address(a: str, b: str) -> bool:
     """Compare two hosts as addresses when both are IPs, else as text."""
+    if a == b:
+        return True
     na, nb = normalize_host(a), normalize_host(b)
     try:
         return ipaddress.ip_address(na) == ipaddress.ip_address(nb)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import socket
 import ssl
@@ -51,6 +50,8 @@ DEFAULT_PORTS = {"UDP": 5060, "TCP": 5060, "TLS": 5061, "WS": 80, "WSS": 443}
 #: RFC 5626 §4.4.1: a pong must arrive within 10 seconds of the ping.
 PONG_TIMEOUT = 10.0
 PING = b"\r\n\r\n"
+#: Socket buffer size asked for UDP sockets (the kernel may cap it at rmem_max).
+UDP_BUFFER = 4 * 1024 * 1024
 PONG = b"\r\n"
 
 
@@ -63,11 +64,8 @@ def normalize_host(host: str) -> str:
 
 
 def is_ipv6(host: str) -> bool:
-    """True for an IPv6 literal (with or without brackets)."""
-    try:
-        return isinstance(ipaddress.ip_address(normalize_host(host)), ipaddress.IPv6Address)
-    except ValueError:
-        return False
+    """True for an IPv6 literal (with or without brackets); host names have no colon."""
+    return ":" in host
 
 
 def _address(raw: object) -> Address:
@@ -241,6 +239,12 @@ class UdpSocket(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.DatagramTransport, transport)
         self.local = _address(transport.get_extra_info("sockname"))
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # Bursts of requests must not overflow the default (~200 kB) kernel queue.
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER)
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
         if not data.strip(b"\r\n\x00 "):
