@@ -21,9 +21,11 @@ from trunkline.ua.call import (
     CallState,
     CallStateChanged,
     DtmfReceived,
+    TransferProgress,
     result_for_status,
 )
-from trunkline.ua.phone import IncomingCall, Phone, PhoneConfig, PhoneEvent
+from trunkline.ua.phone import IncomingCall, Phone, PhoneConfig, PhoneEvent, TransferRequested
+from trunkline.ua.transfer import replaces_for
 
 FAST = CallConfig(no_answer_timeout=None)
 
@@ -288,3 +290,65 @@ async def test_offer_carries_our_codecs_and_telephone_event(phones) -> None:  # 
     assert call._session is not None and call._session.last is not None
     sdp = SessionDescription.parse(bytes(call._session.last))
     assert sdp.media[0].port == call.media.local_address[1]  # type: ignore[union-attr]
+
+
+async def test_blind_transfer_transferor_and_transferee(phones) -> None:  # type: ignore[no-untyped-def]
+    alice = await phones(user="alice")
+    bob = await phones(user="bob")
+    carol = await phones(user="carol", auto_answer=True)
+    call, incoming = await connect(alice, bob)
+    status = await asyncio.wait_for(call.transfer(target(carol, "carol")), 10)
+    assert status == 200
+    assert call.result is CallResult.COMPLETED  # the transferor hung up on the final NOTIFY
+    progress = []
+    while not alice.events.empty():
+        event = alice.events.get_nowait()
+        if isinstance(event, TransferProgress):
+            progress.append(event.status)
+    assert progress[0] == 100 and progress[-1] == 200
+    requested = await next_event(bob, TransferRequested)
+    assert isinstance(requested, TransferRequested)
+    assert requested.call is incoming and not requested.target.attended
+    await asyncio.wait_for(incoming.ended.wait(), 5)
+    new_call = requested.new_call
+    assert new_call.state is CallState.CONNECTED
+    assert new_call._extra_headers[0][0] == "Referred-By"
+    (carol_call,) = carol.calls.values()
+    assert carol_call.is_active
+
+
+async def test_attended_transfer_with_replaces(phones) -> None:  # type: ignore[no-untyped-def]
+    alice = await phones(user="alice")
+    bob = await phones(user="bob")
+    carol = await phones(user="carol", auto_answer=True)
+    to_bob, bob_side = await connect(alice, bob)
+    to_carol = alice.call(target(carol, "carol"))
+    assert to_carol.dial_task is not None
+    assert await asyncio.wait_for(to_carol.dial_task, 5) is None
+    assert await to_bob.hold()
+    assert to_carol.dialog is not None
+    status = await asyncio.wait_for(
+        to_bob.transfer(target(carol, "carol"), replaces=replaces_for(to_carol.dialog)), 10
+    )
+    assert status == 200
+    await asyncio.wait_for(to_carol.ended.wait(), 5)  # carol replaced it and sent BYE
+    assert to_bob.ended.is_set() and to_carol.ended.is_set()
+    requested = await next_event(bob, TransferRequested)
+    assert isinstance(requested, TransferRequested) and requested.target.attended
+    assert requested.new_call.state is CallState.CONNECTED
+    await asyncio.wait_for(bob_side.ended.wait(), 5)
+    (carol_call,) = carol.calls.values()
+    assert carol_call.is_active and carol_call.call_id == requested.new_call.call_id
+
+
+async def test_refer_to_unreachable_target_reports_failure(phones) -> None:  # type: ignore[no-untyped-def]
+    alice = await phones(user="alice")
+    bob = await phones(user="bob")
+    carol = await phones(user="carol")
+    call, _incoming = await connect(alice, bob)
+    pending = asyncio.ensure_future(call.transfer(target(carol, "carol"), timeout=10))
+    ring = await next_event(carol, IncomingCall)
+    assert isinstance(ring, IncomingCall)
+    ring.call.reject(486)
+    assert await asyncio.wait_for(pending, 10) == 486
+    assert call.is_active  # a failed transfer keeps the call

@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,7 +55,7 @@ from trunkline.sip.auth import DigestClient
 from trunkline.sip.builder import make_request, make_response, new_call_id, new_tag
 from trunkline.sip.dialog import Dialog, DialogId, has_sdp
 from trunkline.sip.errors import LocalSipError, SipError
-from trunkline.sip.headers import NameAddr
+from trunkline.sip.headers import NameAddr, Replaces
 from trunkline.sip.message import Request, Response
 from trunkline.sip.offeranswer import (
     PCMA,
@@ -73,6 +73,7 @@ from trunkline.sip.offeranswer import (
 from trunkline.sip.sdp import Direction, SessionDescription
 from trunkline.sip.statuses import reason_phrase
 from trunkline.sip.transaction import ClientInviteTransaction
+from trunkline.ua.transfer import SIPFRAG, notify_headers, parse_sipfrag, refer_to_value, sipfrag
 
 __all__ = [
     "Call",
@@ -84,6 +85,7 @@ __all__ = [
     "CallState",
     "CallStateChanged",
     "DtmfReceived",
+    "TransferProgress",
     "result_for_status",
 ]
 
@@ -110,7 +112,7 @@ class CallState(enum.Enum):
 
 _S = CallState
 TRANSITIONS: Mapping[CallState, frozenset[CallState]] = {
-    _S.IDLE: frozenset({_S.CALLING, _S.RINGING, _S.ENDED}),
+    _S.IDLE: frozenset({_S.CALLING, _S.RINGING, _S.CONNECTED, _S.ENDED}),
     _S.CALLING: frozenset({_S.RINGING, _S.EARLY, _S.CONNECTED, _S.ENDED}),
     _S.RINGING: frozenset({_S.EARLY, _S.CONNECTED, _S.ENDED}),
     _S.EARLY: frozenset({_S.RINGING, _S.CONNECTED, _S.ENDED}),
@@ -189,7 +191,16 @@ class DtmfReceived:
     method: str
 
 
-CallEvent = CallStateChanged | CallEnded | DtmfReceived
+@dataclass(frozen=True, slots=True)
+class TransferProgress:
+    """A NOTIFY about a call we transferred (RFC 3515 §2.4.5): the referred call's status."""
+
+    call: Call
+    status: int
+    reason: str
+
+
+CallEvent = CallStateChanged | CallEnded | DtmfReceived | TransferProgress
 
 
 @dataclass(frozen=True)
@@ -278,6 +289,10 @@ class Call:
         self.contact = ""
         """Our Contact for an incoming call (the phone sets it); derived when empty."""
         self._route: tuple[str, ...] = ()
+        self._extra_headers: tuple[tuple[str, str], ...] = ()
+        self._transfer_status: asyncio.Queue[tuple[int, str]] | None = None
+        self.on_refer: Callable[[Call, IncomingRequest], Awaitable[None]] | None = None
+        """Handles a REFER in this call (the phone sets it); without it REFER gets 603."""
 
     def __repr__(self) -> str:
         return f"<Call {self.direction.value} {self.remote_uri} {self.state.value}>"
@@ -335,6 +350,11 @@ class Call:
         self._media_spec.loop = loop
         if self.media is not None and self.media.info is not None:
             self.media.source = self._make_source(self.media.sample_rate)
+
+    def take_media_from(self, other: Call) -> None:
+        """Play and record what ``other`` did (a transferred or replacing call)."""
+        spec = other._media_spec
+        self._media_spec = _Media(spec.play, spec.loop, spec.tone, spec.record)
 
     def record(self, path: str | Path) -> None:
         """Record what the peer sends to ``path`` (mono 16-bit WAV, written at the end)."""
@@ -430,6 +450,7 @@ class Call:
         digest: DigestClient | None = None,
         route: Sequence[str] = (),
         destination: Destination | None = None,
+        extra_headers: Sequence[tuple[str, str]] = (),
     ) -> Call:
         """A call to ``uri``; start it with :meth:`dial`."""
         call = cls(endpoint, CallDirection.OUTGOING, config or CallConfig())
@@ -440,6 +461,7 @@ class Call:
         call._from = from_ if from_.tag else from_.with_tag(new_tag())
         call._contact = contact
         call._route = tuple(route)
+        call._extra_headers = tuple(extra_headers)
         return call
 
     async def dial(self) -> CallResult | None:
@@ -472,6 +494,7 @@ class Call:
                 extra_headers=[
                     *(("Route", r) for r in self._route),
                     ("Allow", ALLOW),
+                    *self._extra_headers,
                     *auth,
                 ],
             )
@@ -749,6 +772,13 @@ class Call:
             await self._reinvite(incoming)
         elif method == "INFO":
             self._info(incoming)
+        elif method == "REFER":
+            if self.on_refer is None or not self.is_active:
+                incoming.respond(603, "Decline")
+            else:
+                await self.on_refer(self, incoming)
+        elif method == "NOTIFY":
+            self._notify(incoming)
         elif method == "OPTIONS":
             incoming.respond(200, headers=[("Allow", ALLOW)])
         else:
@@ -821,6 +851,23 @@ class Call:
         incoming.respond(200)
         if digit is not None and digit in _DTMF_DIGITS:
             self._emit(DtmfReceived(self, digit, duration, "info"))
+
+    def _notify(self, incoming: IncomingRequest) -> None:
+        """A NOTIFY of the refer subscription (RFC 3515 §2.4.4): the referred call's status."""
+        request = incoming.request
+        event = (request.headers.get("Event") or "").split(";")[0].strip().lower()
+        if event != "refer":
+            incoming.respond(489, "Bad Event")
+            return
+        incoming.respond(200)
+        try:
+            status, reason = parse_sipfrag(request.body)
+        except SipError as exc:
+            logger.info("call %s: NOTIFY without a usable sipfrag: %s", self.call_id, exc)
+            return
+        self._emit(TransferProgress(self, status, reason))
+        if self._transfer_status is not None:
+            self._transfer_status.put_nowait((status, reason))
 
     # -- in-dialog requests from us -----------------------------------------------------
     def _route_now(self) -> tuple[Destination | None, Connection | None]:
@@ -942,6 +989,58 @@ class Call:
                     continue
             body = f"Signal={digit}\r\nDuration={duration_ms}\r\n".encode()
             await self._request("INFO", body=body, content_type=DTMF_RELAY)
+
+    async def transfer(
+        self, target: str, *, replaces: Replaces | None = None, timeout: float = 32.0
+    ) -> int:
+        """Transfer the peer to ``target`` with REFER (RFC 3515); hang up on success.
+
+        ``replaces`` names a dialog for an attended transfer (RFC 3891). Returns
+        the final status of the referred call as the NOTIFYs report it (or the
+        REFER's own failure status; 408 when no final NOTIFY came in time).
+        """
+        if not self.is_active or self.dialog is None:
+            raise LocalSipError("only a connected call can be transferred")
+        self._transfer_status = asyncio.Queue()
+        headers = [
+            ("Refer-To", refer_to_value(target, replaces)),
+            ("Referred-By", f"<{self.dialog.local.uri}>"),
+        ]
+        response = await self._request("REFER", extra_headers=headers)
+        if not 200 <= response.status < 300:
+            self._transfer_status = None
+            return response.status
+        status = 408
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            try:
+                status, _ = await asyncio.wait_for(
+                    self._transfer_status.get(), deadline - loop.time()
+                )
+            except TimeoutError:
+                status = 408
+                break
+            if status >= 200:
+                break
+        self._transfer_status = None
+        if 200 <= status < 300 and not self.ended.is_set():
+            await self.hangup()
+        return status
+
+    async def notify_transfer(self, status: int, reason: str | None = None) -> None:
+        """Report a referred call's progress to the transferor (NOTIFY, RFC 3515 §2.4.5)."""
+        if self.dialog is None or self.dialog.terminated:
+            return
+        try:
+            await self._request(
+                "NOTIFY",
+                body=sipfrag(status, reason),
+                content_type=SIPFRAG,
+                extra_headers=notify_headers(status),
+            )
+        except (LocalSipError, OSError, ValueError) as exc:
+            logger.info("call %s: NOTIFY not sent: %s", self.call_id, exc)
 
     def dialog_ended(self, reason: str) -> None:
         """The dialog layer ended the dialog (no ACK, session expired, our own BYE)."""

@@ -38,7 +38,7 @@ from trunkline.sip.aio.transport import TransportError
 from trunkline.sip.auth import DigestClient
 from trunkline.sip.errors import LocalSipError, SipError
 from trunkline.sip.events import DialogStateChanged, Event
-from trunkline.sip.headers import NameAddr
+from trunkline.sip.headers import NameAddr, Replaces
 from trunkline.ua.call import (
     Call,
     CallConfig,
@@ -56,6 +56,7 @@ from trunkline.ua.registration import (
     RegistrationState,
     Unregistered,
 )
+from trunkline.ua.transfer import ReferTarget
 
 __all__ = [
     "CallResult",
@@ -64,6 +65,7 @@ __all__ = [
     "PhoneConfig",
     "PhoneEvent",
     "RegistrationUpdate",
+    "TransferRequested",
     "describe",
     "local_address_for",
 ]
@@ -89,7 +91,16 @@ class RegistrationUpdate:
     event: RegistrationEvent
 
 
-PhoneEvent = IncomingCall | RegistrationUpdate | CallEvent
+@dataclass(frozen=True, slots=True)
+class TransferRequested:
+    """The peer of ``call`` transferred us (REFER); ``new_call`` is being placed."""
+
+    call: Call
+    new_call: Call
+    target: ReferTarget
+
+
+PhoneEvent = IncomingCall | RegistrationUpdate | TransferRequested | CallEvent
 
 
 @dataclass(frozen=True)
@@ -211,6 +222,7 @@ class Phone:
 
     def _watch(self, call: Call) -> None:
         self.calls[call.call_id] = call
+        call.on_refer = self._on_refer
 
         def forward(event: CallEvent) -> None:
             if isinstance(event, CallEnded):
@@ -226,7 +238,13 @@ class Phone:
         return next((c for c in up if not c.local_hold), up[0] if up else None)
 
     # -- calls ---------------------------------------------------------------------
-    def call(self, uri: str, *, destination: Destination | None = None) -> Call:
+    def call(
+        self,
+        uri: str,
+        *,
+        destination: Destination | None = None,
+        extra_headers: tuple[tuple[str, str], ...] = (),
+    ) -> Call:
         """Dial ``uri``; the call's :attr:`Call.dial_task` ends at the final response."""
         route = (f"<{self.config.outbound_proxy};lr>",) if self.config.outbound_proxy else ()
         call = Call.outgoing(
@@ -238,6 +256,7 @@ class Phone:
             digest=self.digest,
             route=route,
             destination=destination,
+            extra_headers=extra_headers,
         )
         self._watch(call)
         call.dial_task = self._spawn(call.dial())
@@ -280,11 +299,25 @@ class Phone:
         if self._closing:
             incoming.respond(480, "Temporarily Unavailable")
             return
-        busy = self.active_call is not None
+        replaced: Call | None = None
+        value = incoming.request.headers.get("Replaces")
+        if value is not None:
+            replaced = self._replaced_call(value)
+            if replaced is None:  # RFC 3891 §3: no such dialog
+                incoming.respond(481, "Call/Transaction Does Not Exist")
+                return
+        busy = self.active_call is not None and replaced is None
         call = Call.incoming(self.endpoint, incoming, self.config.call)
         call.contact = f"<{self.contact()}>"
         self._watch(call)
         if call.result is not None:  # rejected at once (bad SDP)
+            return
+        if replaced is not None:
+            # RFC 3891 §3: the new call takes over at once, the replaced one ends with BYE.
+            call.take_media_from(replaced)
+            self._emit(IncomingCall(call, waiting=False))
+            if await call.answer():
+                await replaced.hangup()
             return
         call.ring()
         self._emit(IncomingCall(call, waiting=busy))
@@ -299,6 +332,50 @@ class Phone:
         if current is not None and current is not call:
             await current.hold()
         return await call.answer()
+
+    def _replaced_call(self, value: str) -> Call | None:
+        try:
+            replaces = Replaces.parse(value)
+        except SipError:
+            return None
+        call = self.calls.get(replaces.call_id)
+        dialog = call.dialog if call is not None else None
+        if dialog is None or dialog.local_tag != replaces.to_tag:
+            return None
+        if dialog.remote_tag != replaces.from_tag or not call.is_active:  # type: ignore[union-attr]
+            return None
+        return call
+
+    async def _on_refer(self, call: Call, incoming: IncomingRequest) -> None:
+        """Transferee side of RFC 3515: 202, INVITE the target, NOTIFY the progress."""
+        value = incoming.request.headers.get("Refer-To")
+        try:
+            if value is None:
+                raise SipError("REFER without Refer-To")
+            target = ReferTarget.parse(value)
+        except SipError as exc:
+            incoming.respond(400, f"Bad Refer-To: {exc}"[:60])
+            return
+        incoming.respond(202, "Accepted")
+        await call.notify_transfer(100, "Trying")
+        referred_by = incoming.request.headers.get("Referred-By")
+        headers = list(target.extra_headers)
+        if referred_by is not None and not any(n.lower() == "referred-by" for n, _ in headers):
+            headers.append(("Referred-By", referred_by))
+        new_call = self.call(str(target.uri), extra_headers=tuple(headers))
+        new_call.take_media_from(call)
+        self._emit(TransferRequested(call, new_call, target))
+        assert new_call.dial_task is not None
+        result = await new_call.dial_task
+        if result is None:
+            await call.notify_transfer(200, "OK")
+            # The transferor hangs up on the final NOTIFY; do it ourselves if it does not.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(call.ended.wait(), 5.0)
+            if not call.ended.is_set():
+                await call.hangup()
+        else:
+            await call.notify_transfer(new_call.status or 500)
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, DialogStateChanged) and event.dialog.terminated:
@@ -439,4 +516,7 @@ def describe(event: PhoneEvent) -> str:
     if isinstance(event, CallEnded):
         status = f" ({event.reason})" if event.reason else ""
         return f"call {event.result.value}{status}"
+    if isinstance(event, TransferRequested):
+        kind = "attended" if event.target.attended else "blind"
+        return f"transferred ({kind}) to {event.target.uri}"
     return str(event)
