@@ -119,12 +119,11 @@ async def media_trial(pairs: int, seconds: float = TRIAL_SECONDS) -> dict[str, f
         sent = sum(s.stats().packets_sent for s in sessions) - sent0
         late = received = skipped = 0
         for s in sessions:
-            jb = s.jitter
-            if jb is not None:
-                late += jb.late
-                received += jb.received
-            if s._schedule is not None:
-                skipped += s._schedule.skipped
+            st = s.stats()
+            if st.jitter_buffer is not None:
+                late += st.jitter_buffer.late
+                received += st.jitter_buffer.received
+            skipped += st.ticks_skipped
     finally:
         for s in sessions:
             s.close()

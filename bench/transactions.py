@@ -4,7 +4,7 @@ SIPp's built-in ``uac`` scenario (INVITE / 100 / 180 / 200 / ACK / BYE / 200
 over UDP) is pointed first at a Trunkline endpoint (``SipEndpoint`` +
 ``CallManager`` answering 180 then 200 with SDP, on uvloop, pinned to one
 core) and then at ``sipp -sn uas`` pinned to the same core. For each side
-the offered rate steps up (each step sends ``rate * step_seconds`` calls);
+the offered rate steps up by ``--factor`` (each step sends ``rate * step_seconds`` calls);
 a step passes when SIPp exits cleanly with under 0.5% failed calls. The
 capacity of a side is its highest passing rate (one bisection step refines
 it); each side is bounded to about 20 s. The issue gives no goal; 0.1x is
@@ -185,7 +185,7 @@ def capacity(name: str, sipp: str, port: int, args: argparse.Namespace, workdir:
             worst = rate
             break
         best = rate
-        rate *= 2
+        rate = int(rate * args.factor)
         time.sleep(0.5)
     if worst and best and time.monotonic() < budget_end + 5:
         middle = (best + worst) // 2
@@ -221,6 +221,7 @@ def main() -> None:
     parser.add_argument("--start-rate", type=int, default=100)
     parser.add_argument("--step-seconds", type=float, default=2.0)
     parser.add_argument("--budget", type=float, default=20.0, help="seconds per side")
+    parser.add_argument("--factor", type=float, default=1.5, help="rate step multiplier")
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--load-cpu", type=int, default=1)
     args = parser.parse_args()

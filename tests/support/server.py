@@ -22,6 +22,7 @@ the same time); a start that loses a port race is retried on new ports.
 from __future__ import annotations
 
 import contextlib
+import csv
 import os
 import secrets
 import signal
@@ -34,19 +35,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.peers import free_port
-
+from tests.support.peers import free_port, require_peer
 from trunkline.proxy.status import fetch_status
 
 __all__ = [
+    "SIPP_SCENARIOS",
     "ServerProcess",
     "ServerStartError",
+    "SippProcess",
+    "SippResult",
     "add_user",
     "running_server",
     "sip_options",
+    "sipp_call",
+    "sipp_register",
+    "sipp_uas",
     "start_server",
+    "start_sipp",
     "trunkline_command",
 ]
+
+SIPP_SCENARIOS = Path(__file__).resolve().parent.parent / "data" / "sipp" / "proxy"
+"""SIPp scenarios for phones behind the proxy (digest REGISTER, uac and uas on Record-Route)."""
 
 STARTUP_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0
@@ -311,3 +321,147 @@ def add_user(data_dir: Path, name: str, password: str, *, domain: str | None = N
     if result.returncode != 0:
         raise AssertionError(f"trunkline users add {name} failed: {result.stderr}{result.stdout}")
     return result.stdout
+
+
+# ---------------------------------------------------------------------- SIPp phones
+#
+# SIPp (Debian sip-tester) plays the phones, with the scenarios in
+# tests/data/sipp/proxy/: register_auth.xml (REGISTER, 401, REGISTER with
+# digest), uas_rr.xml (answers and fails unless ACK and BYE came through
+# the proxy) and uac_auth_rr.xml (INVITE, 407, INVITE with digest, ACK and
+# BYE along the Record-Route set). They use the server's address as the
+# domain, so servers driven by them serve ``domains = ["127.0.0.1"]`` and
+# need ``--legacy-digest`` (SIPp answers MD5 challenges only).
+
+
+@dataclass(frozen=True)
+class SippResult:
+    """What one SIPp run did (from its ``-trace_stat`` file and output)."""
+
+    returncode: int
+    successful: int
+    failed: int
+    output: str
+
+
+@dataclass
+class SippProcess:
+    """A SIPp process running in the background; :meth:`result` waits for it."""
+
+    process: subprocess.Popen[bytes]
+    stat: Path
+    log: Path
+    errors: Path
+
+    def result(self, timeout: float = 60.0) -> SippResult:
+        """Wait (killing SIPp after ``timeout``) and read its statistics."""
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+        rows = list(csv.reader(_read(self.stat).splitlines(), delimiter=";"))
+        last = dict(zip(rows[0], rows[-1], strict=False)) if len(rows) > 1 else {}
+        return SippResult(
+            returncode=int(self.process.returncode),
+            successful=int(last.get("SuccessfulCall(C)", "0") or 0),
+            failed=int(last.get("FailedCall(C)", "0") or 0),
+            output=_read(self.log)[-1500:] + _read(self.errors)[-2500:],
+        )
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def start_sipp(args: Sequence[str], workdir: Path) -> SippProcess:
+    """Start ``sipp`` with statistics and error traces in ``workdir``."""
+    sipp = require_peer("sipp", "sip-tester")
+    workdir.mkdir(parents=True, exist_ok=True)
+    run = secrets.token_hex(4)
+    stat, log, errors = (workdir / f"sipp-{run}.{kind}" for kind in ("csv", "log", "err"))
+    traces = [
+        "-trace_stat",
+        "-stf",
+        str(stat),
+        "-fd",
+        "1",
+        "-trace_err",
+        "-error_file",
+        str(errors),
+    ]
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sipp, *args, "-nostdin", *traces],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=workdir,
+        )
+    return SippProcess(process, stat, log, errors)
+
+
+def sipp_register(
+    server: ServerProcess,
+    users: dict[str, str],
+    workdir: Path,
+    *,
+    source: str = "127.0.0.1",
+    port: int | None = None,
+    timeout: float = 30.0,
+) -> SippResult:
+    """Register each of ``users`` (name -> password) with digest from ``source:port``.
+
+    The Contact is ``sip:NAME@source:port``: a SIPp uas started on the same
+    address (:func:`sipp_uas`) receives the calls to those users.
+    """
+    table = workdir / f"register-{secrets.token_hex(3)}.csv"
+    workdir.mkdir(parents=True, exist_ok=True)
+    table.write_text(
+        "SEQUENTIAL\n"
+        + "".join(
+            f"{name};[authentication username={name} password={password}]\n"
+            for name, password in users.items()
+        )
+    )
+    local_port = port if port is not None else free_port(host=source)
+    args = [f"{server.host}:{server.sip_port}", "-sf", str(SIPP_SCENARIOS / "register_auth.xml")]
+    args += ["-inf", str(table), "-i", source, "-p", str(local_port), "-m", str(len(users))]
+    return start_sipp(args, workdir).result(timeout)
+
+
+def sipp_uas(workdir: Path, *, source: str, port: int, calls: int) -> SippProcess:
+    """A SIPp phone answering ``calls`` calls on ``source:port`` (checks the Record-Route path)."""
+    args = ["-sf", str(SIPP_SCENARIOS / "uas_rr.xml"), "-i", source, "-p", str(port)]
+    return start_sipp([*args, "-m", str(calls)], workdir)
+
+
+def sipp_call(
+    server: ServerProcess,
+    caller: str,
+    password: str,
+    callee: str,
+    workdir: Path,
+    *,
+    source: str = "127.0.0.1",
+    calls: int = 1,
+    rate: int = 10,
+    timeout: float = 60.0,
+) -> SippResult:
+    """``calls`` authenticated calls from ``caller`` to ``callee`` through ``server``."""
+    table = workdir / f"caller-{secrets.token_hex(3)}.csv"
+    workdir.mkdir(parents=True, exist_ok=True)
+    table.write_text(f"SEQUENTIAL\n{caller};\n")
+    args = [f"{server.host}:{server.sip_port}", "-sf", str(SIPP_SCENARIOS / "uac_auth_rr.xml")]
+    args += ["-inf", str(table), "-s", callee, "-au", caller, "-ap", password]
+    args += ["-i", source, "-p", str(free_port(host=source)), "-m", str(calls)]
+    args += ["-r", str(rate), "-d", "200"]
+    return start_sipp(args, workdir).result(timeout)

@@ -106,9 +106,7 @@ class Phone(asyncio.DatagramProtocol):
         headers: list[tuple[str, str]] = [("Expires", str(expires))]
         response: Response | None = None
         for _ in range(2):
-            request = self.request(
-                "REGISTER", f"sip:{DOMAIN}", to=f"<sip:{self.name}@{DOMAIN}>"
-            )
+            request = self.request("REGISTER", f"sip:{DOMAIN}", to=f"<sip:{self.name}@{DOMAIN}>")
             request.headers.set("Contact", contact)
             for name, value in [*headers, *digest.authorization("REGISTER", f"sip:{DOMAIN}")]:
                 request.headers.add(name, value)
@@ -125,9 +123,7 @@ _OPEN: list[Phone] = []
 
 async def open_phone(name: str, proxy: tuple[str, int], host: str = "127.0.0.1") -> Phone:
     loop = asyncio.get_running_loop()
-    _, phone = await loop.create_datagram_endpoint(
-        lambda: Phone(name, proxy), local_addr=(host, 0)
-    )
+    _, phone = await loop.create_datagram_endpoint(lambda: Phone(name, proxy), local_addr=(host, 0))
     _OPEN.append(phone)
     return phone
 

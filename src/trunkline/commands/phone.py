@@ -30,6 +30,7 @@ from typing import Annotated
 
 import typer
 
+from trunkline.commands.phone_interactive import Console, stats_text
 from trunkline.sip.aio import enable_sip_trace, new_event_loop
 from trunkline.sip.errors import LocalSipError, SipError
 from trunkline.sip.offeranswer import G722, OPUS, PCMA, PCMU, Codec
@@ -179,6 +180,12 @@ InsecureOpt = Annotated[
 ]
 RtpPortOpt = Annotated[int, typer.Option("--rtp-port", help="Local RTP port (0: any).")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log protocol events.")]
+InteractiveOpt = Annotated[
+    bool,
+    typer.Option(
+        "--interactive", "-i", help="Keys for answer, hang up, hold, transfer, DTMF; live stats."
+    ),
+]
 
 
 def _split_hostport(text: str) -> tuple[str, int]:
@@ -395,18 +402,8 @@ class _Session:
         _say(f"connected ({codec}, remote RTP {audio.remote_address}:{audio.remote_port})")
 
     def _print_stats(self, call: Call) -> None:
-        if call.media is not None and not call.media.closed and call.media.info is not None:
-            s = call.media.stats()
-        elif call.final_stats is not None:
-            s = call.final_stats
-        else:
-            return
-        rtt = f"{s.rtt * 1000:.1f} ms" if s.rtt is not None else "n/a"
-        _say(
-            f"stats: sent {s.packets_sent} received {s.packets_received} "
-            f"lost {s.packets_lost} ({s.fraction_lost * 100:.1f}%) "
-            f"jitter {s.jitter * 1000:.1f} ms RTT {rtt} MOS {s.mos:.1f}"
-        )
+        if call.media is not None or call.final_stats is not None:
+            _say(stats_text(call))
 
     def finished(self, call: Call) -> int:
         result = call.result or CallResult.FAILED
@@ -470,6 +467,7 @@ def call(
     rtp_port: RtpPortOpt = 0,
     sip_trace: TraceOpt = False,
     verbose: VerboseOpt = False,
+    interactive: InteractiveOpt = False,
 ) -> None:
     """Call URI; exit 0 when the call connected and ended normally.
 
@@ -511,23 +509,31 @@ def call(
     _setup_logging(sip_trace, verbose)
     config = _phone_config(opts)
     config = replace(config, call=replace(config.call, no_answer_timeout=timeout))
-    raise typer.Exit(_run(_call_main(config, opts, target)))
+    raise typer.Exit(_run(_call_main(config, opts, target, interactive=interactive)))
 
 
-async def _call_main(config: PhoneConfig, opts: Options, target: str) -> int:
+async def _call_main(
+    config: PhoneConfig, opts: Options, target: str, *, interactive: bool = False
+) -> int:
     try:
         phone = await Phone.start(config)
     except OSError as exc:
         _warn(f"cannot listen on {opts.host}:{opts.port}: {exc}")
         return EXIT_FAILED
     session = _Session(phone, opts)
-    printer = asyncio.ensure_future(session.print_events())
+    printer = None if interactive else asyncio.ensure_future(session.print_events())
     try:
         if not await session.register():
             return EXIT_REGISTRATION
         _say(f"calling {target}")
         the_call = phone.call(target)
         session.prepare(the_call)
+        if interactive:
+            console = Console(phone, session.prepare, _say, session.show)
+            await console.run(session.stop, the_call)
+            if not the_call.ended.is_set():
+                await the_call.hangup()
+            return EXIT_CODES[the_call.result or CallResult.FAILED]
         assert the_call.dial_task is not None
         stop = asyncio.ensure_future(session.stop.wait())
         await asyncio.wait({the_call.dial_task, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -538,7 +544,8 @@ async def _call_main(config: PhoneConfig, opts: Options, target: str) -> int:
             await the_call.dial_task
         return await session.run_call(the_call)
     finally:
-        printer.cancel()
+        if printer is not None:
+            printer.cancel()
         await phone.close()
 
 
@@ -581,6 +588,7 @@ def listen(
     rtp_port: RtpPortOpt = 0,
     sip_trace: TraceOpt = False,
     verbose: VerboseOpt = False,
+    interactive: InteractiveOpt = False,
 ) -> None:
     """Wait for calls; with --auto-answer take them, play and record.
 
@@ -625,6 +633,7 @@ def listen(
                 answer_after=answer_after,
                 reject=reject,
                 max_calls=calls,
+                interactive=interactive,
             )
         )
     )
@@ -638,6 +647,7 @@ async def _listen_main(
     answer_after: float,
     reject: int | None,
     max_calls: int | None,
+    interactive: bool = False,
 ) -> int:
     try:
         phone = await Phone.start(config)
@@ -666,6 +676,8 @@ async def _listen_main(
     try:
         if not await session.register():
             return EXIT_REGISTRATION
+        if interactive:
+            return await Console(phone, session.prepare, _say, session.show).run(session.stop)
         if not auto_answer and reject is None:
             _say("ringing calls are not answered (use --auto-answer or --reject)")
         stop = asyncio.ensure_future(session.stop.wait())

@@ -241,6 +241,7 @@ class MediaStats:
     reports_received: int  # report blocks about our stream (the source of rtt)
     foreign: int  # from an address we did not latch onto
     ssrc_changes: int
+    ticks_skipped: int  # packet times the pacing skipped because the loop stalled
     r_factor: float
     mos: float
     remote_address: Address | None
@@ -735,6 +736,7 @@ class MediaSession:
             reports_received=self.reports_received,
             foreign=self.foreign,
             ssrc_changes=self.sources.ssrc_changes if self.sources else 0,
+            ticks_skipped=self._schedule.skipped if self._schedule else 0,
             r_factor=score.r,
             mos=score.mos,
             remote_address=self._remote_rtp,

@@ -121,8 +121,12 @@ def read_wav_info(source: Source) -> tuple[Pcm, WavInfo]:
     if code == _WAVE_FORMAT_PCM:
         samples = _to_int16(raw, width)
     elif code == _WAVE_FORMAT_FLOAT and width in (4, 8):
-        floats = np.frombuffer(raw, dtype="<f4" if width == 4 else "<f8")
-        samples = np.clip(np.rint(floats * 32768.0), -32768, 32767).astype(np.int32)
+        # NaN (even signalling) is silence and +/-inf full scale: no warning on a corrupt file.
+        with np.errstate(invalid="ignore", over="ignore"):
+            floats = np.frombuffer(raw, dtype="<f4" if width == 4 else "<f8").astype(np.float64)
+        floats = np.nan_to_num(floats, nan=0.0, posinf=1.0, neginf=-1.0)
+        samples = np.clip(np.rint(np.clip(floats, -1.0, 1.0) * 32768.0), -32768, 32767)
+        samples = samples.astype(np.int32)
     else:
         raise WavError(f"unsupported WAV encoding: format {code}, {bits} bits")
     info = WavInfo(rate, channels, width, len(samples) // channels)

@@ -28,7 +28,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from trunkline.sip.aio.endpoint import IncomingRequest, SipEndpoint, Source
+from trunkline.sip.aio.endpoint import SipEndpoint
+from trunkline.sip.aio.incoming import IncomingRequest, Source
 from trunkline.sip.aio.routing import Destination
 from trunkline.sip.aio.transport import Connection
 from trunkline.sip.builder import make_request, make_response, new_tag

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trunkline.sip.aio import websocket as _websocket  # registers WS and WSS
+from trunkline.sip.aio.incoming import EndpointStats, IncomingRequest, Source
 from trunkline.sip.aio.routing import (
     Destination,
     choose_transport,
@@ -39,7 +40,7 @@ from trunkline.sip.aio.routing import (
     stamp_received,
     uri_destination,
 )
-from trunkline.sip.aio.trace import Address, format_address
+from trunkline.sip.aio.trace import format_address
 from trunkline.sip.aio.transport import (
     RELIABLE,
     Connection,
@@ -50,7 +51,6 @@ from trunkline.sip.aio.transport import (
     is_ipv6,
 )
 from trunkline.sip.builder import make_response, new_branch
-from trunkline.sip.dialog import Dialog
 from trunkline.sip.dialog_table import DialogLayer
 from trunkline.sip.dns import Locator
 from trunkline.sip.errors import LocalSipError, SipParseError
@@ -77,122 +77,26 @@ from trunkline.sip.transaction import (
 )
 from trunkline.sip.transaction_table import TransactionLayer
 
+__all__ = [
+    "Destination",
+    "EndpointStats",
+    "IncomingRequest",
+    "SipEndpoint",
+    "Source",
+]
+
 logger = logging.getLogger("trunkline.sip.endpoint")
 
 assert _websocket.SIP_SUBPROTOCOL == "sip"
 
 ProvisionalCallback = Callable[[Response], None]
-RequestHandler = Callable[["IncomingRequest"], Awaitable[None]]
+RequestHandler = Callable[[IncomingRequest], Awaitable[None]]
 StrayResponseHandler = Callable[[Response], None]
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 #: §8.1.3.1 / §17.1.4: what the TU sees when the transaction fails locally.
 TIMEOUT_STATUS = (408, "Request Timeout")
 TRANSPORT_ERROR_STATUS = (503, "Service Unavailable")
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """Where a received message came from (transport, address, connection)."""
-
-    transport: str
-    host: str
-    port: int
-    local: Address
-    connection: Connection | None = None
-
-    @property
-    def peer(self) -> Peer:
-        return Peer(self.transport.lower(), self.host, self.port)
-
-    @property
-    def address(self) -> Address:
-        return (self.host, self.port)
-
-    def __str__(self) -> str:
-        return f"{self.transport} {format_address(self.address)}"
-
-
-@dataclass(slots=True)
-class EndpointStats:
-    """Counters for tests, benches and metrics."""
-
-    received: int = 0
-    sent: int = 0
-    malformed: int = 0
-    requests: int = 0
-    responses: int = 0
-    stray_responses: int = 0
-    transport_errors: int = 0
-
-
-class IncomingRequest:
-    """A request handed to the TU, with its server transaction (None for an ACK)."""
-
-    __slots__ = (
-        "_final",
-        "cancelled",
-        "dialog",
-        "dialog_headers",
-        "endpoint",
-        "request",
-        "source",
-        "transaction",
-    )
-
-    def __init__(
-        self,
-        endpoint: SipEndpoint,
-        request: Request,
-        transaction: ServerTransaction | None,
-        source: Source,
-    ) -> None:
-        self.endpoint = endpoint
-        self.request = request
-        self.transaction = transaction
-        self.source = source
-        self.cancelled = False
-        self._final = False
-        self.dialog: Dialog | None = None
-        """The dialog the request belongs to (None outside a dialog or without a dialog layer)."""
-        self.dialog_headers: tuple[tuple[str, str], ...] = ()
-        """Headers the dialog layer wants in the 2xx (RFC 4028 Session-Expires)."""
-
-    @property
-    def answered(self) -> bool:
-        """True once a final response was sent."""
-        return self._final
-
-    def respond(
-        self,
-        status: int,
-        reason: str | None = None,
-        *,
-        to_tag: str | None = None,
-        headers: tuple[tuple[str, str], ...] | list[tuple[str, str]] = (),
-        body: bytes = b"",
-        content_type: str | None = None,
-    ) -> Response:
-        """Build a response (§8.2.6) and send it through the transaction."""
-        response = make_response(
-            self.request,
-            status,
-            reason,
-            to_tag=to_tag,
-            headers=headers,
-            body=body,
-            content_type=content_type,
-        )
-        self.send(response)
-        return response
-
-    def send(self, response: Response) -> None:
-        """Send an already built response through the server transaction."""
-        if self.transaction is None:
-            raise LocalSipError(f"{self.request.method} has no transaction to answer through")
-        if response.status >= 200:
-            self._final = True
-        self.endpoint.send_response(self.transaction, response)
 
 
 @dataclass(slots=True)

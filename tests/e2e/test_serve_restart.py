@@ -1,0 +1,139 @@
+"""Registrations survive a restart of ``trunkline serve`` (issue 6, "Must show").
+
+A SIPp phone registers with digest auth; the server is stopped with SIGTERM
+(graceful shutdown: it must exit 0 and say the registrations were saved)
+and started again on the same data directory and ports. The binding is
+still there (``trunkline status`` lists it, with an expiry that kept
+counting down) and a call to that user reaches the phone without it
+registering again. A contact removed before the restart (``Expires: 0``)
+stays removed.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from tests.support.peers import free_port
+from tests.support.server import (
+    SIPP_SCENARIOS,
+    ServerProcess,
+    add_user,
+    running_server,
+    sipp_call,
+    sipp_register,
+    sipp_uas,
+    start_server,
+    start_sipp,
+)
+
+CONFIG = 'domains = ["127.0.0.1"]\n'
+PHONE_HOST = "127.0.0.2"
+USERS = {"alice": "alice-pw-3f9a", "bob": "bob-pw-77c1"}
+
+
+def _bindings(server: ServerProcess) -> dict[str, dict[str, object]]:
+    return {str(b["aor"]): b for b in server.status()["bindings"]}
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "data"
+    for name, password in USERS.items():
+        add_user(directory, name, password, domain="127.0.0.1")
+    return directory
+
+
+def test_registration_survives_sigterm_and_restart(tmp_path: Path, data_dir: Path) -> None:
+    phone_port = free_port(host=PHONE_HOST)
+    first = start_server(
+        tmp_path, data_dir=data_dir, config=CONFIG, extra_args=["--legacy-digest"], name="first"
+    )
+    try:
+        registered = sipp_register(
+            first, {"bob": USERS["bob"]}, tmp_path / "sipp", source=PHONE_HOST, port=phone_port
+        )
+        assert (registered.successful, registered.failed) == (1, 0), registered.output
+        before = _bindings(first)
+        assert list(before) == ["sip:bob@127.0.0.1"], before
+        assert before["sip:bob@127.0.0.1"]["contact"] == f"sip:bob@{PHONE_HOST}:{phone_port}"
+    finally:
+        status = first.stop()
+    assert status == 0, first.output[-3000:]
+    assert "registrations saved" in first.output
+
+    time.sleep(1.1)  # whole seconds of expiry must visibly pass while the server is down
+    with running_server(
+        tmp_path,
+        data_dir=data_dir,
+        config=CONFIG,
+        sip_port=first.sip_port,
+        http_port=first.http_port,
+        extra_args=["--legacy-digest"],
+        name="second",
+    ) as second:
+        after = _bindings(second)
+        assert list(after) == ["sip:bob@127.0.0.1"], after
+        binding = after["sip:bob@127.0.0.1"]
+        assert binding["contact"] == f"sip:bob@{PHONE_HOST}:{phone_port}"
+        expires_before = before["sip:bob@127.0.0.1"]["expires_in"]
+        assert isinstance(expires_before, int | float) and isinstance(
+            binding["expires_in"], int | float
+        )
+        assert 0 < binding["expires_in"] < expires_before <= 3600
+        listing = second.status_text()
+        assert "sip:bob@127.0.0.1" in listing and f"{PHONE_HOST}:{phone_port}" in listing
+
+        # The phone never registers again: the call finds it through the restored binding.
+        uas = sipp_uas(tmp_path / "sipp", source=PHONE_HOST, port=phone_port, calls=1)
+        try:
+            time.sleep(0.5)
+            call = sipp_call(second, "alice", USERS["alice"], "bob", tmp_path / "sipp")
+            answered = uas.result(timeout=20)
+        finally:
+            uas.kill()
+        assert (call.successful, call.failed) == (1, 0), call.output + second.output[-2000:]
+        assert (answered.successful, answered.failed) == (1, 0), answered.output
+
+
+def test_unregistered_contact_stays_gone_after_restart(tmp_path: Path, data_dir: Path) -> None:
+    """``Expires: 0`` before the restart is persisted too (no resurrected bindings)."""
+    phone_port = free_port(host=PHONE_HOST)
+    sipp_dir = tmp_path / "sipp"
+    with running_server(
+        tmp_path, data_dir=data_dir, config=CONFIG, extra_args=["--legacy-digest"], name="first"
+    ) as first:
+        both = sipp_register(first, USERS, sipp_dir, source=PHONE_HOST, port=phone_port)
+        assert (both.successful, both.failed) == (2, 0), both.output
+        assert set(_bindings(first)) == {"sip:alice@127.0.0.1", "sip:bob@127.0.0.1"}
+        ports = (first.sip_port, first.http_port)
+        _unregister(first, "alice", USERS["alice"], sipp_dir, phone_port)
+        assert set(_bindings(first)) == {"sip:bob@127.0.0.1"}
+    with running_server(
+        tmp_path,
+        data_dir=data_dir,
+        config=CONFIG,
+        sip_port=ports[0],
+        http_port=ports[1],
+        extra_args=["--legacy-digest"],
+        name="second",
+    ) as second:
+        assert set(_bindings(second)) == {"sip:bob@127.0.0.1"}
+        assert second.status()["registered_contacts"] == 1
+
+
+def _unregister(
+    server: ServerProcess, user: str, password: str, workdir: Path, phone_port: int
+) -> None:
+    """REGISTER with ``Expires: 0`` (RFC 3261 §10.2.2) through SIPp's digest scenario."""
+    scenario = workdir / "unregister.xml"
+    text = (SIPP_SCENARIOS / "register_auth.xml").read_text()
+    assert text.count("Expires: 3600") == 2
+    scenario.write_text(text.replace("Expires: 3600", "Expires: 0"))
+    table = workdir / "unregister.csv"
+    table.write_text(f"SEQUENTIAL\n{user};[authentication username={user} password={password}]\n")
+    args = [f"{server.host}:{server.sip_port}", "-sf", str(scenario), "-inf", str(table)]
+    args += ["-i", PHONE_HOST, "-p", str(phone_port), "-m", "1"]
+    result = start_sipp(args, workdir).result(30)
+    assert (result.successful, result.failed) == (1, 0), result.output

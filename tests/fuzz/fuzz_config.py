@@ -1,0 +1,28 @@
+"""atheris (libFuzzer) harness for trunkline.toml text (``parse_config``).
+
+Invariant (``tests/fuzz/targets.py``): any input parses or raises ConfigError, and
+whatever parses survives the round trip checks. Long run, one million inputs:
+
+    mkdir -p /tmp/fuzz-config
+    .venv/bin/python tests/fuzz/fuzz_config.py -runs=1000000 -print_final_stats=1 /tmp/fuzz-config
+
+The corpus directory is seeded when empty; see docs/fuzzing.md.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import atheris
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+
+with atheris.instrument_imports():
+    import trunkline.config  # noqa: F401
+
+from tests.fuzz.targets import CONFIG, atheris_main
+
+if __name__ == "__main__":
+    atheris_main(CONFIG)

@@ -1,0 +1,29 @@
+"""atheris (libFuzzer) harness for compound RTCP datagrams (``parse_compound``).
+
+Invariant (``tests/fuzz/targets.py``): any input parses or raises RtpParseError, and
+whatever parses survives the round trip checks. Long run, one million inputs:
+
+    mkdir -p /tmp/fuzz-rtcp
+    .venv/bin/python tests/fuzz/fuzz_rtcp.py -runs=1000000 -print_final_stats=1 /tmp/fuzz-rtcp
+
+The corpus directory is seeded when empty; see docs/fuzzing.md.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import atheris
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+
+with atheris.instrument_imports():
+    import trunkline.rtp.rtcp
+    import trunkline.rtp.packet  # noqa: F401
+
+from tests.fuzz.targets import RTCP, atheris_main
+
+if __name__ == "__main__":
+    atheris_main(RTCP)

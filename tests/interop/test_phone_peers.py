@@ -1,0 +1,453 @@
+"""Owner: helper C. The Trunkline softphone against real peers (issue 4).
+
+A ``trunkline phone`` process registers with digest auth (RFC 3261 §22) to
+Kamailio, calls a baresip and a linphonec registered there and is called by
+each. Audio flows both ways: each side's recording holds the other side's
+tone (FFT peak and Goertzel share, not packet counts). DTMF digits sent by
+each side (RFC 4733 telephone-events) are reported by the other. With the
+``trunkline.ua`` library in-process (the CLI has no hold or transfer
+commands), hold and resume by re-INVITE (RFC 3264 §8.4) and a blind transfer
+(REFER, RFC 3515) complete with baresip, in both roles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import secrets
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from tests.support import audio
+from tests.support.baresip import Baresip, BaresipAccount, BaresipFactory
+from tests.support.kamailio import Kamailio
+from tests.support.linphone import Linphone, LinphoneAccount, LinphoneFactory
+from tests.support.peers import free_port, require_peer
+
+from trunkline.ua.call import Call, CallConfig, CallResult, CallState, TransferProgress
+from trunkline.ua.phone import IncomingCall, Phone, PhoneConfig, PhoneEvent, TransferRequested
+from trunkline.ua.registration import Registered
+
+pytestmark = pytest.mark.interop
+
+USERS = {name: f"{name}-{secrets.token_hex(4)}" for name in ("dave", "alice", "bob", "carol")}
+DAVE_HZ = 800.0  # the Trunkline phone's microphone
+ALICE_HZ = 1000.0  # baresip
+BOB_HZ = 600.0  # linphonec
+CAROL_HZ = 1400.0  # a second baresip (transfer target)
+TOLERANCE_HZ = 15.0
+CALL_SECONDS = 6.0
+
+
+@pytest.fixture(scope="module")
+def kamailio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kamailio]:
+    binary = require_peer("kamailio", "kamailio")
+    with Kamailio(tmp_path_factory.mktemp("kamailio"), USERS, binary=binary) as kam:
+        yield kam
+
+
+def via(kam: Kamailio, user: str) -> str:
+    """``user``'s AOR with Kamailio's port, so that the request goes through it."""
+    return f"sip:{user}@{kam.domain}:{kam.port}"
+
+
+def assert_hears(path: Path, hz: float, what: str) -> None:
+    """``path`` holds at least 1 s of audio whose main component is ``hz``."""
+    assert path.exists(), f"{what}: no recording at {path}"
+    samples, rate = audio.read_wav(path)
+    heard = audio.active_part(samples, rate)
+    assert heard.size > rate, f"{what}: less than 1 s of audio in {path}"
+    peak = audio.dominant_frequency(heard, rate)
+    assert abs(peak - hz) < TOLERANCE_HZ, f"{what}: peak at {peak:.1f} Hz, want {hz}"
+    assert audio.has_tone(heard, rate, hz), f"{what}: {hz} Hz is not the main component"
+
+
+class PhoneProcess:
+    """``trunkline phone ...`` as a subprocess; stdout lines kept as a transcript."""
+
+    def __init__(self, workdir: Path, *args: str) -> None:
+        self.argv = [sys.executable, "-m", "trunkline.cli", "phone", *args]
+        self.workdir = workdir
+        self.lines: list[str] = []
+        self.stderr_path = workdir / "phone.stderr"
+        self.proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+
+    async def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with self.stderr_path.open("wb") as err:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=err,
+                start_new_session=True,
+            )
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        while raw := await self.proc.stdout.readline():
+            self.lines.append(raw.decode(errors="replace").rstrip())
+            self._changed.set()
+        self._changed.set()
+
+    def output(self) -> str:
+        err = self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+        return "\n".join(self.lines) + "\n--- stderr ---\n" + err[-3000:]
+
+    async def expect(self, pattern: str, timeout: float = 15.0) -> re.Match[str]:
+        """The first transcript line matching ``pattern`` (waits up to ``timeout``)."""
+        rx = re.compile(pattern)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for line in self.lines:
+                if m := rx.search(line):
+                    return m
+            left = deadline - loop.time()
+            if left <= 0 or (self._reader is not None and self._reader.done()):
+                raise TimeoutError(f"trunkline phone: no {pattern!r}:\n{self.output()}")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(left, 0.5))
+
+    async def wait(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        code = await asyncio.wait_for(self.proc.wait(), timeout)
+        if self._reader is not None:
+            await asyncio.wait_for(self._reader, 5.0)
+        return code
+
+    def received_dtmf(self) -> str:
+        return "".join(
+            m.group(1) for line in self.lines if (m := re.match(r"DTMF received: (\S)", line))
+        )
+
+    async def stop(self) -> None:
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 5.0)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await asyncio.wait_for(proc.wait(), 5.0)
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+
+
+@pytest.fixture
+async def phones() -> AsyncIterator[list[PhoneProcess]]:
+    """Started ``trunkline phone`` processes, all stopped at teardown."""
+    started: list[PhoneProcess] = []
+    try:
+        yield started
+    finally:
+        for phone in started:
+            await phone.stop()
+
+
+async def trunkline_phone(
+    started: list[PhoneProcess], workdir: Path, kam: Kamailio, *args: str
+) -> PhoneProcess:
+    """``trunkline phone ARGS`` as dave, registered to ``kam`` with digest auth."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    common = [
+        "--user",
+        "dave",
+        "--password",
+        USERS["dave"],
+        "--registrar",
+        kam.uri,
+        "--local",
+        f"127.0.0.1:{free_port()}",
+        "--play",
+        str(audio.write_tone_wav(workdir / "dave-mic.wav", DAVE_HZ, 40)),
+        "--record",
+        str(workdir / "dave-heard.wav"),
+        "--duration",
+        str(CALL_SECONDS),
+    ]
+    phone = PhoneProcess(workdir, *args, *common)
+    started.append(phone)
+    await phone.start()
+    return phone
+
+
+async def alice(factory: BaresipFactory, kam: Kamailio, tmp: Path, **kw: object) -> Baresip:
+    account = BaresipAccount("alice", registrar_port=kam.port, auth_pass=USERS["alice"])
+    for key, value in kw.items():
+        setattr(account, key, value)
+    phone = await factory(account, audio.write_tone_wav(tmp / "alice-mic.wav", ALICE_HZ, 40))
+    await phone.wait_registered()
+    return phone
+
+
+# -- the CLI phone: audio and DTMF both ways --------------------------------------
+
+
+async def test_phone_calls_baresip_audio_and_dtmf(
+    kamailio: Kamailio,
+    baresip_factory: BaresipFactory,
+    phones: list[PhoneProcess],
+    tmp_path: Path,
+) -> None:
+    bare = await alice(baresip_factory, kamailio, tmp_path, answermode="auto")
+    phone = await trunkline_phone(
+        phones, tmp_path / "dave", kamailio, "call", via(kamailio, "alice"), "--dtmf", "159#"
+    )
+    await phone.expect(r"^registered sip:dave@")
+    await bare.wait_established(timeout=15)
+    await phone.expect(r"^connected \(PCM[UA]/8000")
+    await asyncio.sleep(1.0)
+    await bare.send_dtmf("37*")
+    code = await phone.wait(CALL_SECONDS + 20)
+    assert code == 0, phone.output()
+    await bare.wait_closed()
+    assert "call completed" in phone.output()
+    assert phone.received_dtmf() == "37*", phone.output()
+    assert bare.received_dtmf() == "159#"
+    assert_hears(tmp_path / "dave" / "dave-heard.wav", ALICE_HZ, "trunkline hearing baresip")
+    assert_hears(bare.recordings()[-1], DAVE_HZ, "baresip hearing trunkline")
+
+
+async def test_baresip_calls_phone_audio_and_dtmf(
+    kamailio: Kamailio,
+    baresip_factory: BaresipFactory,
+    phones: list[PhoneProcess],
+    tmp_path: Path,
+) -> None:
+    bare = await alice(baresip_factory, kamailio, tmp_path)
+    phone = await trunkline_phone(
+        phones, tmp_path / "dave", kamailio, "listen", "--auto-answer", "--dtmf", "260"
+    )
+    await phone.expect(r"^registered sip:dave@")
+    await bare.dial(via(kamailio, "dave"))
+    await phone.expect(r"^connected \(PCM[UA]/8000")
+    await asyncio.sleep(1.0)
+    await bare.send_dtmf("4#8")
+    code = await phone.wait(CALL_SECONDS + 20)
+    assert code == 0, phone.output()
+    await bare.wait_closed()
+    assert phone.received_dtmf() == "4#8", phone.output()
+    assert bare.received_dtmf() == "260"
+    assert_hears(tmp_path / "dave" / "dave-heard.wav", ALICE_HZ, "trunkline hearing baresip")
+    assert_hears(bare.recordings()[-1], DAVE_HZ, "baresip hearing trunkline")
+
+
+async def bob(factory: LinphoneFactory, kam: Kamailio, tmp: Path) -> Linphone:
+    account = LinphoneAccount("bob", registrar_port=kam.port, password=USERS["bob"])
+    phone = await factory(account, audio.write_tone_wav(tmp / "bob-mic.wav", BOB_HZ, 40))
+    await phone.wait_registered()
+    return phone
+
+
+async def test_phone_calls_linphone_audio_and_dtmf(
+    kamailio: Kamailio,
+    linphone_factory: LinphoneFactory,
+    phones: list[PhoneProcess],
+    tmp_path: Path,
+) -> None:
+    lin = await bob(linphone_factory, kamailio, tmp_path)
+    phone = await trunkline_phone(
+        phones, tmp_path / "dave", kamailio, "call", via(kamailio, "bob"), "--dtmf", "73"
+    )
+    await phone.expect(r"^registered sip:dave@")
+    await lin.wait_incoming()
+    await lin.answer()
+    await phone.expect(r"^connected \(PCM[UA]/8000")
+    await lin.send_dtmf("91")
+    code = await phone.wait(CALL_SECONDS + 20)
+    assert code == 0, phone.output()
+    await lin.wait_ended()
+    assert phone.received_dtmf() == "91", phone.output()
+    assert lin.received_dtmf() == "73"
+    assert_hears(tmp_path / "dave" / "dave-heard.wav", BOB_HZ, "trunkline hearing linphonec")
+    assert_hears(lin.record_wav, DAVE_HZ, "linphonec hearing trunkline")
+
+
+async def test_linphone_calls_phone_audio_and_dtmf(
+    kamailio: Kamailio,
+    linphone_factory: LinphoneFactory,
+    phones: list[PhoneProcess],
+    tmp_path: Path,
+) -> None:
+    lin = await bob(linphone_factory, kamailio, tmp_path)
+    phone = await trunkline_phone(
+        phones, tmp_path / "dave", kamailio, "listen", "--auto-answer", "--dtmf", "5*"
+    )
+    await phone.expect(r"^registered sip:dave@")
+    await lin.call(via(kamailio, "dave"))
+    await phone.expect(r"^connected \(PCM[UA]/8000")
+    await lin.send_dtmf("06")
+    code = await phone.wait(CALL_SECONDS + 20)
+    assert code == 0, phone.output()
+    await lin.wait_ended()
+    assert phone.received_dtmf() == "06", phone.output()
+    assert lin.received_dtmf() == "5*"
+    assert_hears(tmp_path / "dave" / "dave-heard.wav", BOB_HZ, "trunkline hearing linphonec")
+    assert_hears(lin.record_wav, DAVE_HZ, "linphonec hearing trunkline")
+
+
+# -- the library in-process: hold, resume and blind transfer with baresip -----------
+
+
+@pytest.fixture
+async def ua(kamailio: Kamailio) -> AsyncIterator[Phone]:
+    """A ``trunkline.ua`` phone registered as dave at Kamailio (auto-answer on)."""
+    phone = await Phone.start(
+        PhoneConfig(
+            host="127.0.0.1",
+            user="dave",
+            password=USERS["dave"],
+            identity=via(kamailio, "dave"),
+            auto_answer=True,
+            call=CallConfig(media_host="127.0.0.1"),
+        )
+    )
+    try:
+        event = await phone.register(phone.account(registrar=kamailio.uri), timeout=10.0)
+        assert isinstance(event, Registered), event
+        yield phone
+    finally:
+        await phone.close()
+
+
+async def next_event(phone: Phone, kind: type[PhoneEvent], timeout: float = 10.0) -> PhoneEvent:
+    """The next event of ``kind`` from ``phone.events`` (others are dropped)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (left := deadline - loop.time()) > 0:
+        with contextlib.suppress(TimeoutError):
+            event = await asyncio.wait_for(phone.events.get(), left)
+            if isinstance(event, kind):
+                return event
+    raise TimeoutError(f"no {kind.__name__} from the phone in {timeout} s")
+
+
+def packets_in(call: Call) -> int:
+    assert call.media is not None
+    return call.media.stats().packets_received
+
+
+async def wait_for_state(call: Call, state: CallState, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while call.state is not state:
+        assert loop.time() < deadline, f"{call} never reached {state}"
+        await asyncio.sleep(0.05)
+
+
+async def test_hold_and_resume_both_ways_with_baresip(
+    kamailio: Kamailio, baresip_factory: BaresipFactory, ua: Phone, tmp_path: Path
+) -> None:
+    bare = await alice(baresip_factory, kamailio, tmp_path, answermode="auto")
+    call = ua.call(via(kamailio, "alice"))
+    call.play(tone=DAVE_HZ)
+    call.record(tmp_path / "dave-heard.wav")
+    assert call.dial_task is not None
+    assert await asyncio.wait_for(call.dial_task, 15.0) is None, (call.status, call.reason)
+    await bare.wait_established()
+    await asyncio.sleep(1.0)
+    assert packets_in(call) > 20
+
+    # We hold (a=sendonly offer): baresip answers recvonly and stops sending.
+    assert await call.hold()
+    assert call.state is CallState.ON_HOLD and call.local_hold
+    await asyncio.sleep(0.5)
+    before = packets_in(call)
+    await asyncio.sleep(1.0)
+    assert packets_in(call) - before < 5, "baresip kept sending while held"
+    assert await call.resume()
+    assert call.state is CallState.CONNECTED and not call.local_hold
+    before = packets_in(call)
+    await asyncio.sleep(1.0)
+    assert packets_in(call) - before > 20, "no audio from baresip after resume"
+
+    # baresip holds us: the phone answers its re-INVITE and reports the hold.
+    await bare.hold()
+    await wait_for_state(call, CallState.ON_HOLD)
+    assert call.remote_hold
+    await bare.resume()
+    await wait_for_state(call, CallState.CONNECTED)
+    assert not call.remote_hold
+    await asyncio.sleep(1.0)
+
+    await call.hangup()
+    await bare.wait_closed()
+    assert call.result is CallResult.COMPLETED
+    assert_hears(tmp_path / "dave-heard.wav", ALICE_HZ, "trunkline hearing baresip")
+    assert_hears(bare.recordings()[-1], DAVE_HZ, "baresip hearing trunkline")
+
+
+async def carol(factory: BaresipFactory, kam: Kamailio, tmp: Path) -> Baresip:
+    account = BaresipAccount(
+        "carol", registrar_port=kam.port, auth_pass=USERS["carol"], answermode="auto"
+    )
+    phone = await factory(account, audio.write_tone_wav(tmp / "carol-mic.wav", CAROL_HZ, 40))
+    await phone.wait_registered()
+    return phone
+
+
+async def test_phone_transfers_baresip_blind(
+    kamailio: Kamailio, baresip_factory: BaresipFactory, ua: Phone, tmp_path: Path
+) -> None:
+    """Trunkline as transferor: REFER alice to carol, NOTIFY 200, then BYE."""
+    bare = await alice(baresip_factory, kamailio, tmp_path, answermode="auto")
+    target = await carol(baresip_factory, kamailio, tmp_path)
+    call = ua.call(via(kamailio, "alice"))
+    call.play(tone=DAVE_HZ)
+    assert call.dial_task is not None
+    assert await asyncio.wait_for(call.dial_task, 15.0) is None, (call.status, call.reason)
+    await bare.wait_established()
+    await asyncio.sleep(0.5)
+    status = await asyncio.wait_for(call.transfer(via(kamailio, "carol")), 20.0)
+    assert status == 200
+    progress = await next_event(ua, TransferProgress)
+    assert isinstance(progress, TransferProgress)
+    await asyncio.wait_for(call.ended.wait(), 5.0)
+    assert call.result is CallResult.COMPLETED
+    await target.wait_established()
+    await asyncio.sleep(2.0)
+    await target.hangup()
+    assert_hears(target.recordings()[-1], ALICE_HZ, "carol hearing alice after the transfer")
+
+
+async def test_baresip_transfers_phone_blind(
+    kamailio: Kamailio, baresip_factory: BaresipFactory, ua: Phone, tmp_path: Path
+) -> None:
+    """Trunkline as transferee: baresip's REFER makes the phone call carol."""
+    bare = await alice(baresip_factory, kamailio, tmp_path)
+    target = await carol(baresip_factory, kamailio, tmp_path)
+    await bare.dial(via(kamailio, "dave"))
+    incoming = await next_event(ua, IncomingCall)
+    assert isinstance(incoming, IncomingCall)
+    first = incoming.call
+    first.play(tone=DAVE_HZ)
+    first.record(tmp_path / "dave-heard.wav")
+    await asyncio.sleep(1.0)
+    await bare.transfer(via(kamailio, "carol"))
+    requested = await next_event(ua, TransferRequested)
+    assert isinstance(requested, TransferRequested)
+    assert requested.target.uri.user == "carol"
+    second = requested.new_call
+    assert second.dial_task is not None
+    assert await asyncio.wait_for(second.dial_task, 15.0) is None, (second.status, second.reason)
+    await target.wait_established()
+    await bare.wait_closed()
+    await asyncio.wait_for(first.ended.wait(), 10.0)
+    await asyncio.sleep(2.0)
+    await second.hangup()
+    await target.wait_closed()
+    assert second.result is CallResult.COMPLETED
+    assert_hears(tmp_path / "dave-heard.wav", CAROL_HZ, "trunkline hearing carol")
+    assert_hears(target.recordings()[-1], DAVE_HZ, "carol hearing trunkline")

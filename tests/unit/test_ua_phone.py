@@ -1,0 +1,139 @@
+"""The phone's registration driver over a real endpoint: an in-process
+registrar challenges with 401, grants a short expiry (refresh at ~90%), and
+sees the expires=0 removal on close; plus OPTIONS and out-of-dialog requests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from trunkline.sip.aio.endpoint import IncomingRequest, SipEndpoint
+from trunkline.sip.auth import Credentials, DigestServer, ha1
+from trunkline.sip.builder import make_request
+from trunkline.ua.phone import Phone, PhoneConfig, RegistrationUpdate, local_address_for
+from trunkline.ua.registration import Registered, RegistrationFailed, Unregistered
+
+
+class Registrar:
+    """A tiny digest-checking registrar (RFC 3261 §10.3) for the driver tests."""
+
+    def __init__(self, password: str, expires: int) -> None:
+        self.password = password
+        self.expires = expires
+        self.digest = DigestServer("test.invalid", secret=b"s" * 32)
+        self.seen: list[tuple[int, str | None]] = []  # (expires asked, Authorization?)
+        self.endpoint: SipEndpoint | None = None
+
+    async def start(self) -> str:
+        self.endpoint = SipEndpoint()
+        listener = await self.endpoint.listen("UDP", "127.0.0.1", 0)
+        self.endpoint.on_request = self.handle
+        return f"sip:127.0.0.1:{listener.port}"
+
+    async def handle(self, incoming: IncomingRequest) -> None:
+        request = incoming.request
+        if request.method != "REGISTER":
+            incoming.respond(405)
+            return
+        contact = request.contact[0]
+        asked = contact.expires if contact.expires is not None else 3600
+        value = request.headers.get("Authorization")
+        self.seen.append((asked, value))
+        if value is not None:
+            result = self.digest.verify(
+                Credentials.parse(value),
+                "REGISTER",
+                b"",
+                lambda u, r, a: ha1(u, r, self.password, a),
+                0.0,
+            )
+            if result.ok:
+                granted = min(asked, self.expires)
+                incoming.respond(200, headers=[("Contact", f"<{contact.uri}>;expires={granted}")])
+                return
+        challenges = [("WWW-Authenticate", str(c)) for c in self.digest.challenge(0.0)]
+        incoming.respond(401, headers=challenges)
+
+    async def close(self) -> None:
+        if self.endpoint is not None:
+            await self.endpoint.close()
+
+
+@pytest.fixture
+async def registrar() -> AsyncIterator[Registrar]:
+    reg = Registrar("pw", expires=2)
+    yield reg
+    await reg.close()
+
+
+async def test_register_refresh_and_unregister(registrar: Registrar) -> None:
+    uri = await registrar.start()
+    phone = await Phone.start(PhoneConfig(user="alice", password="pw"))
+    try:
+        account = phone.account(registrar=uri, expires=60)
+        assert account.aor == f"sip:alice@{uri[4:]}"
+        event = await phone.register(account)
+        assert isinstance(event, Registered) and event.expires == 2
+        assert [a is None for _, a in registrar.seen] == [True, False]
+        await asyncio.sleep(2.2)  # refreshed at 90% of 2 s, re-using the nonce
+        assert len(registrar.seen) >= 3
+        assert all(a is not None for _, a in registrar.seen[2:])
+        updates = []
+        while not phone.events.empty():
+            update = phone.events.get_nowait()
+            assert isinstance(update, RegistrationUpdate)
+            updates.append(update.event)
+        assert any(isinstance(u, Registered) and u.refreshed for u in updates)
+    finally:
+        await phone.close()
+    assert registrar.seen[-1][0] == 0  # expires=0 on close (§10.2.2)
+
+
+async def test_wrong_password_fails(registrar: Registrar) -> None:
+    uri = await registrar.start()
+    phone = await Phone.start(PhoneConfig(user="alice", password="nope"))
+    try:
+        event = await phone.register(phone.account(registrar=uri))
+        assert isinstance(event, RegistrationFailed)
+        assert event.status == 401
+    finally:
+        await phone.close()
+
+
+async def test_unregister_returns_unregistered(registrar: Registrar) -> None:
+    uri = await registrar.start()
+    phone = await Phone.start(PhoneConfig(user="bob", password="pw"))
+    try:
+        account = phone.account(registrar=uri)
+        assert isinstance(await phone.register(account), Registered)
+        event = await phone.unregister(account.aor)
+        assert isinstance(event, Unregistered) and event.status == 200
+    finally:
+        await phone.close(unregister=False)
+
+
+async def test_out_of_dialog_requests() -> None:
+    phone = await Phone.start(PhoneConfig(user="carol"))
+    client = SipEndpoint()
+    await client.listen("UDP", "127.0.0.1", 0)
+    try:
+        host, port = phone.local_address
+        for method, status in (("OPTIONS", 200), ("MESSAGE", 405)):
+            request = make_request(
+                method,
+                f"sip:carol@{host}:{port}",
+                from_="<sip:x@127.0.0.1>",
+                to=f"<sip:carol@{host}:{port}>",
+            )
+            response = await client.send_request(request)
+            assert response.status == status, method
+    finally:
+        await client.close()
+        await phone.close()
+
+
+def test_local_address_for_loopback() -> None:
+    assert local_address_for("127.0.0.1") == "127.0.0.1"
+    assert local_address_for("::1") == "::1"
