@@ -4,9 +4,11 @@ tone (FFT peak within a few Hz). Exit codes for busy and no answer."""
 
 from __future__ import annotations
 
+import queue
 import selectors
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +27,8 @@ def procs() -> Iterator[list[subprocess.Popen[str]]]:
     for proc in started:
         if proc.poll() is None:
             proc.kill()
+        if proc.stdin is not None and proc.stdin.closed:
+            proc.stdin = None
         proc.communicate(timeout=10)  # reaps it and closes the pipes
 
 
@@ -108,3 +112,76 @@ def test_exit_codes(
     out, err = caller.communicate(timeout=30)
     assert caller.returncode == code, (out, err)
     assert message in err
+
+
+class Lines:
+    """A thread collecting a process's stdout lines (selectors miss lines Python buffered)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        self.stream = proc.stdout
+        self.queue: queue.Queue[str] = queue.Queue()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        for line in self.stream:
+            self.queue.put(line)
+        self.queue.put("")
+
+    def until(self, text: str, timeout: float = 20.0) -> list[str]:
+        """Lines up to the first containing ``text`` (bounded in time)."""
+        lines: list[str] = []
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if not line:
+                break
+            lines.append(line)
+            if text in line:
+                return lines
+        raise AssertionError(f"no {text!r} in {lines}")
+
+
+def test_interactive_listen_answers_sends_dtmf_holds_and_resumes(
+    procs: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    port = free_port()
+    listener = subprocess.Popen(
+        [*PHONE, "listen", "--local", f"127.0.0.1:{port}", "--interactive", "--tone", "700"],
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    procs.append(listener)
+    assert listener.stdin is not None
+    lines = Lines(listener)
+    lines.until("keys: a answer")
+    caller = start(procs, f"call sip:x@127.0.0.1:{port} --tone 300 --duration 6".split(), tmp_path)
+    lines.until("press a to answer")
+
+    def send(line: str, expect: str) -> list[str]:
+        assert listener.stdin is not None
+        listener.stdin.write(line + "\n")
+        listener.stdin.flush()
+        return lines.until(expect)
+
+    send("answer", "connected")
+    send("dtmf 5", "DTMF sent: 5")
+    send("hold", "on hold")
+    send("resume", "resumed")
+    stats = send("stats", "stats: sent")[-1]
+    assert int(stats.split()[2]) > 0  # packets sent
+    lines.until("call completed")
+    listener.stdin.write("quit\n")
+    listener.stdin.close()
+    assert listener.wait(timeout=15) == 0
+    out, err = caller.communicate(timeout=20)
+    assert caller.returncode == 0, (out, err)
+    assert "DTMF received: 5 (rfc4733)" in out
+    assert "onhold" in out and "resumed" in out

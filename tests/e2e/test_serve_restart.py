@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from tests.support.peers import free_port
 from tests.support.server import (
-    SIPP_SCENARIOS,
     ServerProcess,
     add_user,
     running_server,
@@ -25,7 +24,6 @@ from tests.support.server import (
     sipp_register,
     sipp_uas,
     start_server,
-    start_sipp,
 )
 
 CONFIG = 'domains = ["127.0.0.1"]\n'
@@ -108,7 +106,15 @@ def test_unregistered_contact_stays_gone_after_restart(tmp_path: Path, data_dir:
         assert (both.successful, both.failed) == (2, 0), both.output
         assert set(_bindings(first)) == {"sip:alice@127.0.0.1", "sip:bob@127.0.0.1"}
         ports = (first.sip_port, first.http_port)
-        _unregister(first, "alice", USERS["alice"], sipp_dir, phone_port)
+        gone = sipp_register(
+            first,
+            {"alice": USERS["alice"]},
+            sipp_dir,
+            source=PHONE_HOST,
+            port=phone_port,
+            expires=0,
+        )
+        assert (gone.successful, gone.failed) == (1, 0), gone.output
         assert set(_bindings(first)) == {"sip:bob@127.0.0.1"}
     with running_server(
         tmp_path,
@@ -121,19 +127,3 @@ def test_unregistered_contact_stays_gone_after_restart(tmp_path: Path, data_dir:
     ) as second:
         assert set(_bindings(second)) == {"sip:bob@127.0.0.1"}
         assert second.status()["registered_contacts"] == 1
-
-
-def _unregister(
-    server: ServerProcess, user: str, password: str, workdir: Path, phone_port: int
-) -> None:
-    """REGISTER with ``Expires: 0`` (RFC 3261 §10.2.2) through SIPp's digest scenario."""
-    scenario = workdir / "unregister.xml"
-    text = (SIPP_SCENARIOS / "register_auth.xml").read_text()
-    assert text.count("Expires: 3600") == 2
-    scenario.write_text(text.replace("Expires: 3600", "Expires: 0"))
-    table = workdir / "unregister.csv"
-    table.write_text(f"SEQUENTIAL\n{user};[authentication username={user} password={password}]\n")
-    args = [f"{server.host}:{server.sip_port}", "-sf", str(scenario), "-inf", str(table)]
-    args += ["-i", PHONE_HOST, "-p", str(phone_port), "-m", "1"]
-    result = start_sipp(args, workdir).result(30)
-    assert (result.successful, result.failed) == (1, 0), result.output

@@ -503,7 +503,8 @@ def exercise_framer(data: bytes) -> None:
     whole, whole_failed, _ = _frame_all(data, [])
     # The chunking comes from the input itself, so a crash reproduces.
     rng = random.Random(data)
-    cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(1, 12))))
+    pieces = min(len(data) - 1, rng.randint(1, 12))
+    cuts = sorted(rng.sample(range(1, len(data)), pieces)) if pieces > 0 else []
     if rng.random() < 0.1 and len(data) < 400:
         cuts = list(range(1, len(data)))  # one byte at a time
     chunked, chunked_failed, _ = _frame_all(data, cuts)

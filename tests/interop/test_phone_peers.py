@@ -26,6 +26,7 @@ from tests.support.baresip import Baresip, BaresipAccount, BaresipFactory
 from tests.support.kamailio import Kamailio
 from tests.support.linphone import Linphone, LinphoneAccount, LinphoneFactory
 from tests.support.peers import free_port, require_peer
+from tests.support.rtpcapture import RtpCapture
 
 from trunkline.ua.call import Call, CallConfig, CallResult, CallState, TransferProgress
 from trunkline.ua.phone import IncomingCall, Phone, PhoneConfig, PhoneEvent, TransferRequested
@@ -339,6 +340,16 @@ def packets_in(call: Call) -> int:
     return call.media.stats().packets_received
 
 
+def packets_out(call: Call) -> int:
+    assert call.media is not None
+    return call.media.stats().packets_sent
+
+
+def state_of(call: Call) -> CallState:
+    """The call's state now (a function, so that mypy does not narrow it across awaits)."""
+    return call.state
+
+
 async def wait_for_state(call: Call, state: CallState, timeout: float = 10.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -350,43 +361,76 @@ async def wait_for_state(call: Call, state: CallState, timeout: float = 10.0) ->
 async def test_hold_and_resume_both_ways_with_baresip(
     kamailio: Kamailio, baresip_factory: BaresipFactory, ua: Phone, tmp_path: Path
 ) -> None:
+    """RFC 3264 §8.4 hold and resume, by us and by baresip, with media checked on the wire.
+
+    What baresip hears is read from the RTP itself (tshark): baresip 1.0
+    re-creates its player on every re-INVITE and its sndfile decode dump
+    stops there, although the RTP keeps coming (one SSRC, no sequence gap).
+    """
+    tshark = require_peer("tshark", "tshark")
     bare = await alice(baresip_factory, kamailio, tmp_path, answermode="auto")
-    call = ua.call(via(kamailio, "alice"))
-    call.play(tone=DAVE_HZ)
-    call.record(tmp_path / "dave-heard.wav")
-    assert call.dial_task is not None
-    assert await asyncio.wait_for(call.dial_task, 15.0) is None, (call.status, call.reason)
-    await bare.wait_established()
-    await asyncio.sleep(1.0)
-    assert packets_in(call) > 20
+    capture = RtpCapture(
+        tmp_path / "hold.pcap", [(bare.rtp_base, bare.rtp_base + 40)], binary=tshark
+    )
+    capture.start()
+    try:
+        call = ua.call(via(kamailio, "alice"))
+        call.play(tone=DAVE_HZ)
+        call.record(tmp_path / "dave-heard.wav")
+        assert call.dial_task is not None
+        assert await asyncio.wait_for(call.dial_task, 15.0) is None, (call.status, call.reason)
+        await bare.wait_established()
+        await asyncio.sleep(1.0)
+        assert packets_in(call) > 20
 
-    # We hold (a=sendonly offer): baresip answers recvonly and stops sending.
-    assert await call.hold()
-    assert call.state is CallState.ON_HOLD and call.local_hold
-    await asyncio.sleep(0.5)
-    before = packets_in(call)
-    await asyncio.sleep(1.0)
-    assert packets_in(call) - before < 5, "baresip kept sending while held"
-    assert await call.resume()
-    assert call.state is CallState.CONNECTED and not call.local_hold
-    before = packets_in(call)
-    await asyncio.sleep(1.0)
-    assert packets_in(call) - before > 20, "no audio from baresip after resume"
+        # We hold (a=sendonly offer): baresip answers recvonly and stops sending.
+        assert await call.hold()
+        assert state_of(call) is CallState.ON_HOLD and call.local_hold
+        await asyncio.sleep(0.3)
+        before = packets_in(call)
+        await asyncio.sleep(1.0)
+        assert packets_in(call) - before < 5, "baresip kept sending while held"
+        assert await call.resume()
+        assert state_of(call) is CallState.CONNECTED and not call.local_hold
+        before = packets_in(call)
+        await asyncio.sleep(1.0)
+        assert packets_in(call) - before > 20, "no audio from baresip after resume"
 
-    # baresip holds us: the phone answers its re-INVITE and reports the hold.
-    await bare.hold()
-    await wait_for_state(call, CallState.ON_HOLD)
-    assert call.remote_hold
-    await bare.resume()
-    await wait_for_state(call, CallState.CONNECTED)
-    assert not call.remote_hold
-    await asyncio.sleep(1.0)
+        # baresip holds us: the phone answers its sendonly offer with recvonly.
+        await bare.hold()
+        await wait_for_state(call, CallState.ON_HOLD)
+        assert call.remote_hold
+        await asyncio.sleep(0.3)
+        sent = packets_out(call)
+        await asyncio.sleep(1.0)
+        assert packets_out(call) - sent < 5, "the phone kept sending while held by baresip"
+        await bare.resume()
+        await wait_for_state(call, CallState.CONNECTED)
+        assert not call.remote_hold
+        sent = packets_out(call)
+        await asyncio.sleep(1.0)
+        assert packets_out(call) - sent > 20, "the phone did not resume sending"
 
-    await call.hangup()
-    await bare.wait_closed()
+        await call.hangup()
+        await bare.wait_closed()
+    finally:
+        capture.stop()
     assert call.result is CallResult.COMPLETED
     assert_hears(tmp_path / "dave-heard.wav", ALICE_HZ, "trunkline hearing baresip")
-    assert_hears(bare.recordings()[-1], DAVE_HZ, "baresip hearing trunkline")
+    assert call.media is not None
+    ours = [s for s in capture.streams() if s.src_port == call.media.local_address[1]]
+    assert len(ours) == 1, [(s.src, s.dst, s.packets) for s in capture.streams()]
+    stream = ours[0]
+    gaps = [
+        (a, b)
+        for a, b in zip(stream.sequence, stream.sequence[1:], strict=False)
+        if b != (a + 1) % 65536
+    ]
+    assert not gaps, f"RTP sequence gaps across the re-INVITEs: {gaps}"
+    pcm = stream.pcm()
+    tail = pcm[-audio.RATE :]  # the last second: after baresip's resume
+    assert abs(audio.dominant_frequency(tail) - DAVE_HZ) < TOLERANCE_HZ
+    assert audio.has_tone(pcm, audio.RATE, DAVE_HZ)
 
 
 async def carol(factory: BaresipFactory, kam: Kamailio, tmp: Path) -> Baresip:

@@ -332,8 +332,10 @@ async def test_registered_sipp_users_call_each_other(server: Server, tmp_path: P
     calls = 10
     uas = asyncio.ensure_future(
         run_sipp(
-            ["-sf", str(SCENARIOS / "uas_rr.xml"), "-i", UAS_HOST, "-p", str(uas_port)]
-            + ["-m", str(calls)],
+            [
+                *("-sf", str(SCENARIOS / "uas_rr.xml"), "-i", UAS_HOST),
+                *("-p", str(uas_port), "-m", str(calls)),
+            ],
             work,
         )
     )

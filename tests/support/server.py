@@ -416,15 +416,25 @@ def sipp_register(
     *,
     source: str = "127.0.0.1",
     port: int | None = None,
+    expires: int = 3600,
     timeout: float = 30.0,
 ) -> SippResult:
     """Register each of ``users`` (name -> password) with digest from ``source:port``.
 
     The Contact is ``sip:NAME@source:port``: a SIPp uas started on the same
     address (:func:`sipp_uas`) receives the calls to those users.
+    ``expires=0`` removes that contact again (RFC 3261 §10.2.2).
     """
-    table = workdir / f"register-{secrets.token_hex(3)}.csv"
+    run = secrets.token_hex(3)
     workdir.mkdir(parents=True, exist_ok=True)
+    scenario = SIPP_SCENARIOS / "register_auth.xml"
+    if expires != 3600:
+        text = scenario.read_text()
+        if text.count("Expires: 3600") != 2:
+            raise AssertionError(f"{scenario} changed: cannot set Expires")
+        scenario = workdir / f"register-{run}.xml"
+        scenario.write_text(text.replace("Expires: 3600", f"Expires: {expires}"))
+    table = workdir / f"register-{run}.csv"
     table.write_text(
         "SEQUENTIAL\n"
         + "".join(
@@ -433,8 +443,8 @@ def sipp_register(
         )
     )
     local_port = port if port is not None else free_port(host=source)
-    args = [f"{server.host}:{server.sip_port}", "-sf", str(SIPP_SCENARIOS / "register_auth.xml")]
-    args += ["-inf", str(table), "-i", source, "-p", str(local_port), "-m", str(len(users))]
+    args = [f"{server.host}:{server.sip_port}", "-sf", str(scenario), "-inf", str(table)]
+    args += ["-i", source, "-p", str(local_port), "-m", str(len(users))]
     return start_sipp(args, workdir).result(timeout)
 
 

@@ -203,3 +203,16 @@ def test_unprotect_garbage_raises_only_srtp_error(data: bytes) -> None:
         ctx.unprotect(data)
     with pytest.raises(SrtpError):
         ctx.unprotect_rtcp(data)
+
+
+@pytest.mark.parametrize("lifetime", ["0", "00", "2^0"])
+def test_key_lifetime_zero_is_refused_and_one_round_trips(lifetime: str) -> None:
+    # Found by tests/fuzz/fuzz_crypto.py: "|0" parsed, then str() raised ValueError.
+    text = f"1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|{lifetime}"
+    if lifetime == "2^0":
+        attr = CryptoAttribute.parse(text)
+        assert attr.lifetime == 1
+        assert CryptoAttribute.parse(str(attr)) == attr
+    else:
+        with pytest.raises(SrtpError, match="lifetime"):
+            CryptoAttribute.parse(text)

@@ -133,3 +133,18 @@ def test_parser_raises_only_wav_error(
     except WavError:
         return
     assert pcm.dtype == np.int16 and len(pcm) == info.frames
+
+
+@pytest.mark.parametrize("dtype", ["<f4", "<f8"])
+def test_float_nan_and_inf_decode_without_warning(dtype: str) -> None:
+    # Found by tests/fuzz/fuzz_wav.py: NaN samples raised RuntimeWarning (an error here).
+    width = np.dtype(dtype).itemsize
+    samples = np.array([np.nan, np.inf, -np.inf, 0.5, 2.0], dtype=dtype).tobytes()
+    signalling_nan = b"\x01\x00\x80\x7f" if width == 4 else b"\x01" + bytes(5) + b"\xf0\x7f"
+    fmt = struct.pack("<HHIIHH", 3, 1, 8000, 8000 * width, width, 8 * width)
+    data = samples + signalling_nan
+    riff = b"WAVEfmt " + struct.pack("<I", len(fmt)) + fmt
+    riff += b"data" + struct.pack("<I", len(data)) + data
+    pcm, info = read_wav_info(io.BytesIO(b"RIFF" + struct.pack("<I", len(riff)) + riff))
+    assert info.frames == 6
+    assert pcm.tolist() == [0, 32767, -32768, 16384, 32767, 0]

@@ -123,6 +123,8 @@ class CryptoAttribute:
             if lm is None:
                 raise SrtpError(f"bad key lifetime {extra!r}")
             lifetime = 2 ** int(lm.group(1)) if lm.group(1) else int(lm.group(2))
+            if lifetime == 0:  # a count of packets (RFC 4568 §6.1): zero is meaningless
+                raise SrtpError(f"bad key lifetime {extra!r}")
         try:
             key = base64.b64decode(key_b64 + "=" * (-len(key_b64) % 4), validate=True)
         except (binascii.Error, ValueError):
@@ -143,7 +145,8 @@ class CryptoAttribute:
         inline = "inline:" + base64.b64encode(self.key).decode("ascii")
         if self.lifetime is not None:
             exp = self.lifetime.bit_length() - 1
-            lifetime = f"2^{exp}" if self.lifetime == 1 << exp else str(self.lifetime)
+            power = self.lifetime > 0 and self.lifetime == 1 << exp
+            lifetime = f"2^{exp}" if power else str(self.lifetime)
             inline += "|" + lifetime
         return " ".join([str(self.tag), self.suite, inline, *self.session_params])
 

@@ -121,6 +121,22 @@ class Decoder(_CodecObject, ABC):
     def conceal(self, samples: int) -> Pcm:
         """Packet loss concealment: synthesize ``samples`` samples for a lost packet."""
 
+    @property
+    def supports_fec(self) -> bool:
+        """True if :meth:`decode_fec` can do better than :meth:`conceal` (Opus with libopus)."""
+        return False
+
+    def decode_fec(self, next_payload: bytes, samples: int) -> Pcm:
+        """Recover ``samples`` samples of a lost packet from the payload that follows it.
+
+        For the jitter buffer: when packet N is missing and packet N+1 has arrived, call
+        ``decode_fec(payload_n1, samples_n)`` for N's slot, then ``decode(payload_n1)`` for
+        N+1's. Codecs without in-band FEC (the default here) conceal instead; ``next_payload``
+        is not consumed either way.
+        """
+        del next_payload
+        return self.conceal(samples)
+
 
 def as_pcm(samples: npt.ArrayLike) -> Pcm:
     """Coerce ``samples`` to a contiguous 1-D int16 array (no copy when already one).

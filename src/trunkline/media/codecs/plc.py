@@ -15,9 +15,16 @@ packet loss concealment with G.711"), usable at any sample rate (G.711 and G.722
 
 Simplifications: the history is not updated with synthetic audio and the repeated segment
 stays one pitch period long (Appendix I grows it to two and three periods after 10/20 ms).
+
+Good frames are on the media hot path (every received packet), losses are rare: the history
+is kept as references to the last few frames (no copy, no shift per frame) and joined into
+one array only when a loss has to be concealed. Callers must therefore not modify a frame
+after handing it to :meth:`WaveformPlc.update`.
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 import numpy as np
 import numpy.typing as npt
@@ -45,8 +52,8 @@ class WaveformPlc:
         self._silent = int(_SILENT_AFTER_MS * ms)
         self._fade = max(1, int(_RECOVERY_FADE_MS * ms))
         self._history_len = 2 * self._max_pitch + self._window
-        self._history = np.zeros(self._history_len, dtype=np.float64)
-        self._filled = 0
+        self._recent: deque[Pcm] = deque()  # the last good frames, oldest first
+        self._filled = 0  # samples in ``_recent``, at least the history length once full
         self._cycle: npt.NDArray[np.float64] | None = None
         self._pos = 0
         self._lost = 0
@@ -86,15 +93,25 @@ class WaveformPlc:
 
     def _push(self, pcm: Pcm) -> None:
         n = len(pcm)
-        if n >= self._history_len:
-            self._history[:] = pcm[-self._history_len :]
-        elif n:
-            self._history[:-n] = self._history[n:]
-            self._history[-n:] = pcm
-        self._filled = min(self._history_len, self._filled + n)
+        if not n:
+            return
+        recent = self._recent
+        recent.append(pcm)
+        self._filled += n
+        while self._filled - len(recent[0]) >= self._history_len:
+            self._filled -= len(recent.popleft())
 
-    def _estimate_pitch(self) -> int:
-        hist = self._history
+    @property
+    def _history(self) -> npt.NDArray[np.float64]:
+        """The last ``history_len`` good samples (zeros before the first)."""
+        joined = np.concatenate(self._recent) if self._recent else np.zeros(0, np.int16)
+        hist = np.zeros(self._history_len, dtype=np.float64)
+        tail = joined[-self._history_len :]
+        if len(tail):
+            hist[-len(tail) :] = tail
+        return hist
+
+    def _estimate_pitch(self, hist: npt.NDArray[np.float64]) -> int:
         target = hist[-self._window :]
         lags = np.arange(self._min_pitch, self._max_pitch + 1)
         # Candidate segments ending ``lag`` samples before the end of the history.
@@ -105,8 +122,8 @@ class WaveformPlc:
         return int(lags[int(np.argmax(scores))])
 
     def _make_cycle(self) -> npt.NDArray[np.float64]:
-        period = self._estimate_pitch()
         hist = self._history
+        period = self._estimate_pitch(hist)
         cycle = hist[-period:].copy()
         overlap = max(1, period // 4)
         previous = hist[-2 * period : -period]

@@ -1,0 +1,189 @@
+"""A ctypes binding to the libopus *decoder*, for in-band FEC and native PLC.
+
+Why not PyAV: FFmpeg's ``libopus`` decoder wrapper always calls ``opus_decode`` with
+``decode_fec=0``, so the low-bitrate redundancy (LBRR, RFC 6716 §2.1.7 and §4.2.5) that
+the sender puts in packet N+1 for packet N can never be used through it. libopus itself
+decodes it: ``opus_decode(st, packet_n_plus_1, len, pcm, frame_size_n, decode_fec=1)``
+returns packet N's audio rebuilt from that redundancy, or runs its packet loss
+concealment when N+1 carries none. ``opus_decode(st, NULL, 0, pcm, frame_size, 0)`` is
+the plain PLC.
+
+Which library (:func:`load`): the copy PyAV's wheel bundles for FFmpeg
+(``site-packages/av.libs/libopus-<hash>.so*`` on Linux, ``av/.dylibs`` on macOS,
+``av.libs`` / ``av`` on Windows) so a fresh ``pip install`` needs nothing else; then the
+system's (``ctypes.util.find_library("opus")``, Debian's ``libopus0``). ``load()``
+returns ``None`` when neither exists, and :class:`~trunkline.media.codecs.opus.OpusDecoder`
+falls back to PyAV and PLC only. ``TRUNKLINE_LIBOPUS`` names a library file to use instead
+(empty: use none).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import os
+import weakref
+from pathlib import Path
+
+import numpy as np
+
+from trunkline.media.codecs.base import CodecError, Pcm
+
+__all__ = ["LibOpus", "NativeDecoder", "load"]
+
+MAX_FRAME_MS = 120  # the longest Opus packet (RFC 6716 §3.2.5)
+OPUS_OK = 0
+
+_c_int16_p = ctypes.POINTER(ctypes.c_int16)
+
+
+class LibOpus:
+    """The decoder functions of one loaded libopus, with their C prototypes declared."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        lib = ctypes.CDLL(path)
+        self._lib = lib
+        lib.opus_get_version_string.restype = ctypes.c_char_p
+        lib.opus_get_version_string.argtypes = []
+        lib.opus_strerror.restype = ctypes.c_char_p
+        lib.opus_strerror.argtypes = [ctypes.c_int]
+        lib.opus_decoder_create.restype = ctypes.c_void_p
+        lib.opus_decoder_create.argtypes = [
+            ctypes.c_int32,
+            ctypes.c_int,
+            ctypes.POINTER(ctypes.c_int),
+        ]
+        lib.opus_decoder_destroy.restype = None
+        lib.opus_decoder_destroy.argtypes = [ctypes.c_void_p]
+        lib.opus_decode.restype = ctypes.c_int
+        lib.opus_decode.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_char_p,
+            ctypes.c_int32,
+            _c_int16_p,
+            ctypes.c_int,
+            ctypes.c_int,
+        ]
+        lib.opus_packet_get_nb_samples.restype = ctypes.c_int
+        lib.opus_packet_get_nb_samples.argtypes = [ctypes.c_char_p, ctypes.c_int32, ctypes.c_int32]
+        # opus_packet_has_lbrr appeared in libopus 1.5; older system copies lack it.
+        self._has_lbrr = getattr(lib, "opus_packet_has_lbrr", None)
+        if self._has_lbrr is not None:
+            self._has_lbrr.restype = ctypes.c_int
+            self._has_lbrr.argtypes = [ctypes.c_char_p, ctypes.c_int32]
+        self.version = (lib.opus_get_version_string() or b"").decode("ascii", "replace")
+
+    def strerror(self, code: int) -> str:
+        text: bytes | None = self._lib.opus_strerror(code)
+        return (text or b"unknown error").decode("ascii", "replace")
+
+    def packet_samples(self, packet: bytes, sample_rate: int) -> int:
+        """Samples per channel in ``packet`` at ``sample_rate``; CodecError if malformed."""
+        n: int = self._lib.opus_packet_get_nb_samples(packet, len(packet), sample_rate)
+        if n < 0:
+            raise CodecError(f"Opus: {self.strerror(n)}")
+        return n
+
+    def has_lbrr(self, packet: bytes) -> bool | None:
+        """Whether ``packet`` carries in-band FEC data; None if this libopus cannot tell."""
+        if self._has_lbrr is None:
+            return None
+        result: int = self._has_lbrr(packet, len(packet))
+        return result > 0
+
+
+def _candidates() -> list[str]:
+    override = os.environ.get("TRUNKLINE_LIBOPUS")
+    if override is not None:
+        return [override] if override else []
+    found: list[str] = []
+    try:
+        import av  # noqa: PLC0415 -- only to locate the libraries its wheel ships
+
+        package = Path(av.__file__).resolve().parent
+        for folder in (package.parent / "av.libs", package / ".dylibs", package):
+            if folder.is_dir():
+                found.extend(str(p) for p in sorted(folder.glob("*opus*")) if _is_library(p))
+    except ImportError:  # pragma: no cover -- av is a required dependency
+        pass
+    system = ctypes.util.find_library("opus")
+    if system:
+        found.append(system)
+    return found
+
+
+def _is_library(path: Path) -> bool:
+    name = path.name
+    return name.startswith(("libopus", "opus")) and (
+        ".so" in name or name.endswith((".dylib", ".dll"))
+    )
+
+
+@functools.cache
+def load() -> LibOpus | None:
+    """The first libopus that loads and has the decoder API, or None (see module docs)."""
+    for candidate in _candidates():
+        try:
+            return LibOpus(candidate)
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+class NativeDecoder:
+    """One libopus decoder state (mono or stereo, int16) at ``sample_rate``.
+
+    Every call on one stream must go through the same state: FEC and PLC extrapolate from
+    the audio decoded before them.
+    """
+
+    def __init__(self, lib: LibOpus, sample_rate: int, channels: int = 1) -> None:
+        self.lib = lib
+        self.sample_rate = sample_rate
+        self.channels = channels
+        error = ctypes.c_int(OPUS_OK)
+        state = lib._lib.opus_decoder_create(sample_rate, channels, ctypes.byref(error))
+        if not state or error.value != OPUS_OK:
+            raise CodecError(f"opus_decoder_create failed: {lib.strerror(error.value)}")
+        self._state: int = state
+        self._max_samples = sample_rate * MAX_FRAME_MS // 1000
+        self._finalizer = weakref.finalize(self, lib._lib.opus_decoder_destroy, state)
+
+    @property
+    def granule(self) -> int:
+        """PLC and FEC work in multiples of 2.5 ms: this many samples."""
+        return self.sample_rate // 400
+
+    def decode(self, payload: bytes) -> Pcm:
+        """Decode one packet (all of its frames)."""
+        return self._run(payload, self._max_samples, fec=False)
+
+    def decode_fec(self, next_payload: bytes, samples: int) -> Pcm:
+        """Rebuild the ``samples`` lost just before ``next_payload`` from its LBRR data.
+
+        libopus runs its PLC instead when ``next_payload`` holds no FEC. ``samples`` must
+        be a multiple of :attr:`granule`.
+        """
+        return self._run(next_payload, samples, fec=True)
+
+    def conceal(self, samples: int) -> Pcm:
+        """libopus PLC for ``samples`` (a multiple of :attr:`granule`)."""
+        return self._run(None, samples, fec=False)
+
+    def _run(self, payload: bytes | None, samples: int, *, fec: bool) -> Pcm:
+        if samples <= 0 or samples > self._max_samples or samples % self.granule:
+            raise CodecError(f"Opus: cannot decode {samples} samples (2.5 ms steps up to 120)")
+        out = np.zeros(samples * self.channels, dtype=np.int16)
+        size = len(payload) if payload is not None else 0
+        n: int = self.lib._lib.opus_decode(
+            self._state, payload, size, out.ctypes.data_as(_c_int16_p), samples, int(fec)
+        )
+        if n < 0:
+            raise CodecError(f"Opus: {self.lib.strerror(n)}")
+        return out[: n * self.channels]
+
+    def close(self) -> None:
+        """Free the libopus state now rather than at garbage collection."""
+        self._finalizer()

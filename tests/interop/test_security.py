@@ -1,0 +1,383 @@
+"""Security of ``trunkline serve`` against SIPVicious and floods (issue 6, "Security").
+
+- ``svwar`` (SIPVicious' extension scanner) learns nothing with any of its
+  methods (REGISTER, INVITE, OPTIONS): an unknown user and a real one get
+  the same answer. The same property is also checked directly: status line,
+  header names and challenge parameters are the same for a real and an
+  unknown user, with no credentials and with a wrong password.
+- SIPVicious' own User-Agent (``friendly-scanner``) is dropped by default.
+- ``svcrack`` (the password cracker) against a real user gets its source
+  banned after ``auth_failures_before_ban`` failures: the password that
+  comes later in its dictionary is never found, the server no longer
+  answers that source, and ``trunkline status`` shows the ban and the
+  auth-failure counter. A control run proves svcrack does crack the
+  password when it comes early, so the ban is what stopped it.
+- A flood of 5,000 requests from one socket is cut off after the burst
+  allowance (pike-style rate limit and ban) while a REGISTER and a call
+  from other sources complete.
+
+SIPVicious 0.3.3 (Debian) ignores its ``-b`` option and always sends from
+127.0.0.1, so the tests' own well-behaved clients use other loopback
+addresses. To exercise the enumeration and auth-failure defences (not the
+User-Agent filter in front of them), those servers run with
+``drop_user_agents = []``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from tests.support.peers import free_port, require_peer
+from tests.support.server import (
+    ServerProcess,
+    running_server,
+    sip_options,
+    sipp_call,
+    sipp_register,
+    sipp_uas,
+)
+
+pytestmark = pytest.mark.interop
+
+DOMAIN = "127.0.0.1"
+REAL_USERS = {"100": "pw-100-a8f3c1", "101": "pw-101-9be2d4", "102": "pw-102-11aa7e"}
+UNKNOWN_USER = "199"
+
+
+def _users_toml(users: dict[str, str]) -> str:
+    return "".join(f'\n[[users]]\nname = "{n}"\npassword = "{p}"\n' for n, p in users.items())
+
+
+def _sipvicious(tool: str) -> str:
+    """SIPVicious' ``tool`` (svwar, svcrack): ``sipvicious_<tool>`` (pip) or ``<tool>`` (Debian)."""
+    found = shutil.which(f"sipvicious_{tool}") or shutil.which(tool)
+    return found or require_peer(f"sipvicious_{tool}", "sipvicious")
+
+
+def _run(args: list[str], timeout: float) -> str:
+    """Run a SIPVicious tool to completion (killed after ``timeout``); its output."""
+    result = subprocess.run(
+        args, capture_output=True, text=True, timeout=timeout, check=False, cwd="/tmp"
+    )
+    return result.stdout + result.stderr
+
+
+# ----------------------------------------------------------------- enumeration
+
+
+@pytest.fixture(scope="module")
+def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """Scanner User-Agents allowed and limits raised: only same-shape rejection stands."""
+    config = (
+        f'domains = ["{DOMAIN}"]\n'
+        + _users_toml(REAL_USERS)
+        + "\n[limits]\ndrop_user_agents = []\nrequests_per_second = 10000\nburst = 10000\n"
+        + "auth_failures_before_ban = 100000\n"
+    )
+    with running_server(tmp_path_factory.mktemp("enum"), config=config) as server:
+        yield server
+
+
+@pytest.mark.parametrize("method", ["REGISTER", "INVITE", "OPTIONS"])
+def test_svwar_finds_no_extensions(open_server: ServerProcess, method: str) -> None:
+    svwar = _sipvicious("svwar")
+    # The real users come first after svwar's probe of a random (unknown) user, so a
+    # different answer for them would be reported as "extension '100' exists".
+    output = _run(
+        [
+            svwar,
+            "-e100-110",
+            "-m",
+            method,
+            "--force",
+            "--maximumtime",
+            "2",
+            "-p",
+            str(open_server.sip_port),
+            "-P",
+            str(free_port()),
+            DOMAIN,
+        ],
+        timeout=40,
+    )
+    assert "found nothing" in output, output
+    assert not re.search(r"exists|reqauth|noauth|weird", output), output
+    seen = open_server.status()["requests"]
+    assert seen.get(method, 0) >= 2, seen  # svwar was answered, not ignored
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a scanner can compare between two responses (no random values)."""
+
+    status_line: str
+    header_names: tuple[str, ...]
+    challenges: tuple[tuple[tuple[str, str], ...], ...]
+
+
+def _shape(response: bytes) -> Shape:
+    head = response.split(b"\r\n\r\n", 1)[0].decode()
+    lines = head.split("\r\n")
+    names: list[str] = []
+    challenges = []
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        names.append(name.strip().lower())
+        if name.strip().lower() in ("www-authenticate", "proxy-authenticate"):
+            params = dict(re.findall(r'(\w+)="?([^",]*)"?', value))
+            challenges.append(
+                tuple(sorted((k, "" if k in ("nonce", "opaque") else v) for k, v in params.items()))
+            )
+    return Shape(lines[0], tuple(names), tuple(challenges))
+
+
+class RawClient:
+    """A UDP socket sending hand-written requests (a scanner does no more)."""
+
+    def __init__(self, server: ServerProcess, source: str) -> None:
+        self.server = server
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((source, 0))
+        self.host, self.port = self.sock.getsockname()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def request(
+        self, method: str, user: str, call_id: str, cseq: int, authorization: str = ""
+    ) -> bytes:
+        uri = f"sip:{DOMAIN}" if method == "REGISTER" else f"sip:{user}@{DOMAIN}"
+        lines = [
+            f"{method} {uri} SIP/2.0",
+            f"Via: SIP/2.0/UDP {self.host}:{self.port};branch=z9hG4bK{secrets.token_hex(8)};rport",
+            "Max-Forwards: 70",
+            f'From: "{user}" <sip:{user}@{DOMAIN}>;tag={call_id[:8]}',
+            f'To: "{user}" <sip:{user}@{DOMAIN}>',
+            f"Call-ID: {call_id}",
+            f"CSeq: {cseq} {method}",
+            f"Contact: <sip:{user}@{self.host}:{self.port}>",
+            "Accept: application/sdp",
+        ]
+        if authorization:
+            lines.append(authorization)
+        lines += ["Content-Length: 0", "", ""]
+        self.sock.sendto("\r\n".join(lines).encode(), (self.server.host, self.server.sip_port))
+        deadline = time.monotonic() + 3.0
+        while (remaining := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(remaining)
+            data = self.sock.recv(65535)
+            if call_id.encode() in data and f" {cseq} {method}".encode() in data:
+                return data
+        raise AssertionError(f"no answer to {method} for {user}")
+
+    def wrong_password(self, method: str, user: str) -> bytes:
+        """The answer to a request with an MD5 digest (RFC 2617 §3.2.2) of a wrong password."""
+        call_id = secrets.token_hex(10)
+        challenge = self.request(method, user, call_id, 1).decode()
+        header = "WWW-Authenticate" if method == "REGISTER" else "Proxy-Authenticate"
+        md5 = next(
+            line
+            for line in challenge.split("\r\n")
+            if line.startswith(header) and "MD5" in line.upper()
+        )
+        realm = re.search(r'realm="([^"]*)"', md5)
+        nonce = re.search(r'nonce="([^"]*)"', md5)
+        assert realm is not None and nonce is not None, md5
+        uri = f"sip:{DOMAIN}" if method == "REGISTER" else f"sip:{user}@{DOMAIN}"
+        cnonce = secrets.token_hex(8)
+
+        def h(text: str) -> str:
+            return hashlib.md5(text.encode()).hexdigest()
+
+        ha1 = h(f"{user}:{realm[1]}:not-the-password")
+        response = h(f"{ha1}:{nonce[1]}:00000001:{cnonce}:auth:{h(f'{method}:{uri}')}")
+        credentials = (
+            f'Digest username="{user}", realm="{realm[1]}", nonce="{nonce[1]}", uri="{uri}", '
+            f'response="{response}", algorithm=MD5, qop=auth, nc=00000001, cnonce="{cnonce}"'
+        )
+        name = "Authorization" if method == "REGISTER" else "Proxy-Authorization"
+        return self.request(method, user, call_id, 2, f"{name}: {credentials}")
+
+
+@pytest.mark.parametrize("method", ["REGISTER", "INVITE", "OPTIONS"])
+def test_real_and_unknown_users_are_rejected_in_the_same_shape(
+    open_server: ServerProcess, method: str
+) -> None:
+    client = RawClient(open_server, "127.0.0.2")
+    try:
+        known = client.request(method, "100", secrets.token_hex(10), 1)
+        unknown = client.request(method, UNKNOWN_USER, secrets.token_hex(10), 1)
+        assert _shape(known) == _shape(unknown)
+        assert _shape(known).status_line.split()[1] in ("401", "407"), known
+        known_wrong = client.wrong_password(method, "100")
+        unknown_wrong = client.wrong_password(method, UNKNOWN_USER)
+        assert _shape(known_wrong) == _shape(unknown_wrong)
+        assert _shape(known_wrong).status_line.split()[1] in ("401", "403", "407"), known_wrong
+    finally:
+        client.close()
+
+
+def test_scanner_user_agent_is_dropped(tmp_path: Path) -> None:
+    config = f'domains = ["{DOMAIN}"]\n' + _users_toml(REAL_USERS)
+    with running_server(tmp_path, config=config) as server:
+        svwar = [_sipvicious("svwar"), "-e100-102", "-p", str(server.sip_port)]
+        output = _run([*svwar, "-P", str(free_port()), "--maximumtime", "2", DOMAIN], timeout=30)
+        assert re.search(r"No server response|socket error: timed out", output), output
+        assert not re.search(r"exists|reqauth|noauth|weird", output), output
+        host, port = server.host, server.sip_port
+        assert sip_options(host, port, source="127.0.0.2", user_agent="friendly-scanner") is None
+        assert sip_options(host, port, source="127.0.0.2", user_agent="Linphone/5.0") == 200
+        flood = server.status()["flood"]
+        assert flood["dropped_scanner"] >= 2, flood
+        assert flood["bans"] == 0, flood  # dropping a scanner is not a reason to ban its address
+
+
+# --------------------------------------------------------------- password cracking
+
+
+def test_svcrack_gets_banned(tmp_path: Path) -> None:
+    svcrack = _sipvicious("svcrack")
+    password = REAL_USERS["101"]
+    config = (
+        f'domains = ["{DOMAIN}"]\n'
+        + _users_toml(REAL_USERS)
+        + "\n[limits]\ndrop_user_agents = []\nauth_failures_before_ban = 10\n"
+    )
+    # svcrack answers MD5 challenges only (SHA-256, the default, makes it fail outright).
+    with running_server(tmp_path, config=config, extra_args=["--legacy-digest"]) as server:
+        target = ["-u101", "-p", str(server.sip_port), "--maximumtime", "2"]
+
+        control = tmp_path / "control.txt"
+        control.write_text(f"guess-1\nguess-2\n{password}\n")
+        cracked = _run([svcrack, *target, "-d", str(control), "-P", str(free_port()), DOMAIN], 30)
+        assert password in cracked, f"svcrack cannot crack even an early password:\n{cracked}"
+
+        dictionary = tmp_path / "dictionary.txt"
+        dictionary.write_text("".join(f"guess-{n}\n" for n in range(3, 40)) + f"{password}\n")
+        attack = _run([svcrack, *target, "-d", str(dictionary), "-P", str(free_port()), DOMAIN], 40)
+        assert password not in attack, attack
+        assert "found nothing" in attack, attack
+
+        assert server.options(source="127.0.0.1") is None  # the attacker's source: dropped
+        assert server.options(source="127.0.0.2") == 200  # everyone else: served
+        status = server.status()
+        assert [ban["source"] for ban in status["bans"]] == ["127.0.0.1"], status["bans"]
+        flood = status["flood"]
+        assert flood["auth_failures"] >= 10 and flood["bans"] == 1, flood
+        assert flood["dropped_banned"] >= 1, flood
+        text = server.status_text()
+        assert "auth_failures 10" in text or re.search(r"auth_failures 1\d", text), text
+        assert re.search(r"banned sources: 1\s+127\.0\.0\.1", text), text
+        assert "BAN src=127.0.0.1 reason=auth-failures" in server.output
+
+
+# ------------------------------------------------------------------------- flood
+
+
+class Flood(threading.Thread):
+    """``count`` requests (OPTIONS and INVITE) from one socket, paced over ``seconds``."""
+
+    def __init__(self, server: ServerProcess, source: str, count: int, seconds: float) -> None:
+        super().__init__(daemon=True)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((source, 0))
+        self.sock.setblocking(False)
+        self.target = (server.host, server.sip_port)
+        self.count, self.seconds = count, seconds
+        self.sent = 0
+        self.answered: set[bytes] = set()
+
+    def _request(self, n: int) -> bytes:
+        host, port = self.sock.getsockname()
+        method = "INVITE" if n % 2 else "OPTIONS"
+        return (
+            f"{method} sip:10{n % 3}@{DOMAIN} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bKflood{n};rport\r\n"
+            "Max-Forwards: 70\r\n"
+            f"From: <sip:flood@example.org>;tag=f{n}\r\n"
+            f"To: <sip:10{n % 3}@{DOMAIN}>\r\n"
+            f"Call-ID: flood-{n}@example.org\r\n"
+            f"CSeq: 1 {method}\r\n"
+            "Content-Length: 0\r\n\r\n"
+        ).encode()
+
+    def _drain(self) -> None:
+        for _ in range(10_000):
+            try:
+                data = self.sock.recv(65535)
+            except (BlockingIOError, ConnectionRefusedError):
+                return
+            match = re.search(rb"Call-ID: (\S+)", data)
+            if match:
+                self.answered.add(match[1])
+
+    def run(self) -> None:
+        batch = 50
+        pause = self.seconds / (self.count / batch)
+        start = time.monotonic()
+        while self.sent < self.count and time.monotonic() - start < self.seconds * 3:
+            for _ in range(min(batch, self.count - self.sent)):
+                try:
+                    self.sock.sendto(self._request(self.sent), self.target)
+                except BlockingIOError:
+                    break
+                self.sent += 1
+            self._drain()
+            time.sleep(pause)
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            self._drain()
+            time.sleep(0.05)
+        self.sock.close()
+
+
+def test_flood_is_cut_off_while_other_sources_register_and_call(tmp_path: Path) -> None:
+    users = {"alice": "alice-pw-51d2", "bob": "bob-pw-c07e"}
+    config = f'domains = ["{DOMAIN}"]\n' + _users_toml(users)  # default limits: 50/s, burst 100
+    with running_server(tmp_path, config=config, extra_args=["--legacy-digest"]) as server:
+        flood = Flood(server, "127.0.0.3", count=5000, seconds=5.0)
+        flood.start()
+        try:
+            time.sleep(0.4)  # the flood is on, and its source already over the limit
+            phone = ("127.0.0.2", free_port(host="127.0.0.2"))
+            sipp_dir = tmp_path / "sipp"
+            registered = sipp_register(
+                server, {"bob": users["bob"]}, sipp_dir, source=phone[0], port=phone[1]
+            )
+            uas = sipp_uas(sipp_dir, source=phone[0], port=phone[1], calls=1)
+            try:
+                time.sleep(0.3)
+                call = sipp_call(
+                    server, "alice", users["alice"], "bob", sipp_dir, source="127.0.0.4"
+                )
+                was_flooding = flood.is_alive()
+                answered = uas.result(timeout=20)
+            finally:
+                uas.kill()
+        finally:
+            flood.join(15)
+        assert (registered.successful, registered.failed) == (1, 0), registered.output
+        assert (call.successful, call.failed) == (1, 0), call.output
+        assert (answered.successful, answered.failed) == (1, 0), answered.output
+        assert was_flooding, "the flood ended before the legitimate traffic: test too slow"
+
+        assert flood.sent == 5000
+        assert 1 <= len(flood.answered) <= 150, len(flood.answered)  # about the burst (100)
+        assert server.options(source="127.0.0.3") is None
+        status = server.status()
+        assert "127.0.0.3" in [ban["source"] for ban in status["bans"]], status["bans"]
+        counters = status["flood"]
+        assert counters["dropped_flood"] >= 1 and counters["bans"] >= 1, counters
+        assert counters["dropped_banned"] >= 1000, counters
+        assert re.search(r"banned sources: \d+\s+(.*\n)*\s*127\.0\.0\.3", server.status_text())
