@@ -11,7 +11,7 @@ from trunkline.commands import users as users_command
 
 app = typer.Typer(
     name="trunkline",
-    help="Trunkline: a self-hosted telephone system (SIP proxy, PBX, programmable voice, softphone).",
+    help="Trunkline: a self-hosted telephone system (SIP proxy, PBX, voice apps, softphone).",
     no_args_is_help=True,
     add_completion=False,
 )
