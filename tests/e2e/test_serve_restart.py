@@ -11,6 +11,7 @@ stays removed.
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -35,12 +36,19 @@ def _bindings(server: ServerProcess) -> dict[str, dict[str, object]]:
     return {str(b["aor"]): b for b in server.status()["bindings"]}
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    directory = tmp_path / "data"
+@pytest.fixture(scope="module")
+def users_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory with the users, added once with ``trunkline users add``."""
+    directory = tmp_path_factory.mktemp("template") / "data"
     for name, password in USERS.items():
         add_user(directory, name, password, domain="127.0.0.1")
     return directory
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, users_data_dir: Path) -> Path:
+    """A fresh copy of the users' data directory for one test."""
+    return Path(shutil.copytree(users_data_dir, tmp_path / "data"))
 
 
 def test_registration_survives_sigterm_and_restart(tmp_path: Path, data_dir: Path) -> None:
@@ -127,3 +135,29 @@ def test_unregistered_contact_stays_gone_after_restart(tmp_path: Path, data_dir:
     ) as second:
         assert set(_bindings(second)) == {"sip:bob@127.0.0.1"}
         assert second.status()["registered_contacts"] == 1
+
+
+def test_registration_survives_a_crash_after_the_flush_interval(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """SIGKILL (no graceful shutdown): bindings older than ``flush_interval`` are on disk."""
+    phone_port = free_port(host=PHONE_HOST)
+    config = CONFIG + "\n[location]\nflush_interval = 0.5\n"
+    first = start_server(
+        tmp_path, data_dir=data_dir, config=config, extra_args=["--legacy-digest"], name="first"
+    )
+    try:
+        registered = sipp_register(
+            first, {"bob": USERS["bob"]}, tmp_path / "sipp", source=PHONE_HOST, port=phone_port
+        )
+        assert (registered.successful, registered.failed) == (1, 0), registered.output
+        time.sleep(2.0)  # several flush intervals (the housekeeping loop wakes every second)
+    finally:
+        first.kill()
+    assert first.process.returncode == -9
+    with running_server(
+        tmp_path, data_dir=data_dir, config=config, extra_args=["--legacy-digest"], name="second"
+    ) as second:
+        assert _bindings(second)["sip:bob@127.0.0.1"]["contact"] == (
+            f"sip:bob@{PHONE_HOST}:{phone_port}"
+        )

@@ -1,10 +1,10 @@
-"""atheris (libFuzzer) harness for WWW-/Proxy-Authenticate and (Proxy-)Authorization values.
+"""atheris (libFuzzer) harness for the values of the four authentication headers.
 
 Invariant (``tests/fuzz/targets.py``): any input parses or raises SipParseError, and
 whatever parses survives the round trip checks. Long run, one million inputs:
 
     mkdir -p /tmp/fuzz-authheaders
-    .venv/bin/python tests/fuzz/fuzz_authheaders.py -runs=1000000 -print_final_stats=1 /tmp/fuzz-authheaders
+    .venv/bin/python tests/fuzz/fuzz_authheaders.py -runs=1000000 /tmp/fuzz-authheaders
 
 The corpus directory is seeded when empty; see docs/fuzzing.md.
 """

@@ -1,10 +1,12 @@
-"""atheris (libFuzzer) harness for SDES ``a=crypto`` values (``CryptoAttribute.parse`` and ``sdpfields.Crypto``).
+"""atheris (libFuzzer) harness for SDES ``a=crypto`` values.
+
+Targets ``CryptoAttribute.parse`` (SRTP keys) and ``sdpfields.Crypto`` (the SDP view).
 
 Invariant (``tests/fuzz/targets.py``): any input parses or raises SrtpError / SipParseError, and
 whatever parses survives the round trip checks. Long run, one million inputs:
 
     mkdir -p /tmp/fuzz-crypto
-    .venv/bin/python tests/fuzz/fuzz_crypto.py -runs=1000000 -print_final_stats=1 /tmp/fuzz-crypto
+    .venv/bin/python tests/fuzz/fuzz_crypto.py -runs=1000000 /tmp/fuzz-crypto
 
 The corpus directory is seeded when empty; see docs/fuzzing.md.
 """

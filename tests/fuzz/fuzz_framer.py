@@ -1,10 +1,12 @@
-"""atheris (libFuzzer) harness for the SIP stream framer, fed the same bytes whole and in random chunks.
+"""atheris (libFuzzer) harness for the SIP stream framer.
+
+The same bytes are framed whole and in random chunks; the messages must agree.
 
 Invariant (``tests/fuzz/targets.py``): any input parses or raises SipFramingError, and
 whatever parses survives the round trip checks. Long run, one million inputs:
 
     mkdir -p /tmp/fuzz-framer
-    .venv/bin/python tests/fuzz/fuzz_framer.py -runs=1000000 -print_final_stats=1 /tmp/fuzz-framer
+    .venv/bin/python tests/fuzz/fuzz_framer.py -runs=1000000 /tmp/fuzz-framer
 
 The corpus directory is seeded when empty; see docs/fuzzing.md.
 """

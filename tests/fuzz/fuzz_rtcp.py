@@ -4,7 +4,7 @@ Invariant (``tests/fuzz/targets.py``): any input parses or raises RtpParseError,
 whatever parses survives the round trip checks. Long run, one million inputs:
 
     mkdir -p /tmp/fuzz-rtcp
-    .venv/bin/python tests/fuzz/fuzz_rtcp.py -runs=1000000 -print_final_stats=1 /tmp/fuzz-rtcp
+    .venv/bin/python tests/fuzz/fuzz_rtcp.py -runs=1000000 /tmp/fuzz-rtcp
 
 The corpus directory is seeded when empty; see docs/fuzzing.md.
 """
@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 with atheris.instrument_imports():
-    import trunkline.rtp.rtcp
-    import trunkline.rtp.packet  # noqa: F401
+    import trunkline.rtp.packet
+    import trunkline.rtp.rtcp  # noqa: F401
 
 from tests.fuzz.targets import RTCP, atheris_main
 

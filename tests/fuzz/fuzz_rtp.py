@@ -4,7 +4,7 @@ Invariant (``tests/fuzz/targets.py``): any input parses or raises RtpParseError,
 whatever parses survives the round trip checks. Long run, one million inputs:
 
     mkdir -p /tmp/fuzz-rtp
-    .venv/bin/python tests/fuzz/fuzz_rtp.py -runs=1000000 -print_final_stats=1 /tmp/fuzz-rtp
+    .venv/bin/python tests/fuzz/fuzz_rtp.py -runs=1000000 /tmp/fuzz-rtp
 
 The corpus directory is seeded when empty; see docs/fuzzing.md.
 """

@@ -1,10 +1,10 @@
-"""atheris (libFuzzer) harness for RFC 4733 telephone-event payloads and the event receiver.
+"""atheris (libFuzzer) harness for RFC 4733 telephone-event payloads and their receiver.
 
 Invariant (``tests/fuzz/targets.py``): any input parses or raises CodecError, and
 whatever parses survives the round trip checks. Long run, one million inputs:
 
     mkdir -p /tmp/fuzz-telephone_event
-    .venv/bin/python tests/fuzz/fuzz_telephone_event.py -runs=1000000 -print_final_stats=1 /tmp/fuzz-telephone_event
+    .venv/bin/python tests/fuzz/fuzz_telephone_event.py -runs=1000000 /tmp/fuzz-telephone_event
 
 The corpus directory is seeded when empty; see docs/fuzzing.md.
 """

@@ -4,7 +4,7 @@ Invariant (``tests/fuzz/targets.py``): any input parses or raises WavError, and
 whatever parses survives the round trip checks. Long run, one million inputs:
 
     mkdir -p /tmp/fuzz-wav
-    .venv/bin/python tests/fuzz/fuzz_wav.py -runs=1000000 -print_final_stats=1 /tmp/fuzz-wav
+    .venv/bin/python tests/fuzz/fuzz_wav.py -runs=1000000 /tmp/fuzz-wav
 
 The corpus directory is seeded when empty; see docs/fuzzing.md.
 """

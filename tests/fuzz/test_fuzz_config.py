@@ -17,7 +17,9 @@ def test_seeds_and_4000_mutants() -> None:
     assert run_short(CONFIG, count=4000, seed=8259) == len(CONFIG.seeds()) + 4000
 
 
-@settings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(st.binary(max_size=512))
 def test_arbitrary_bytes(data: bytes) -> None:
     CONFIG.exercise(data)

@@ -17,7 +17,9 @@ def test_seeds_and_8000_mutants() -> None:
     assert run_short(CRYPTO, count=8000, seed=4568) == len(CRYPTO.seeds()) + 8000
 
 
-@settings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(st.binary(max_size=512))
 def test_arbitrary_bytes(data: bytes) -> None:
     CRYPTO.exercise(data)

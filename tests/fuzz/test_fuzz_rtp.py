@@ -17,7 +17,9 @@ def test_seeds_and_10000_mutants() -> None:
     assert run_short(RTP, count=10000, seed=3550) == len(RTP.seeds()) + 10000
 
 
-@settings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(st.binary(max_size=512))
 def test_arbitrary_bytes(data: bytes) -> None:
     RTP.exercise(data)

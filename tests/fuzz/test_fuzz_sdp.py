@@ -17,7 +17,9 @@ def test_seeds_and_6000_mutants() -> None:
     assert run_short(SDP, count=6000, seed=8866) == len(SDP.seeds()) + 6000
 
 
-@settings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(st.binary(max_size=512))
 def test_arbitrary_bytes(data: bytes) -> None:
     SDP.exercise(data)

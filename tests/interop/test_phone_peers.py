@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import secrets
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from tests.support.kamailio import Kamailio
 from tests.support.linphone import Linphone, LinphoneAccount, LinphoneFactory
 from tests.support.peers import free_port, require_peer
 from tests.support.rtpcapture import RtpCapture
+from tests.support.trunkline_phone import PhoneProcess, PhoneProcesses
 
 from trunkline.ua.call import Call, CallConfig, CallResult, CallState, TransferProgress
 from trunkline.ua.phone import IncomingCall, Phone, PhoneConfig, PhoneEvent, TransferRequested
@@ -41,6 +40,15 @@ BOB_HZ = 600.0  # linphonec
 CAROL_HZ = 1400.0  # a second baresip (transfer target)
 TOLERANCE_HZ = 15.0
 CALL_SECONDS = 6.0
+
+
+@pytest.fixture
+async def phones() -> AsyncIterator[PhoneProcesses]:
+    processes = PhoneProcesses()
+    try:
+        yield processes
+    finally:
+        await processes.close()
 
 
 @pytest.fixture(scope="module")
@@ -66,99 +74,8 @@ def assert_hears(path: Path, hz: float, what: str) -> None:
     assert audio.has_tone(heard, rate, hz), f"{what}: {hz} Hz is not the main component"
 
 
-class PhoneProcess:
-    """``trunkline phone ...`` as a subprocess; stdout lines kept as a transcript."""
-
-    def __init__(self, workdir: Path, *args: str) -> None:
-        self.argv = [sys.executable, "-m", "trunkline.cli", "phone", *args]
-        self.workdir = workdir
-        self.lines: list[str] = []
-        self.stderr_path = workdir / "phone.stderr"
-        self.proc: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._changed = asyncio.Event()
-
-    async def start(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        with self.stderr_path.open("wb") as err:
-            self.proc = await asyncio.create_subprocess_exec(
-                *self.argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=err,
-                start_new_session=True,
-            )
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        while raw := await self.proc.stdout.readline():
-            self.lines.append(raw.decode(errors="replace").rstrip())
-            self._changed.set()
-        self._changed.set()
-
-    def output(self) -> str:
-        err = self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
-        return "\n".join(self.lines) + "\n--- stderr ---\n" + err[-3000:]
-
-    async def expect(self, pattern: str, timeout: float = 15.0) -> re.Match[str]:
-        """The first transcript line matching ``pattern`` (waits up to ``timeout``)."""
-        rx = re.compile(pattern)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            for line in self.lines:
-                if m := rx.search(line):
-                    return m
-            left = deadline - loop.time()
-            if left <= 0 or (self._reader is not None and self._reader.done()):
-                raise TimeoutError(f"trunkline phone: no {pattern!r}:\n{self.output()}")
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(left, 0.5))
-
-    async def wait(self, timeout: float = 30.0) -> int:
-        assert self.proc is not None
-        code = await asyncio.wait_for(self.proc.wait(), timeout)
-        if self._reader is not None:
-            await asyncio.wait_for(self._reader, 5.0)
-        return code
-
-    def received_dtmf(self) -> str:
-        return "".join(
-            m.group(1) for line in self.lines if (m := re.match(r"DTMF received: (\S)", line))
-        )
-
-    async def stop(self) -> None:
-        proc = self.proc
-        if proc is not None and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 5.0)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await asyncio.wait_for(proc.wait(), 5.0)
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
-
-
-@pytest.fixture
-async def phones() -> AsyncIterator[list[PhoneProcess]]:
-    """Started ``trunkline phone`` processes, all stopped at teardown."""
-    started: list[PhoneProcess] = []
-    try:
-        yield started
-    finally:
-        for phone in started:
-            await phone.stop()
-
-
 async def trunkline_phone(
-    started: list[PhoneProcess], workdir: Path, kam: Kamailio, *args: str
+    phones: PhoneProcesses, workdir: Path, kam: Kamailio, *args: str
 ) -> PhoneProcess:
     """``trunkline phone ARGS`` as dave, registered to ``kam`` with digest auth."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -178,10 +95,7 @@ async def trunkline_phone(
         "--duration",
         str(CALL_SECONDS),
     ]
-    phone = PhoneProcess(workdir, *args, *common)
-    started.append(phone)
-    await phone.start()
-    return phone
+    return await phones.start(workdir, *args, *common)
 
 
 async def alice(factory: BaresipFactory, kam: Kamailio, tmp: Path, **kw: object) -> Baresip:
@@ -199,7 +113,7 @@ async def alice(factory: BaresipFactory, kam: Kamailio, tmp: Path, **kw: object)
 async def test_phone_calls_baresip_audio_and_dtmf(
     kamailio: Kamailio,
     baresip_factory: BaresipFactory,
-    phones: list[PhoneProcess],
+    phones: PhoneProcesses,
     tmp_path: Path,
 ) -> None:
     bare = await alice(baresip_factory, kamailio, tmp_path, answermode="auto")
@@ -224,7 +138,7 @@ async def test_phone_calls_baresip_audio_and_dtmf(
 async def test_baresip_calls_phone_audio_and_dtmf(
     kamailio: Kamailio,
     baresip_factory: BaresipFactory,
-    phones: list[PhoneProcess],
+    phones: PhoneProcesses,
     tmp_path: Path,
 ) -> None:
     bare = await alice(baresip_factory, kamailio, tmp_path)
@@ -255,7 +169,7 @@ async def bob(factory: LinphoneFactory, kam: Kamailio, tmp: Path) -> Linphone:
 async def test_phone_calls_linphone_audio_and_dtmf(
     kamailio: Kamailio,
     linphone_factory: LinphoneFactory,
-    phones: list[PhoneProcess],
+    phones: PhoneProcesses,
     tmp_path: Path,
 ) -> None:
     lin = await bob(linphone_factory, kamailio, tmp_path)
@@ -279,7 +193,7 @@ async def test_phone_calls_linphone_audio_and_dtmf(
 async def test_linphone_calls_phone_audio_and_dtmf(
     kamailio: Kamailio,
     linphone_factory: LinphoneFactory,
-    phones: list[PhoneProcess],
+    phones: PhoneProcesses,
     tmp_path: Path,
 ) -> None:
     lin = await bob(linphone_factory, kamailio, tmp_path)

@@ -29,6 +29,7 @@ import hashlib
 import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -155,14 +156,23 @@ class RawClient:
         self.sock.close()
 
     def request(
-        self, method: str, user: str, call_id: str, cseq: int, authorization: str = ""
+        self,
+        method: str,
+        user: str,
+        call_id: str,
+        cseq: int,
+        authorization: str = "",
+        *,
+        from_uri: str | None = None,
     ) -> bytes:
+        """Send one request for ``user`` (From is the user too, unless ``from_uri``)."""
         uri = f"sip:{DOMAIN}" if method == "REGISTER" else f"sip:{user}@{DOMAIN}"
+        sender = from_uri or f"sip:{user}@{DOMAIN}"
         lines = [
             f"{method} {uri} SIP/2.0",
             f"Via: SIP/2.0/UDP {self.host}:{self.port};branch=z9hG4bK{secrets.token_hex(8)};rport",
             "Max-Forwards: 70",
-            f'From: "{user}" <sip:{user}@{DOMAIN}>;tag={call_id[:8]}',
+            f"From: <{sender}>;tag={call_id[:8]}",
             f'To: "{user}" <sip:{user}@{DOMAIN}>',
             f"Call-ID: {call_id}",
             f"CSeq: {cseq} {method}",
@@ -177,7 +187,8 @@ class RawClient:
         while (remaining := deadline - time.monotonic()) > 0:
             self.sock.settimeout(remaining)
             data = self.sock.recv(65535)
-            if call_id.encode() in data and f" {cseq} {method}".encode() in data:
+            final = not data.startswith(b"SIP/2.0 1")
+            if final and call_id.encode() in data and f" {cseq} {method}".encode() in data:
                 return data
         raise AssertionError(f"no answer to {method} for {user}")
 
@@ -228,19 +239,52 @@ def test_real_and_unknown_users_are_rejected_in_the_same_shape(
         client.close()
 
 
-def test_scanner_user_agent_is_dropped(tmp_path: Path) -> None:
-    config = f'domains = ["{DOMAIN}"]\n' + _users_toml(REAL_USERS)
-    with running_server(tmp_path, config=config) as server:
-        svwar = [_sipvicious("svwar"), "-e100-102", "-p", str(server.sip_port)]
-        output = _run([*svwar, "-P", str(free_port()), "--maximumtime", "2", DOMAIN], timeout=30)
-        assert re.search(r"No server response|socket error: timed out", output), output
-        assert not re.search(r"exists|reqauth|noauth|weird", output), output
-        host, port = server.host, server.sip_port
-        assert sip_options(host, port, source="127.0.0.2", user_agent="friendly-scanner") is None
-        assert sip_options(host, port, source="127.0.0.2", user_agent="Linphone/5.0") == 200
-        flood = server.status()["flood"]
-        assert flood["dropped_scanner"] >= 2, flood
-        assert flood["bans"] == 0, flood  # dropping a scanner is not a reason to ban its address
+def test_calls_from_strangers_do_not_reveal_which_users_exist(open_server: ServerProcess) -> None:
+    """An INVITE from another domain (no digest asked: it may be a call from outside).
+
+    A real user who is not registered and a user who does not exist must look
+    the same, or any scanner enumerates users by sending INVITEs with a
+    foreign From (svwar cannot, its From is always in the target domain).
+    """
+    client = RawClient(open_server, "127.0.0.2")
+    try:
+        shapes = {}
+        for user in ("100", UNKNOWN_USER):
+            call_id = secrets.token_hex(10)
+            answer = client.request(
+                "INVITE", user, call_id, 1, from_uri="sip:caller@stranger.example"
+            )
+            shapes[user] = _shape(answer)
+        assert shapes["100"] == shapes[UNKNOWN_USER], shapes
+    finally:
+        client.close()
+
+
+FLOOD_USERS = {"alice": "alice-pw-51d2", "bob": "bob-pw-c07e"}
+
+
+@pytest.fixture(scope="module")
+def default_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """Default limits (50 requests/s, burst 100, scanner User-Agents dropped)."""
+    config = f'domains = ["{DOMAIN}"]\n' + _users_toml(FLOOD_USERS)
+    workdir = tmp_path_factory.mktemp("default")
+    with running_server(workdir, config=config, extra_args=["--legacy-digest"]) as server:
+        yield server
+
+
+def test_scanner_user_agent_is_dropped(default_server: ServerProcess) -> None:
+    server = default_server
+    svwar = [_sipvicious("svwar"), "-e100-102", "-p", str(server.sip_port)]
+    output = _run([*svwar, "-P", str(free_port()), "--maximumtime", "2", DOMAIN], timeout=30)
+    assert re.search(r"No server response|socket error: timed out", output), output
+    assert not re.search(r"exists|reqauth|noauth|weird", output), output
+    host, port = server.host, server.sip_port
+    assert sip_options(host, port, source="127.0.0.2", user_agent="friendly-scanner") is None
+    assert sip_options(host, port, source="127.0.0.2", user_agent="Linphone/5.0") == 200
+    status = server.status()
+    assert status["flood"]["dropped_scanner"] >= 2, status["flood"]
+    banned = [ban["source"] for ban in status["bans"]]
+    assert "127.0.0.1" not in banned, banned  # a dropped scanner is not banned for it
 
 
 # --------------------------------------------------------------- password cracking
@@ -265,7 +309,9 @@ def test_svcrack_gets_banned(tmp_path: Path) -> None:
 
         dictionary = tmp_path / "dictionary.txt"
         dictionary.write_text("".join(f"guess-{n}\n" for n in range(3, 40)) + f"{password}\n")
-        attack = _run([svcrack, *target, "-d", str(dictionary), "-P", str(free_port()), DOMAIN], 40)
+        attack = _attack_until_banned(
+            [svcrack, *target, "-d", str(dictionary), "-P", str(free_port()), DOMAIN], server
+        )
         assert password not in attack, attack
         assert "found nothing" in attack, attack
 
@@ -280,6 +326,37 @@ def test_svcrack_gets_banned(tmp_path: Path) -> None:
         assert "auth_failures 10" in text or re.search(r"auth_failures 1\d", text), text
         assert re.search(r"banned sources: 1\s+127\.0\.0\.1", text), text
         assert "BAN src=127.0.0.1 reason=auth-failures" in server.output
+
+
+def _attack_until_banned(args: list[str], server: ServerProcess) -> str:
+    """Run svcrack until its source is banned, give it a second more, then Ctrl-C it.
+
+    (Left alone, it waits for answers that will not come for 10 s more; on
+    SIGINT it still prints what it cracked.)
+    """
+    process = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        cwd="/tmp",
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and process.poll() is None:
+            if server.status()["bans"]:
+                time.sleep(1.0)  # its next attempts meet the ban
+                break
+            time.sleep(0.1)
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=5)
+    return output
 
 
 # ------------------------------------------------------------------------- flood
@@ -342,42 +419,40 @@ class Flood(threading.Thread):
         self.sock.close()
 
 
-def test_flood_is_cut_off_while_other_sources_register_and_call(tmp_path: Path) -> None:
-    users = {"alice": "alice-pw-51d2", "bob": "bob-pw-c07e"}
-    config = f'domains = ["{DOMAIN}"]\n' + _users_toml(users)  # default limits: 50/s, burst 100
-    with running_server(tmp_path, config=config, extra_args=["--legacy-digest"]) as server:
-        flood = Flood(server, "127.0.0.3", count=5000, seconds=5.0)
-        flood.start()
+def test_flood_is_cut_off_while_other_sources_register_and_call(
+    default_server: ServerProcess, tmp_path: Path
+) -> None:
+    server, users = default_server, FLOOD_USERS
+    flood = Flood(server, "127.0.0.3", count=5000, seconds=5.0)
+    flood.start()
+    try:
+        time.sleep(0.4)  # the flood is on, and its source already over the limit
+        phone = ("127.0.0.2", free_port(host="127.0.0.2"))
+        sipp_dir = tmp_path / "sipp"
+        registered = sipp_register(
+            server, {"bob": users["bob"]}, sipp_dir, source=phone[0], port=phone[1]
+        )
+        uas = sipp_uas(sipp_dir, source=phone[0], port=phone[1], calls=1)
         try:
-            time.sleep(0.4)  # the flood is on, and its source already over the limit
-            phone = ("127.0.0.2", free_port(host="127.0.0.2"))
-            sipp_dir = tmp_path / "sipp"
-            registered = sipp_register(
-                server, {"bob": users["bob"]}, sipp_dir, source=phone[0], port=phone[1]
-            )
-            uas = sipp_uas(sipp_dir, source=phone[0], port=phone[1], calls=1)
-            try:
-                time.sleep(0.3)
-                call = sipp_call(
-                    server, "alice", users["alice"], "bob", sipp_dir, source="127.0.0.4"
-                )
-                was_flooding = flood.is_alive()
-                answered = uas.result(timeout=20)
-            finally:
-                uas.kill()
+            time.sleep(0.3)
+            call = sipp_call(server, "alice", users["alice"], "bob", sipp_dir, source="127.0.0.4")
+            was_flooding = flood.is_alive()
+            answered = uas.result(timeout=20)
         finally:
-            flood.join(15)
-        assert (registered.successful, registered.failed) == (1, 0), registered.output
-        assert (call.successful, call.failed) == (1, 0), call.output
-        assert (answered.successful, answered.failed) == (1, 0), answered.output
-        assert was_flooding, "the flood ended before the legitimate traffic: test too slow"
+            uas.kill()
+    finally:
+        flood.join(15)
+    assert (registered.successful, registered.failed) == (1, 0), registered.output
+    assert (call.successful, call.failed) == (1, 0), call.output
+    assert (answered.successful, answered.failed) == (1, 0), answered.output
+    assert was_flooding, "the flood ended before the legitimate traffic: test too slow"
 
-        assert flood.sent == 5000
-        assert 1 <= len(flood.answered) <= 150, len(flood.answered)  # about the burst (100)
-        assert server.options(source="127.0.0.3") is None
-        status = server.status()
-        assert "127.0.0.3" in [ban["source"] for ban in status["bans"]], status["bans"]
-        counters = status["flood"]
-        assert counters["dropped_flood"] >= 1 and counters["bans"] >= 1, counters
-        assert counters["dropped_banned"] >= 1000, counters
-        assert re.search(r"banned sources: \d+\s+(.*\n)*\s*127\.0\.0\.3", server.status_text())
+    assert flood.sent == 5000
+    assert 1 <= len(flood.answered) <= 150, len(flood.answered)  # about the burst (100)
+    assert server.options(source="127.0.0.3") is None
+    status = server.status()
+    assert "127.0.0.3" in [ban["source"] for ban in status["bans"]], status["bans"]
+    counters = status["flood"]
+    assert counters["dropped_flood"] >= 1 and counters["bans"] >= 1, counters
+    assert counters["dropped_banned"] >= 1000, counters
+    assert re.search(r"banned sources: \d+\s+(.*\n)*\s*127\.0\.0\.3", server.status_text())

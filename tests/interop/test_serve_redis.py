@@ -40,9 +40,9 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
     """A private ``redis-server`` on a free loopback port, no persistence."""
     binary = require_peer("redis-server", "redis-server")
     port = free_port(socket.SOCK_STREAM)
+    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        + ["--dir", str(tmp_path), "--daemonize", "no"],
+        [binary, *args, "--dir", str(tmp_path), "--daemonize", "no"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

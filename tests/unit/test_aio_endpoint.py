@@ -21,7 +21,7 @@ from trunkline.sip.aio.trace import disable_sip_trace, enable_sip_trace
 from trunkline.sip.builder import make_request
 from trunkline.sip.message import Request, Response
 from trunkline.sip.timers import TimerConfig
-from trunkline.sip.transaction import ClientInviteTransaction
+from trunkline.sip.transaction import ClientInviteTransaction, ServerTransaction
 
 FAST = TimerConfig(t1=0.02, t2=0.08, t4=0.1, timer_d=0.2, trying_delay=0.05)
 
@@ -370,3 +370,106 @@ async def test_rfc3263_locator_finds_the_server(pair: tuple[SipEndpoint, SipEndp
     )
     assert response.status == 200
     assert ("A/AAAA", "pbx.example.com") in resolver.queries
+
+
+class _ProxyLike(SipEndpoint):
+    """Overrides the public CANCEL hook the way a stateful proxy does (§16.10)."""
+
+    cancels: list[tuple[str, bool]]
+
+    def handle_cancel(self, cancel: IncomingRequest, invite: ServerTransaction | None) -> None:
+        self.cancels.append((cancel.request.method, invite is not None))
+        if invite is None:
+            super().handle_cancel(cancel, invite)
+            return
+        cancel.respond(200, "OK")  # the INVITE's final response is left to the "branches"
+        incoming = self.incoming_for(invite)
+        assert incoming is not None
+        incoming.cancelled = True
+
+
+async def test_handle_cancel_default_and_override(pair: tuple[SipEndpoint, SipEndpoint]) -> None:
+    a, _ = pair
+    b = _ProxyLike(timers=FAST)
+    b.cancels = []
+    try:
+        await a.listen("UDP")
+        listener = await b.listen("UDP")
+        cancel_answers: list[Response] = []
+        a.on_stray_response = cancel_answers.append  # the CANCEL's own 200 / 481
+
+        async def ring(incoming: IncomingRequest) -> None:
+            if incoming.request.method != "INVITE":
+                return
+            incoming.respond(180, to_tag="callee")
+            for _ in range(200):
+                if incoming.cancelled:
+                    break
+                await asyncio.sleep(0.01)
+            incoming.respond(487, "Branches Cancelled", to_tag="callee")
+
+        b.on_request = ring
+        invite = make_request(
+            "INVITE",
+            f"sip:bob@127.0.0.1:{listener.port}",
+            from_="<sip:alice@127.0.0.1>",
+            to="<sip:bob@127.0.0.1>",
+            contact=a.contact_uri("UDP"),
+        )
+        provisional: list[Response] = []
+        txn = await a.start_request(invite, on_provisional=provisional.append)
+        assert isinstance(txn, ClientInviteTransaction)
+        async with asyncio.timeout(5):
+            while not provisional:
+                await asyncio.sleep(0.01)
+        a.cancel(txn)
+        final = await asyncio.wait_for(a.wait_final(txn), 5)
+        assert (final.status, final.reason) == (487, "Branches Cancelled")  # the override's
+        assert b.cancels == [("CANCEL", True)]
+        assert [r.status for r in cancel_answers if r.cseq.method == "CANCEL"] == [200]
+        # A CANCEL matching nothing: the default answers 481 (§9.2).
+        stray = make_request(
+            "CANCEL",
+            f"sip:bob@127.0.0.1:{listener.port}",
+            from_="<sip:alice@127.0.0.1>",
+            to="<sip:bob@127.0.0.1>",
+        )
+        response = await asyncio.wait_for(a.send_request(stray), 5)
+        assert response.status == 481
+        assert b.cancels == [("CANCEL", True), ("CANCEL", False)]
+    finally:
+        await b.close()
+
+
+async def test_default_cancel_answer_carries_the_invite_to_tag(
+    pair: tuple[SipEndpoint, SipEndpoint],
+) -> None:
+    a, b = pair
+    await a.listen("UDP")
+    listener = await b.listen("UDP")
+    cancel_answers: list[Response] = []
+    a.on_stray_response = cancel_answers.append
+
+    async def ring(incoming: IncomingRequest) -> None:
+        if incoming.request.method == "INVITE":
+            incoming.respond(180, to_tag="callee-tag")
+
+    b.on_request = ring
+    invite = make_request(
+        "INVITE",
+        f"sip:bob@127.0.0.1:{listener.port}",
+        from_="<sip:alice@127.0.0.1>",
+        to="<sip:bob@127.0.0.1>",
+        contact=a.contact_uri("UDP"),
+    )
+    provisional: list[Response] = []
+    txn = await a.start_request(invite, on_provisional=provisional.append)
+    assert isinstance(txn, ClientInviteTransaction)
+    async with asyncio.timeout(5):
+        while not provisional:
+            await asyncio.sleep(0.01)
+    a.cancel(txn)
+    final = await asyncio.wait_for(a.wait_final(txn), 5)
+    assert (final.status, final.to_tag) == (487, "callee-tag")
+    (answer,) = [r for r in cancel_answers if r.cseq.method == "CANCEL"]
+    assert (answer.status, answer.to_tag) == (200, "callee-tag")  # RFC 3261 §9.2

@@ -397,6 +397,50 @@ async def test_all_branches_fail_gives_the_best_response(server: ProxyServer) ->
     assert (await alice.recv_response()).status == 486  # 4xx beats 5xx (§16.7 step 6)
 
 
+async def test_timer_c_cancels_a_branch_that_rings_forever(
+    server: ProxyServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trunkline.proxy import server as server_module
+
+    monkeypatch.setattr(server_module, "TIMER_C", 0.3)
+    monkeypatch.setattr(server_module, "_CANCEL_GRACE", 0.3)
+    address = proxy_address(server)
+    alice, bob = await open_phone("alice", address), await open_phone("bob", address)
+    await bob.register()
+    await authenticated_invite(alice, f"sip:bob@{DOMAIN}")
+    invite = await bob.recv_request("INVITE")
+    bob.send(answer(invite, 180))
+    assert (await alice.recv_response()).status == 180
+    cancel = await bob.recv_request("CANCEL")  # Timer C fired (§16.8)
+    assert cancel.via[0].branch == invite.via[0].branch
+    # bob never answers the CANCEL nor the INVITE: the proxy gives up with a 408.
+    assert (await alice.recv_response()).status == 408
+
+
+async def test_natted_contact_gets_calls_and_keepalive_pings(
+    server: ProxyServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Contact with a private address is reached at the source it registered from."""
+    from trunkline.proxy import server as server_module
+
+    monkeypatch.setattr(server_module, "_KEEPALIVE_REFRESH", 0.0)
+    server.keepalive.interval = 0.1
+    address = proxy_address(server)
+    alice, bob = await open_phone("alice", address), await open_phone("bob", address)
+    bob_contact = bob.contact
+    monkeypatch.setattr(Phone, "contact", property(lambda self: "sip:bob@10.1.2.3:5060"))
+    assert (await bob.register()).status == 200
+    ping = await bob.recv_request("OPTIONS", timeout=4.0)  # RFC 5626 §3.5.1 idea
+    assert ping.uri_text == "sip:bob@10.1.2.3:5060" and ping.max_forwards == 0
+    bob.send(make_response(ping, 200))
+    assert server.stats.keepalives >= 1
+    server.keepalive.interval = 3600.0
+    await authenticated_invite(alice, f"sip:bob@{DOMAIN}")
+    invite = await bob.recv_request("INVITE")  # sent to 127.0.0.1:<bob's port>, not 10.1.2.3
+    assert invite.uri_text == "sip:bob@10.1.2.3:5060"
+    assert bob_contact.endswith(f":{bob.port}")
+
+
 # -- policy, security, shutdown -----------------------------------------------------------
 
 

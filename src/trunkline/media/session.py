@@ -7,12 +7,13 @@
 keys were exchanged (RFC 4568, :mod:`trunkline.media.srtp`) and DTMF as
 RFC 4733 telephone-events.
 
-One ``loop.call_at`` per session drives everything from the sans-IO parts in
-:mod:`trunkline.rtp`: every packet time the pacing schedule
-(:class:`~trunkline.rtp.pacing.PacingSchedule`, deadlines ``start + n *
-ptime``) sends one frame from the *source* and pulls one frame out of the
-jitter buffer for the *sinks*; RTCP SR/RR + SDES go out every ~5 s,
-randomized by 0.5-1.5 (RFC 3550 §6.3.1).
+The shared :class:`~trunkline.media.clock.MediaClock` of the event loop
+drives the sans-IO parts in :mod:`trunkline.rtp`: every packet time
+(deadlines ``start + n * ptime``) it asks each session for one frame from
+its *source*, encodes it (G.711 for all sessions at once) and has the
+session number and send it, then pulls one frame out of each jitter buffer,
+decodes it and hands it to the *sinks*. RTCP SR/RR + SDES go out every
+~5 s, randomized by 0.5-1.5 (RFC 3550 §6.3.1).
 
 Symmetric RTP (RFC 4961): we send from the port we receive on, and latch the
 peer's address onto the source address of its first valid packets (NATs
@@ -21,9 +22,15 @@ latched peer fell silent. Hold and re-negotiation call :meth:`apply` again
 with the new result: the sockets, SSRC, sequence numbers and (for an
 unchanged codec) the codec state survive.
 
-Sources are objects with ``read(samples) -> Pcm | None`` (``None`` sends
-nothing: silence, the timestamp still advances); sinks are callables taking
+Sources (:mod:`trunkline.media.sources`) are objects with ``read(samples)
+-> Pcm | None`` (``None`` sends nothing: silence, the timestamp still
+advances); sinks (:mod:`trunkline.media.sinks`) are callables taking
 ``Pcm``. Audio is mono int16 at the codec's ``sample_rate``.
+
+The receive path runs once per datagram and does the minimum: RFC 5761
+demultiplexing on the second octet, SRTP when negotiated, the fixed-header
+fast path of :meth:`RtpPacket.parse`, latching, RFC 3550 A.1/A.8
+statistics and the jitter buffer; nothing is logged on it.
 """
 
 from __future__ import annotations
@@ -32,23 +39,24 @@ import asyncio
 import logging
 import random
 import time
-import wave
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from trunkline.media import codecs
+from trunkline.media.clock import MediaClock
 from trunkline.media.codecs import CodecError, CodecInfo, Decoder, Encoder, Pcm
+from trunkline.media.codecs.base import as_pcm
 from trunkline.media.codecs.telephone_event import (
     DigitReceived,
     TelephoneEventReceiver,
     encode_event,
 )
-from trunkline.media.resample import resample
+from trunkline.media.sinks import AudioSink, WavRecorder
+from trunkline.media.sources import AudioSource, PcmSource, QueueSource, ToneSource
 from trunkline.media.srtp import SrtpContext, SrtpError
 from trunkline.media.transport import Address, RtpTransport
 from trunkline.rtp.emodel import score_call
@@ -68,6 +76,7 @@ from trunkline.rtp.stats import SourceTable, arrival_middle, round_trip_time
 from trunkline.sip.offeranswer import NegotiatedAudio
 
 __all__ = [
+    "AudioSink",
     "AudioSource",
     "MediaSession",
     "MediaStats",
@@ -81,143 +90,6 @@ log = logging.getLogger(__name__)
 
 RTCP_INTERVAL = 5.0
 _RELATCH_AFTER = 2.0  # seconds of silence from the latched peer before another may take over
-
-
-class AudioSource(Protocol):
-    def read(self, samples: int) -> Pcm | None:
-        """The next ``samples`` samples, or ``None`` for silence (send nothing)."""
-
-
-AudioSink = Callable[[Pcm], None]
-
-
-class ToneSource:
-    """A continuous sine tone (phase-continuous across frames)."""
-
-    def __init__(
-        self, frequency: float, sample_rate: int, level: float = 0.3, duration: float | None = None
-    ) -> None:
-        self.frequency = frequency
-        self.sample_rate = sample_rate
-        self.amplitude = level * 32767
-        self.remaining = None if duration is None else int(duration * sample_rate)
-        self._n = 0
-
-    def read(self, samples: int) -> Pcm | None:
-        if self.remaining is not None:
-            if self.remaining <= 0:
-                return None
-            self.remaining -= samples
-        t = (self._n + np.arange(samples)) / self.sample_rate
-        self._n += samples
-        return np.rint(self.amplitude * np.sin(2 * np.pi * self.frequency * t)).astype(np.int16)
-
-
-class PcmSource:
-    """Plays a PCM array once (or in a loop), then silence."""
-
-    def __init__(self, pcm: Pcm, *, loop: bool = False) -> None:
-        self.pcm = pcm
-        self.loop = loop
-        self.position = 0
-
-    @classmethod
-    def from_wav(cls, path: str | Path, sample_rate: int, *, loop: bool = False) -> PcmSource:
-        """Read a 16-bit WAV file (first channel), resampled to ``sample_rate``."""
-        with wave.open(str(path), "rb") as w:
-            if w.getsampwidth() != 2:
-                raise CodecError(f"{path}: only 16-bit WAV files are supported")
-            channels = w.getnchannels()
-            rate = w.getframerate()
-            data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-        pcm = data[::channels].astype(np.int16)
-        if rate != sample_rate:
-            pcm = resample(pcm, rate, sample_rate)
-        return cls(pcm, loop=loop)
-
-    @property
-    def finished(self) -> bool:
-        return not self.loop and self.position >= len(self.pcm)
-
-    def read(self, samples: int) -> Pcm | None:
-        if self.finished or len(self.pcm) == 0:
-            return None
-        end = self.position + samples
-        chunk = self.pcm[self.position : end]
-        self.position = end
-        if len(chunk) < samples:
-            if self.loop:
-                self.position = samples - len(chunk)
-                chunk = np.concatenate([chunk, self.pcm[: self.position]])
-            else:
-                chunk = np.concatenate([chunk, np.zeros(samples - len(chunk), np.int16)])
-        return chunk
-
-
-class QueueSource:
-    """Frames pushed by someone else (another session, a TTS engine...).
-
-    Keeps at most ``max_samples`` buffered (older audio is dropped) so a
-    bridge between two sessions cannot build up delay.
-    """
-
-    def __init__(self, max_samples: int = 8000) -> None:
-        self.max_samples = max_samples
-        self._frames: deque[Pcm] = deque()
-        self._buffered = 0
-        self.dropped = 0
-
-    def push(self, pcm: Pcm) -> None:
-        self._frames.append(pcm)
-        self._buffered += len(pcm)
-        while self._buffered > self.max_samples and self._frames:
-            old = self._frames.popleft()
-            self._buffered -= len(old)
-            self.dropped += len(old)
-
-    __call__ = push  # a QueueSource is also a sink
-
-    def read(self, samples: int) -> Pcm | None:
-        if self._buffered < samples:
-            return None
-        parts: list[Pcm] = []
-        need = samples
-        while need:
-            frame = self._frames[0]
-            if len(frame) <= need:
-                parts.append(self._frames.popleft())
-                need -= len(frame)
-            else:
-                parts.append(frame[:need])
-                self._frames[0] = frame[need:]
-                need = 0
-        self._buffered -= samples
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-
-class WavRecorder:
-    """A sink that records to a mono 16-bit WAV file, written on :meth:`close`."""
-
-    def __init__(self, path: str | Path, sample_rate: int) -> None:
-        self.path = Path(path)
-        self.sample_rate = sample_rate
-        self._frames: list[Pcm] = []
-
-    def __call__(self, pcm: Pcm) -> None:
-        self._frames.append(pcm)
-
-    @property
-    def pcm(self) -> Pcm:
-        if not self._frames:
-            return np.zeros(0, np.int16)
-        return np.concatenate(self._frames)
-
-    def close(self) -> None:
-        with wave.open(str(self.path), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(self.sample_rate)
-            w.writeframes(self.pcm.astype("<i2").tobytes())
 
 
 @dataclass(slots=True, frozen=True)
@@ -277,8 +149,10 @@ class MediaSession:
         self.sources: SourceTable | None = None
         self.srtp: SrtpContext | None = None
         self._srtp_keys: tuple[bytes, bytes] | None = None
-        self._schedule: PacingSchedule | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._schedule: PacingSchedule | None = None  # our ticks on the shared clock
+        self._clock: MediaClock | None = None
+        self._tick0 = 0  # the clock's tick index of our tick 0
+        self._skipped0 = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._remote_rtp: Address | None = None
         self._remote_rtcp: Address | None = None
@@ -397,8 +271,8 @@ class MediaSession:
         self._receiving = audio.direction.receives
         self._apply_srtp(audio)
         self.audio = audio
-        if self._schedule is not None and self._schedule.ptime != self._ptime:
-            self._restart_schedule()
+        if self._clock is not None and self._clock.ptime != self._ptime:
+            self._join_clock()
 
     def _set_receive_codecs(self, audio: NegotiatedAudio, info: CodecInfo) -> None:
         """Decoders for every negotiated audio payload type the peer may send.
@@ -449,93 +323,110 @@ class MediaSession:
         """Start sending and playing out (needs :meth:`apply` first)."""
         if self.info is None:
             raise RuntimeError("MediaSession.start() before apply()")
-        if self._timer is not None or self.closed:
+        if self._clock is not None or self.closed:
             return
         self._loop = asyncio.get_running_loop()
-        self._restart_schedule()
+        self._join_clock()
         self._next_rtcp = self._loop.time() + self.rtcp_interval * random.uniform(0.5, 1.5)
 
-    def _restart_schedule(self) -> None:
+    def _join_clock(self) -> None:
+        """Join the loop's clock for our ptime (again, after a ptime change)."""
         if self._loop is None:
             return
-        if self._timer is not None:
-            self._timer.cancel()
-        now = self._loop.time()
-        self._schedule = PacingSchedule(now, self._ptime)
+        if self._clock is not None:
+            self._clock.leave(self)
+        clock = MediaClock.shared(self._loop, self._ptime)
+        self._tick0, start = clock.join(self)
+        self._skipped0 = clock.skipped
+        self._clock = clock
+        self._schedule = PacingSchedule(start, self._ptime)
         if self.sender is not None:
             self.sender.restart_ticks()
-        self._timer = self._loop.call_at(now, self._on_timer)
 
-    def _on_timer(self) -> None:
-        loop = self._loop
+    # -- the clock's callbacks (trunkline.media.clock.ClockedStream) ----------
+    def frame_to_send(self, tick: int) -> tuple[Encoder, Pcm] | None:
+        tick -= self._tick0
         schedule = self._schedule
-        if self.closed or loop is None or schedule is None:
+        if schedule is not None:
+            schedule.tick = tick + 1
+        if not self._sending:
+            return None
+        if self._dtmf_queue:
+            self._send_dtmf_packet(tick)
+            return None  # audio is muted while an event is being sent (RFC 4733 §2.5.1.2)
+        source = self.source
+        encoder = self.encoder
+        if source is None or encoder is None:
+            return None
+        pcm = source.read(self._frame_samples)
+        if pcm is None:
+            return None
+        if type(pcm) is not np.ndarray or pcm.dtype != np.int16 or pcm.ndim != 1:
+            pcm = as_pcm(pcm)
+        return encoder, pcm
+
+    def send_frame(self, tick: int, payload: bytes) -> None:
+        sender = self.sender
+        remote = self._remote_rtp
+        if sender is None or remote is None:
             return
-        now = loop.time()
-        for tick in schedule.handle_timer(now):
-            if self._sending:
-                self._send_tick(tick)
-            self._playout(now)
+        data = sender.build(tick - self._tick0, payload)
+        if self.srtp is not None:
+            data = self.srtp.protect(data)
+        self.transport.send_rtp(data, remote)
+
+    def frame_to_play(self, now: float) -> tuple[Decoder, bytes] | None:
         if now >= self._next_rtcp:
             self._next_rtcp = now + self.rtcp_interval * random.uniform(0.5, 1.5)
             self._send_report(now)
-        if self._dtmf_rx is not None and self._dtmf_rx.get_timer() is not None:
-            for digit in self._dtmf_rx.handle_timer(now):
+        dtmf_rx = self._dtmf_rx
+        if dtmf_rx is not None and dtmf_rx.get_timer() is not None:
+            for digit in dtmf_rx.handle_timer(now):
                 self._digit(digit)
-        self._timer = loop.call_at(schedule.get_timer(), self._on_timer)
+        jitter = self.jitter
+        if jitter is None:
+            return None
+        out = jitter.get(now)
+        if out is None or not self.sinks:
+            return None
+        decoder = self._last_decoder or self.decoder
+        if decoder is None:
+            return None
+        if type(out) is RtpPacket:
+            decoder = self._decoders.get(out.payload_type, decoder)
+            self._last_decoder = decoder
+            return decoder, out.payload
+        self.conceal(decoder)
+        return None
 
-    def _send_tick(self, tick: int) -> None:
+    def play(self, pcm: Pcm) -> None:
+        for sink in self.sinks:
+            sink(pcm)
+
+    def conceal(self, decoder: Decoder) -> None:
+        self.play(decoder.conceal(self._frame_samples))
+
+    def clock_failed(self, exc: Exception) -> None:
+        self._clock = None
+
+    def _send_dtmf_packet(self, tick: int) -> None:
         sender = self.sender
-        assert sender is not None and self._remote_rtp is not None
-        if self._dtmf_queue:
-            due, payload, marker, start_tick = self._dtmf_queue[0]
-            if due <= tick:
-                self._dtmf_queue.popleft()
-                packet = sender.packet(
-                    tick,
-                    payload,
-                    payload_type=self._te_pt,
-                    timestamp=sender.timestamp_of(start_tick),
-                    marker=marker,
-                )
-                self._send_packet(packet)
-            return  # audio is muted while an event is being sent (RFC 4733 §2.5.1.2)
-        source = self.source
-        if source is None or self.encoder is None:
+        due, payload, marker, start_tick = self._dtmf_queue[0]
+        if sender is None or due > tick:
             return
-        pcm = source.read(self._frame_samples)
-        if pcm is None:
-            return
-        self._send_packet(sender.packet(tick, self.encoder.encode(pcm)))
-
-    def _send_packet(self, packet: RtpPacket) -> None:
+        self._dtmf_queue.popleft()
+        packet = sender.packet(
+            tick,
+            payload,
+            payload_type=self._te_pt,
+            timestamp=sender.timestamp_of(start_tick),
+            marker=marker,
+        )
         data = bytes(packet)
         if self.srtp is not None:
             data = self.srtp.protect(data)
-        assert self._remote_rtp is not None
-        self.transport.send_rtp(data, self._remote_rtp)
-
-    def _playout(self, now: float) -> None:
-        jitter = self.jitter
-        if jitter is None:
-            return
-        out = jitter.get(now)
-        if out is None or not self.sinks:
-            return
-        decoder = self._last_decoder or self.decoder
-        if decoder is None:
-            return
-        if isinstance(out, RtpPacket):
-            decoder = self._decoders.get(out.payload_type, decoder)
-            self._last_decoder = decoder
-            try:
-                pcm = decoder.decode(out.payload)
-            except CodecError:
-                pcm = decoder.conceal(self._frame_samples)
-        else:
-            pcm = decoder.conceal(self._frame_samples)
-        for sink in self.sinks:
-            sink(pcm)
+        if self._remote_rtp is not None:
+            self.transport.send_rtp(data, self._remote_rtp)
 
     def send_dtmf(self, digit: str, duration_ms: int = 100) -> None:
         """Queue an RFC 4733 event; it starts at the next packet time."""
@@ -736,7 +627,7 @@ class MediaSession:
             reports_received=self.reports_received,
             foreign=self.foreign,
             ssrc_changes=self.sources.ssrc_changes if self.sources else 0,
-            ticks_skipped=self._schedule.skipped if self._schedule else 0,
+            ticks_skipped=(self._clock.skipped - self._skipped0) if self._clock else 0,
             r_factor=score.r,
             mos=score.mos,
             remote_address=self._remote_rtp,
@@ -746,13 +637,13 @@ class MediaSession:
         """Send RTCP BYE (RFC 3550 §6.6), stop the timer, close the sockets."""
         if self.closed:
             return
-        if self._timer is not None and self.sender is not None and self._loop is not None:
+        if self._clock is not None and self.sender is not None and self._loop is not None:
             try:
                 self._send_rtcp([*self._report(self._loop.time())[:1], Bye([self.sender.ssrc])])
             except (OSError, SrtpError) as exc:
                 log.debug("RTCP BYE not sent: %s", exc)
         self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._clock is not None:
+            self._clock.leave(self)
+            self._clock = None
         self.transport.close()

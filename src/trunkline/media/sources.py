@@ -15,7 +15,6 @@ where they can, and never touch files or sockets.
 from __future__ import annotations
 
 from collections import deque
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -66,7 +65,7 @@ class PcmSource:
         self.position = 0
 
     @classmethod
-    def from_wav(cls, path: str | Path | Source, sample_rate: int, *, loop: bool = False) -> PcmSource:
+    def from_wav(cls, path: Source, sample_rate: int, *, loop: bool = False) -> PcmSource:
         """Read a WAV file (any format :mod:`trunkline.media.wav` reads, channels
         mixed down), converted to ``sample_rate``."""
         return cls(load_wav(path, sample_rate), loop=loop)

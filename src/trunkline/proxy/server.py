@@ -37,7 +37,7 @@ import logging
 import socket
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,6 +127,7 @@ class _Branch:
     final: Response | None = None
     provisional: bool = False
     cancelled: bool = False
+    task: asyncio.Task[None] | None = None
 
 
 @dataclass(slots=True)
@@ -349,6 +350,8 @@ class ProxyServer:
         groups: list[list[Target]],
         record_route: bool,
     ) -> None:
+        if incoming.answered:  # cancelled (487 sent) while the router was still deciding
+            return
         loop = asyncio.get_running_loop()
         context = _Context(incoming, request, groups, record_route, loop.time())
         assert incoming.transaction is not None
@@ -363,7 +366,7 @@ class ProxyServer:
         for target in group:
             branch = _Branch(target)
             context.branches.append(branch)
-            self._spawn(self._run_branch(context, branch))
+            branch.task = self._spawn(self._run_branch(context, branch))
 
     def _branch_request(self, context: _Context, target: Target) -> Request:
         """The copy of the request for one target (§16.6 items 1-8)."""
@@ -435,21 +438,40 @@ class ProxyServer:
     async def _wait_branch(
         self, context: _Context, branch: _Branch, txn: ClientTransaction
     ) -> Response:
-        """The branch's final response; Timer C cancels a ringing INVITE branch (§16.8)."""
+        """The branch's final response; Timer C cancels a ringing INVITE branch (§16.8).
+
+        Timer C is a ``call_later`` handle, not a task: if the cancelled branch
+        stays silent too, a second expiry gives up on it with a 408.
+        """
         endpoint = self.endpoint
         assert endpoint is not None
-        waiter = asyncio.ensure_future(endpoint.wait_final(txn))
         if not context.invite:
-            return await waiter
-        done, _ = await asyncio.wait({waiter}, timeout=TIMER_C)
-        if not done:
+            return await endpoint.wait_final(txn)
+        loop = asyncio.get_running_loop()
+        expired = False
+        handles: list[asyncio.TimerHandle] = []
+
+        def timer_c() -> None:
+            nonlocal expired
+            if branch.cancelled:
+                expired = True
+                endpoint.transactions.discard(txn)
+                if branch.task is not None:
+                    branch.task.cancel()
+                return
             self._cancel_branch(branch)
-            done, _ = await asyncio.wait({waiter}, timeout=_CANCEL_GRACE)
-        if not done:
-            waiter.cancel()
-            endpoint.transactions.discard(txn)
+            handles.append(loop.call_later(_CANCEL_GRACE, timer_c))
+
+        handles.append(loop.call_later(TIMER_C, timer_c))
+        try:
+            return await endpoint.wait_final(txn)
+        except asyncio.CancelledError:
+            if not expired:
+                raise
             return make_response(txn.request, 408, "Request Timeout")
-        return waiter.result()
+        finally:
+            for handle in handles:
+                handle.cancel()
 
     def _provisional(self, context: _Context, branch: _Branch, response: Response) -> None:
         """§16.7 step 5: forward every provisional except 100."""
@@ -552,7 +574,7 @@ class ProxyServer:
             return
         request.headers.set("Max-Forwards", str(70 if max_forwards is None else max_forwards - 1))
         try:
-            destination = await endpoint.resolve(request)
+            destination = endpoint.resolve_now(request) or await endpoint.resolve(request)
         except (TransportError, ValueError, OSError) as exc:
             log.info("stateless %s not forwarded: %s", request.method, exc)
             return
@@ -586,7 +608,7 @@ class ProxyServer:
         loop = asyncio.get_running_loop()
         flush_every = self.config.location.flush_interval
         next_purge = loop.time() + _PURGE_INTERVAL
-        next_refresh = loop.time() + _KEEPALIVE_REFRESH
+        next_refresh = loop.time()  # the first pass builds the keep-alive schedule
         while True:
             await asyncio.sleep(min(flush_every, 1.0))
             now = loop.time()
@@ -616,10 +638,11 @@ class ProxyServer:
         with contextlib.suppress(TransportError, LocalSipError, ValueError):
             await self.endpoint.send_request(ping, Destination("UDP", address, rport))
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # ------------------------------------------------------------------ status
 

@@ -11,7 +11,9 @@ What it does, and why:
 
 * **Reordering**: packets are keyed by extended sequence number (the 16-bit
   number unwrapped, RFC 3550 A.1) and played in order.
-* **Duplicates** are dropped (a sliding record of what was received).
+* **Duplicates** are dropped: a ring of the last ``_RECENT`` extended
+  sequence numbers received, indexed by ``ext % _RECENT`` (one list lookup
+  per packet).
 * **Late packets** (their slot was already played or concealed) are dropped
   and counted: they are heard as loss (the E-model counts them, G.107).
 * **Loss**: a missing frame with later frames waiting is concealed and the
@@ -37,7 +39,7 @@ import enum
 from collections import deque
 from dataclasses import dataclass
 
-from .packet import RtpPacket, seq_diff, ts_diff
+from .packet import RtpPacket
 
 __all__ = ["ConcealReason", "Concealment", "JitterBuffer", "JitterStats"]
 
@@ -112,8 +114,7 @@ class JitterBuffer:
         self._capacity = 2 * int(max_delay / ptime) + 8
         self.target_delay = min(max_delay, max(min_delay, initial_delay))
         self._packets: dict[int, tuple[RtpPacket, float]] = {}
-        self._recent: set[int] = set()
-        self._recent_order: deque[int] = deque()
+        self._recent: list[int] = [-1] * _RECENT  # slot ext % _RECENT: last ext seen there
         self._highest: int | None = None  # highest extended seq received
         self._next: int | None = None  # extended seq to play next
         self._next_ts: int | None = None
@@ -142,47 +143,52 @@ class JitterBuffer:
     def put(self, packet: RtpPacket, now: float) -> bool:
         """Accept a packet; False when it is a duplicate or arrived too late."""
         seq = packet.sequence_number
-        if self._highest is None:
+        highest = self._highest
+        if highest is None:
             ext = seq + 0x10000  # room below for packets reordered before the first
         else:
-            ext = self._highest + seq_diff(seq, self._highest & 0xFFFF)
-            if abs(ext - self._highest) > _MAX_JUMP:
+            d = (seq - highest) & 0xFFFF  # seq_diff, inlined: this runs per packet
+            ext = highest + (d - 0x10000 if d >= 0x8000 else d)
+            if abs(ext - highest) > _MAX_JUMP:
                 self._restart()
                 ext = seq + 0x10000
-        if ext in self._recent:
+        slot = ext % _RECENT
+        if self._recent[slot] == ext:
             self.duplicates += 1
             return False
-        self._remember(ext)
+        self._recent[slot] = ext
         if self._next is not None and ext < self._next:
             self.late += 1
             return False
         self.received += 1
         self._update_jitter(packet.timestamp, now)
-        self._packets[ext] = (packet, now)
+        packets = self._packets
+        packets[ext] = (packet, now)
         if self._highest is None or ext > self._highest:
             self._highest = ext
         if self._filling_since is None:
             self._filling_since = now
-        while len(self._packets) > self._capacity:  # the consumer stalled: drop the oldest
+        if len(packets) > self._capacity:
+            self._overflow()
+        return True
+
+    def _overflow(self) -> None:
+        """The consumer stalled: drop the oldest packets down to capacity."""
+        while len(self._packets) > self._capacity:
             oldest = min(self._packets)
             del self._packets[oldest]
             self.discarded += 1
             if self._next is not None and oldest >= self._next:
                 self._next = oldest + 1
-        return True
-
-    def _remember(self, ext: int) -> None:
-        self._recent.add(ext)
-        self._recent_order.append(ext)
-        if len(self._recent_order) > _RECENT:
-            self._recent.discard(self._recent_order.popleft())
 
     def _update_jitter(self, timestamp: int, now: float) -> None:
         """RFC 3550 §6.4.1 / A.8 interarrival jitter, then the new target."""
-        if self._last_ts is None:
+        last_ts = self._last_ts
+        if last_ts is None:
             unwrapped = float(timestamp)
         else:
-            unwrapped = self._last_ts_unwrapped + ts_diff(timestamp, self._last_ts)
+            d = (timestamp - last_ts) & 0xFFFFFFFF  # ts_diff, inlined
+            unwrapped = self._last_ts_unwrapped + (d - 0x100000000 if d >= 0x80000000 else d)
         self._last_ts = timestamp
         self._last_ts_unwrapped = unwrapped
         transit = now * self.clock_rate - unwrapped
@@ -197,8 +203,7 @@ class JitterBuffer:
     def _restart(self) -> None:
         self.resets += 1
         self._packets.clear()
-        self._recent.clear()
-        self._recent_order.clear()
+        self._recent = [-1] * _RECENT
         self._highest = None
         self._next = None
         self._next_ts = None

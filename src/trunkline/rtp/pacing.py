@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import math
 import secrets
+import struct
 
 from .packet import RtpPacket, ts_add
 from .rtcp import SenderReport, ntp_from_unix
 
 __all__ = ["PacingSchedule", "RtpSender"]
+
+_FIXED_HEADER = struct.Struct("!BBHII")  # RFC 3550 §5.1, no CSRC/extension/padding
 
 
 class PacingSchedule:
@@ -135,6 +138,27 @@ class RtpSender:
         self.octets_sent += len(payload)
         self.last_timestamp = ts
         return pkt
+
+    def build(self, tick: int, payload: bytes) -> bytes:
+        """The wire bytes of ``packet(tick, payload)`` for a plain audio packet.
+
+        The media clock's per-packet path: the same numbering and marker
+        rules as :meth:`packet`, packed straight into the 12-byte fixed
+        header without building an :class:`RtpPacket`.
+        """
+        marker = self._mark_next or (self._last_tick is not None and tick > self._last_tick + 1)
+        self._mark_next = False
+        self._last_tick = tick
+        ts = (self.timestamp_base + tick * self.samples_per_frame) & 0xFFFFFFFF
+        sequence = self.sequence
+        self.sequence = (sequence + 1) & 0xFFFF
+        self.packets_sent += 1
+        self.octets_sent += len(payload)
+        self.last_timestamp = ts
+        header = _FIXED_HEADER.pack(
+            0x80, (0x80 if marker else 0) | (self.payload_type & 0x7F), sequence, ts, self.ssrc
+        )
+        return header + payload
 
     def restart_ticks(self) -> None:
         """The schedule restarted at tick 0 (e.g. a new ptime): timestamps

@@ -40,6 +40,7 @@ MAX_MISORDER = 100
 MIN_SEQUENTIAL = 2
 RTP_SEQ_MOD = 1 << 16
 _WINDOW = 256  # how far back duplicates are recognised, in sequence numbers
+_WINDOW_MASK = (1 << _WINDOW) - 1
 
 
 def round_trip_time(arrival_middle: int, lsr: int, dlsr: int) -> float | None:
@@ -151,7 +152,7 @@ class ReceptionStats:
         """Record extended seq ``ext`` as seen; False if it already was."""
         if ext > self._seen_top:
             shift = ext - self._seen_top
-            self._seen = ((self._seen << shift) | 1) & ((1 << _WINDOW) - 1)
+            self._seen = ((self._seen << shift) | 1) & _WINDOW_MASK
             self._seen_top = ext
             return True
         back = self._seen_top - ext
@@ -175,6 +176,28 @@ class ReceptionStats:
 
     def receive(self, packet: RtpPacket, now: float) -> bool:
         """Account one packet; True if it counts (valid, past probation)."""
+        seq = packet.sequence_number
+        if seq == self.max_seq + 1 and not self.probation:
+            # Fast path, nearly every packet: the next in order, no wrap
+            # (A.1 with udelta == 1), then A.8 with the same arithmetic as
+            # update_jitter.
+            self.max_seq = seq
+            top = self.cycles + seq
+            if top == self._seen_top + 1:
+                self._seen = ((self._seen << 1) | 1) & _WINDOW_MASK
+                self._seen_top = top
+            else:
+                self._mark(top)
+            self.received += 1
+            transit = int(now * self.clock_rate) - packet.timestamp
+            last = self._last_transit
+            if last is not None:
+                d = (transit - last) & 0xFFFFFFFF
+                if d >= 0x80000000:
+                    d = 0x100000000 - d
+                self.jitter += (d - self.jitter) / 16.0
+            self._last_transit = transit
+            return True
         before = self.duplicates
         valid = self.update_seq(packet.sequence_number)
         if valid and self.duplicates == before:
@@ -269,6 +292,10 @@ class SourceTable:
 
     def receive(self, packet: RtpPacket, now: float) -> ReceptionStats | None:
         ssrc = packet.ssrc
+        current = self.current
+        if current is not None and current.ssrc == ssrc and ssrc != self.local_ssrc:
+            current.receive(packet, now)
+            return current
         if ssrc == self.local_ssrc:
             self.collisions += 1
             return None

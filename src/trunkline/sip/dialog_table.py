@@ -173,7 +173,9 @@ class DialogLayer:
         self.dialogs: dict[DialogId, Dialog] = {}
         self._uac_invites: dict[InviteKey, _UacInvite] = {}
         self._uas_invites: dict[InviteKey, _UasInvite] = {}
-        self._answers: dict[tuple[DialogId, int], _Answer] = {}
+        # 2xx awaiting their ACK, indexed by dialog then CSeq so ending a dialog
+        # touches only its own entries (not every pending 2xx of the layer).
+        self._answers: dict[DialogId, dict[int, _Answer]] = {}
         self._acks: dict[tuple[DialogId, int], Request] = {}
         self._receivers: dict[DialogId, ReliableProvisionalReceiver] = {}
         self._session_timers: dict[DialogId, SessionTimer] = {}
@@ -420,7 +422,7 @@ class DialogLayer:
         dialog = self.dialogs.get(did) if did is not None else None
         if method == "ACK":
             if dialog is not None:
-                answer = self._answers.pop((dialog.id, request.cseq.number), None)
+                answer = self._pop_answer(dialog.id, request.cseq.number)
                 if answer is not None:
                     self._timers.set(_Key("answer", dialog.id, cseq=request.cseq.number), None)
                     if has_sdp(request):
@@ -562,7 +564,7 @@ class DialogLayer:
             answer = _Answer(
                 dialog, response, invite.peer, self.timers.t1, now + self.timers.timeout
             )
-            self._answers[(did, request.cseq.number)] = answer
+            self._answers.setdefault(did, {})[request.cseq.number] = answer
             self._timers.set(_Key("answer", did, cseq=request.cseq.number), now + answer.interval)
             self._start_session_timer(dialog, request, response, we_are_uac=False, now=now)
         elif request.to_tag is None:
@@ -639,9 +641,8 @@ class DialogLayer:
         self._session_timers.pop(did, None)
         self._receivers.pop(did, None)
         self._glare_method.pop(did, None)
-        for key in [k for k in self._answers if k[0] == did]:
-            del self._answers[key]
-            self._timers.set(_Key("answer", did, cseq=key[1]), None)
+        for cseq in self._answers.pop(did, {}):
+            self._timers.set(_Key("answer", did, cseq=cseq), None)
         self.outbox.events.append(DialogStateChanged(dialog, dialog.state, reason))
 
     # -- timers -------------------------------------------------------------
@@ -670,11 +671,11 @@ class DialogLayer:
                         self._acks.pop((did, invite.request.cseq.number), None)
 
     def _fire_answer(self, key: tuple[DialogId, int], now: float) -> None:
-        answer = self._answers.get(key)
+        answer = self._answers.get(key[0], {}).get(key[1])
         if answer is None:
             return
         if now >= answer.give_up:
-            del self._answers[key]
+            self._pop_answer(*key)
             dialog = answer.dialog
             logger.info("no ACK for 2xx in Call-ID %s: sending BYE", dialog.call_id)
             self.outbox.events.append(AckTimedOut(dialog, key[1]))
@@ -729,6 +730,15 @@ class DialogLayer:
         self._timers.set(_Key("prack", invite=key), invite.prack.get_timer())
 
     # -- helpers ------------------------------------------------------------
+
+    def _pop_answer(self, did: DialogId, cseq: int) -> _Answer | None:
+        answers = self._answers.get(did)
+        if answers is None:
+            return None
+        answer = answers.pop(cseq, None)
+        if not answers:
+            del self._answers[did]
+        return answer
 
     @staticmethod
     def _from_tag(request: Request) -> str:

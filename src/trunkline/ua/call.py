@@ -95,6 +95,8 @@ SDP = "application/sdp"
 DTMF_RELAY = "application/dtmf-relay"
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY"
 _MAX_AUTH_ROUNDS = 2
+BYE_WAIT = 4.0
+"""Seconds :meth:`Call.hangup` waits for the BYE's response before calling the call over."""
 _DTMF_DIGITS = frozenset("0123456789*#ABCD")
 
 
@@ -218,6 +220,9 @@ class CallConfig:
     ptime: int | None = None
     user_agent: str = "Trunkline"
     no_answer_timeout: float | None = None
+    media_address_map: Callable[[tuple[str, int]], tuple[str, int]] | None = None
+    """Maps our RTP (host, port) to the address announced in SDP: a port forward or a
+    STUN (RFC 5389) mapping. Symmetric RTP (RFC 4961) does the rest."""
 
     @property
     def offered_codecs(self) -> list[Codec]:
@@ -278,6 +283,7 @@ class Call:
         self._txn: object | None = None
         self._cancel_requested = False
         self._bye_sent = False
+        self._bye_task: asyncio.Future[Response] | None = None
         self._cancel_result = CallResult.CANCELLED
         self._to_tag = new_tag()
         self._media_spec = _Media()
@@ -404,11 +410,16 @@ class Call:
                 media.sinks.append(spec.recorder)
         media.start()
 
+    def _snapshot_stats(self) -> None:
+        media = self.media
+        if media is not None and not media.closed and media.info is not None:
+            self.final_stats = media.stats()
+
     def _stop_media(self) -> None:
         media = self.media
         if media is not None and not media.closed:
-            if media.info is not None:
-                self.final_stats = media.stats()
+            if not self._bye_sent:
+                self._snapshot_stats()
             media.close()
         recorder = self._media_spec.recorder
         if recorder is not None:
@@ -421,14 +432,20 @@ class Call:
     def _on_rfc4733(self, digit: DigitReceived) -> None:
         self._emit(DtmfReceived(self, digit.digit, digit.duration_ms, "rfc4733"))
 
-    def _new_offer(self, direction: Direction = Direction.SENDRECV) -> SessionDescription:
+    def _sdp_address(self) -> tuple[str, int]:
+        """Where the peer must send RTP: our socket, or its public mapping (NAT, STUN)."""
         assert self.media is not None
+        local = (self.config.media_host, self.media.local_address[1])
+        mapping = self.config.media_address_map
+        return mapping(local) if mapping is not None else local
+
+    def _new_offer(self, direction: Direction = Direction.SENDRECV) -> SessionDescription:
+        host, port = self._sdp_address()
         if self._session is None:
-            self._session = LocalSession(self.config.media_host)
-        port = self.media.local_address[1]
+            self._session = LocalSession(host)
         offer = create_offer(
             self.config.offered_codecs,
-            self.config.media_host,
+            host,
             port,
             session=self._session,
             direction=direction,
@@ -730,14 +747,14 @@ class Call:
         return True
 
     def _answer_offer(self, offer: SessionDescription) -> Answer:
-        assert self.media is not None
+        host, port = self._sdp_address()
         if self._session is None:
-            self._session = LocalSession(self.config.media_host)
+            self._session = LocalSession(host)
         return create_answer(
             offer,
             self.config.offered_codecs,
-            self.config.media_host,
-            self.media.local_address[1],
+            host,
+            port,
             session=self._session,
             direction=Direction.SENDONLY if self.local_hold else Direction.SENDRECV,
             ptime=self.config.ptime,
@@ -923,13 +940,22 @@ class Call:
             return
         status: int | None = None
         self._bye_sent = True
+        self._snapshot_stats()  # before the peer's RTCP BYE makes the media layer forget it
+        reason = "hung up"
+        bye = asyncio.ensure_future(self._request("BYE"))
         try:
-            response = await self._request("BYE")
+            # The dialog ends as the BYE is sent (§15.1.1); the user need not wait out
+            # Timer F when the peer is gone, the transaction finishes on its own.
+            response = await asyncio.wait_for(asyncio.shield(bye), BYE_WAIT)
             status = response.status
+        except TimeoutError:
+            reason = "hung up (no answer to BYE)"
+            self._bye_task = bye  # keep a reference; its outcome is only logged
+            bye.add_done_callback(_log_late_bye)
         except (LocalSipError, OSError, ValueError) as exc:
             logger.info("call %s: BYE not sent: %s", self.call_id, exc)
         # A 481 means the peer hung up at the same moment: the call is over all the same.
-        self._finish(CallResult.COMPLETED, status, "hung up")
+        self._finish(CallResult.COMPLETED, status, reason)
 
     async def hold(self) -> bool:
         """Put the peer on hold: re-INVITE with ``sendonly`` (RFC 3264 §8.4, RFC 6337 §5.3)."""
@@ -1049,3 +1075,13 @@ class Call:
         self._finish(
             CallResult.FAILED if not self.is_active else CallResult.COMPLETED, None, reason
         )
+
+
+def _log_late_bye(task: asyncio.Future[Response]) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        logger.info("late BYE failed: %s", exc)
+    else:
+        logger.info("late BYE answered: %d", task.result().status)

@@ -127,6 +127,8 @@ class PhoneConfig:
     ssl_context: ssl.SSLContext | None = None
     client_ssl: ssl.SSLContext | None = None
     keepalive_interval: float | None = None
+    contact_address: tuple[str, int] | None = None
+    """Public (host, port) for our Contact when a NAT or port forward is in front of us."""
 
 
 def local_address_for(remote_host: str) -> str:
@@ -153,6 +155,8 @@ class Phone:
         self._reg_waiters: dict[str, list[asyncio.Future[RegistrationEvent]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self.registered_aor: str | None = None
+        """The AOR of the first successful registration (our From when none is configured)."""
         self.digest: DigestClient | None = None
         if config.password is not None:
             self.digest = DigestClient(config.auth_user or config.user, config.password)
@@ -196,14 +200,23 @@ class Phone:
         return listener.host, listener.port
 
     def contact(self) -> str:
-        """Our Contact URI (§8.1.1.8)."""
-        return self.endpoint.contact_uri(
+        """Our Contact URI (§8.1.1.8), at ``contact_address`` when one is configured."""
+        uri = self.endpoint.contact_uri(
             self.transport, user=self.config.user, ipv6=":" in self.config.host
         )
+        if self.config.contact_address is None:
+            return uri
+        host, port = self.config.contact_address
+        if ":" in host:
+            host = f"[{host}]"
+        scheme, _, rest = uri.partition(":")
+        _, _, params = rest.partition(";")
+        suffix = f";{params}" if params else ""
+        return f"{scheme}:{self.config.user}@{host}:{port}{suffix}"
 
     def identity(self) -> NameAddr:
-        """Our From: the configured AOR or ``sip:user@host:port``."""
-        uri = self.config.identity
+        """Our From: the configured AOR, else the registered one, else ``sip:user@host:port``."""
+        uri = self.config.identity or self.registered_aor
         if uri is None:
             host, port = self.local_address
             if ":" in host:
@@ -422,9 +435,12 @@ class Phone:
         client.start(self.endpoint.loop.time())
         self._pump_registration(client)
         try:
-            return await asyncio.wait_for(waiter, timeout)
+            event = await asyncio.wait_for(waiter, timeout)
         except TimeoutError:
             return RegistrationFailed(408, "no answer from the registrar", None)
+        if isinstance(event, Registered) and self.registered_aor is None:
+            self.registered_aor = account.aor
+        return event
 
     async def unregister(self, aor: str, *, timeout: float = 10.0) -> RegistrationEvent | None:
         """Remove the binding of ``aor`` (expires=0, §10.2.2)."""

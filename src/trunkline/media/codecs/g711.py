@@ -26,10 +26,10 @@ flipped (``view(uint16) ^ 0x8000``): no widening to int32 on the way.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
-
-from collections.abc import Sequence
 
 from trunkline.media.codecs.base import CodecError, CodecInfo, Decoder, Encoder, Pcm, as_pcm
 from trunkline.media.codecs.plc import WaveformPlc

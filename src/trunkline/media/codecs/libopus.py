@@ -148,7 +148,7 @@ class NativeDecoder:
         if not state or error.value != OPUS_OK:
             raise CodecError(f"opus_decoder_create failed: {lib.strerror(error.value)}")
         self._state: int = state
-        self._max_samples = sample_rate * MAX_FRAME_MS // 1000
+        self.max_samples = sample_rate * MAX_FRAME_MS // 1000  # per channel
         self._finalizer = weakref.finalize(self, lib._lib.opus_decoder_destroy, state)
 
     @property
@@ -158,7 +158,7 @@ class NativeDecoder:
 
     def decode(self, payload: bytes) -> Pcm:
         """Decode one packet (all of its frames)."""
-        return self._run(payload, self._max_samples, fec=False)
+        return self._run(payload, self.max_samples, fec=False)
 
     def decode_fec(self, next_payload: bytes, samples: int) -> Pcm:
         """Rebuild the ``samples`` lost just before ``next_payload`` from its LBRR data.
@@ -173,7 +173,7 @@ class NativeDecoder:
         return self._run(None, samples, fec=False)
 
     def _run(self, payload: bytes | None, samples: int, *, fec: bool) -> Pcm:
-        if samples <= 0 or samples > self._max_samples or samples % self.granule:
+        if samples <= 0 or samples > self.max_samples or samples % self.granule:
             raise CodecError(f"Opus: cannot decode {samples} samples (2.5 ms steps up to 120)")
         out = np.zeros(samples * self.channels, dtype=np.int16)
         size = len(payload) if payload is not None else 0

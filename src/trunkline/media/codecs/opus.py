@@ -1,4 +1,4 @@
-"""Opus (RFC 6716) through PyAV's FFmpeg ``libopus`` wrapper; RTP payload per RFC 7587.
+"""Opus (RFC 6716): encoding through PyAV, decoding with in-band FEC through libopus; RFC 7587.
 
 RTP: dynamic payload type, ``a=rtpmap:<pt> opus/48000/2`` -- the clock is always 48 kHz and
 the channel count always 2 in SDP whatever is actually sent (RFC 7587 §4.1, §7). Trunkline
@@ -13,12 +13,23 @@ What PyAV exposes (PyAV 18 / FFmpeg, checked with ``ctx.supported_options.privat
   it (browsers, libopus-based phones) recover single losses, and advertise
   ``useinbandfec=1`` (RFC 7587 §6.1).
 * decoder options: only ``apply_phase_inv``. FFmpeg calls ``opus_decode`` without the
-  ``decode_fec`` flag, so *our* decoder cannot pull the FEC copy out of the next packet.
-  Concealment still runs inside libopus: a packet made of a TOC byte alone has a frame of
-  length zero, which libopus decodes by running its packet loss concealment (RFC 6716
-  §3.2.1 allows zero-length frames; libopus treats a frame of <= 1 byte as lost). We
-  send such a packet, with the TOC of the last good packet so the PLC keeps its mode and
-  bandwidth, through the ordinary decode call.
+  ``decode_fec`` flag, so FFmpeg cannot pull the FEC copy of a lost packet out of the
+  next one. The decoder therefore talks to libopus directly through ctypes
+  (:mod:`trunkline.media.codecs.libopus`, which finds the copy PyAV's wheel bundles):
+  :meth:`OpusDecoder.decode_fec` rebuilds packet N from packet N+1's LBRR data (RFC 6716
+  §2.1.7), and :meth:`OpusDecoder.conceal` is libopus's own PLC.
+
+Jitter-buffer contract (FEC on receive): when packet N is missing and N+1 is already
+buffered, play ``decoder.decode_fec(payload_n1, samples_n)`` in N's slot, then
+``decoder.decode(payload_n1)`` in N+1's; with no N+1 yet, ``decoder.conceal(samples_n)``.
+``decoder.supports_fec`` says whether waiting for N+1 can pay off. Every decoder has these
+(:class:`~trunkline.media.codecs.base.Decoder`: other codecs conceal).
+
+Fallback when no libopus loads: decoding through PyAV, ``decode_fec`` = ``conceal``, and
+concealment still runs inside libopus via FFmpeg: a packet made of a TOC byte alone has a
+frame of length zero, which libopus decodes by running its PLC (RFC 6716 §3.2.1 allows
+zero-length frames; libopus treats a frame of <= 1 byte as lost). We send such a packet,
+with the TOC of the last good packet so the PLC keeps its mode and bandwidth.
 """
 
 from __future__ import annotations
@@ -27,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from trunkline.media.codecs import _av
+from trunkline.media.codecs import _av, libopus
 from trunkline.media.codecs.base import CodecError, CodecInfo, Decoder, Encoder, Pcm, as_pcm
 
 SAMPLE_RATE = 48000
@@ -79,32 +90,64 @@ class OpusEncoder(Encoder):
 
 
 class OpusDecoder(Decoder):
-    """Mono Opus decoder; :meth:`conceal` runs libopus's own PLC."""
+    """Mono Opus decoder with in-band FEC (libopus through ctypes; PyAV when absent)."""
 
     def __init__(self) -> None:
         super().__init__(OPUS)
-        self._ctx = _av.open_context("libopus", "r", SAMPLE_RATE, {})
+        lib = libopus.load()
+        self._native = libopus.NativeDecoder(lib, SAMPLE_RATE) if lib is not None else None
+        self._ctx: Any = None
+        if self._native is None:
+            self._ctx = _av.open_context("libopus", "r", SAMPLE_RATE, {})
         self._last_toc: int | None = None
         self._spare = np.zeros(0, dtype=np.int16)
+
+    @property
+    def supports_fec(self) -> bool:
+        return self._native is not None
 
     def decode(self, payload: bytes) -> Pcm:
         if not payload:
             raise CodecError("Opus: empty payload")
-        pcm = _av.decode_packet(self._ctx, payload)
+        if self._native is not None:
+            pcm = self._native.decode(payload)
+        else:
+            pcm = _av.decode_packet(self._ctx, payload)
         self._last_toc = payload[0]
         self._spare = np.zeros(0, dtype=np.int16)
         return pcm
 
+    def decode_fec(self, next_payload: bytes, samples: int) -> Pcm:
+        """``samples`` of the packet lost just before ``next_payload``, from its LBRR data.
+
+        libopus falls back to PLC by itself when ``next_payload`` carries no FEC; so do we
+        without libopus, or when ``next_payload`` is corrupt (its own ``decode`` will say).
+        Requests that are not a multiple of 2.5 ms are rounded up and the surplus is
+        dropped. ``next_payload`` must still be decoded with :meth:`decode` afterwards.
+        """
+        native = self._native
+        if native is None or not next_payload or samples <= 0:
+            return self.conceal(samples)
+        step = native.granule
+        wanted = -(-samples // step) * step
+        try:
+            pcm = native.decode_fec(next_payload, min(wanted, native.max_samples))
+        except CodecError:
+            return self.conceal(samples)
+        self._spare = np.zeros(0, dtype=np.int16)
+        if len(pcm) < samples:
+            pcm = np.concatenate([pcm, self.conceal(samples - len(pcm))])
+        return pcm[:samples]
+
     def conceal(self, samples: int) -> Pcm:
-        if self._last_toc is None:
-            return np.zeros(samples, dtype=np.int16)
+        if self._last_toc is None or samples <= 0:
+            return np.zeros(max(samples, 0), dtype=np.int16)
         parts = [self._spare]
         have = len(self._spare)
-        lost_packet = bytes([self._last_toc & _TOC_CODE_MASK])
-        for _ in range(64):  # bound: 64 x 2.5 ms frames covers any sane request
+        for _ in range(64):  # bound: 64 x 20 ms covers any sane request
             if have >= samples:
                 break
-            pcm = _av.decode_packet(self._ctx, lost_packet)
+            pcm = self._conceal_step(samples - have)
             if len(pcm) == 0:
                 break
             parts.append(pcm)
@@ -114,6 +157,14 @@ class OpusDecoder(Decoder):
             out = np.concatenate([out, np.zeros(samples - len(out), dtype=np.int16)])
         self._spare = out[samples:].copy()
         return out[:samples]
+
+    def _conceal_step(self, missing: int) -> Pcm:
+        """One PLC call of up to 20 ms (libopus), or one zero-length packet (PyAV)."""
+        if self._native is not None:
+            step = self._native.granule
+            return self._native.conceal(min(-(-missing // step) * step, SAMPLE_RATE // 50))
+        assert self._last_toc is not None
+        return _av.decode_packet(self._ctx, bytes([self._last_toc & _TOC_CODE_MASK]))
 
 
 OPUS = CodecInfo(

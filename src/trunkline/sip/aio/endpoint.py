@@ -30,6 +30,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trunkline.sip.aio import websocket as _websocket  # registers WS and WSS
+from trunkline.sip.aio.failover import (
+    FailoverPlan,
+    TargetBlocklist,
+    retry_after,
+    retry_request,
+    should_fail_over,
+)
 from trunkline.sip.aio.incoming import EndpointStats, IncomingRequest, Source
 from trunkline.sip.aio.routing import (
     Destination,
@@ -98,6 +105,8 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 TIMEOUT_STATUS = (408, "Request Timeout")
 TRANSPORT_ERROR_STATUS = (503, "Service Unavailable")
 
+_SECURE = frozenset({"TLS", "WSS"})
+
 
 @dataclass(slots=True)
 class _Pending:
@@ -106,6 +115,7 @@ class _Pending:
     future: asyncio.Future[Response]
     on_provisional: ProvisionalCallback | None
     responses: list[Response] = field(default_factory=list)
+    failover: FailoverPlan | None = None
 
 
 class SipEndpoint:
@@ -148,6 +158,10 @@ class SipEndpoint:
         self.locator = locator
         """RFC 3263 server location (NAPTR/SRV/A); without it, plain A/AAAA lookups."""
         self._pending: dict[int, _Pending] = {}
+        self.blocklist = TargetBlocklist()
+        """Targets that answered 503 with Retry-After (RFC 3261 §21.5.4), skipped until then."""
+        self._moved: dict[int, FailoverPlan] = {}  # id(origin txn) -> its failover plan
+        self._server_names: dict[tuple[str, str, int], str] = {}  # TLS/WSS SNI per target
         self._incoming: dict[int, IncomingRequest] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -182,6 +196,7 @@ class SipEndpoint:
             if not pending.future.done():
                 pending.future.cancel()
         self._pending.clear()
+        self._moved.clear()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -243,27 +258,55 @@ class SipEndpoint:
         self.transactions.receive_request(request, source.peer, now)
 
     def _receive_cancel(self, cancel: Request, source: Source, now: float) -> None:
-        """RFC 3261 §9.2: answer the CANCEL, then 487 the INVITE if still pending."""
+        """RFC 3261 §9.2: match the CANCEL, give it a server transaction, then
+        :meth:`handle_cancel`. Kept for subclasses that override it; new code
+        overrides :meth:`handle_cancel` instead."""
         invite = self.transactions.find_cancelled(cancel)
         txn = self.transactions.receive_request(cancel, source.peer, now)
-        self.transactions.drain_events()  # the CANCEL is handled here, not by the TU
+        self.transactions.drain_events()  # the CANCEL is handled here, not by on_request
         if txn is None:
             return  # a retransmitted CANCEL, answered by its transaction
+        self.handle_cancel(IncomingRequest(self, cancel, txn, source), invite)
+
+    def handle_cancel(self, cancel: IncomingRequest, invite: ServerTransaction | None) -> None:
+        """A new CANCEL arrived: the public extension point for proxies (RFC 3261 §16.10).
+
+        ``cancel`` carries the CANCEL's own server transaction (answer it with
+        ``cancel.respond``); ``invite`` is the INVITE server transaction it
+        matches (§9.2), or None. This default is the UA behaviour of §9.2: 481
+        when nothing matches or the INVITE already has its final response,
+        else 200 to the CANCEL and 487 to the INVITE (:meth:`terminate_invite`).
+        A stateful proxy overrides it to answer 200 and CANCEL its pending
+        branches, leaving the INVITE's final response to the response context,
+        and forwards an unmatched CANCEL statelessly (§16.10).
+        """
         if invite is None or invite.state is not TransactionState.PROCEEDING:
-            txn.send_response(make_response(cancel, 481, "Call/Transaction Does Not Exist"), now)
+            cancel.respond(481, "Call/Transaction Does Not Exist")
             return
-        txn.send_response(make_response(cancel, 200, "OK"), now)
+        last = invite.last_response
+        # §9.2: the To tag of the 200 SHOULD be that of the INVITE's responses.
+        cancel.respond(200, "OK", to_tag=last.to_tag if last is not None else None)
+        self.terminate_invite(invite)
+
+    def terminate_invite(
+        self,
+        invite: ServerTransaction,
+        status: int = 487,
+        reason: str = "Request Terminated",
+    ) -> None:
+        """Answer a cancelled INVITE (487 by default, §9.2) and mark its
+        :class:`IncomingRequest` ``cancelled`` so the TU stops working on it."""
         incoming = self._incoming.get(id(invite))
-        to_tag = None
         if incoming is not None:
             incoming.cancelled = True
             incoming._final = True
         last = invite.last_response
-        if last is not None:
-            to_tag = last.to_tag
-        self._respond(
-            invite, make_response(invite.request, 487, "Request Terminated", to_tag=to_tag), now
-        )
+        to_tag = last.to_tag if last is not None else None
+        self.send_response(invite, make_response(invite.request, status, reason, to_tag=to_tag))
+
+    def incoming_for(self, transaction: ServerTransaction) -> IncomingRequest | None:
+        """The :class:`IncomingRequest` handed to the TU for ``transaction``, if still open."""
+        return self._incoming.get(id(transaction))
 
     def _receive_response(self, response: Response) -> None:
         if not response.via:
@@ -335,27 +378,26 @@ class SipEndpoint:
         elif isinstance(event, TransactionTimedOut | TransactionTransportError):
             txn = event.transaction
             if isinstance(txn, ClientTransaction):
-                if self.dialogs is not None and isinstance(event, TransactionTimedOut):
+                timed_out = isinstance(event, TransactionTimedOut)
+                status, reason = TIMEOUT_STATUS if timed_out else TRANSPORT_ERROR_STATUS
+                moved = self._finish(txn, make_response(txn.request, status, reason), local=True)
+                if self.dialogs is not None and timed_out and not moved:
                     self.dialogs.request_timed_out(txn.request, self.loop.time())
-                status, reason = (
-                    TIMEOUT_STATUS
-                    if isinstance(event, TransactionTimedOut)
-                    else TRANSPORT_ERROR_STATUS
-                )
-                self._finish(txn, make_response(txn.request, status, reason))
             else:
                 logger.info("%r: %s", txn, event)
         elif isinstance(event, TransactionTerminated):
             txn = event.transaction
             self._incoming.pop(id(txn), None)
-            if isinstance(txn, ClientTransaction) and id(txn) in self._pending:
-                last = txn.last_response
-                self._finish(
-                    txn,
-                    last
-                    if last is not None and last.status >= 200
-                    else make_response(txn.request, *TIMEOUT_STATUS),
-                )
+            if isinstance(txn, ClientTransaction):
+                if id(txn) in self._pending:
+                    last = txn.last_response
+                    if last is not None and last.status >= 200:
+                        self._finish(txn, last)
+                    else:
+                        self._finish(txn, make_response(txn.request, *TIMEOUT_STATUS), local=True)
+                plan = self._moved.get(id(txn))
+                if plan is not None and plan.final is not None:
+                    del self._moved[id(txn)]
         elif isinstance(event, MergedRequestRejected):
             logger.info("482 for a merged request, Call-ID %s", event.request.call_id)
         if self.on_event is not None:
@@ -411,10 +453,64 @@ class SipEndpoint:
         assert txn is not None
         self._finish(txn, response)
 
-    def _finish(self, txn: ClientTransaction, response: Response) -> None:
+    def _finish(self, txn: ClientTransaction, response: Response, *, local: bool = False) -> bool:
+        """Hand the final response to the TU, or fail over (RFC 3263 §4.3): True if moved.
+
+        ``local`` marks a response made up for a timeout or a transport error.
+        """
         pending = self._pending.pop(id(txn), None)
-        if pending is not None and not pending.future.done():
-            pending.future.set_result(response)
+        if pending is None or pending.future.done():
+            return False
+        plan = pending.failover
+        if plan is not None:
+            if self._fail_over(txn, pending, plan, response, local):
+                return True
+            plan.final = response
+            origin = plan.origin
+            if origin is not None and origin.state is TransactionState.TERMINATED:
+                self._moved.pop(id(origin), None)
+        pending.future.set_result(response)
+        return False
+
+    def _fail_over(
+        self,
+        txn: ClientTransaction,
+        pending: _Pending,
+        plan: FailoverPlan,
+        response: Response,
+        local: bool,
+    ) -> bool:
+        """Retry on the next target with a new branch when ``response`` is a failure."""
+        now = self.loop.time()
+        if response.status == 503 and not local:
+            seconds = retry_after(response)
+            if seconds is not None:
+                self.blocklist.block(plan.current_destination, now, seconds)
+        answered = txn.last_response is not None
+        if plan.cancelled or self._closed:
+            return False
+        if not should_fail_over(response, local=local, answered=answered):
+            return False
+        destination = plan.next_target(self.blocklist, now)
+        if destination is None:
+            return False
+        request = retry_request(txn.request, plan.own_via)
+        destination = self._prepare_now(request, destination, None, plan.own_via)
+        logger.info(
+            "%s to %s %s failed with %d; trying %s %s",
+            request.method,
+            plan.current_destination.transport,
+            format_address((plan.current_destination.host, plan.current_destination.port)),
+            response.status,
+            destination.transport,
+            format_address((destination.host, destination.port)),
+        )
+        plan.tried.append(plan.current_destination)
+        plan.current_destination = destination
+        plan.current = self._launch(request, destination, None, pending, now)
+        if plan.origin is not None:
+            self._moved[id(plan.origin)] = plan
+        return True
 
     # -- sending ----------------------------------------------------------------------
     def _transmit(self, transmit: Transmit) -> None:
@@ -431,9 +527,13 @@ class SipEndpoint:
             destination = self._prepare_now(message, destination, None, None)
             self._send_bytes(bytes(message), destination)
             return
+        name = peer.transport.upper()
+        server_name = (
+            self._server_names.get((name, peer.host, peer.port)) if name in _SECURE else None
+        )
         self._send_bytes(
             bytes(message),
-            Destination(peer.transport.upper(), peer.host, peer.port),
+            Destination(name, peer.host, peer.port, server_name),
             request=message,
         )
 
@@ -581,25 +681,42 @@ class SipEndpoint:
         return dest if is_ip_literal(dest.host) else None
 
     async def resolve(self, request: Request) -> Destination:
-        """The next hop of ``request`` (§8.1.2) as one transport and address."""
+        """The next hop of ``request`` (§8.1.2) as one transport and address: the first
+        of :meth:`locate`."""
+        return (await self.locate(request))[0]
+
+    async def locate(self, request: Request) -> list[Destination]:
+        """Every destination to try for ``request``, best first (RFC 3263 §4).
+
+        An IP literal next hop gives one destination; a name goes through the
+        :attr:`locator` (NAPTR/SRV/A) or, without one, A/AAAA lookups. Targets
+        blocked by a 503's Retry-After (:attr:`blocklist`) are left out; raises
+        :class:`TransportError` when nothing is left.
+        """
         dest = self.resolve_now(request)
         if dest is not None:
-            return dest
+            return [dest]
         uri = next_hop(request)
         if self.locator is not None:
             targets = await self.locator.locate(uri)
-            if not targets:
-                raise TransportError(f"cannot locate {uri}")
-            first = targets[0]  # failing over to the next target is left to the TU
-            return Destination(
-                first.transport.upper(), first.address, first.port, server_name=first.domain
-            )
-        transport = choose_transport(uri, len(bytes(request)) + 80, mtu_limit=self.mtu_limit)
-        dest = uri_destination(uri, transport)
-        addresses = await self._resolver(dest.host, dest.port)
-        if not addresses:
-            raise TransportError(f"cannot resolve {dest.host}")
-        return Destination(transport, addresses[0], dest.port, server_name=dest.server_name)
+            found = [
+                Destination(t.transport.upper(), t.address, t.port, server_name=t.domain)
+                for t in targets
+            ]
+        else:
+            transport = choose_transport(uri, len(bytes(request)) + 80, mtu_limit=self.mtu_limit)
+            dest = uri_destination(uri, transport)
+            addresses = await self._resolver(dest.host, dest.port)
+            found = [
+                Destination(transport, address, dest.port, server_name=dest.server_name)
+                for address in dict.fromkeys(addresses)
+            ]
+        if not found:
+            raise TransportError(f"cannot locate {uri}")
+        usable = self.blocklist.usable(found, self.loop.time())
+        if not usable:
+            raise TransportError(f"every server for {uri} asked us to wait (503 Retry-After)")
+        return usable
 
     async def _getaddrinfo(self, host: str, port: int) -> list[str]:
         infos = await self.loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
@@ -683,31 +800,81 @@ class SipEndpoint:
         """Like :meth:`send_request` but return the transaction at once (to CANCEL it)."""
         if request.method == "ACK":
             raise LocalSipError("an ACK is sent with send_ack(), outside transactions")
+        plan: FailoverPlan | None = None
+        if destination is None and connection is None:
+            destination = self.resolve_now(request)
+            if destination is None:  # a name: RFC 3263 targets, failed over in _finish
+                destinations = await self.locate(request)
+                destination = destinations[0]
+                own_via = add_via if add_via is not None else not request.headers.get("Via")
+                plan = FailoverPlan(destinations[1:], own_via, destination)
         destination = await self.prepare(
             request, destination, connection=connection, add_via=add_via
         )
+        now = self.loop.time()
+        pending = _Pending(self.loop.create_future(), on_provisional, failover=plan)
+        txn = self._launch(request, destination, connection, pending, now)
+        if plan is not None:
+            plan.current_destination = destination
+            plan.origin = plan.current = txn
+        self.pump()
+        return txn
+
+    def _launch(
+        self,
+        request: Request,
+        destination: Destination,
+        connection: Connection | None,
+        pending: _Pending,
+        now: float,
+    ) -> ClientTransaction:
+        """Start one client transaction for ``request`` and register its waiter."""
         if connection is not None:
             peer = Peer(connection.name.lower(), connection.peer[0], connection.peer[1])
         else:
             peer = Peer(destination.transport.lower(), destination.host, destination.port)
-        now = self.loop.time()
+            if destination.server_name and destination.transport in _SECURE:
+                key = (destination.transport, destination.host, destination.port)
+                self._server_names[key] = destination.server_name
         txn = self.transactions.send_request(request, peer, now)
-        self._pending[id(txn)] = _Pending(self.loop.create_future(), on_provisional)
+        self._pending[id(txn)] = pending
         if self.dialogs is not None:
             self.dialogs.request_sent(request, now)
-        self.pump()
+        return txn
+
+    def current_transaction(self, txn: ClientTransaction) -> ClientTransaction:
+        """The transaction now carrying the request ``txn`` started (after failover)."""
+        plan = self._moved.get(id(txn))
+        if plan is not None and plan.current is not None:
+            return plan.current
         return txn
 
     async def wait_final(self, txn: ClientTransaction) -> Response:
         """The final response of a transaction from :meth:`start_request`."""
         pending = self._pending.get(id(txn))
         if pending is None:
+            plan = self._moved.get(id(txn))
+            if plan is not None:
+                if plan.final is not None:
+                    return plan.final
+                if plan.current is not None:
+                    pending = self._pending.get(id(plan.current))
+        if pending is None:
             return txn.last_response or make_response(txn.request, *TIMEOUT_STATUS)
         return await pending.future
 
     def cancel(self, txn: ClientInviteTransaction) -> None:
-        """CANCEL a pending INVITE (§9.1); its final response arrives as usual (487)."""
-        self.transactions.cancel(txn, self.loop.time())
+        """CANCEL a pending INVITE (§9.1); its final response arrives as usual (487).
+
+        After a failover ``txn`` may be an earlier attempt: the CANCEL goes to
+        the current one, and no further target is tried.
+        """
+        current = self.current_transaction(txn)
+        pending = self._pending.get(id(current))
+        if pending is not None and pending.failover is not None:
+            pending.failover.cancelled = True
+        if isinstance(current, ClientInviteTransaction):
+            self.transactions.cancel(current, self.loop.time())
         self.pump()
 
     async def send_ack(
