@@ -31,7 +31,7 @@ Via and Record-Route and a shared location service (Redis), as DESIGN.md
 "Scaling out" plans; this bench measures the default single worker.
 
 Run: ``.venv/bin/python bench/proxy.py`` (needs ``sipp`` and ``kamailio``;
-about 4 minutes with the defaults; ``--quick`` for a short smoke run).
+about 8 minutes with the defaults; ``--quick`` for a short smoke run).
 The last line is ``proxy: <value>x kamailio (goal 0.5x)``.
 """
 
@@ -145,6 +145,10 @@ def run_sipp(args: list[str], workdir: Path, timeout: float) -> tuple[int, int]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+    finally:
+        if proc.poll() is None:  # interrupted: never leave SIPp behind
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     rows = list(csv.reader(stat.read_text().splitlines(), delimiter=";")) if stat.exists() else []
     last = dict(zip(rows[0], rows[-1], strict=False)) if len(rows) > 1 else {}
     return int(last.get("SuccessfulCall(C)", "0") or 0), int(last.get("FailedCall(C)", "0") or 0)
@@ -235,8 +239,11 @@ def search(step: Callable[[int], Step], start: int, budget: float, label: str) -
             rate *= 2
         else:
             failed_at = rate
-            if best is None:
-                break
+            if best is None:  # even the first rate was too much: halve until one passes
+                rate //= 2
+                if rate < 5:
+                    break
+                continue
             rate = (best.rate + failed_at) // 2
             if rate in (best.rate, failed_at):
                 break
@@ -299,7 +306,7 @@ def trunkline(work: Path, users: int) -> Iterator[int]:
     add_users(data, users)
     proc = subprocess.Popen(
         [
-            *(sys.executable, "-m", "trunkline.cli", "serve"),
+            *(sys.executable, "-m", "trunkline.commands.serve"),
             *("--config", str(work / "trunkline.toml"), "--data-dir", str(data)),
             *("--legacy-digest", "--quiet"),
         ],
@@ -494,7 +501,7 @@ def memory(contacts: int, work: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--step-seconds", type=float, default=10.0)
-    parser.add_argument("--budget", type=float, default=60.0, help="seconds per search")
+    parser.add_argument("--budget", type=float, default=90.0, help="seconds per search")
     parser.add_argument("--start", type=int, default=100, help="first call rate")
     parser.add_argument("--users", type=int, default=10000)
     parser.add_argument("--contacts", type=int, default=100_000)
@@ -532,18 +539,19 @@ def main() -> None:
                 if name == "trunkline"
                 else kamailio(side, args.kamailio_children)
             )
+            first = args.start if name == "trunkline" else args.start * 4  # fewer steps
             with server as port:
                 uas_port = free_port(UAS_HOST)
                 with sipp_uas(side, uas_port):
                     calls = search(
                         functools.partial(call_step, port, uas_port, seconds=seconds, work=side),
-                        args.start,
+                        first,
                         args.budget,
                         "calls",
                     )
                 registers = search(
                     functools.partial(register_step, port, users_csv, seconds=seconds, work=side),
-                    args.start * 2,
+                    first * 2,
                     args.budget,
                     "REGISTER",
                 )

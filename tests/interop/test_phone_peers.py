@@ -4,7 +4,8 @@ A ``trunkline phone`` process registers with digest auth (RFC 3261 §22) to
 Kamailio, calls a baresip and a linphonec registered there and is called by
 each. Audio flows both ways: each side's recording holds the other side's
 tone (FFT peak and Goertzel share, not packet counts). DTMF digits sent by
-each side (RFC 4733 telephone-events) are reported by the other. With the
+each side are reported by the other: RFC 4733 telephone-events both ways,
+and SIP INFO (``application/dtmf-relay``) from the answering Trunkline phone. With the
 ``trunkline.ua`` library in-process (the CLI has no hold or transfer
 commands), hold and resume by re-INVITE (RFC 3264 §8.4) and a blind transfer
 (REFER, RFC 3515) complete with baresip, in both roles.
@@ -39,7 +40,7 @@ ALICE_HZ = 1000.0  # baresip
 BOB_HZ = 600.0  # linphonec
 CAROL_HZ = 1400.0  # a second baresip (transfer target)
 TOLERANCE_HZ = 15.0
-CALL_SECONDS = 6.0
+CALL_SECONDS = 5.0
 
 
 @pytest.fixture
@@ -143,7 +144,15 @@ async def test_baresip_calls_phone_audio_and_dtmf(
 ) -> None:
     bare = await alice(baresip_factory, kamailio, tmp_path)
     phone = await trunkline_phone(
-        phones, tmp_path / "dave", kamailio, "listen", "--auto-answer", "--dtmf", "260"
+        phones,
+        tmp_path / "dave",
+        kamailio,
+        "listen",
+        "--auto-answer",
+        "--dtmf",
+        "260",
+        "--dtmf-method",
+        "info",
     )
     await phone.expect(r"^registered sip:dave@")
     await bare.dial(via(kamailio, "dave"))
@@ -155,6 +164,7 @@ async def test_baresip_calls_phone_audio_and_dtmf(
     await bare.wait_closed()
     assert phone.received_dtmf() == "4#8", phone.output()
     assert bare.received_dtmf() == "260"
+    assert "DTMF sent: 260 (info)" in phone.output()
     assert_hears(tmp_path / "dave" / "dave-heard.wav", ALICE_HZ, "trunkline hearing baresip")
     assert_hears(bare.recordings()[-1], DAVE_HZ, "baresip hearing trunkline")
 
@@ -198,7 +208,15 @@ async def test_linphone_calls_phone_audio_and_dtmf(
 ) -> None:
     lin = await bob(linphone_factory, kamailio, tmp_path)
     phone = await trunkline_phone(
-        phones, tmp_path / "dave", kamailio, "listen", "--auto-answer", "--dtmf", "5*"
+        phones,
+        tmp_path / "dave",
+        kamailio,
+        "listen",
+        "--auto-answer",
+        "--dtmf",
+        "5*",
+        "--dtmf-method",
+        "info",
     )
     await phone.expect(r"^registered sip:dave@")
     await lin.call(via(kamailio, "dave"))
@@ -209,6 +227,7 @@ async def test_linphone_calls_phone_audio_and_dtmf(
     await lin.wait_ended()
     assert phone.received_dtmf() == "06", phone.output()
     assert lin.received_dtmf() == "5*"
+    assert "DTMF sent: 5* (info)" in phone.output()
     assert_hears(tmp_path / "dave" / "dave-heard.wav", BOB_HZ, "trunkline hearing linphonec")
     assert_hears(lin.record_wav, DAVE_HZ, "linphonec hearing trunkline")
 
@@ -392,12 +411,13 @@ async def test_baresip_transfers_phone_blind(
     first = incoming.call
     first.play(tone=DAVE_HZ)
     first.record(tmp_path / "dave-heard.wav")
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(1.5)
     await bare.transfer(via(kamailio, "carol"))
     requested = await next_event(ua, TransferRequested)
     assert isinstance(requested, TransferRequested)
     assert requested.target.uri.user == "carol"
     second = requested.new_call
+    second.record(tmp_path / "dave-heard-carol.wav")
     assert second.dial_task is not None
     assert await asyncio.wait_for(second.dial_task, 15.0) is None, (second.status, second.reason)
     await target.wait_established()
@@ -407,5 +427,6 @@ async def test_baresip_transfers_phone_blind(
     await second.hangup()
     await target.wait_closed()
     assert second.result is CallResult.COMPLETED
-    assert_hears(tmp_path / "dave-heard.wav", CAROL_HZ, "trunkline hearing carol")
+    assert_hears(tmp_path / "dave-heard.wav", ALICE_HZ, "trunkline hearing alice before")
+    assert_hears(tmp_path / "dave-heard-carol.wav", CAROL_HZ, "trunkline hearing carol")
     assert_hears(target.recordings()[-1], DAVE_HZ, "carol hearing trunkline")

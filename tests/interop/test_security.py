@@ -4,7 +4,8 @@
   methods (REGISTER, INVITE, OPTIONS): an unknown user and a real one get
   the same answer. The same property is also checked directly: status line,
   header names and challenge parameters are the same for a real and an
-  unknown user, with no credentials and with a wrong password.
+  unknown user, with no credentials and with a wrong password, and for an
+  INVITE from a foreign domain (a call from outside, which needs no digest).
 - SIPVicious' own User-Agent (``friendly-scanner``) is dropped by default.
 - ``svcrack`` (the password cracker) against a real user gets its source
   banned after ``auth_failures_before_ban`` failures: the password that
@@ -84,7 +85,7 @@ def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
         f'domains = ["{DOMAIN}"]\n'
         + _users_toml(REAL_USERS)
         + "\n[limits]\ndrop_user_agents = []\nrequests_per_second = 10000\nburst = 10000\n"
-        + "auth_failures_before_ban = 100000\n"
+        + "auth_failures_before_ban = 100000\nmax_message_size = 2000\n"
     )
     with running_server(tmp_path_factory.mktemp("enum"), config=config) as server:
         yield server
@@ -93,6 +94,7 @@ def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
 @pytest.mark.parametrize("method", ["REGISTER", "INVITE", "OPTIONS"])
 def test_svwar_finds_no_extensions(open_server: ServerProcess, method: str) -> None:
     svwar = _sipvicious("svwar")
+    before = open_server.status()["requests"].get(method, 0)
     # The real users come first after svwar's probe of a random (unknown) user, so a
     # different answer for them would be reported as "extension '100' exists".
     output = _run(
@@ -114,8 +116,62 @@ def test_svwar_finds_no_extensions(open_server: ServerProcess, method: str) -> N
     )
     assert "found nothing" in output, output
     assert not re.search(r"exists|reqauth|noauth|weird", output), output
-    seen = open_server.status()["requests"]
-    assert seen.get(method, 0) >= 2, seen  # svwar was answered, not ignored
+    seen = open_server.status()["requests"].get(method, 0) - before
+    assert seen >= 2, seen  # svwar's probe and at least one real user were answered
+
+
+class LeakyRegistrar(threading.Thread):
+    """A registrar that answers 404 to unknown users and 401 to real ones (what not to do).
+
+    Run against it, svwar must report the real users: the check above is not
+    vacuous (svwar would see a difference if there were one).
+    """
+
+    def __init__(self, users: set[str]) -> None:
+        super().__init__(daemon=True)
+        self.users = users
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = int(self.sock.getsockname()[1])
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                data, peer = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            head = data.decode(errors="replace").split("\r\n\r\n", 1)[0].split("\r\n")
+            copied = [
+                line
+                for line in head[1:]
+                if line.split(":", 1)[0].lower() in ("via", "from", "to", "call-id", "cseq")
+            ]
+            user = re.search(r"^To:[^<]*<sip:([^@>]+)@", "\n".join(copied), re.M | re.I)
+            if user is not None and user[1] in self.users:
+                status = [
+                    "SIP/2.0 401 Unauthorized",
+                    'WWW-Authenticate: Digest realm="x", nonce="y"',
+                ]
+            else:
+                status = ["SIP/2.0 404 Not Found"]
+            reply = "\r\n".join([status[0], *copied, *status[1:], "Content-Length: 0", "", ""])
+            self.sock.sendto(reply.encode(), peer)
+        self.sock.close()
+
+
+def test_svwar_does_find_users_on_a_leaky_registrar() -> None:
+    leaky = LeakyRegistrar(set(REAL_USERS))
+    leaky.start()
+    try:
+        svwar = [_sipvicious("svwar"), "-e100-103", "-p", str(leaky.port)]
+        output = _run([*svwar, "-P", str(free_port()), "--maximumtime", "2", DOMAIN], timeout=30)
+    finally:
+        leaky.stopping.set()
+        leaky.join(5)
+    found = set(re.findall(r"^\|\s*(\d+)\s*\|\s*reqauth", output, re.M))  # svwar's result table
+    assert found == set(REAL_USERS), output
 
 
 @dataclass(frozen=True)
@@ -192,8 +248,69 @@ class RawClient:
                 return data
         raise AssertionError(f"no answer to {method} for {user}")
 
-    def wrong_password(self, method: str, user: str) -> bytes:
-        """The answer to a request with an MD5 digest (RFC 2617 §3.2.2) of a wrong password."""
+    def send_invite(self, user: str, call_id: str, from_uri: str) -> None:
+        """An INVITE for ``user`` without waiting for the answer."""
+        lines = [
+            f"INVITE sip:{user}@{DOMAIN} SIP/2.0",
+            f"Via: SIP/2.0/UDP {self.host}:{self.port};branch=z9hG4bK{call_id};rport",
+            "Max-Forwards: 70",
+            f"From: <{from_uri}>;tag={call_id[:8]}",
+            f"To: <sip:{user}@{DOMAIN}>",
+            f"Call-ID: {call_id}",
+            "CSeq: 1 INVITE",
+            f"Contact: <sip:caller@{self.host}:{self.port}>",
+            "Content-Length: 0",
+            "",
+            "",
+        ]
+        self.sock.sendto("\r\n".join(lines).encode(), (self.server.host, self.server.sip_port))
+
+    def finals(self, call_ids: list[str], seconds: float) -> dict[str, int]:
+        """The final status received for each Call-ID within ``seconds``."""
+        found: dict[str, int] = {}
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0 and len(found) < len(call_ids):
+            self.sock.settimeout(remaining)
+            try:
+                data = self.sock.recv(65535)
+            except TimeoutError:
+                break
+            status = int(data.split(b" ", 2)[1]) if data.startswith(b"SIP/2.0 ") else 0
+            match = re.search(rb"Call-ID: *(\S+)", data, re.I)
+            if status >= 200 and match is not None:
+                found[match[1].decode()] = status
+        return found
+
+    def requests_received(self, seconds: float) -> dict[str, bytes]:
+        """The requests that reached this socket by Call-ID (retransmissions folded)."""
+        seen: dict[str, bytes] = {}
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(remaining)
+            try:
+                data = self.sock.recv(65535)
+            except TimeoutError:
+                break
+            match = re.search(rb"Call-ID: *(\S+)", data, re.I)
+            if not data.startswith(b"SIP/2.0") and match is not None:
+                seen[match[1].decode()] = data
+        return seen
+
+    def reply(self, request: bytes, status: int, reason: str) -> None:
+        """Answer ``request`` statelessly (RFC 3261 §8.2.6: Via, From, To, Call-ID, CSeq copied)."""
+        head = request.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")
+        copied = []
+        for line in head[1:]:
+            name = line.split(":", 1)[0].strip().lower()
+            if name in ("via", "v", "from", "f", "call-id", "i", "cseq"):
+                copied.append(line)
+            elif name in ("to", "t"):
+                copied.append(line if ";tag=" in line else f"{line};tag=busy")
+        response = "\r\n".join([f"SIP/2.0 {status} {reason}", *copied, "Content-Length: 0", "", ""])
+        self.sock.sendto(response.encode(), (self.server.host, self.server.sip_port))
+
+    def authenticated(self, method: str, user: str, password: str) -> bytes:
+        """The answer to a request retried with an MD5 digest (RFC 2617 §3.2.2) of ``password``."""
         call_id = secrets.token_hex(10)
         challenge = self.request(method, user, call_id, 1).decode()
         header = "WWW-Authenticate" if method == "REGISTER" else "Proxy-Authenticate"
@@ -211,7 +328,7 @@ class RawClient:
         def h(text: str) -> str:
             return hashlib.md5(text.encode()).hexdigest()
 
-        ha1 = h(f"{user}:{realm[1]}:not-the-password")
+        ha1 = h(f"{user}:{realm[1]}:{password}")
         response = h(f"{ha1}:{nonce[1]}:00000001:{cnonce}:auth:{h(f'{method}:{uri}')}")
         credentials = (
             f'Digest username="{user}", realm="{realm[1]}", nonce="{nonce[1]}", uri="{uri}", '
@@ -219,6 +336,9 @@ class RawClient:
         )
         name = "Authorization" if method == "REGISTER" else "Proxy-Authorization"
         return self.request(method, user, call_id, 2, f"{name}: {credentials}")
+
+    def wrong_password(self, method: str, user: str) -> bytes:
+        return self.authenticated(method, user, "not-the-password")
 
 
 @pytest.mark.parametrize("method", ["REGISTER", "INVITE", "OPTIONS"])
@@ -270,6 +390,65 @@ def default_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerP
     workdir = tmp_path_factory.mktemp("default")
     with running_server(workdir, config=config, extra_args=["--legacy-digest"]) as server:
         yield server
+
+
+def test_oversized_request_is_refused(open_server: ServerProcess) -> None:
+    """``[limits] max_message_size`` (2000 here): 513 (RFC 3261 §21.5.14) or silence."""
+
+    def options(padding: int) -> int | None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.2", 0))
+            host, port = sock.getsockname()
+            call_id = secrets.token_hex(8)
+            message = (
+                f"OPTIONS sip:{DOMAIN}:{open_server.sip_port} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bK{call_id};rport\r\n"
+                f"Max-Forwards: 70\r\nFrom: <sip:big@stranger.example>;tag=1\r\n"
+                f"To: <sip:{DOMAIN}>\r\nCall-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\n"
+                f"X-Padding: {'p' * padding}\r\nContent-Length: 0\r\n\r\n"
+            )
+            sock.sendto(message.encode(), (open_server.host, open_server.sip_port))
+            sock.settimeout(2.0)
+            try:
+                return int(sock.recv(65535).split(b" ", 2)[1])
+            except TimeoutError:
+                return None
+
+    assert options(1000) == 200  # about 1,250 bytes: under the limit
+    assert options(3000) in (513, None)  # about 3,250 bytes: over it
+
+
+def test_transactions_per_source_are_limited(tmp_path: Path) -> None:
+    """``max_transactions_per_source``: over it, new requests from that source get 503.
+
+    bob registers from a socket that never answers, so every INVITE forwarded
+    to him stays pending; a stranger sends ten, the limit is five.
+    """
+    config = (
+        f'domains = ["{DOMAIN}"]\n'
+        + _users_toml({"bob": "bob-pw-93e0"})
+        + "\n[limits]\nmax_transactions_per_source = 5\n"
+    )
+    with running_server(tmp_path, config=config, extra_args=["--legacy-digest"]) as server:
+        silent_phone = RawClient(server, "127.0.0.2")
+        caller = RawClient(server, "127.0.0.5")
+        try:
+            registered = silent_phone.authenticated("REGISTER", "bob", "bob-pw-93e0")
+            assert registered.startswith(b"SIP/2.0 200"), registered
+            call_ids = [secrets.token_hex(8) for _ in range(10)]
+            for call_id in call_ids:
+                caller.send_invite("bob", call_id, "sip:caller@stranger.example")
+            answers = caller.finals(call_ids, seconds=1.5)
+            reached = silent_phone.requests_received(seconds=0.5)
+            for invite in reached.values():  # end the calls: the server stops without waiting
+                silent_phone.reply(invite, 486, "Busy Here")
+            time.sleep(0.3)
+        finally:
+            silent_phone.close()
+            caller.close()
+        refused = [call_id for call_id in call_ids if answers.get(call_id) == 503]
+        assert len(reached) == 5 and len(refused) == 5, (reached, answers)
+        assert server.status()["flood"]["refused_transactions"] == 5
 
 
 def test_scanner_user_agent_is_dropped(default_server: ServerProcess) -> None:
@@ -346,7 +525,7 @@ def _attack_until_banned(args: list[str], server: ServerProcess) -> str:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and process.poll() is None:
             if server.status()["bans"]:
-                time.sleep(1.0)  # its next attempts meet the ban
+                time.sleep(0.5)  # its next attempts meet the ban
                 break
             time.sleep(0.1)
         if process.poll() is None:
@@ -455,4 +634,5 @@ def test_flood_is_cut_off_while_other_sources_register_and_call(
     counters = status["flood"]
     assert counters["dropped_flood"] >= 1 and counters["bans"] >= 1, counters
     assert counters["dropped_banned"] >= 1000, counters
-    assert re.search(r"banned sources: \d+\s+(.*\n)*\s*127\.0\.0\.3", server.status_text())
+    assert "127.0.0.3" in server.status_text().split("banned sources:", 1)[1]
+    assert "BAN src=127.0.0.3 reason=flood" in server.output  # the line fail2ban would watch

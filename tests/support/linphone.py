@@ -59,6 +59,9 @@ class LinphoneAccount:
     realm: str | None = None
     transport: str = "udp"
     expires: int = 600
+    #: Send every request of the account through the registrar (``reg_route``):
+    #: needed when ``domain`` is a name that does not resolve.
+    route_via_registrar: bool = False
 
     @property
     def identity(self) -> str:
@@ -151,6 +154,11 @@ class Linphone:
                 f"reg_proxy=<sip:127.0.0.1:{acc.registrar_port};transport={acc.transport}>",
                 f'reg_identity="{acc.user}" <{acc.identity}>',
                 f"reg_expires={acc.expires}",
+                *(
+                    [f"reg_route=<sip:127.0.0.1:{acc.registrar_port};transport={acc.transport};lr>"]
+                    if acc.route_via_registrar
+                    else []
+                ),
                 "reg_sendregister=1",
                 "publish=0",
                 "dial_escape_plus=0",

@@ -473,3 +473,37 @@ async def test_default_cancel_answer_carries_the_invite_to_tag(
     assert (final.status, final.to_tag) == (487, "callee-tag")
     (answer,) = [r for r in cancel_answers if r.cseq.method == "CANCEL"]
     assert (answer.status, answer.to_tag) == (200, "callee-tag")  # RFC 3261 §9.2
+
+
+@pytest.mark.parametrize("handled", [True, False])
+async def test_on_ack_hook_runs_synchronously(
+    pair: tuple[SipEndpoint, SipEndpoint], handled: bool
+) -> None:
+    a, b = pair
+    await a.listen("UDP")
+    listener = await b.listen("UDP")
+    hooked: list[str] = []
+    passed_on: list[str] = []
+
+    def on_ack(incoming: IncomingRequest) -> bool:
+        hooked.append(incoming.request.method)
+        return handled
+
+    async def on_request(incoming: IncomingRequest) -> None:
+        passed_on.append(incoming.request.method)
+
+    b.on_ack = on_ack
+    b.on_request = on_request
+    ack = make_request(
+        "ACK",
+        f"sip:bob@127.0.0.1:{listener.port}",
+        from_="<sip:alice@127.0.0.1>",
+        to="<sip:bob@127.0.0.1>;tag=x",
+    )
+    await a.send_ack(ack)
+    async with asyncio.timeout(5):
+        while not hooked:
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # a task, if one was spawned, has run by now
+    assert hooked == ["ACK"]
+    assert passed_on == ([] if handled else ["ACK"])

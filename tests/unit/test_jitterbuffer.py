@@ -183,3 +183,14 @@ def test_nothing_until_filled() -> None:
     jb.put(packet(0), 0.0)
     assert jb.get(0.02) is None
     assert isinstance(jb.get(0.061), RtpPacket)
+
+
+def test_shared_jitter_estimate_sets_the_target() -> None:
+    """A caller that keeps the RFC 3550 jitter (the session's statistics) passes it
+    in; the buffer then adapts its target to it instead of its own estimate."""
+    jb = JitterBuffer(8000, 0.02, min_delay=0.02, max_delay=0.4, jitter_factor=3.0)
+    for n in range(40):
+        jb.put(packet(n), n * 0.02, jitter=8000 * 0.03)  # 30 ms, in timestamp units
+        jb.get(n * 0.02 + 0.001)
+    assert jb.jitter == pytest.approx(0.03)
+    assert jb.target_delay == pytest.approx(0.09)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,6 @@ from tests.support.peers import free_port
 from trunkline.media.codecs.base import Pcm
 from trunkline.media.session import (
     MediaSession,
-    PcmSource,
     QueueSource,
     ToneSource,
     WavRecorder,
@@ -376,21 +374,6 @@ async def test_bridge_one_session_into_another(sessions: list[MediaSession]) -> 
     assert pcm is not None and len(pcm) > 2400
     assert abs(dominant_hz(pcm[-2400:], 8000) - 900) < 15
     assert bridge.dropped == 0
-
-
-async def test_pcm_source_from_wav_resamples(tmp_path: Path) -> None:
-    t = np.arange(16000) / 16000
-    wav = tmp_path / "tone16k.wav"
-    rec = WavRecorder(wav, 16000)
-    rec(np.rint(12000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16))
-    rec.close()
-    src = PcmSource.from_wav(wav, 8000)
-    frames = []
-    while (frame := src.read(160)) is not None:
-        frames.append(frame)
-    assert len(frames) == 50 and src.finished
-    pcm = np.concatenate(frames)
-    assert abs(dominant_hz(pcm, 8000) - 440) < 5
 
 
 def test_session_pair_on_uvloop() -> None:

@@ -224,6 +224,18 @@ async def test_register_is_challenged_then_stored(server: ProxyServer) -> None:
     assert snapshot["registrar"]["registered"] == 1
 
 
+async def test_user_added_while_running_can_register(server: ProxyServer, tmp_path: Path) -> None:
+    db = DataDir(tmp_path / "data").database()  # what `trunkline users add` does
+    UserStore(db).add("carol", DOMAIN, "carol-secret-3", 0.0)
+    db.close()
+    PASSWORDS["carol"] = "carol-secret-3"
+    try:
+        carol = await open_phone("carol", proxy_address(server))
+        assert (await carol.register()).status == 200
+    finally:
+        del PASSWORDS["carol"]
+
+
 async def test_wrong_password_gets_the_same_challenge(server: ProxyServer) -> None:
     bob = await open_phone("bob", proxy_address(server))
     PASSWORDS["mallory"] = "guess"

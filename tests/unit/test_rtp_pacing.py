@@ -94,3 +94,19 @@ def test_ssrc_change_and_sender_report() -> None:
 def test_invalid_ptime() -> None:
     with pytest.raises(ValueError):
         PacingSchedule(0.0, 0.0)
+
+
+def test_build_is_bytes_of_packet() -> None:
+    """The media clock's ``build`` packs exactly what ``packet`` describes, with the
+    same numbering and marker rules (talkspurt start after skipped ticks, wrap)."""
+    a = RtpSender(8, 160, ssrc=0xDEADBEEF, initial_sequence=65534, initial_timestamp=0xFFFFFF00)
+    b = RtpSender(8, 160, ssrc=0xDEADBEEF, initial_sequence=65534, initial_timestamp=0xFFFFFF00)
+    for tick in [0, 1, 2, 3, 7, 8, 9, 20]:
+        payload = bytes([tick]) * 160
+        assert a.build(tick, payload) == bytes(b.packet(tick, payload))
+    assert (a.sequence, a.packets_sent, a.octets_sent, a.last_timestamp) == (
+        b.sequence,
+        b.packets_sent,
+        b.octets_sent,
+        b.last_timestamp,
+    )

@@ -3,6 +3,8 @@ clock with synthetic loss, jitter, duplication and reordering patterns."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from trunkline.rtp.packet import RtpPacket
@@ -172,3 +174,38 @@ def test_source_table_bounded() -> None:
     for ssrc in range(1, 50):
         table.receive(pkt(0, 0, ssrc=ssrc), now=0.0)
     assert len(table.sources) == 4
+
+
+class _SlowPath(ReceptionStats):
+    """The statistics without the in-order fast path of ``receive``: A.1 and A.8 as written."""
+
+    def receive(self, packet: RtpPacket, now: float) -> bool:
+        before = self.duplicates
+        valid = self.update_seq(packet.sequence_number)
+        if valid and self.duplicates == before:
+            self.update_jitter(packet.timestamp, now)
+        return valid
+
+
+def test_fast_path_matches_rfc3550_a1_a8() -> None:
+    """Loss, reordering, duplicates, wrap-around, timestamp wrap and jitter: the
+    fast path for in-order packets changes no number."""
+    rng = random.Random(7)
+    fast = ReceptionStats(0x1234, RATE, 65000)
+    slow = _SlowPath(0x1234, RATE, 65000)
+    seq, ts = 65000, 0xFFFFF000
+    for i in range(3000):
+        roll = rng.random()
+        if roll < 0.03:
+            seq += 2  # a loss
+        elif roll < 0.05:
+            seq -= 1  # a duplicate or a late one
+        else:
+            seq += 1
+        ts_now = ts + (seq - 65000) * FRAME
+        now = i * 0.02 + rng.uniform(0, 0.03)
+        p = pkt(seq, ts_now)
+        assert fast.receive(p, now) == slow.receive(p, now)
+    for name in ("received", "expected", "lost", "cycles", "duplicates", "reordered", "jitter"):
+        assert getattr(fast, name) == getattr(slow, name), name
+    assert fast.extended_highest == slow.extended_highest > 65536

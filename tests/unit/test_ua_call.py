@@ -287,8 +287,8 @@ async def test_offer_carries_our_codecs_and_telephone_event(phones) -> None:  # 
     assert call.audio is not None
     assert call.audio.codec.name == "PCMU"
     assert call.audio.telephone_event_pt is not None
-    assert call._session is not None and call._session.last is not None
-    sdp = SessionDescription.parse(bytes(call._session.last))
+    assert call.local_session is not None and call.local_session.last is not None
+    sdp = SessionDescription.parse(bytes(call.local_session.last))
     assert sdp.media[0].port == call.media.local_address[1]  # type: ignore[union-attr]
 
 

@@ -157,3 +157,7 @@ def status(
         typer.echo(f"error: no Trunkline server answers on {host}:{http_port}: {error}", err=True)
         raise typer.Exit(1) from None
     typer.echo(json.dumps(data, indent=2) if as_json else render_status(data))
+
+
+if __name__ == "__main__":  # ``python -m trunkline.commands.serve``: the server alone (bench)
+    typer.run(serve)

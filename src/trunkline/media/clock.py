@@ -129,7 +129,9 @@ class MediaClock:
         stream.clock_failed(exc)
 
     def _send(self, tick: int) -> None:
-        g711: list[tuple[ClockedStream, G711Encoder, Pcm]] = []
+        streams: list[ClockedStream] = []  # the G.711 batch, in three parallel lists
+        encoders: list[G711Encoder] = []
+        frames: list[Pcm] = []
         for stream in list(self.streams):
             try:
                 frame = stream.frame_to_send(tick)
@@ -137,22 +139,37 @@ class MediaClock:
                     continue
                 encoder, pcm = frame
                 if isinstance(encoder, G711Encoder):
-                    g711.append((stream, encoder, pcm))
+                    streams.append(stream)
+                    encoders.append(encoder)
+                    frames.append(pcm)
                 else:
                     stream.send_frame(tick, encoder.encode(pcm))
             except Exception as exc:  # one broken stream must not stop the others
                 self._fail(stream, exc)
-        if not g711:
+        if not streams:
             return
-        payloads = encode_many([e for _, e, _ in g711], [pcm for _, _, pcm in g711])
-        for (stream, _, _), payload in zip(g711, payloads, strict=True):
+        try:
+            payloads = encode_many(encoders, frames)
+        except Exception:  # a bad frame: find it, encode the others one by one
+            payloads = []
+            for stream, encoder, pcm in zip(streams, encoders, frames, strict=True):
+                try:
+                    payloads.append(encoder.encode(pcm))
+                except Exception as exc:
+                    self._fail(stream, exc)
+                    payloads.append(b"")
+        for stream, payload in zip(streams, payloads, strict=True):
+            if not payload:
+                continue
             try:
                 stream.send_frame(tick, payload)
             except Exception as exc:
                 self._fail(stream, exc)
 
     def _playout(self, now: float) -> None:
-        g711: list[tuple[ClockedStream, G711Decoder, bytes]] = []
+        streams: list[ClockedStream] = []
+        decoders: list[G711Decoder] = []
+        payloads: list[bytes] = []
         for stream in list(self.streams):
             try:
                 frame = stream.frame_to_play(now)
@@ -160,7 +177,9 @@ class MediaClock:
                     continue
                 decoder, payload = frame
                 if isinstance(decoder, G711Decoder) and payload:
-                    g711.append((stream, decoder, payload))
+                    streams.append(stream)
+                    decoders.append(decoder)
+                    payloads.append(payload)
                     continue
                 try:
                     pcm = decoder.decode(payload)
@@ -170,10 +189,9 @@ class MediaClock:
                     stream.play(pcm)
             except Exception as exc:
                 self._fail(stream, exc)
-        if not g711:
+        if not streams:
             return
-        frames = decode_many([d for _, d, _ in g711], [p for _, _, p in g711])
-        for (stream, _, _), pcm in zip(g711, frames, strict=True):
+        for stream, pcm in zip(streams, decode_many(decoders, payloads), strict=True):
             try:
                 stream.play(pcm)
             except Exception as exc:

@@ -44,12 +44,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from trunkline.media import codecs
 from trunkline.media.clock import MediaClock
 from trunkline.media.codecs import CodecError, CodecInfo, Decoder, Encoder, Pcm
-from trunkline.media.codecs.base import as_pcm
 from trunkline.media.codecs.telephone_event import (
     DigitReceived,
     TelephoneEventReceiver,
@@ -361,9 +358,7 @@ class MediaSession:
         pcm = source.read(self._frame_samples)
         if pcm is None:
             return None
-        if type(pcm) is not np.ndarray or pcm.dtype != np.int16 or pcm.ndim != 1:
-            pcm = as_pcm(pcm)
-        return encoder, pcm
+        return encoder, pcm  # the encoder coerces other array types (as_pcm)
 
     def send_frame(self, tick: int, payload: bytes) -> None:
         sender = self.sender
@@ -453,7 +448,9 @@ class MediaSession:
             self._on_rtcp(data, addr)
             return
         loop = self._loop
-        if loop is None or self.jitter is None or self.sources is None:
+        jitter = self.jitter
+        sources = self.sources
+        if loop is None or jitter is None or sources is None:
             return
         if self.srtp is not None:
             try:
@@ -467,40 +464,48 @@ class MediaSession:
             self.invalid += 1
             return
         now = loop.time()
-        source: Address = addr  # (host, port); IPv6 adds flowinfo and scope id
-        if source != self._remote_rtp:
-            source = (addr[0], addr[1])
-        if source != self._remote_rtp:
-            if not self.latch or (self._latched and now - self._last_rx < _RELATCH_AFTER):
-                self.foreign += 1
+        source: Address | None = addr  # (host, port); IPv6 adds flowinfo and scope id
+        if source != self._remote_rtp or not self._latched:
+            source = self._check_source(addr, now)
+            if source is None:
                 return
-            log.info("RTP latched onto %s:%d (SDP said %s)", *source, self._remote_rtp)
-            self._remote_rtp = source
-            if self.transport.rtcp_mux:
-                self._remote_rtcp = source
-        self._latched = True
         self._last_rx = now
         pt = packet.payload_type
         if pt in self._receive_pts:
-            stats = self.sources.receive(packet, now)
+            stats = sources.receive(packet, now)
             if stats is None:
-                self._collision(source)
+                self._collision(addr[:2])
                 return
             if packet.ssrc != self._rx_ssrc:
                 if self._rx_ssrc is not None:
                     # A new stream (peer restarted, or a B2BUA switched legs):
                     # its numbering has nothing to do with the old one.
-                    self.jitter = JitterBuffer(
-                        self.jitter.clock_rate, self._ptime, **self.jitter_options
+                    jitter = self.jitter = JitterBuffer(
+                        jitter.clock_rate, self._ptime, **self.jitter_options
                     )
                 self._rx_ssrc = packet.ssrc
             if self._receiving:
-                self.jitter.put(packet, now)
+                # The statistics keep the RFC 3550 jitter already: share it.
+                jitter.put(packet, now, stats.jitter)
         elif pt in self._te_rx_pts and self._dtmf_rx is not None:
             for digit in self._dtmf_rx.feed(packet.payload, packet.timestamp, now):
                 self._digit(digit)
         else:
             self.unknown_payload += 1
+
+    def _check_source(self, addr: Any, now: float) -> Address | None:
+        """Symmetric RTP latching (RFC 4961): the address to answer, or None to drop."""
+        source: Address = (addr[0], addr[1])
+        if source != self._remote_rtp:
+            if not self.latch or (self._latched and now - self._last_rx < _RELATCH_AFTER):
+                self.foreign += 1
+                return None
+            log.info("RTP latched onto %s:%d (SDP said %s)", *source, self._remote_rtp)
+            self._remote_rtp = source
+            if self.transport.rtcp_mux:
+                self._remote_rtcp = source
+        self._latched = True
+        return source
 
     def _collision(self, source: Address) -> None:
         """Our SSRC came back from ``source`` (RFC 3550 §8.2).

@@ -9,6 +9,13 @@ does not need a new port.
 This is the only place in the media engine that owns sockets; everything it
 receives is handed to callbacks together with the sender's address, which
 the session uses for symmetric RTP (RFC 4961).
+
+RTP is sent with ``sendto`` on the socket itself: the event loop's
+``DatagramTransport.sendto`` re-validates and converts the address on every
+call, which on the media clock's per-packet path cost about a fifth of the
+system call (measured with uvloop, 100 sockets). When the socket buffer is
+full the datagram goes through the transport, which queues it, and so do
+the following ones until that queue has drained, so order is kept.
 """
 
 from __future__ import annotations
@@ -18,7 +25,6 @@ import logging
 import random
 import socket
 from collections.abc import Callable
-from typing import Any
 
 __all__ = ["Address", "DatagramHandler", "RtpTransport"]
 
@@ -47,6 +53,13 @@ class _Protocol(asyncio.DatagramProtocol):
         log.debug("media socket error: %s", exc)
 
 
+def _write_buffer_size(transport: asyncio.BaseTransport) -> int:
+    """Bytes queued in a datagram transport (asyncio and uvloop both have the method,
+    the typing stubs do not declare it on ``DatagramTransport``)."""
+    size = getattr(transport, "get_write_buffer_size", None)
+    return int(size()) if size is not None else 0
+
+
 def _ignore(data: bytes, addr: Address) -> None:
     """Default handler: drop the datagram."""
 
@@ -60,8 +73,11 @@ class RtpTransport:
         rtcp: asyncio.DatagramTransport,
         rtp_protocol: _Protocol,
         rtcp_protocol: _Protocol,
+        rtp_socket: socket.socket | None = None,
     ) -> None:
         self._rtp = rtp
+        self._rtp_socket = rtp_socket
+        self._queued = False  # the transport holds RTP we could not send at once
         self._rtcp = rtcp
         self._rtp_protocol = rtp_protocol
         self._rtcp_protocol = rtcp_protocol
@@ -110,7 +126,7 @@ class RtpTransport:
                 continue
             rtp_t, rtp_p = await loop.create_datagram_endpoint(_Protocol, sock=rtp_sock)
             rtcp_t, rtcp_p = await loop.create_datagram_endpoint(_Protocol, sock=rtcp_sock)
-            return cls(rtp_t, rtcp_t, rtp_p, rtcp_p)
+            return cls(rtp_t, rtcp_t, rtp_p, rtcp_p, rtp_sock)
         raise OSError(f"no free RTP port pair on {host}: {last_error}")
 
     def set_handlers(self, on_rtp: DatagramHandler, on_rtcp: DatagramHandler) -> None:
@@ -127,8 +143,23 @@ class RtpTransport:
         return self._rtp_protocol.errors + self._rtcp_protocol.errors
 
     def send_rtp(self, data: bytes, addr: Address) -> None:
-        if not self.closed:
-            self._rtp.sendto(data, addr)
+        if self.closed:
+            return
+        sock = self._rtp_socket
+        if sock is not None and not self._queued:
+            try:
+                sock.sendto(data, addr)
+                return
+            except (BlockingIOError, InterruptedError):
+                self._queued = True  # full: the transport queues this and what follows
+            except OSError as exc:
+                self._rtp_protocol.error_received(exc)
+                return
+        elif self._queued and _write_buffer_size(self._rtp) == 0:
+            self._queued = False
+            self.send_rtp(data, addr)
+            return
+        self._rtp.sendto(data, addr)
 
     def send_rtcp(self, data: bytes, addr: Address) -> None:
         """Send RTCP from the RTCP port, or from the RTP port under rtcp-mux."""

@@ -189,6 +189,7 @@ class ProxyServer:
         self.addresses: dict[str, tuple[str, int]] = {}
         """Advertised ``(host, port)`` per transport (Via, Record-Route)."""
         self._db: sqlite3.Connection | None = None
+        self._data_version = 0
         self._contexts: dict[int, _Context] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._housekeeping: asyncio.Task[None] | None = None
@@ -237,9 +238,10 @@ class ProxyServer:
 
         trusted = TrustedNetworks([str(net) for net in config.trusted])
         self.antiflood = AntiFlood(FloodPolicy.from_config(config.limits), trusted)
+        self._data_version = self._read_data_version()
         authenticator = Authenticator(
             self.data_dir.nonce_secret(),
-            self.users.ha1,
+            self._ha1,
             algorithms=LEGACY_ALGORITHMS if self.legacy_digest else DEFAULT_ALGORITHMS,
         )
         own = {f"{_bracket(host)}:{port}" for host, port in self.addresses.values()}
@@ -256,9 +258,43 @@ class ProxyServer:
             authenticator=authenticator,
             antiflood=self.antiflood,
             trusted=trusted,
-            user_exists=self.users.exists,
+            user_exists=self._user_exists,
         )
         self._housekeeping = asyncio.ensure_future(self._housekeep())
+
+    # -- the user store, re-read when ``trunkline users`` changed it ------------------
+
+    def _read_data_version(self) -> int:
+        """SQLite's ``data_version``: changes when another connection commits (§2.1 of the
+        SQLite pragma docs), i.e. when ``trunkline users add|remove|passwd`` ran."""
+        if self._db is None:
+            return 0
+        row = self._db.execute("PRAGMA data_version").fetchone()
+        return int(row[0]) if row else 0
+
+    def refresh_users(self) -> bool:
+        """Reload the user cache if the database changed under us; True when reloaded."""
+        if self.users is None or self._db is None:
+            return False
+        version = self._read_data_version()
+        if version == self._data_version:
+            return False
+        self._data_version = version
+        self.users.reload()
+        return True
+
+    def _ha1(self, username: str, realm: str, algorithm: str) -> str | None:
+        assert self.users is not None
+        value = self.users.ha1(username, realm, algorithm)
+        if value is None and self.refresh_users():  # a user added while we run
+            value = self.users.ha1(username, realm, algorithm)
+        return value
+
+    def _user_exists(self, name: str, domain: str) -> bool:
+        assert self.users is not None
+        if self.users.exists(name, domain):
+            return True
+        return self.refresh_users() and self.users.exists(name, domain)
 
     def _upgrade(self, transport: asyncio.Transport, buffered: bytes) -> None:
         """An HTTP request asking for WebSocket: SIP over WebSocket from here on (RFC 7118)."""
@@ -314,12 +350,15 @@ class ProxyServer:
         request = incoming.request
         stats = self.stats
         stats.count_request(request.method)
-        assert self.router is not None
-        if not self.accepting and request.to_tag is None and incoming.transaction is not None:
+        router = self.router
+        refuse = router is None or (not self.accepting and request.to_tag is None)
+        if refuse and incoming.transaction is not None:  # starting up or shutting down
             incoming.respond(503, "Service Unavailable", headers=(("Retry-After", "5"),))
             return
+        if router is None:
+            return
         origin = self._origin(incoming.source)
-        decision = await self.router.route(request, origin, self.clock())
+        decision = await router.route(request, origin, self.clock())
         if isinstance(decision, Reply):
             stats.replies += 1
             if incoming.transaction is not None:
@@ -627,6 +666,8 @@ class ProxyServer:
                 self._spawn(self._ping(target))
             if self.antiflood is not None:
                 self.antiflood.handle_timer(self.clock())
+            with contextlib.suppress(sqlite3.Error):
+                self.refresh_users()  # passwords changed, users removed
 
     async def _ping(self, target: KeepAliveTarget) -> None:
         if self.endpoint is None or "UDP" not in self.addresses:

@@ -140,8 +140,14 @@ class JitterBuffer:
         self.resets = 0
 
     # -- network side -------------------------------------------------------
-    def put(self, packet: RtpPacket, now: float) -> bool:
-        """Accept a packet; False when it is a duplicate or arrived too late."""
+    def put(self, packet: RtpPacket, now: float, jitter: float | None = None) -> bool:
+        """Accept a packet; False when it is a duplicate or arrived too late.
+
+        ``jitter`` is the RFC 3550 interarrival jitter in timestamp units when
+        the caller already keeps it (a session's reception statistics do,
+        :class:`trunkline.rtp.stats.ReceptionStats`); the buffer then uses it
+        instead of computing the same estimate a second time per packet.
+        """
         seq = packet.sequence_number
         highest = self._highest
         if highest is None:
@@ -161,7 +167,13 @@ class JitterBuffer:
             self.late += 1
             return False
         self.received += 1
-        self._update_jitter(packet.timestamp, now)
+        if jitter is None:
+            self._update_jitter(packet.timestamp, now)
+        else:
+            self._jitter = jitter
+            if self.received >= _WARMUP:
+                wanted = self.jitter_factor * jitter / self.clock_rate
+                self.target_delay = min(self.max_delay, max(self.min_delay, wanted))
         packets = self._packets
         packets[ext] = (packet, now)
         if self._highest is None or ext > self._highest:
@@ -246,7 +258,10 @@ class JitterBuffer:
             self._consecutive = 0
             self.played += 1
             wait = now - arrival
-            self._wait += (wait - self._wait) / 16.0 if self.played > 1 else wait - self._wait
+            if self.played > 1:
+                self._wait += (wait - self._wait) / 16.0
+            else:
+                self._wait = wait
             self._waits.append(wait)
             return packet
         if self._packets:

@@ -185,8 +185,10 @@ class RtpPacket:
             raise RtpParseError("RTP packet shorter than the fixed header")
         b0, b1, seq, ts, ssrc = _HEADER.unpack_from(data, 0)
         if b0 == 0x80:  # fast path: no padding, extension or CSRCs (nearly every packet)
-            payload = bytes(data[RTP_HEADER_SIZE:])
-            return cls(b1 & 0x7F, seq, ts, ssrc, payload, bool(b1 & 0x80), [])
+            payload = data[RTP_HEADER_SIZE:]
+            if type(payload) is not bytes:
+                payload = bytes(payload)
+            return cls(b1 & 0x7F, seq, ts, ssrc, payload, b1 > 0x7F, [])
         if b0 >> 6 != RTP_VERSION:
             raise RtpParseError("RTP version is not 2")
         cc = b0 & 0x0F

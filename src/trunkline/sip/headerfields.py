@@ -15,12 +15,22 @@ contain commas of their own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from trunkline.sip.errors import SipParseError
 from trunkline.sip.grammar import split_commas
 
-__all__ = ["COMPACT_FORMS", "LIST_HEADERS", "Headers", "canonical_key", "item_from_line", "unfold"]
+__all__ = [
+    "COMPACT_FORMS",
+    "LIST_HEADERS",
+    "Headers",
+    "canonical_key",
+    "item_from_line",
+    "register_list_view",
+    "unfold",
+]
 
 COMPACT_FORMS: dict[str, str] = {
     "a": "Accept-Contact",  # RFC 3841 §9.2
@@ -137,104 +147,120 @@ def canonical_key(name: str) -> str:
     return _KEY_BY_LOWER.get(lower, lower)
 
 
-# One header line: (key, name as written, value unfolded and stripped,
-# original line text or None once edited / when built locally).
-Item = tuple[str, str, str, str | None]
-
-
 def unfold(value: str) -> str:
     """Replace each folding (CRLF plus whitespace) by one space (RFC 3261 §7.3.1)."""
     return " ".join([p for p in [q.strip(" \t") for q in value.split("\r\n")] if p])
 
 
-def item_from_line(line: str) -> Item:
-    """The item of one (already validated) raw header line, folding kept in ``line``."""
+def item_from_line(line: str) -> tuple[str, str, str]:
+    """``(key, name, value)`` of one (already validated) header line, folding allowed."""
     name, _, value = line.partition(":")
     name = name.rstrip(" \t")
     value = unfold(value) if "\r\n" in value else value.strip(" \t")
-    return canonical_key(name), name, value, line
+    return canonical_key(name), name, value
+
+
+_VERSIONS = itertools.count(1)
+"""Edit stamps, unique across every Headers object (so a stamp names one content)."""
+
+ListParser = Callable[[list[str]], list[Any]]
+_LIST_VIEWS: dict[str, ListParser] = {}
+
+
+def register_list_view(key: str, parse: ListParser) -> None:
+    """Declare that the cached typed view of ``key`` is ``parse(values)``, one item per element.
+
+    Edits at either end of such a header (``prepend``, ``add``, ``pop_first``:
+    a proxy's Via and Record-Route work, RFC 3261 §16.6, §16.7) then update the
+    cached list instead of dropping it, so the next read parses nothing.
+    """
+    _LIST_VIEWS[key] = parse
 
 
 class Headers:
     """Ordered multi-list of header fields; names compared case-insensitively.
 
     ``get``/``get_all`` return values; ``add``/``prepend``/``set``/``remove``/
-    ``pop_first`` edit. Any edit marks the section ``dirty`` and drops the
-    owning message's cached typed view of that header.
+    ``pop_first`` edit. Any edit marks the section ``dirty`` and drops (or,
+    for the list views registered with :func:`register_list_view`, updates)
+    the owning message's cached typed view of that header.
+
+    Three parallel structures make edits cost one line, never the whole
+    section: ``_lines`` (each line's text as received, or as rendered when
+    added), ``_keys`` (its canonical key) and ``_index`` (key to unfolded
+    values; each list is replaced, never changed in place, so copies share
+    them safely). ``_version`` is a stamp taken afresh at every edit, unique
+    across all Headers objects, so a message knows its serialized bytes are
+    still current when the stamp it rendered with is still there.
     """
 
-    __slots__ = ("_cache", "_index", "_item_list", "_lines", "dirty")
+    __slots__ = ("_cache", "_index", "_keys", "_lines", "_version", "dirty")
 
     def __init__(self, fields: Iterable[tuple[str, str]] = ()) -> None:
-        self._item_list: list[Item] | None = [
-            (canonical_key(name), name, str(value).strip(), None) for name, value in fields
-        ]
-        self._lines: list[str] = []
-        self._index: dict[str, list[str]] | None = None
+        lines: list[str] = []
+        keys: list[str] = []
+        index: dict[str, list[str]] = {}
+        for name, raw_value in fields:
+            key = canonical_key(name)
+            value = str(raw_value).strip()
+            lines.append(f"{name}: {value}")
+            keys.append(key)
+            values = index.get(key)
+            if values is None:
+                index[key] = [value]
+            else:
+                values.append(value)
+        self._lines = lines
+        self._keys = keys
+        self._index = index
         self._cache: dict[str, Any] = {}
+        self._version = next(_VERSIONS)
         self.dirty = True
 
     @classmethod
-    def _parsed(cls, lines: list[str], index: dict[str, list[str]]) -> Headers:
-        """Wrap the parser's validated raw lines and index (not dirty, items built lazily)."""
+    def _parsed(cls, lines: list[str], keys: list[str], index: dict[str, list[str]]) -> Headers:
+        """Wrap the parser's validated raw lines, their keys and the index (not dirty)."""
         self = cls.__new__(cls)
-        self._item_list = None
         self._lines = lines
+        self._keys = keys
         self._index = index
         self._cache = {}
+        self._version = next(_VERSIONS)
         self.dirty = False
         return self
-
-    @property
-    def _items(self) -> list[Item]:
-        items = self._item_list
-        if items is None:
-            items = self._item_list = [item_from_line(line) for line in self._lines]
-        return items
-
-    @_items.setter
-    def _items(self, items: list[Item]) -> None:
-        self._item_list = items
 
     # ------------------------------------------------------------- reading
 
     def _get_index(self) -> dict[str, list[str]]:
-        index = self._index
-        if index is None:
-            index = {}
-            for key, _name, value, _raw in self._items:
-                values = index.get(key)
-                if values is None:
-                    index[key] = [value]
-                else:
-                    values.append(value)
-            self._index = index
-        return index
+        return self._index
 
     def lines(self, name: str) -> list[str]:
         """The value of every line with this name, in order, without comma splitting."""
-        return list(self._get_index().get(canonical_key(name), ()))
+        return list(self._index.get(canonical_key(name), ()))
 
     def _lines_by_key(self, key: str) -> list[str]:
-        return self._get_index().get(key, [])
+        return self._index.get(key, [])
 
     def get_all(self, name: str) -> list[str]:
         """Every value, lines split at commas where the header's grammar is a list."""
         key = canonical_key(name)
-        values = self._get_index().get(key)
+        values = self._index.get(key)
         if not values:
             return []
         if key not in LIST_HEADERS:
             return list(values)
         result: list[str] = []
         for value in values:
-            result.extend(item for item in split_commas(value) if item)
+            if "," in value or '"' in value:
+                result.extend(item for item in split_commas(value) if item)
+            elif value:
+                result.append(value)
         return result
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value (first list element for list headers), or ``default``."""
         key = canonical_key(name)
-        values = self._get_index().get(key)
+        values = self._index.get(key)
         if not values:
             return default
         if key in LIST_HEADERS:
@@ -243,19 +269,22 @@ class Headers:
         return values[0]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and canonical_key(name) in self._get_index()
+        return isinstance(name, str) and canonical_key(name) in self._index
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        for _key, name, value, _raw in self._items:
+        for line in self._lines:
+            _key, name, value = item_from_line(line)
             yield name, value
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._lines)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
             return NotImplemented
-        return [(k, v) for k, _n, v, _r in self._items] == [(k, v) for k, _n, v, _r in other._items]
+        mine = [item_from_line(line) for line in self._lines]
+        theirs = [item_from_line(line) for line in other._lines]
+        return [(k, v) for k, _n, v in mine] == [(k, v) for k, _n, v in theirs]
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -264,114 +293,170 @@ class Headers:
 
     def keys(self) -> list[str]:
         """Canonical keys of the lines, in order (with repeats)."""
-        return [item[0] for item in self._items]
+        return list(self._keys)
 
     def copy(self) -> Headers:
-        """An independent copy (lines keep their original text)."""
-        clone = Headers()
-        clone._items = list(self._items)
+        """An independent copy: lines keep their text, typed views stay parsed."""
+        clone = Headers.__new__(Headers)
+        clone._lines = self._lines.copy()
+        clone._keys = self._keys.copy()
+        clone._index = self._index.copy()  # the value lists are never changed in place
+        clone._cache = self._cache.copy()  # typed values are immutable
+        clone._version = self._version
         clone.dirty = self.dirty
         return clone
 
     # ------------------------------------------------------------- editing
 
-    def _touch(self, key: str) -> None:
+    def _edited(self) -> None:
         self.dirty = True
-        self._index = None
-        self._cache.pop(key, None)
+        self._version = next(_VERSIONS)
+
+    def _new_line(self, name: str, value: str) -> tuple[str, str, str]:
+        value = str(value).strip()
+        return canonical_key(name), f"{name}: {value}", value
+
+    def _extend_view(self, key: str, value: str, *, front: bool) -> None:
+        """Keep a cached list view current after one value was added at one end."""
+        cache = self._cache
+        cached = cache.get(key)
+        if cached is None:
+            return
+        parse = _LIST_VIEWS.get(key)
+        if parse is None:
+            del cache[key]
+            return
+        try:
+            items = parse([value])
+        except SipParseError:  # the view reports it when next read
+            del cache[key]
+            return
+        cache[key] = items + cached if front else cached + items
 
     def add(self, name: str, value: str) -> None:
         """Append a line at the end."""
-        key = canonical_key(name)
-        self._items.append((key, name, str(value).strip(), None))
-        self._touch(key)
+        key, line, value = self._new_line(name, value)
+        self._lines.append(line)
+        self._keys.append(key)
+        index = self._index
+        old = index.get(key)
+        index[key] = [value] if old is None else [*old, value]
+        self._extend_view(key, value, front=False)
+        self._edited()
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a line before the first line of that name, or at the top (Via, Record-Route)."""
-        key = canonical_key(name)
-        pos = 0
-        for i, item in enumerate(self._items):
-            if item[0] == key:
-                pos = i
-                break
-        self._items.insert(pos, (key, name, str(value).strip(), None))
-        self._touch(key)
+        key, line, value = self._new_line(name, value)
+        index = self._index
+        old = index.get(key)
+        if old is None:
+            pos = 0
+            index[key] = [value]
+        else:
+            pos = self._keys.index(key)
+            index[key] = [value, *old]
+        self._lines.insert(pos, line)
+        self._keys.insert(pos, key)
+        self._extend_view(key, value, front=True)
+        self._edited()
 
     def set(self, name: str, value: str) -> None:
         """Replace every line of that name by one line, where the first one was (or at the end)."""
-        key = canonical_key(name)
-        new: Item = (key, name, str(value).strip(), None)
-        items: list[Item] = []
-        placed = False
-        for item in self._items:
-            if item[0] == key:
-                if not placed:
-                    items.append(new)
-                    placed = True
-            else:
-                items.append(item)
-        if not placed:
-            items.append(new)
-        self._items = items
-        self._touch(key)
+        key, line, value = self._new_line(name, value)
+        old = self._index.get(key)
+        if old is not None and len(old) == 1:
+            self._lines[self._keys.index(key)] = line  # the usual case: one line in place
+            self._index[key] = [value]
+            self._cache.pop(key, None)
+            self._edited()
+            return
+        self._replace(key, [line], [value])
 
     def set_all(self, name: str, values: Iterable[str]) -> None:
         """Replace every line of that name by one line per value (in place of the first)."""
         key = canonical_key(name)
-        new: list[Item] = [(key, name, str(v).strip(), None) for v in values]
-        items: list[Item] = []
+        new = [self._new_line(name, v) for v in values]
+        self._replace(key, [line for _k, line, _v in new], [v for _k, _line, v in new])
+
+    def _replace(self, key: str, new_lines: list[str], new_values: list[str]) -> None:
+        lines: list[str] = []
+        keys: list[str] = []
         placed = False
-        for item in self._items:
-            if item[0] == key:
-                if not placed:
-                    items.extend(new)
-                    placed = True
+        for line, line_key in zip(self._lines, self._keys, strict=True):
+            if line_key == key:
+                if placed:
+                    continue
+                placed = True
+                lines.extend(new_lines)
+                keys.extend([key] * len(new_lines))
             else:
-                items.append(item)
+                lines.append(line)
+                keys.append(line_key)
         if not placed:
-            items.extend(new)
-        self._items = items
-        self._touch(key)
+            lines.extend(new_lines)
+            keys.extend([key] * len(new_lines))
+        self._lines = lines
+        self._keys = keys
+        if new_values:
+            self._index[key] = new_values
+        else:
+            self._index.pop(key, None)
+        self._cache.pop(key, None)
+        self._edited()
 
     def remove(self, name: str) -> int:
         """Remove every line of that name; return how many lines were removed."""
         key = canonical_key(name)
-        before = len(self._items)
-        self._items = [item for item in self._items if item[0] != key]
-        removed = before - len(self._items)
-        if removed:
-            self._touch(key)
-        return removed
+        old = self._index.get(key)
+        if old is None:
+            return 0
+        self._replace(key, [], [])
+        return len(old)
 
     def pop_first(self, name: str) -> str | None:
         """Remove and return the first value (for list headers, the first list element).
 
         ``Via: a, b`` on one line becomes ``Via: b`` (RFC 3261 §18.1.2: a
-        client strips the top Via of a response).
+        client strips the top Via of a response). Only that line changes.
         """
         key = canonical_key(name)
-        for i, (item_key, item_name, value, _raw) in enumerate(self._items):
-            if item_key != key:
-                continue
-            if key in LIST_HEADERS:
-                parts = [p for p in split_commas(value) if p]
-                if len(parts) > 1:
-                    self._items[i] = (key, item_name, ", ".join(parts[1:]), None)
-                    self._touch(key)
-                    return parts[0]
-                del self._items[i]
-                self._touch(key)
-                return parts[0] if parts else ""
-            del self._items[i]
-            self._touch(key)
-            return value
-        return None
+        index = self._index
+        old = index.get(key)
+        if old is None:
+            return None
+        pos = self._keys.index(key)
+        first = old[0]
+        cache = self._cache
+        if key in LIST_HEADERS:
+            parts = [p for p in split_commas(first) if p] if "," in first else [first]
+            cached = cache.get(key)
+            if cached is not None and key in _LIST_VIEWS and parts and parts[0]:
+                cache[key] = cached[1:]
+            else:
+                cache.pop(key, None)
+            if len(parts) > 1:
+                rest = ", ".join(parts[1:])
+                name_as_written = self._lines[pos].partition(":")[0].rstrip(" \t")
+                self._lines[pos] = f"{name_as_written}: {rest}"
+                index[key] = [rest, *old[1:]]
+                self._edited()
+                return parts[0]
+            value = parts[0] if parts else ""
+        else:
+            cache.pop(key, None)
+            value = first
+        del self._lines[pos]
+        del self._keys[pos]
+        if len(old) > 1:
+            index[key] = old[1:]
+        else:
+            del index[key]
+        self._edited()
+        return value
 
     # ------------------------------------------------------------ rendering
 
     def render(self) -> str:
         """The header lines as text, each ending in CRLF (no final empty line)."""
-        return "".join(
-            f"{name}: {value}\r\n" if raw is None else raw + "\r\n"
-            for _key, name, value, raw in self._items
-        )
+        lines = self._lines
+        return "\r\n".join(lines) + "\r\n" if lines else ""

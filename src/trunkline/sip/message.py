@@ -79,11 +79,12 @@ DEFAULT_LIMITS = Limits()
 class Message(HeaderViews):
     """What requests and responses share: headers, body and the typed header views."""
 
-    __slots__ = ("_body", "_raw", "headers")
+    __slots__ = ("_body", "_raw", "_raw_version", "headers")
 
     headers: Headers
     _body: bytes
     _raw: bytes | None
+    _raw_version: int
 
     is_request: bool = False
     is_response: bool = False
@@ -105,14 +106,26 @@ class Message(HeaderViews):
         raise NotImplementedError
 
     def __bytes__(self) -> bytes:
+        """The message as bytes: the received octets until edited, then kept until the next edit.
+
+        Rendering joins the start line with each header line's own text (as
+        received, or as written by the edit), so only edited lines were
+        rendered anew; the result is cached until the next edit.
+        """
         raw = self._raw
-        if raw is not None and not self.headers.dirty:
-            return raw
         headers = self.headers
-        text = self._start_line() + "\r\n" + headers.render()
-        if "content-length" not in headers._get_index():
+        if raw is not None and self._raw_version == headers._version:
+            return raw
+        lines = headers._lines
+        text = self._start_line() + "\r\n" + "\r\n".join(lines)
+        if lines:
+            text += "\r\n"
+        if "content-length" not in headers._index:
             text += f"Content-Length: {len(self._body)}\r\n"
-        return (text + "\r\n").encode("utf-8", "surrogateescape") + self._body
+        raw = (text + "\r\n").encode("utf-8", "surrogateescape") + self._body
+        self._raw = raw
+        self._raw_version = headers._version
+        return raw
 
 
 class Request(Message):
@@ -134,6 +147,7 @@ class Request(Message):
         self.headers = headers if isinstance(headers, Headers) else Headers(headers or ())
         self._body = bytes(body)
         self._raw = None
+        self._raw_version = 0
 
     def _set_uri(self, uri: Uri | str) -> None:
         if isinstance(uri, str):
@@ -192,6 +206,7 @@ class Request(Message):
         clone.headers = self.headers.copy()
         clone._body = self._body
         clone._raw = self._raw
+        clone._raw_version = self._raw_version
         return clone
 
     def __repr__(self) -> str:
@@ -217,6 +232,7 @@ class Response(Message):
         self.headers = headers if isinstance(headers, Headers) else Headers(headers or ())
         self._body = bytes(body)
         self._raw = None
+        self._raw_version = 0
 
     @classmethod
     def parse(
@@ -259,6 +275,7 @@ class Response(Message):
         clone.headers = self.headers.copy()
         clone._body = self._body
         clone._raw = self._raw
+        clone._raw_version = self._raw_version
         return clone
 
     def __repr__(self) -> str:
@@ -302,7 +319,9 @@ def _check_version(version: str) -> None:
         raise SipParseError("Malformed SIP version")
 
 
-def _split_head(head: str, limits: Limits) -> tuple[list[str], dict[str, list[str]]]:
+def _split_head(
+    head: str, limits: Limits
+) -> tuple[list[str], list[str], dict[str, list[str]]]:
     """Split and index the header lines that follow the start line (RFC 3261 §7.3).
 
     ``head`` is the header section without the start line and without the
@@ -321,6 +340,8 @@ def _split_head(head: str, limits: Limits) -> tuple[list[str], dict[str, list[st
     if len(head) > limits.max_line and max(map(len, lines)) > limits.max_line:
         raise SipParseError("Header line too long", 513)
     index: dict[str, list[str]] = {}
+    keys: list[str] = []
+    add_key = keys.append
     known = _KEY_BY_NAME.get
     for line in lines:
         name, colon, value = line.partition(":")
@@ -329,13 +350,14 @@ def _split_head(head: str, limits: Limits) -> tuple[list[str], dict[str, list[st
             if not colon or _NAME_RE.fullmatch(name) is None:
                 raise SipParseError("Malformed header line")
             key = canonical_key(name)
+        add_key(key)
         value = unfold(value) if folded and "\r\n" in value else value.strip(_WS)
         values = index.get(key)
         if values is None:
             index[key] = [value]
         else:
             values.append(value)
-    return lines, index
+    return lines, keys, index
 
 
 def _unfold(lines: list[str]) -> list[str]:
@@ -378,8 +400,8 @@ def parse_message(
         start_line, lines = head[:first], head[first + 2 :]
     if len(start_line) > limits.max_line:
         raise SipParseError("Start line too long", 513)
-    raw_lines, index = _split_head(lines, limits) if lines else ([], {})
-    headers = Headers._parsed(raw_lines, index)
+    raw_lines, keys, index = _split_head(lines, limits) if lines else ([], [], {})
+    headers = Headers._parsed(raw_lines, keys, index)
     cache = headers._cache
 
     msg: Request | Response
@@ -450,8 +472,10 @@ def parse_message(
             raise SipParseError("Content-Length larger than the message body")
         msg._body = data[body_start:body_end]
         msg._raw = data if body_end == len(data) else data[:body_end]
+        msg._raw_version = headers._version
     else:
         msg._body = data[body_start:]
         msg._raw = data
+        msg._raw_version = headers._version
     msg.headers = headers
     return msg

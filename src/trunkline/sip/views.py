@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from trunkline.sip.errors import SipParseError
 from trunkline.sip.grammar import is_digits, parse_uint
-from trunkline.sip.headerfields import Headers
+from trunkline.sip.headerfields import Headers, register_list_view
 from trunkline.sip.headers import (
     Contact,
     CSeq,
@@ -44,6 +44,13 @@ T = TypeVar("T")
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _CALL_ID_RE = re.compile(r"[^\x00-\x20\x7f,]+")
+
+
+# A proxy prepends Via and Record-Route and pops Via and Route (RFC 3261
+# §16.6, §16.7): those cached views are updated in place of a re-parse.
+register_list_view("via", parse_vias)
+register_list_view("route", parse_name_addrs)
+register_list_view("record-route", parse_name_addrs)
 
 
 class HeaderViews:

@@ -25,29 +25,22 @@ What it does, by section:
 * DTMF as RFC 4733 telephone-events or SIP INFO ``application/dtmf-relay``.
 
 The call is asyncio application code: the SIP rules it relies on are the
-sans-IO layers below it; it only decides and sends.
+sans-IO layers below it; it only decides and sends. Its vocabulary (states,
+results, events, config) is :mod:`trunkline.ua.callevents`; its audio is
+:mod:`trunkline.ua.callmedia`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 
 from trunkline.media.codecs.base import CodecError
 from trunkline.media.codecs.telephone_event import DigitReceived
-from trunkline.media.session import (
-    AudioSource,
-    MediaSession,
-    MediaStats,
-    PcmSource,
-    ToneSource,
-    WavRecorder,
-)
+from trunkline.media.session import MediaSession, MediaStats
 from trunkline.sip.aio.endpoint import IncomingRequest, SipEndpoint
 from trunkline.sip.aio.routing import Destination
 from trunkline.sip.aio.transport import Connection
@@ -58,21 +51,29 @@ from trunkline.sip.errors import LocalSipError, SipError
 from trunkline.sip.headers import NameAddr, Replaces
 from trunkline.sip.message import Request, Response
 from trunkline.sip.offeranswer import (
-    PCMA,
-    PCMU,
-    TELEPHONE_EVENT,
     Answer,
-    Codec,
     LocalSession,
     NegotiatedAudio,
     NegotiationError,
-    create_answer,
-    create_offer,
     process_answer,
 )
 from trunkline.sip.sdp import Direction, SessionDescription
 from trunkline.sip.statuses import reason_phrase
 from trunkline.sip.transaction import ClientInviteTransaction
+from trunkline.ua.callevents import (
+    TRANSITIONS,
+    CallConfig,
+    CallDirection,
+    CallEnded,
+    CallEvent,
+    CallResult,
+    CallState,
+    CallStateChanged,
+    DtmfReceived,
+    TransferProgress,
+    result_for_status,
+)
+from trunkline.ua.callmedia import CallMedia
 from trunkline.ua.transfer import SIPFRAG, notify_headers, parse_sipfrag, refer_to_value, sipfrag
 
 __all__ = [
@@ -100,149 +101,6 @@ BYE_WAIT = 4.0
 _DTMF_DIGITS = frozenset("0123456789*#ABCD")
 
 
-class CallState(enum.Enum):
-    """Where a call stands."""
-
-    IDLE = "Idle"
-    CALLING = "Calling"
-    RINGING = "Ringing"
-    EARLY = "Early"
-    CONNECTED = "Connected"
-    ON_HOLD = "OnHold"
-    ENDED = "Ended"
-
-
-_S = CallState
-TRANSITIONS: Mapping[CallState, frozenset[CallState]] = {
-    _S.IDLE: frozenset({_S.CALLING, _S.RINGING, _S.CONNECTED, _S.ENDED}),
-    _S.CALLING: frozenset({_S.RINGING, _S.EARLY, _S.CONNECTED, _S.ENDED}),
-    _S.RINGING: frozenset({_S.EARLY, _S.CONNECTED, _S.ENDED}),
-    _S.EARLY: frozenset({_S.RINGING, _S.CONNECTED, _S.ENDED}),
-    _S.CONNECTED: frozenset({_S.ON_HOLD, _S.ENDED}),
-    _S.ON_HOLD: frozenset({_S.CONNECTED, _S.ENDED}),
-    _S.ENDED: frozenset(),
-}
-"""Every legal ``old -> new`` move; anything else is a bug and raises."""
-
-
-class CallDirection(enum.Enum):
-    OUTGOING = "outgoing"
-    INCOMING = "incoming"
-
-
-class CallResult(enum.Enum):
-    """How a call ended, in words a script can rely on."""
-
-    COMPLETED = "completed"  # connected, then hung up by either side
-    BUSY = "busy"  # 486, 600
-    NOT_FOUND = "not found"  # 404, 604, 410, 484
-    DECLINED = "declined"  # 603
-    NO_ANSWER = "no answer"  # 408, 480, or our own ring timeout
-    CANCELLED = "cancelled"  # we hung up (CANCEL) or the caller did before the answer
-    REJECTED = "rejected"  # we rejected an incoming call
-    AUTH_FAILED = "authentication failed"  # 401/407 we could not answer
-    FAILED = "failed"  # any other failure; see the status
-
-
-_RESULTS: dict[int, CallResult] = {
-    486: CallResult.BUSY,
-    600: CallResult.BUSY,
-    404: CallResult.NOT_FOUND,
-    410: CallResult.NOT_FOUND,
-    484: CallResult.NOT_FOUND,
-    604: CallResult.NOT_FOUND,
-    603: CallResult.DECLINED,
-    408: CallResult.NO_ANSWER,
-    480: CallResult.NO_ANSWER,
-    487: CallResult.CANCELLED,
-    401: CallResult.AUTH_FAILED,
-    407: CallResult.AUTH_FAILED,
-}
-
-
-def result_for_status(status: int) -> CallResult:
-    """The :class:`CallResult` of a final non-2xx response to our INVITE."""
-    return _RESULTS.get(status, CallResult.FAILED)
-
-
-@dataclass(frozen=True, slots=True)
-class CallStateChanged:
-    call: Call
-    old: CallState
-    new: CallState
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class CallEnded:
-    """The call is over; ``status`` is the final SIP status that ended it, if any."""
-
-    call: Call
-    result: CallResult
-    status: int | None
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class DtmfReceived:
-    """A digit from the peer, by ``method`` ``"rfc4733"`` or ``"info"``."""
-
-    call: Call
-    digit: str
-    duration_ms: float
-    method: str
-
-
-@dataclass(frozen=True, slots=True)
-class TransferProgress:
-    """A NOTIFY about a call we transferred (RFC 3515 §2.4.5): the referred call's status."""
-
-    call: Call
-    status: int
-    reason: str
-
-
-CallEvent = CallStateChanged | CallEnded | DtmfReceived | TransferProgress
-
-
-@dataclass(frozen=True)
-class CallConfig:
-    """What a call offers and where its media lives.
-
-    ``media_host`` is bound for RTP and written in SDP ``c=``. ``codecs`` in
-    preference order; telephone-event is added when ``dtmf`` is on.
-    """
-
-    media_host: str = "127.0.0.1"
-    codecs: tuple[Codec, ...] = (PCMU, PCMA)
-    dtmf: bool = True
-    rtp_port: int = 0
-    ptime: int | None = None
-    user_agent: str = "Trunkline"
-    no_answer_timeout: float | None = None
-    media_address_map: Callable[[tuple[str, int]], tuple[str, int]] | None = None
-    """Maps our RTP (host, port) to the address announced in SDP: a port forward or a
-    STUN (RFC 5389) mapping. Symmetric RTP (RFC 4961) does the rest."""
-
-    @property
-    def offered_codecs(self) -> list[Codec]:
-        codecs = list(self.codecs)
-        if self.dtmf and not any(c.is_telephone_event for c in codecs):
-            codecs.append(TELEPHONE_EVENT)
-        return codecs
-
-
-@dataclass(slots=True)
-class _Media:
-    """What to play and where to record once media runs."""
-
-    play: Path | None = None
-    loop: bool = False
-    tone: float | None = None
-    record: Path | None = None
-    recorder: WavRecorder | None = field(default=None)
-
-
 class Call:
     """One call; build it with :meth:`outgoing` or :meth:`incoming`."""
 
@@ -260,10 +118,7 @@ class Call:
         self.status: int | None = None
         self.reason = ""
         self.dialog: Dialog | None = None
-        self.media: MediaSession | None = None
-        self.audio: NegotiatedAudio | None = None
-        self.final_stats: MediaStats | None = None
-        """The media statistics as the call ended."""
+        self._media = CallMedia(config, self._on_rfc4733)
         self.local_hold = False
         self.remote_hold = False
         self.remote_uri = ""
@@ -276,7 +131,6 @@ class Call:
         self.incoming_request: IncomingRequest | None = None
         self.destination: Destination | None = None
         self.connection: Connection | None = None
-        self._session: LocalSession | None = None
         self._offer: SessionDescription | None = None  # our outstanding offer
         self._remote_offer: SessionDescription | None = None
         self._invite: Request | None = None
@@ -286,7 +140,6 @@ class Call:
         self._bye_task: asyncio.Future[Response] | None = None
         self._cancel_result = CallResult.CANCELLED
         self._to_tag = new_tag()
-        self._media_spec = _Media()
         self._tasks: set[asyncio.Task[object]] = set()
         self._busy = asyncio.Lock()  # one re-INVITE at a time (§14.1)
         self.dial_task: asyncio.Task[CallResult | None] | None = None
@@ -347,110 +200,54 @@ class Call:
         task.add_done_callback(self._tasks.discard)
 
     # -- audio -----------------------------------------------------------------------
+    @property
+    def media(self) -> MediaSession | None:
+        """The RTP session once the call has media."""
+        return self._media.session
+
+    @property
+    def audio(self) -> NegotiatedAudio | None:
+        """The negotiated stream in use (codec, addresses, direction)."""
+        return self._media.audio
+
+    @property
+    def final_stats(self) -> MediaStats | None:
+        """The media statistics as the call ended."""
+        return self._media.final_stats
+
+    @property
+    def local_session(self) -> LocalSession | None:
+        """Our ``o=`` line across offers and answers (RFC 3264 §8)."""
+        return self._media.local
+
     def play(
         self, path: str | Path | None = None, *, tone: float | None = None, loop: bool = False
     ) -> None:
         """Send a WAV file (or a sine ``tone`` in Hz) once media runs (or at once)."""
-        self._media_spec.play = Path(path) if path is not None else None
-        self._media_spec.tone = tone
-        self._media_spec.loop = loop
-        if self.media is not None and self.media.info is not None:
-            self.media.source = self._make_source(self.media.sample_rate)
-
-    def take_media_from(self, other: Call) -> None:
-        """Play and record what ``other`` did (a transferred or replacing call)."""
-        spec = other._media_spec
-        self._media_spec = _Media(spec.play, spec.loop, spec.tone, spec.record)
+        self._media.play(Path(path) if path is not None else None, tone, loop)
 
     def record(self, path: str | Path) -> None:
         """Record what the peer sends to ``path`` (mono 16-bit WAV, written at the end)."""
-        spec = self._media_spec
-        spec.record = Path(path)
-        media = self.media
-        if media is not None and media.info is not None and spec.recorder is None:
-            spec.recorder = WavRecorder(spec.record, media.sample_rate)
-            media.sinks.append(spec.recorder)
+        self._media.record(Path(path))
 
-    def _make_source(self, rate: int) -> AudioSource | None:
-        spec = self._media_spec
-        if spec.play is not None:
-            return PcmSource.from_wav(spec.play, rate, loop=spec.loop)
-        if spec.tone is not None:
-            return ToneSource(spec.tone, rate)
-        return None
-
-    async def _open_media(self) -> MediaSession:
-        if self.media is None:
-            self.media = await MediaSession.open(self.config.media_host, self.config.rtp_port)
-            self.media.on_dtmf = self._on_rfc4733
-        return self.media
+    def take_media_from(self, other: Call) -> None:
+        """Play what ``other`` played (a transferred or replacing call); record next to it."""
+        self._media.copy_plan(other._media, self.call_id[:8])
 
     def _apply_media(self, audio: NegotiatedAudio) -> None:
-        """Use a negotiated stream: (re)configure, start, attach source and recorder."""
-        media = self.media
-        if media is None:
-            return
-        fresh = media.info is None
-        old_rate = media.sample_rate
-        try:
-            media.apply(audio)
-        except CodecError as exc:
-            logger.warning("call %s: media not usable: %s", self.call_id, exc)
-            return
-        self.audio = audio
-        self.remote_hold = audio.held_by_remote
-        if fresh or media.sample_rate != old_rate:
-            media.source = self._make_source(media.sample_rate)
-            spec = self._media_spec
-            if spec.record is not None:
-                if spec.recorder is not None:
-                    media.sinks.remove(spec.recorder)
-                    spec.recorder.close()
-                spec.recorder = WavRecorder(spec.record, media.sample_rate)
-                media.sinks.append(spec.recorder)
-        media.start()
-
-    def _snapshot_stats(self) -> None:
-        media = self.media
-        if media is not None and not media.closed and media.info is not None:
-            self.final_stats = media.stats()
+        if self._media.apply(audio):
+            self.remote_hold = audio.held_by_remote
 
     def _stop_media(self) -> None:
-        media = self.media
-        if media is not None and not media.closed:
-            if not self._bye_sent:
-                self._snapshot_stats()
-            media.close()
-        recorder = self._media_spec.recorder
-        if recorder is not None:
-            self._media_spec.recorder = None
-            try:
-                recorder.close()
-            except OSError as exc:
-                logger.warning("recording %s not written: %s", recorder.path, exc)
+        # After our BYE the statistics were kept already (hangup); the peer's RTCP BYE
+        # may have reset them since.
+        self._media.close(snapshot=not self._bye_sent)
 
     def _on_rfc4733(self, digit: DigitReceived) -> None:
         self._emit(DtmfReceived(self, digit.digit, digit.duration_ms, "rfc4733"))
 
-    def _sdp_address(self) -> tuple[str, int]:
-        """Where the peer must send RTP: our socket, or its public mapping (NAT, STUN)."""
-        assert self.media is not None
-        local = (self.config.media_host, self.media.local_address[1])
-        mapping = self.config.media_address_map
-        return mapping(local) if mapping is not None else local
-
     def _new_offer(self, direction: Direction = Direction.SENDRECV) -> SessionDescription:
-        host, port = self._sdp_address()
-        if self._session is None:
-            self._session = LocalSession(host)
-        offer = create_offer(
-            self.config.offered_codecs,
-            host,
-            port,
-            session=self._session,
-            direction=direction,
-            ptime=self.config.ptime,
-        )
+        offer = self._media.offer(direction)
         self._offer = offer
         return offer
 
@@ -488,7 +285,7 @@ class Call:
         """
         self._set_state(CallState.CALLING, f"INVITE {self.remote_uri}")
         try:
-            await self._open_media()
+            await self._media.open()
         except OSError as exc:
             self._finish(CallResult.FAILED, None, f"media: {exc}")
             return self.result
@@ -701,7 +498,7 @@ class Call:
         if incoming is None or incoming.answered or self.state is CallState.ENDED:
             return False
         try:
-            await self._open_media()
+            await self._media.open()
         except OSError as exc:
             self.reject(500, f"media: {exc}")
             return False
@@ -747,19 +544,8 @@ class Call:
         return True
 
     def _answer_offer(self, offer: SessionDescription) -> Answer:
-        host, port = self._sdp_address()
-        if self._session is None:
-            self._session = LocalSession(host)
-        return create_answer(
-            offer,
-            self.config.offered_codecs,
-            host,
-            port,
-            session=self._session,
-            direction=Direction.SENDONLY if self.local_hold else Direction.SENDRECV,
-            ptime=self.config.ptime,
-            rtcp_mux=False,
-        )
+        direction = Direction.SENDONLY if self.local_hold else Direction.SENDRECV
+        return self._media.answer(offer, direction)
 
     def _contact_for(self, incoming: IncomingRequest) -> str:
         if self.contact:
@@ -940,7 +726,7 @@ class Call:
             return
         status: int | None = None
         self._bye_sent = True
-        self._snapshot_stats()  # before the peer's RTCP BYE makes the media layer forget it
+        self._media.snapshot_stats()  # before the peer's RTCP BYE makes the media layer forget it
         reason = "hung up"
         bye = asyncio.ensure_future(self._request("BYE"))
         try:

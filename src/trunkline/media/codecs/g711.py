@@ -27,6 +27,7 @@ flipped (``view(uint16) ^ 0x8000``): no widening to int32 on the way.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import accumulate
 
 import numpy as np
 import numpy.typing as npt
@@ -128,14 +129,10 @@ class G711Encoder(Encoder):
 
     def __init__(self, info: CodecInfo, table: npt.NDArray[np.uint8]) -> None:
         super().__init__(info)
-        self._table = table
-
-    @property
-    def table(self) -> npt.NDArray[np.uint8]:
-        return self._table
+        self.table = table  # read by encode_many, per frame: a plain attribute
 
     def encode(self, pcm: Pcm) -> bytes:
-        return self._table[_encode_index(as_pcm(pcm))].tobytes()
+        return self.table[_encode_index(as_pcm(pcm))].tobytes()
 
 
 class G711Decoder(Decoder):
@@ -143,17 +140,13 @@ class G711Decoder(Decoder):
 
     def __init__(self, info: CodecInfo, table: npt.NDArray[np.int16]) -> None:
         super().__init__(info)
-        self._table = table
+        self.table = table  # read by decode_many, per frame: a plain attribute
         self._plc = WaveformPlc(info.sample_rate)
-
-    @property
-    def table(self) -> npt.NDArray[np.int16]:
-        return self._table
 
     def decode(self, payload: bytes) -> Pcm:
         if not payload:
             raise CodecError(f"{self.name}: empty payload")
-        pcm = self._table[np.frombuffer(payload, dtype=np.uint8)]
+        pcm = self.table[np.frombuffer(payload, dtype=np.uint8)]
         return self._plc.update(pcm)
 
     def decoded(self, pcm: Pcm) -> Pcm:
@@ -167,30 +160,31 @@ class G711Decoder(Decoder):
 def encode_many(encoders: Sequence[G711Encoder], frames: Sequence[Pcm]) -> list[bytes]:
     """``[e.encode(f) for e, f in zip(encoders, frames)]``, one table lookup per law.
 
-    Frames that are not 1-D int16 arrays (floats, lists) take the per-frame path, which
-    coerces them as :meth:`G711Encoder.encode` does.
+    Frames that are not all 1-D int16 arrays (floats, lists) take the per-frame path,
+    which coerces them as :meth:`G711Encoder.encode` does.
     """
-    out: list[bytes] = [b""] * len(frames)
-    groups: dict[int, tuple[npt.NDArray[np.uint8], list[int]]] = {}
-    for i, (encoder, frame) in enumerate(zip(encoders, frames, strict=True)):
-        if not isinstance(frame, np.ndarray) or frame.dtype != np.int16 or frame.ndim != 1:
-            out[i] = encoder.encode(frame)
-            continue
-        table = encoder.table
-        group = groups.get(id(table))
-        if group is None:
-            groups[id(table)] = (table, [i])
-        else:
-            group[1].append(i)
-    for table, members in groups.values():
-        lengths = [len(frames[i]) for i in members]
-        joined = np.concatenate([frames[i] for i in members])
-        coded = table[_encode_index(joined)].tobytes()
-        start = 0
-        for i, n in zip(members, lengths, strict=True):
-            out[i] = coded[start : start + n]
-            start += n
-    return out
+    if not frames:
+        return []
+    first = encoders[0].table
+    if not all(e.table is first for e in encoders):  # PCMU and PCMA: one batch per law
+        out: list[bytes] = [b""] * len(frames)
+        groups: dict[int, list[int]] = {}
+        for i, encoder in enumerate(encoders):
+            groups.setdefault(id(encoder.table), []).append(i)
+        for members in groups.values():
+            batch = encode_many([encoders[i] for i in members], [frames[i] for i in members])
+            for i, payload in zip(members, batch, strict=True):
+                out[i] = payload
+        return out
+    try:
+        joined = np.concatenate(frames)
+    except ValueError:  # mixed dimensions: let the per-frame path report it
+        joined = None
+    if joined is None or joined.dtype != np.int16 or joined.ndim != 1:
+        return [e.encode(f) for e, f in zip(encoders, frames, strict=True)]
+    coded = np.take(first, _encode_index(joined)).tobytes()
+    ends = list(accumulate(map(len, frames)))
+    return [coded[start:end] for start, end in zip([0, *ends], ends, strict=False)]
 
 
 def decode_many(decoders: Sequence[G711Decoder], payloads: Sequence[bytes]) -> list[Pcm]:
@@ -202,18 +196,24 @@ def decode_many(decoders: Sequence[G711Decoder], payloads: Sequence[bytes]) -> l
     """
     if not all(payloads):
         raise CodecError("G.711: empty payload")
+    groups: list[tuple[npt.NDArray[np.int16], Sequence[int]]] = []
+    first = decoders[0].table if decoders else ULAW_DECODE
+    if all(d.table is first for d in decoders):  # one law: the usual case
+        groups.append((first, range(len(decoders))))
+    else:
+        by_table: dict[int, list[int]] = {}
+        for i, decoder in enumerate(decoders):
+            by_table.setdefault(id(decoder.table), []).append(i)
+        groups.extend((decoders[m[0]].table, m) for m in by_table.values())
     out: list[Pcm] = [ULAW_DECODE[:0]] * len(payloads)
-    groups: dict[int, tuple[npt.NDArray[np.int16], list[int]]] = {}
-    for i, decoder in enumerate(decoders):
-        table = decoder.table
-        group = groups.get(id(table))
-        if group is None:
-            groups[id(table)] = (table, [i])
-        else:
-            group[1].append(i)
-    for table, members in groups.values():
+    for table, members in groups:
         chunk = [payloads[i] for i in members]
-        pcm = table[np.frombuffer(b"".join(chunk), dtype=np.uint8)]
+        pcm = np.take(table, np.frombuffer(b"".join(chunk), dtype=np.uint8))
+        size = len(chunk[0])
+        if len(pcm) == size * len(chunk):  # all frames one size: rows are views made in C
+            for i, row in zip(members, pcm.reshape(-1, size), strict=True):
+                out[i] = decoders[i].decoded(row)
+            continue
         start = 0
         for i, payload in zip(members, chunk, strict=True):
             end = start + len(payload)

@@ -52,8 +52,8 @@ class WaveformPlc:
         self._silent = int(_SILENT_AFTER_MS * ms)
         self._fade = max(1, int(_RECOVERY_FADE_MS * ms))
         self._history_len = 2 * self._max_pitch + self._window
-        self._recent: deque[Pcm] = deque()  # the last good frames, oldest first
-        self._filled = 0  # samples in ``_recent``, at least the history length once full
+        self._frame = 0  # length of the frames ``_recent`` is sized for
+        self._recent: deque[Pcm] = deque(maxlen=1)  # the last good frames, oldest first
         self._cycle: npt.NDArray[np.float64] | None = None
         self._pos = 0
         self._lost = 0
@@ -65,16 +65,20 @@ class WaveformPlc:
 
     def update(self, pcm: Pcm) -> Pcm:
         """Record a good frame; after a loss, return it cross-faded from the synthesis."""
-        out = pcm
-        if self._cycle is not None:
-            n = min(self._fade, len(pcm))
-            synthetic = self._synthesize(n)
-            ramp = np.linspace(0.0, 1.0, n, endpoint=False)
-            head = synthetic * (1.0 - ramp) + pcm[:n] * ramp
-            out = pcm.copy()
-            out[:n] = np.clip(np.rint(head), -32768, 32767).astype(np.int16)
-            self._cycle = None
-            self._lost = 0
+        if self._cycle is None:  # the hot path: keep a reference, nothing else
+            if len(pcm) == self._frame:
+                self._recent.append(pcm)
+            else:
+                self._push(pcm)
+            return pcm
+        n = min(self._fade, len(pcm))
+        synthetic = self._synthesize(n)
+        ramp = np.linspace(0.0, 1.0, n, endpoint=False)
+        head = synthetic * (1.0 - ramp) + pcm[:n] * ramp
+        out = pcm.copy()
+        out[:n] = np.clip(np.rint(head), -32768, 32767).astype(np.int16)
+        self._cycle = None
+        self._lost = 0
         self._push(pcm)
         return out
 
@@ -92,14 +96,20 @@ class WaveformPlc:
         return np.clip(np.rint(synthetic), -32768, 32767).astype(np.int16)
 
     def _push(self, pcm: Pcm) -> None:
+        """Keep ``pcm`` in the history; frames of a new length resize the deque so that
+        it holds just enough whole frames (``maxlen``) to cover the history."""
         n = len(pcm)
         if not n:
             return
-        recent = self._recent
-        recent.append(pcm)
-        self._filled += n
-        while self._filled - len(recent[0]) >= self._history_len:
-            self._filled -= len(recent.popleft())
+        if n != self._frame:
+            self._frame = n
+            self._recent = deque(self._recent, maxlen=-(-self._history_len // n))
+        self._recent.append(pcm)
+
+    @property
+    def _filled(self) -> int:
+        """Good samples in the history (at least its length once full)."""
+        return sum(len(frame) for frame in self._recent)
 
     @property
     def _history(self) -> npt.NDArray[np.float64]:

@@ -176,6 +176,7 @@ class CallManager:
         self._calls: dict[DialogId, Call] = {}
         self._previous_on_event = endpoint.on_event
         endpoint.on_request = self._on_request
+        endpoint.on_ack = self._on_ack
         endpoint.on_event = self._on_event
 
     @property
@@ -234,6 +235,16 @@ class CallManager:
         return call
 
     # -- UAS and in-dialog requests --------------------------------------------------
+    def _on_ack(self, incoming: IncomingRequest) -> bool:
+        """An ACK in one of our dialogs, handled at once (no task); others go on."""
+        dialog = incoming.dialog
+        if dialog is None:
+            return False
+        call = self._calls.get(dialog.id)
+        if call is not None:
+            call.ack_received.set()
+        return True
+
     async def _on_request(self, incoming: IncomingRequest) -> None:
         request = incoming.request
         dialog = incoming.dialog

@@ -25,7 +25,7 @@ import contextlib
 import logging
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,6 +153,10 @@ class SipEndpoint:
         )
         self.on_request: RequestHandler | None = None
         self.on_stray_response: StrayResponseHandler | None = None
+        self.on_ack: Callable[[IncomingRequest], bool] | None = None
+        """Optional synchronous hook for ACKs (no transaction, nothing to answer):
+        return True when handled, False to pass the ACK on to ``on_request``. It
+        saves a task per call; it must not block or await."""
         self.on_event: Callable[[Event], None] | None = None
         self._resolver = resolver or self._getaddrinfo
         self.locator = locator
@@ -318,13 +322,17 @@ class SipEndpoint:
     # -- the pump: transmits out, events up, one timer ---------------------------------
     def pump(self) -> None:
         """Send what the layers queued, hand events to the TU, re-arm the timer."""
-        layer = self.transactions
+        ours = self.transactions.outbox
+        theirs = self.dialogs.outbox if self.dialogs is not None else None
         for _ in range(1000):  # events can queue transmits and vice versa; bounded
-            transmits = layer.drain_transmits()
-            events = layer.drain_events()
-            if self.dialogs is not None:
-                transmits += self.dialogs.drain_transmits()
-                events += self.dialogs.drain_events()
+            # Peek before draining: most pumps find one queue, or none, non-empty.
+            transmits = ours.drain_transmits() if ours.transmits else []
+            events = ours.drain_events() if ours.events else []
+            if theirs is not None:
+                if theirs.transmits:
+                    transmits += theirs.drain_transmits()
+                if theirs.events:
+                    events += theirs.drain_events()
             if not transmits and not events:
                 break
             for transmit in transmits:
@@ -334,7 +342,13 @@ class SipEndpoint:
         self.rearm()
 
     def rearm(self) -> None:
-        """Arm one ``call_at`` at the earliest deadline of all layers."""
+        """Arm one ``call_at`` at the earliest deadline of all layers.
+
+        An armed timer is only replaced by an earlier one: when the earliest
+        deadline moved later (or went away) the armed one fires early, finds
+        nothing due and re-arms. That trades a rare idle wake-up for a
+        cancel + ``call_at`` on most messages under load.
+        """
         if self._closed:
             return
         at = self.transactions.get_timer()
@@ -342,14 +356,15 @@ class SipEndpoint:
             other = get_timer()
             if other is not None and (at is None or other < at):
                 at = other
-        if at == self._timer_at and self._timer is not None:
+        if at is None:
             return
+        armed = self._timer_at
         if self._timer is not None:
+            if armed is not None and armed <= at:
+                return
             self._timer.cancel()
-            self._timer = None
         self._timer_at = at
-        if at is not None:
-            self._timer = self.loop.call_at(at, self._on_timer)
+        self._timer = self.loop.call_at(at, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -417,6 +432,8 @@ class SipEndpoint:
             incoming.dialog_headers = verdict.headers
         if txn is not None:
             self._incoming[id(txn)] = incoming
+        elif self.on_ack is not None and request.method == "ACK" and self.on_ack(incoming):
+            return
         handler = self.on_request
         if handler is None:
             if txn is not None:
@@ -898,7 +915,7 @@ class SipEndpoint:
     def _on_connection_closed(self, conn: Connection) -> None:
         logger.debug("%r closed", conn)
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,434 @@
+"""The per-call message work of a stateful proxy: Trunkline beside sipmessage, same run.
+
+One call through a record-routing stateful proxy is seven messages in and
+seven out (RFC 3261 §16): INVITE / 100 / 180 / 200 / ACK / BYE / 200 as SIPp's
+``uac_rr.xml`` and ``uas_rr.xml`` (``tests/data/sipp/proxy``) send them, with
+the proxy at 127.0.0.1:5060, the uac at :5061 and the uas at :5062. The work
+per message is what ``proxy/server.py`` and ``proxy/router.py`` do with it,
+through the same public calls, without sockets or transaction state:
+
+- every request: parse; the server-transaction key (top Via branch, sent-by,
+  CSeq method, §17.2.3); §16.3 checks (Via, Max-Forwards, Route,
+  Proxy-Require, CSeq, To, From, Request-URI, loop detection against our own
+  Vias); Route pre-processing (§16.4: our own Route removed from in-dialog
+  requests); the To tag; a copy for the branch (§16.6 item 1) with the
+  Request-URI rewritten to the registered contact (initial INVITE, item 2),
+  Max-Forwards decremented (item 3), our Record-Route on the INVITE (item 4),
+  our Via with a loop-detecting branch (item 8, a hash of the §16.6 fields);
+  the client-transaction key; serialized, and its size read once more for
+  the transport choice (§18.1.1).
+- the 2xx ACK is forwarded statelessly (§16.11): same checks, no copy,
+  Max-Forwards and Via edited on the request itself.
+- every response: parse; the client-transaction key (top Via branch, CSeq
+  method, §17.1.3); our Via popped (§16.7 step 3); the next Via read for
+  the response's destination (§18.2.2); serialized (the uas's 100 is
+  absorbed, §16.7 step 5).
+- the 100 Trying the proxy sends for the INVITE (§16.2), built from the
+  request and serialized.
+
+The same work is written against ``sipmessage`` (the faster peer of
+``bench/parse.py``) in its own idiom, mutating in place where Trunkline copies,
+and both outputs are checked to carry the same header fields before timing.
+Calls per CPU-second on one core, best of several interleaved rounds; the last
+line is the ratio:
+
+    proxy_path: <value>x sipmessage (goal 3x)
+
+Run: ``.venv/bin/python bench/proxy_path.py [--seconds 1.0] [--rounds 5] [--profile]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import secrets
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from trunkline.sip import parse_message
+from trunkline.sip.builder import make_response
+from trunkline.sip.headers import Via
+from trunkline.sip.message import Request, Response
+from trunkline.sip.uri import SipUri
+
+PROXY = ("127.0.0.1", 5060)
+OWN = {"127.0.0.1:5060"}
+RECORD_ROUTE = "<sip:127.0.0.1:5060;lr>"
+TARGET = "sip:service@127.0.0.1:5062;ob"
+COOKIE = "z9hG4bK-tl-"
+
+SDP = (
+    b"v=0\r\n"
+    b"o=user1 53655765 2353687637 IN IP4 127.0.0.1\r\n"
+    b"s=-\r\n"
+    b"c=IN IP4 127.0.0.1\r\n"
+    b"t=0 0\r\n"
+    b"m=audio 6000 RTP/AVP 0\r\n"
+    b"a=rtpmap:0 PCMU/8000\r\n"
+)
+_LEN = str(len(SDP)).encode()
+_FROM = b"From: sipp <sip:sipp@127.0.0.1:5061>;tag=4242SIPpTag001\r\n"
+_TO = b"To: service <sip:service@127.0.0.1:5060>"
+_TAG = b";tag=7777SIPpTag011"
+_CALL_ID = b"Call-ID: 1-4242@127.0.0.1\r\n"
+_UAC_VIA = b"Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-4242-1-0\r\n"
+_PROXY_VIA = (
+    b"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-tl-0123456789abcdef.00112233aabbccdd;rport\r\n"
+)
+_UAC_VIA_R = b"Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-4242-1-0;received=127.0.0.1\r\n"
+_RR = b"Record-Route: <sip:127.0.0.1:5060;lr>\r\n"
+
+INVITE = (
+    b"INVITE sip:service@127.0.0.1:5060 SIP/2.0\r\n" + _UAC_VIA + _FROM + _TO + b"\r\n"
+    b"" + _CALL_ID + b"CSeq: 1 INVITE\r\n"
+    b"Contact: sip:sipp@127.0.0.1:5061\r\n"
+    b"Max-Forwards: 70\r\n"
+    b"Subject: Performance Test\r\n"
+    b"Content-Type: application/sdp\r\n"
+    b"Content-Length: " + _LEN + b"\r\n\r\n" + SDP
+)
+
+
+def _response(status: bytes, to_tag: bool, cseq: bytes, rr: bool, body: bytes) -> bytes:
+    return (
+        b"SIP/2.0 " + status + b"\r\n" + _PROXY_VIA + _UAC_VIA_R + (_RR if rr else b"") + _FROM
+        + _TO + (_TAG if to_tag else b"") + b"\r\n" + _CALL_ID + b"CSeq: " + cseq + b"\r\n"
+        + (b"Contact: <sip:127.0.0.1:5062;transport=UDP>\r\n" if to_tag else b"")
+        + (b"Content-Type: application/sdp\r\n" if body else b"")
+        + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )  # fmt: skip
+
+
+TRYING = _response(b"100 Trying", False, b"1 INVITE", False, b"")
+RINGING = _response(b"180 Ringing", True, b"1 INVITE", True, b"")
+OK_INVITE = _response(b"200 OK", True, b"1 INVITE", True, SDP)
+OK_BYE = _response(b"200 OK", True, b"2 BYE", False, b"")
+
+
+def _in_dialog(method: bytes, cseq: bytes, branch: bytes) -> bytes:
+    return (
+        method + b" sip:127.0.0.1:5062;transport=UDP SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 127.0.0.1:5061;branch=" + branch + b"\r\n"
+        b"Route: <sip:127.0.0.1:5060;lr>\r\n" + _FROM + _TO + _TAG + b"\r\n" + _CALL_ID
+        + b"CSeq: " + cseq + b"\r\n"
+        b"Contact: sip:sipp@127.0.0.1:5061\r\n"
+        b"Max-Forwards: 70\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )  # fmt: skip
+
+
+ACK = _in_dialog(b"ACK", b"1 ACK", b"z9hG4bK-4242-1-5")
+BYE = _in_dialog(b"BYE", b"2 BYE", b"z9hG4bK-4242-1-7")
+
+Call = Callable[[], list[bytes]]
+
+
+def _loop_branch(parts: list[str]) -> str:
+    """§16.6 item 8: a branch carrying a hash of the fields a loop leaves unchanged."""
+    digest = hashlib.blake2b("\x1e".join(parts).encode("utf-8", "surrogateescape"), digest_size=8)
+    return f"{COOKIE}{digest.hexdigest()}.{secrets.token_hex(8)}"
+
+
+# ------------------------------------------------------------------ Trunkline
+
+
+def _tl_is_own(uri: object) -> bool:
+    return (
+        isinstance(uri, SipUri)
+        and uri.user is None
+        and f"{uri.host}:{uri.port or 5060}" in OWN
+    )  # fmt: skip
+
+
+def _tl_request(
+    data: bytes, *, stateful: bool, target: str | None, trying: list[bytes] | None = None
+) -> bytes:
+    request = parse_message(data)
+    assert isinstance(request, Request)
+    top = request.via[0]
+    server_key = (top.branch, top.host, top.port, request.cseq.method)
+    # route(REQINIT): §16.3 (validation.validate_request)
+    request.headers.get("User-Agent")
+    vias = request.via
+    max_forwards = request.max_forwards
+    request.route  # noqa: B018
+    request.proxy_require  # noqa: B018
+    request.cseq  # noqa: B018
+    request.to  # noqa: B018
+    request.from_  # noqa: B018
+    uri = request.uri
+    assert uri.scheme == "sip" and max_forwards != 0
+    assert not [v for v in vias if f"{v.host}:{v.port or 5060}" in OWN]
+    # route(PREROUTE): §16.4
+    if "Route" in request.headers:
+        routes = request.route
+        while routes and _tl_is_own(routes[0].uri):
+            del routes[0]
+            request.headers.pop_first("Route")
+    in_dialog = request.to_tag is not None
+    assert in_dialog or isinstance(uri, SipUri)
+    if trying is not None:  # §16.2: the proxy's own 100 for an INVITE
+        trying.append(bytes(make_response(request, 100, "Trying")))
+    if not stateful:  # §16.11: the 2xx ACK, forwarded statelessly
+        out = request
+    else:
+        out = request.copy()
+        if target is not None and target != out.uri_text:
+            out.uri = target
+    max_forwards = out.max_forwards
+    out.headers.set("Max-Forwards", str(70 if max_forwards is None else max_forwards - 1))
+    if stateful and not in_dialog:
+        out.headers.prepend("Record-Route", RECORD_ROUTE)
+    headers = out.headers
+    branch = _loop_branch(
+        [
+            out.uri_text,
+            out.to_tag or "",
+            out.from_tag or "",
+            out.call_id,
+            str(out.cseq.number),
+            "\x1f".join(headers.get_all("Route")),
+            "\x1f".join(headers.get_all("Proxy-Require")),
+            "\x1f".join(headers.lines("Proxy-Authorization")),
+        ]
+    )
+    via = Via("UDP", PROXY[0], PROXY[1], {"branch": branch, "rport": None})
+    headers.prepend("Via", str(via))
+    client_key = (out.via[0].branch, out.cseq.method)
+    wire = bytes(out)
+    assert len(bytes(out)) == len(wire) and server_key and client_key
+    return wire
+
+
+def _tl_response(data: bytes, *, forward: bool) -> bytes:
+    response = parse_message(data)
+    assert isinstance(response, Response)
+    client_key = (response.via[0].branch, response.cseq.method)
+    response.headers.pop_first("Via")
+    if not forward:
+        return b""
+    upstream = response.via[0]
+    destination = (upstream.received or upstream.host, upstream.rport or upstream.port)
+    assert client_key and destination
+    return bytes(response)
+
+
+def trunkline_call() -> list[bytes]:
+    trying: list[bytes] = []
+    invite = _tl_request(INVITE, stateful=True, target=TARGET, trying=trying)
+    return [
+        invite,
+        trying[0],
+        _tl_response(TRYING, forward=False),
+        _tl_response(RINGING, forward=True),
+        _tl_response(OK_INVITE, forward=True),
+        _tl_request(ACK, stateful=False, target=None),
+        _tl_request(BYE, stateful=True, target=None),
+        _tl_response(OK_BYE, forward=True),
+    ]
+
+
+# ----------------------------------------------------------------- sipmessage
+
+
+def _sm_is_own(uri: object) -> bool:
+    return uri.user is None and f"{uri.host}:{uri.port or 5060}" in OWN  # type: ignore[attr-defined]
+
+
+def _sm_pop_first(headers: object, name: str) -> None:
+    values = headers.getlist(name)  # type: ignore[attr-defined]
+    if "," in values[0]:
+        values[0] = values[0].split(",", 1)[1].strip()
+    else:
+        del values[0]
+        if not values:
+            headers.remove(name)  # type: ignore[attr-defined]
+
+
+def _sm_request(
+    data: bytes, *, target: str | None, stateful: bool, trying: list[bytes] | None = None
+) -> bytes:
+    import sipmessage
+
+    request = sipmessage.Message.parse(data)
+    assert isinstance(request, sipmessage.Request)
+    top = request.via[0]
+    server_key = (top.parameters.get("branch"), top.host, top.port, request.cseq.method)
+    headers = request.headers
+    headers.get("User-Agent")
+    vias = request.via
+    max_forwards = request.max_forwards
+    request.route  # noqa: B018
+    request.proxy_require  # noqa: B018
+    request.cseq  # noqa: B018
+    request.to_address  # noqa: B018
+    request.from_address  # noqa: B018
+    uri = request.uri
+    assert uri.scheme == "sip" and max_forwards != 0
+    assert not [v for v in vias if f"{v.host}:{v.port or 5060}" in OWN]
+    if headers.get("Route") is not None:
+        routes = request.route
+        while routes and _sm_is_own(routes[0].uri):
+            del routes[0]
+            _sm_pop_first(headers, "Route")
+    to_tag = request.to_address.parameters.get("tag")
+    in_dialog = to_tag is not None
+    if trying is not None:
+        trying.append(_sm_trying(request))
+    if target is not None:
+        request.uri = sipmessage.URI.parse(target)
+    max_forwards = request.max_forwards
+    request.max_forwards = 70 if max_forwards is None else max_forwards - 1
+    if stateful and not in_dialog:
+        rr = headers.getlist("Record-Route")
+        if rr:
+            rr.insert(0, RECORD_ROUTE)
+        else:
+            headers.add("Record-Route", RECORD_ROUTE)
+    cseq = request.cseq
+    branch = _loop_branch(
+        [
+            str(request.uri),
+            to_tag or "",
+            request.from_address.parameters.get("tag") or "",
+            request.call_id,
+            str(cseq.sequence),
+            "\x1f".join(str(r) for r in request.route),
+            "\x1f".join(request.proxy_require),
+            "\x1f".join(headers.getlist("Proxy-Authorization")),
+        ]
+    )
+    via = sipmessage.Via(
+        "UDP", PROXY[0], PROXY[1], sipmessage.Parameters(branch=branch, rport=None)
+    )
+    headers.getlist("Via").insert(0, str(via))
+    client_key = (request.via[0].parameters.get("branch"), request.cseq.method)
+    wire = bytes(request)
+    assert len(bytes(request)) == len(wire) and server_key and client_key
+    return wire
+
+
+def _sm_response(data: bytes, *, forward: bool) -> bytes:
+    import sipmessage
+
+    response = sipmessage.Message.parse(data)
+    client_key = (response.via[0].parameters.get("branch"), response.cseq.method)
+    _sm_pop_first(response.headers, "Via")
+    if not forward:
+        return b""
+    upstream = response.via[0]
+    received = upstream.parameters.get("received")
+    rport = upstream.parameters.get("rport")
+    destination = (received or upstream.host, int(rport) if rport else upstream.port)
+    assert client_key and destination
+    return bytes(response)
+
+
+def _sm_trying(request: object) -> bytes:
+    import sipmessage
+
+    response = sipmessage.Response(100, "Trying")
+    src, out = request.headers, response.headers  # type: ignore[attr-defined]
+    for value in src.getlist("Via"):
+        out.add("Via", value)
+    for name in ("From", "To", "Call-ID", "CSeq"):
+        out.add(name, src[name])
+    out.add("Content-Length", "0")
+    return bytes(response)
+
+
+def sipmessage_call() -> list[bytes]:
+    trying: list[bytes] = []
+    invite = _sm_request(INVITE, target=TARGET, stateful=True, trying=trying)
+    return [
+        invite,
+        trying[0],
+        _sm_response(TRYING, forward=False),
+        _sm_response(RINGING, forward=True),
+        _sm_response(OK_INVITE, forward=True),
+        _sm_request(ACK, target=None, stateful=False),
+        _sm_request(BYE, target=None, stateful=True),
+        _sm_response(OK_BYE, forward=True),
+    ]
+
+
+# ----------------------------------------------------------------- the bench
+
+
+def _fields(data: bytes) -> list[tuple[str, str]]:
+    """Start line and header fields (names canonical, Via branches blanked) for comparison."""
+    if not data:
+        return []
+    msg = parse_message(data)
+    start = bytes(msg).split(b"\r\n", 1)[0].decode()
+    fields = [(start, "")]
+    for name, value in sorted(msg.headers, key=lambda f: f[0].lower()):
+        if name.lower() == "via" and COOKIE in value:
+            value = value.split(";branch=")[0]
+        fields.append((name.lower(), value))
+    return fields
+
+
+def check_same_work() -> None:
+    """Both libraries must produce the same messages (up to header order and our branch)."""
+    ours = [_fields(m) for m in trunkline_call()]
+    theirs = [_fields(m) for m in sipmessage_call()]
+    for index, (a, b) in enumerate(zip(ours, theirs, strict=True)):
+        if a != b:
+            raise SystemExit(f"message {index} differs:\n{a}\n{b}")
+
+
+def one_round(call: Call, seconds: float) -> float:
+    """Calls per CPU-second (``time.process_time``) over one round of about ``seconds``."""
+    count = 0
+    start = time.process_time()
+    deadline = start + seconds
+    while True:
+        for _ in range(20):
+            call()
+        count += 20
+        now = time.process_time()
+        if now >= deadline:
+            return count / (now - start)
+
+
+def profile(seconds: float) -> None:
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    deadline = time.process_time() + seconds
+    profiler.enable()
+    while time.process_time() < deadline:
+        trunkline_call()
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=1.0, help="length of one round")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per library (best kept)")
+    parser.add_argument("--profile", action="store_true", help="cProfile Trunkline's side")
+    args = parser.parse_args()
+
+    check_same_work()
+    if args.profile:
+        profile(args.seconds * args.rounds)
+        return
+    libraries: dict[str, Call] = {"trunkline": trunkline_call, "sipmessage": sipmessage_call}
+    results = dict.fromkeys(libraries, 0.0)
+    for _ in range(args.rounds):
+        for name, call in libraries.items():
+            results[name] = max(results[name], one_round(call, args.seconds))
+    for name, value in results.items():
+        print(f"{name:>10}: {value:>8,.0f} calls/s  {1e6 / value:6.1f} us of CPU per call")
+    print(f"proxy_path: {results['trunkline'] / results['sipmessage']:.2f}x sipmessage (goal 3x)")
+
+
+if __name__ == "__main__":
+    main()
