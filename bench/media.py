@@ -214,7 +214,14 @@ def acceptable(result: dict[str, float]) -> bool:
 
 
 async def search(
-    name: str, make: Maker, start: int, step: int, *, budget: float, echoes: list[float]
+    name: str,
+    make: Maker,
+    start: int,
+    step: int,
+    *,
+    budget: float,
+    echoes: list[float],
+    echo_costs: list[float],
 ) -> dict[str, float] | None:
     """Largest passing session count (a multiple of ``step``) within ``budget`` seconds."""
     deadline = time.monotonic() + budget
@@ -222,8 +229,9 @@ async def search(
     low, high = 0, 0
     count = start
     while time.monotonic() + TRIAL_SECONDS + WARMUP + ECHO_SECONDS + 2 < deadline:
-        echo, _ = await udp_echo_rate()
+        echo, echo_cpu = await udp_echo_rate()
         echoes.append(echo)
+        echo_costs.append(echo_cpu / echo)
         result = await media_trial(make, count)
         ok = acceptable(result)
         print(
@@ -281,13 +289,27 @@ def least_busy_cpu() -> int | None:
 
 async def main() -> None:
     echoes: list[float] = []
-    g711 = await search("G.711", g711_calls, 100, 2, budget=50, echoes=echoes)
-    opus = await search("Opus<->PCMU", transcoding_calls, 16, 4, budget=25, echoes=echoes)
+    costs: list[float] = []
+    g711 = await search("G.711", g711_calls, 100, 2, budget=50, echoes=echoes, echo_costs=costs)
+    opus = await search(
+        "Opus<->PCMU", transcoding_calls, 16, 4, budget=25, echoes=echoes, echo_costs=costs
+    )
     echo = statistics.median(echoes)
+    echo_cost = statistics.median(costs)
     print(
         f"udp-echo: {echo:,.0f} datagrams/s sent (median of {len(echoes)}, "
-        f"range {min(echoes):,.0f}-{max(echoes):,.0f})"
+        f"range {min(echoes):,.0f}-{max(echoes):,.0f}), "
+        f"{echo_cost * 1e6:.1f} us CPU per datagram"
     )
+    # The rates depend on the CPU share other processes leave us; the CPU time per
+    # packet does much less: the same comparison as a cost ratio.
+    for name, best in (("Opus<->PCMU", opus), ("G.711", g711)):
+        if best and best["rate"]:
+            cost = best["cpu"] / best["rate"]
+            print(
+                f"cost: {name} {cost * 1e6:.1f} us CPU per packet sent "
+                f"(echo/media cost ratio {echo_cost / cost:.3f})"
+            )
     for name, best in (("Opus<->PCMU transcoding", opus), ("G.711", g711)):
         rate = best["rate"] if best else 0.0
         sessions = best["sessions"] if best else 0

@@ -502,7 +502,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--step-seconds", type=float, default=10.0)
     parser.add_argument("--budget", type=float, default=90.0, help="seconds per search")
-    parser.add_argument("--start", type=int, default=100, help="first call rate")
+    parser.add_argument("--start", type=int, default=50, help="first call rate (kamailio: x4)")
     parser.add_argument("--users", type=int, default=10000)
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--kamailio-children", type=int, default=2)

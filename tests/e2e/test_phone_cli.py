@@ -121,6 +121,7 @@ class Lines:
         assert proc.stdout is not None
         self.stream = proc.stdout
         self.queue: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -141,6 +142,7 @@ class Lines:
             if not line:
                 break
             lines.append(line)
+            self.seen.append(line)
             if text in line:
                 return lines
         raise AssertionError(f"no {text!r} in {lines}")
@@ -162,7 +164,9 @@ def test_interactive_listen_answers_sends_dtmf_holds_and_resumes(
     assert listener.stdin is not None
     lines = Lines(listener)
     lines.until("keys: a answer")
-    caller = start(procs, f"call sip:x@127.0.0.1:{port} --tone 300 --duration 6".split(), tmp_path)
+    caller = start(
+        procs, f"call sip:x@127.0.0.1:{port} --tone 300 --duration 6 --dtmf 7".split(), tmp_path
+    )
     lines.until("press a to answer")
 
     def send(line: str, expect: str) -> list[str]:
@@ -181,7 +185,12 @@ def test_interactive_listen_answers_sends_dtmf_holds_and_resumes(
     listener.stdin.write("quit\n")
     listener.stdin.close()
     assert listener.wait(timeout=15) == 0
+    lines.thread.join(timeout=5)
+    while not lines.queue.empty():
+        lines.seen.append(lines.queue.get_nowait())
+    assert any("DTMF received: 7 (rfc4733)" in line for line in lines.seen), lines.seen
     out, err = caller.communicate(timeout=20)
     assert caller.returncode == 0, (out, err)
     assert "DTMF received: 5 (rfc4733)" in out
+    assert "DTMF sent: 7 (rfc4733)" in out
     assert "onhold" in out and "resumed" in out

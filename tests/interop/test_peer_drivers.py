@@ -23,19 +23,16 @@ from tests.support.baresip import (
     BaresipAccount,
     BaresipFactory,
     MediaEnc,
-    baresip_factory,  # noqa: F401  (fixture)
 )
 from tests.support.kamailio import (
     Kamailio,
     KamailioFactory,
-    kamailio_factory,  # noqa: F401  (fixture)
     sip_options_ping,
 )
 from tests.support.linphone import (
     Linphone,
     LinphoneAccount,
     LinphoneFactory,
-    linphone_factory,  # noqa: F401  (fixture)
 )
 from tests.support.peers import require_peer
 from tests.support.rtpcapture import PCMA, PCMU, RtpCapture
@@ -338,9 +335,9 @@ async def test_baresip_srtp_through_trusted_relay(
 
 async def test_factories_relay_forward_to_a_trunk(
     tmp_path: Path,
-    kamailio_factory: KamailioFactory,  # noqa: F811
-    baresip_factory: BaresipFactory,  # noqa: F811
-    linphone_factory: LinphoneFactory,  # noqa: F811
+    kamailio_factory: KamailioFactory,
+    baresip_factory: BaresipFactory,
+    linphone_factory: LinphoneFactory,
 ) -> None:
     """The fixture factories; Kamailio as trusted relay forwarding every
     request outside its domain to one target ("trunk"), here linphonec

@@ -91,8 +91,8 @@ async def next_event(phone: Phone, kind: type, timeout: float = 10.0) -> PhoneEv
 async def test_trunkline_calls_baresip_audio_dtmf_hold(
     kamailio: Kamailio,
     alice: Phone,
-    baresip_factory: BaresipFactory,
-    tmp_path: Path,  # noqa: F811
+    baresip_factory: BaresipFactory,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     carol = await carol_phone(baresip_factory, kamailio, tmp_path, "auto")
     call = alice.call(f"sip:carol@127.0.0.1:{kamailio.port}")
@@ -131,8 +131,8 @@ async def test_trunkline_calls_baresip_audio_dtmf_hold(
 async def test_baresip_calls_trunkline(
     kamailio: Kamailio,
     alice: Phone,
-    baresip_factory: BaresipFactory,
-    tmp_path: Path,  # noqa: F811
+    baresip_factory: BaresipFactory,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     carol = await carol_phone(baresip_factory, kamailio, tmp_path, "manual")
     await carol.checked("dial", f"sip:alice@127.0.0.1:{kamailio.port}")
@@ -155,8 +155,8 @@ async def test_baresip_calls_trunkline(
 async def test_blind_transfer_of_baresip(
     kamailio: Kamailio,
     alice: Phone,
-    baresip_factory: BaresipFactory,
-    tmp_path: Path,  # noqa: F811
+    baresip_factory: BaresipFactory,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     carol = await carol_phone(baresip_factory, kamailio, tmp_path, "auto")
     dave = await Phone.start(PhoneConfig(user="dave", auto_answer=True, call=CallConfig()))

@@ -5,7 +5,8 @@ Kamailio, calls a baresip and a linphonec registered there and is called by
 each. Audio flows both ways: each side's recording holds the other side's
 tone (FFT peak and Goertzel share, not packet counts). DTMF digits sent by
 each side are reported by the other: RFC 4733 telephone-events both ways,
-and SIP INFO (``application/dtmf-relay``) from the answering Trunkline phone. With the
+and SIP INFO (``application/dtmf-relay``) from the answering Trunkline phone;
+linphonec's pause and resume re-INVITEs are answered and reported. With the
 ``trunkline.ua`` library in-process (the CLI has no hold or transfer
 commands), hold and resume by re-INVITE (RFC 3264 §8.4) and a blind transfer
 (REFER, RFC 3515) complete with baresip, in both roles.
@@ -76,7 +77,11 @@ def assert_hears(path: Path, hz: float, what: str) -> None:
 
 
 async def trunkline_phone(
-    phones: PhoneProcesses, workdir: Path, kam: Kamailio, *args: str
+    phones: PhoneProcesses,
+    workdir: Path,
+    kam: Kamailio,
+    *args: str,
+    duration: float = CALL_SECONDS,
 ) -> PhoneProcess:
     """``trunkline phone ARGS`` as dave, registered to ``kam`` with digest auth."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -94,7 +99,7 @@ async def trunkline_phone(
         "--record",
         str(workdir / "dave-heard.wav"),
         "--duration",
-        str(CALL_SECONDS),
+        str(duration),
     ]
     return await phones.start(workdir, *args, *common)
 
@@ -200,7 +205,7 @@ async def test_phone_calls_linphone_audio_and_dtmf(
     assert_hears(lin.record_wav, DAVE_HZ, "linphonec hearing trunkline")
 
 
-async def test_linphone_calls_phone_audio_and_dtmf(
+async def test_linphone_calls_phone_audio_dtmf_hold(
     kamailio: Kamailio,
     linphone_factory: LinphoneFactory,
     phones: PhoneProcesses,
@@ -217,12 +222,20 @@ async def test_linphone_calls_phone_audio_and_dtmf(
         "5*",
         "--dtmf-method",
         "info",
+        duration=CALL_SECONDS + 2,
     )
     await phone.expect(r"^registered sip:dave@")
     await lin.call(via(kamailio, "dave"))
     await phone.expect(r"^connected \(PCM[UA]/8000")
     await lin.send_dtmf("06")
-    code = await phone.wait(CALL_SECONDS + 20)
+    await phone.expect(r"^DTMF sent: ", timeout=5.0)
+    # linphonec puts the phone on hold and back (re-INVITEs the phone answers).
+    await lin.pause()
+    await lin.expect(r"Call \d+ with .* is now paused", timeout=5.0)
+    await phone.expect(r"^onhold \(", timeout=5.0)
+    await lin.resume()
+    await phone.expect(r"^resumed \(", timeout=5.0)
+    code = await phone.wait(CALL_SECONDS + 22)
     assert code == 0, phone.output()
     await lin.wait_ended()
     assert phone.received_dtmf() == "06", phone.output()

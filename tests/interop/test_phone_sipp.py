@@ -121,8 +121,10 @@ def test_sipp_uac_calls_phone_listen(procs: list[subprocess.Popen[str]], tmp_pat
     assert listener.stdout.readline().startswith("listening on")
     uac = sipp(
         procs,
-        ["-sn", "uac", f"127.0.0.1:{port}", "-i", "127.0.0.1", "-p", str(free_port())]
-        + ["-m", "2", "-r", "2", "-d", "500", "-timeout", "30s"],
+        [
+            *("-sn", "uac", f"127.0.0.1:{port}", "-i", "127.0.0.1", "-p", str(free_port())),
+            *("-m", "2", "-r", "2", "-d", "500", "-timeout", "30s"),
+        ],
         tmp_path,
     )
     out, _ = uac.communicate(timeout=60)
@@ -153,8 +155,10 @@ def test_phone_register_to_challenging_sipp(
         procs, ["-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port), "-m", "1"], tmp_path
     )
     result = phone(
-        ["register", "--registrar", f"sip:127.0.0.1:{port}", "--user", "alice"]
-        + ["--password", password, "--local", "127.0.0.1:0"],
+        [
+            *("register", "--registrar", f"sip:127.0.0.1:{port}", "--user", "alice"),
+            *("--password", password, "--local", "127.0.0.1:0"),
+        ],
         tmp_path,
     )
     assert result.returncode == code, (result.stdout, result.stderr)

@@ -13,9 +13,11 @@
   answers that source, and ``trunkline status`` shows the ban and the
   auth-failure counter. A control run proves svcrack does crack the
   password when it comes early, so the ban is what stopped it.
-- A flood of 5,000 requests from one socket is cut off after the burst
-  allowance (pike-style rate limit and ban) while a REGISTER and a call
-  from other sources complete.
+- A flood from one socket (5,000 OPTIONS and INVITEs at 1,000 a second)
+  is cut off after the burst allowance (pike-style rate
+  limit and ban) while a REGISTER and a call from other sources complete.
+- Over ``max_message_size`` a request is not served; over
+  ``max_transactions_per_source`` a source's new requests get 503.
 
 SIPVicious 0.3.3 (Debian) ignores its ``-b`` option and always sends from
 127.0.0.1, so the tests' own well-behaved clients use other loopback
@@ -542,15 +544,27 @@ def _attack_until_banned(args: list[str], server: ServerProcess) -> str:
 
 
 class Flood(threading.Thread):
-    """``count`` requests (OPTIONS and INVITE) from one socket, paced over ``seconds``."""
+    """OPTIONS and INVITEs from one socket at ``rate`` per second until stopped.
 
-    def __init__(self, server: ServerProcess, source: str, count: int, seconds: float) -> None:
+    Bounded: at most ``max_count`` requests and ``max_seconds``.
+    """
+
+    def __init__(
+        self,
+        server: ServerProcess,
+        source: str,
+        *,
+        rate: int = 1000,
+        max_count: int = 20_000,
+        max_seconds: float = 20.0,
+    ) -> None:
         super().__init__(daemon=True)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((source, 0))
         self.sock.setblocking(False)
         self.target = (server.host, server.sip_port)
-        self.count, self.seconds = count, seconds
+        self.rate, self.max_count, self.max_seconds = rate, max_count, max_seconds
+        self.stopping = threading.Event()
         self.sent = 0
         self.answered: set[bytes] = set()
 
@@ -580,17 +594,20 @@ class Flood(threading.Thread):
 
     def run(self) -> None:
         batch = 50
-        pause = self.seconds / (self.count / batch)
         start = time.monotonic()
-        while self.sent < self.count and time.monotonic() - start < self.seconds * 3:
-            for _ in range(min(batch, self.count - self.sent)):
+        while (
+            not self.stopping.is_set()
+            and self.sent < self.max_count
+            and time.monotonic() - start < self.max_seconds
+        ):
+            for _ in range(min(batch, self.max_count - self.sent)):
                 try:
                     self.sock.sendto(self._request(self.sent), self.target)
                 except BlockingIOError:
                     break
                 self.sent += 1
             self._drain()
-            time.sleep(pause)
+            time.sleep(max(0.0, start + self.sent / self.rate - time.monotonic()))
         end = time.monotonic() + 1.0
         while time.monotonic() < end:
             self._drain()
@@ -602,10 +619,14 @@ def test_flood_is_cut_off_while_other_sources_register_and_call(
     default_server: ServerProcess, tmp_path: Path
 ) -> None:
     server, users = default_server, FLOOD_USERS
-    flood = Flood(server, "127.0.0.3", count=5000, seconds=5.0)
+    flood = Flood(server, "127.0.0.3", rate=1000, max_count=5000)
     flood.start()
     try:
-        time.sleep(0.4)  # the flood is on, and its source already over the limit
+        for _ in range(100):  # the flood is on, and its source already over the limit
+            if flood.sent >= 500:
+                break
+            time.sleep(0.05)
+        sent_before = flood.sent
         phone = ("127.0.0.2", free_port(host="127.0.0.2"))
         sipp_dir = tmp_path / "sipp"
         registered = sipp_register(
@@ -615,17 +636,16 @@ def test_flood_is_cut_off_while_other_sources_register_and_call(
         try:
             time.sleep(0.3)
             call = sipp_call(server, "alice", users["alice"], "bob", sipp_dir, source="127.0.0.4")
-            was_flooding = flood.is_alive()
             answered = uas.result(timeout=20)
         finally:
             uas.kill()
     finally:
+        flood.stopping.set()
         flood.join(15)
     assert (registered.successful, registered.failed) == (1, 0), registered.output
     assert (call.successful, call.failed) == (1, 0), call.output
     assert (answered.successful, answered.failed) == (1, 0), answered.output
-    assert was_flooding, "the flood ended before the legitimate traffic: test too slow"
-
+    assert sent_before < 5000, "the flood ended before the legitimate traffic began"
     assert flood.sent == 5000
     assert 1 <= len(flood.answered) <= 150, len(flood.answered)  # about the burst (100)
     assert server.options(source="127.0.0.3") is None

@@ -17,9 +17,8 @@ The servers serve a named domain (``trunkline.test``, ``--config``): with the
 default domain ``127.0.0.1`` every UA's loopback Contact is "in our domain",
 and the proxy drops the ACK and answers 404 to the BYE that follow its own
 Record-Route (``test_in_dialog_requests_when_domain_is_the_address``, xfail).
-Users are added with ``trunkline users add`` before the server starts: the
-server loads its user store once, so a user added while it runs cannot
-register (``test_user_added_while_running_can_register``, xfail).
+Users are added with ``trunkline users add`` (before the start, and once
+while the server runs) or listed in the config file.
 """
 
 from __future__ import annotations
@@ -308,15 +307,9 @@ async def test_trunkline_udp_calls_trunkline_tcp(
     assert_hears(tina_heard, TOM_HZ, "TCP phone hearing the UDP phone")
 
 
-# -- known server bugs -------------------------------------------------------------
+# -- users added at run time; a known router bug --------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="trunkline serve loads its user store once at start (UserStore.reload() is "
-    "never called by proxy/server.py), so `trunkline users add` on a running server "
-    "has no effect until a restart",
-)
 async def test_user_added_while_running_can_register(
     server: ServerProcess, phones: PhoneProcesses, tmp_path: Path
 ) -> None:

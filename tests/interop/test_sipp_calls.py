@@ -90,6 +90,27 @@ async def run_sipp(
     )
 
 
+def port_taken(port: int, kind: int) -> bool:
+    """True once some process has bound ``port`` on 127.0.0.1 for ``kind``."""
+    with socket.socket(socket.AF_INET, kind) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+async def wait_bound(port: int, transport: str, sipp: asyncio.Future[SippResult]) -> None:
+    """Wait (bounded) until SIPp listens on ``port``; a fixed sleep loses the race
+    on a loaded machine and a TCP call then fails with connection refused."""
+    kind = socket.SOCK_STREAM if transport == "TCP" else socket.SOCK_DGRAM
+    async with asyncio.timeout(15):
+        while not port_taken(port, kind):
+            if sipp.done():  # SIPp exited early: its result says why
+                raise AssertionError(sipp.result().output)
+            await asyncio.sleep(0.02)
+
+
 async def bind_udp_and_tcp(endpoint: SipEndpoint) -> int:
     """Listen on one port for both UDP and TCP (SIPp dials one port)."""
     for _ in range(20):
@@ -210,7 +231,6 @@ async def test_trunkline_uac_calls_sipp_uas(
     if lost:
         args += ["-lost", str(lost)]
     sipp = asyncio.ensure_future(run_sipp(args, tmp_path, timeout=100))
-    await asyncio.sleep(0.5)  # let SIPp bind
     destination = Destination(transport, "127.0.0.1", sipp_port)
 
     async def one_call(n: int) -> int:
@@ -229,6 +249,7 @@ async def test_trunkline_uac_calls_sipp_uas(
         return response.status
 
     try:
+        await wait_bound(sipp_port, transport, sipp)
         # One call after another, as a phone would: SIPp 3.6's uas mishandles
         # retransmitted INVITEs of simultaneous calls when it drops packets itself.
         async with asyncio.timeout(90):

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from trunkline.media.codecs import CodecError
@@ -62,6 +62,8 @@ def test_encode_many_coerces_like_encode() -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.booleans(), st.binary(min_size=1, max_size=200)), max_size=8))
+@example([(True, b"\x01\x02"), (True, b"\x03"), (True, b"\x04\x05\x06")])  # sizes sum to 3 x 2
+@example([])
 def test_decode_many_equals_decode(items: list[tuple[bool, bytes]]) -> None:
     laws = [mu for mu, _ in items]
     payloads = [p for _, p in items]

@@ -352,3 +352,16 @@ async def test_refer_to_unreachable_target_reports_failure(phones) -> None:  # t
     ring.call.reject(486)
     assert await asyncio.wait_for(pending, 10) == 486
     assert call.is_active  # a failed transfer keeps the call
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+async def test_call_over_stream_transports(phones, transport: str) -> None:  # type: ignore[no-untyped-def]
+    alice = await phones(user="alice", transport=transport)
+    bob = await phones(user="bob", transport=transport, auto_answer=True)
+    assert f"transport={transport}" in bob.contact()
+    call = alice.call(f"{target(bob)};transport={transport}")
+    assert call.dial_task is not None
+    assert await asyncio.wait_for(call.dial_task, 5) is None, call.reason
+    assert await call.hold() and await call.resume()
+    await call.hangup()
+    assert call.result is CallResult.COMPLETED and call.status == 200

@@ -137,3 +137,36 @@ async def test_out_of_dialog_requests() -> None:
 def test_local_address_for_loopback() -> None:
     assert local_address_for("127.0.0.1") == "127.0.0.1"
     assert local_address_for("::1") == "::1"
+
+
+async def test_dialog_responses_copy_record_route_and_contact() -> None:
+    """RFC 3261 §12.1.1: 180 and 200 copy Record-Route in order and carry a Contact."""
+    from trunkline.sip.offeranswer import PCMU, create_offer
+
+    phone = await Phone.start(PhoneConfig(user="dave", auto_answer=True))
+    client = SipEndpoint()
+    await client.listen("UDP", "127.0.0.1", 0)
+    provisional = []
+    try:
+        host, port = phone.local_address
+        rr = ["<sip:p2.example.com;lr>", "<sip:p1.example.com;lr;ftag=x>"]
+        request = make_request(
+            "INVITE",
+            f"sip:dave@{host}:{port}",
+            from_="<sip:x@127.0.0.1>",
+            to=f"<sip:dave@{host}:{port}>",
+            contact=f"<{client.contact_uri('UDP')}>",
+            body=bytes(create_offer([PCMU], "127.0.0.1", 40000)),
+            content_type="application/sdp",
+            extra_headers=[("Record-Route", value) for value in rr],
+        )
+        response = await client.send_request(request, on_provisional=provisional.append)
+        assert response.status == 200
+        ringing = [r for r in provisional if r.status == 180]
+        for message in (*ringing, response):
+            assert message.headers.get_all("Record-Route") == rr
+            assert message.contact and message.contact[0].uri.user == "dave"
+        assert ringing
+    finally:
+        await phone.close()
+        await client.close()

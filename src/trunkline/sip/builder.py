@@ -126,21 +126,21 @@ def make_response(
     if body and content_type is None:
         raise LocalSipError("a response with a body needs a content_type")
     src = request.headers
-    out = Headers()
-    for value in src._lines_by_key("via"):
-        out.add("Via", value)
-    out.add("From", _one(src, "from"))
+    fields = [("Via", value) for value in src._lines_by_key("via")]
     to_value = _one(src, "to")
     if status != 100 and request.to_tag is None:
         to_value = str(request.to.with_tag(to_tag or new_tag()))
-    out.add("To", to_value)
-    out.add("Call-ID", _one(src, "call-id"))
-    out.add("CSeq", _one(src, "cseq"))
-    for name, value in headers:
-        out.add(name, value)
+    fields += (
+        ("From", _one(src, "from")),
+        ("To", to_value),
+        ("Call-ID", _one(src, "call-id")),
+        ("CSeq", _one(src, "cseq")),
+    )
+    fields.extend(headers)
     if content_type is not None:
-        out.add("Content-Type", content_type)
-    out.add("Content-Length", str(len(body)))
+        fields.append(("Content-Type", content_type))
+    fields.append(("Content-Length", str(len(body))))
+    out = Headers(fields)
     return Response(status, reason_phrase(status) if reason is None else reason, out, body)
 
 

@@ -31,6 +31,8 @@ _VIA_FAST_RE = re.compile(
     rf"SIP/2\.0/({TOKEN}) ([A-Za-z0-9\-._]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{{1,5}}))?{CANON_PARAMS}"
 )
 _BRANCH_RE = re.compile(r";branch=([^;]+)", re.IGNORECASE)
+_RECEIVED_RE = re.compile(r";received=([^;]+)", re.IGNORECASE)
+_RPORT_RE = re.compile(r";rport(?:=([^;]*))?(?=;|$)", re.IGNORECASE)
 
 
 class Via(LazyParams):
@@ -132,12 +134,21 @@ class Via(LazyParams):
     @property
     def received(self) -> str | None:
         """The ``received`` parameter (RFC 3261 §18.2.1)."""
-        return self.params.get("received")
+        if self._params is None:  # canonical text: found without building the dict
+            m = _RECEIVED_RE.search(self._params_text)
+            return None if m is None else m.group(1)
+        return self._params.get("received")
+
+    def _rport_value(self) -> tuple[bool, str | None]:
+        if self._params is None:
+            m = _RPORT_RE.search(self._params_text)
+            return (False, None) if m is None else (True, m.group(1))
+        return "rport" in self._params, self._params.get("rport")
 
     @property
     def rport(self) -> int | None:
         """The ``rport`` value filled in by a server (RFC 3581 §4), else None."""
-        value = self.params.get("rport")
+        value = self._rport_value()[1]
         if value is None or not is_digits(value) or len(value) > 5:
             return None
         return int(value)
@@ -145,7 +156,7 @@ class Via(LazyParams):
     @property
     def rport_requested(self) -> bool:
         """True when the client asked for ``rport`` (RFC 3581 §3)."""
-        return "rport" in self.params
+        return self._rport_value()[0]
 
     @property
     def maddr(self) -> str | None:

@@ -479,7 +479,8 @@ class Call:
         incoming = self.incoming_request
         if incoming is None or incoming.answered or self.state is CallState.ENDED:
             return
-        incoming.respond(180, to_tag=self._to_tag, headers=[("Allow", ALLOW)])
+        headers = [*_record_route(incoming), ("Contact", self._contact_for(incoming))]
+        incoming.respond(180, to_tag=self._to_tag, headers=[*headers, ("Allow", ALLOW)])
         self._set_state(CallState.RINGING, "180 Ringing sent")
 
     def reject(self, status: int = 486, reason: str | None = None) -> None:
@@ -518,6 +519,7 @@ class Call:
         else:  # late offer: we offer in the 200, the answer comes in the ACK (§13.2.1)
             body = bytes(self._new_offer())
         headers = [
+            *_record_route(incoming),
             ("Contact", self._contact_for(incoming)),
             ("Allow", ALLOW),
             *incoming.dialog_headers,
@@ -871,3 +873,8 @@ def _log_late_bye(task: asyncio.Future[Response]) -> None:
         logger.info("late BYE failed: %s", exc)
     else:
         logger.info("late BYE answered: %d", task.result().status)
+
+
+def _record_route(incoming: IncomingRequest) -> list[tuple[str, str]]:
+    """RFC 3261 §12.1.1: a response that makes a dialog copies the Record-Route, in order."""
+    return [("Record-Route", value) for value in incoming.request.headers.get_all("Record-Route")]

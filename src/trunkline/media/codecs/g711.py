@@ -194,6 +194,8 @@ def decode_many(decoders: Sequence[G711Decoder], payloads: Sequence[bytes]) -> l
     concealment state (:meth:`G711Decoder.decoded`). Raises :class:`CodecError` if any
     payload is empty, before decoding anything.
     """
+    if not payloads:
+        return []
     if not all(payloads):
         raise CodecError("G.711: empty payload")
     groups: list[tuple[npt.NDArray[np.int16], Sequence[int]]] = []
@@ -209,16 +211,16 @@ def decode_many(decoders: Sequence[G711Decoder], payloads: Sequence[bytes]) -> l
     for table, members in groups:
         chunk = [payloads[i] for i in members]
         pcm = np.take(table, np.frombuffer(b"".join(chunk), dtype=np.uint8))
-        size = len(chunk[0])
-        if len(pcm) == size * len(chunk):  # all frames one size: rows are views made in C
+        lengths = list(map(len, chunk))
+        size = lengths[0]
+        if lengths.count(size) == len(lengths):  # one frame size: rows are views made in C
             for i, row in zip(members, pcm.reshape(-1, size), strict=True):
                 out[i] = decoders[i].decoded(row)
             continue
         start = 0
-        for i, payload in zip(members, chunk, strict=True):
-            end = start + len(payload)
-            out[i] = decoders[i].decoded(pcm[start:end])
-            start = end
+        for i, n in zip(members, lengths, strict=True):
+            out[i] = decoders[i].decoded(pcm[start : start + n])
+            start += n
     return out
 
 

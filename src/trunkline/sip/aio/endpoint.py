@@ -14,6 +14,18 @@ The transaction user (a softphone, a proxy, a PBX) sees::
     response = await endpoint.send_request(request, on_provisional=cb)
     endpoint.send_stateless(message, destination)   # proxies (§16.11)
 
+A request without an explicit destination whose next hop is a name is sent
+to the targets of RFC 3263 server location in order: on a transport error, a
+timeout without any response or a 503 the same request goes to the next
+target with a new branch (RFC 3263 §4.3, :mod:`.failover`); a 503 with
+Retry-After keeps that target out of later requests for that long. The TU's
+transaction handle stays valid across the move (``wait_final``, ``cancel``,
+``current_transaction``).
+
+A CANCEL is matched to its INVITE (§9.2) and handed to :meth:`SipEndpoint.handle_cancel`,
+the extension point a proxy overrides for §16.10; the default answers 200 and
+487s the INVITE.
+
 Dialogs (INVITE/ACK/BYE with 2xx retransmission, RFC 3261 §12-§15) are in
 :mod:`trunkline.sip.aio.calls`, built on the same API.
 """
