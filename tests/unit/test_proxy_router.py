@@ -413,3 +413,52 @@ async def test_register_with_preloaded_route_to_us() -> None:
     decision = await router.route(register, ALICE_PHONE, NOW)
     assert isinstance(decision, Reply) and decision.status == 401
     assert register.uri_text == f"sip:{DOMAIN}" and "Route" not in register.headers
+
+
+async def _ip_domain_router() -> Router:
+    """The zero-config setup: the domain is the server's own address (127.0.0.1)."""
+    location = MemoryLocation(None)
+    auth = Authenticator(SECRET, lookup)
+    config = RouterConfig(
+        domains=frozenset({"127.0.0.1"}),
+        validation=ValidationPolicy(own_addresses=frozenset({"127.0.0.1:5060"})),
+    )
+    return Router(
+        config,
+        location=location,
+        registrar=Registrar(location, auth, ["127.0.0.1"], RegistrarPolicy()),
+        authenticator=auth,
+        trusted=TrustedNetworks(["10.9.0.0/16"]),
+        user_exists=lambda user, domain: user == "bob" and domain == "127.0.0.1",
+    )
+
+
+async def test_ip_domain_in_dialog_request_to_phone_on_same_host_relayed() -> None:
+    """Regression: a phone at 127.0.0.1:5070 is not the proxy at 127.0.0.1:5060."""
+    router = await _ip_domain_router()
+    for method in ("BYE", "ACK"):
+        request = _invite(
+            "sip:ben@127.0.0.1:5070",
+            method=method,
+            to_tag="tt",
+            extra=[("Route", "<sip:127.0.0.1:5060;lr>")],
+        )
+        decision = await router.route(request, STRANGER, NOW)
+        assert isinstance(decision, Relay), (method, decision)
+        assert decision.target.uri == "sip:ben@127.0.0.1:5070"
+
+
+async def test_ip_domain_trusted_relay_to_other_port_not_located() -> None:
+    router = await _ip_domain_router()
+    request = _invite("sip:carol@127.0.0.1:5070", from_="sip:gw@carrier.example")
+    decision = await router.route(request, CARRIER, NOW)
+    assert isinstance(decision, Relay) and decision.reason == "trusted"
+
+
+async def test_ip_domain_without_port_or_on_our_port_is_local() -> None:
+    router = await _ip_domain_router()
+    for uri in ("sip:bob@127.0.0.1", "sip:bob@127.0.0.1:5060"):
+        decision = await router.route(_invite(uri, from_="sip:gw@carrier.example"), CARRIER, NOW)
+        assert decision == Reply(480, "Temporarily Unavailable"), uri
+    unknown = _invite("sip:nobody@127.0.0.1", from_="sip:gw@carrier.example")
+    assert await router.route(unknown, CARRIER, NOW) == Reply(404, "Not Found")

@@ -31,6 +31,7 @@ and ``now`` comes from the caller.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -430,10 +431,17 @@ class Router:
         return uri.port is None and uri.host.lower() in self.config.domains
 
     def _is_local(self, uri: Uri) -> bool:
-        """A Request-URI in one of our domains (or addressed to one of our addresses)."""
+        """A Request-URI in one of our domains (or addressed to one of our addresses).
+
+        A domain that is an IP address (the zero-config domain is the server's
+        own address) names the proxy only on the proxy's ports: with another
+        explicit port, ``sip:bob@127.0.0.1:5070`` is a phone on the same host
+        (a Contact, a relay target), not us (RFC 3261 §16.4, §19.1.4).
+        """
         if not isinstance(uri, SipUri):
             return False
-        if uri.host.lower() in self.config.domains:
+        host = uri.host.lower()
+        if host in self.config.domains and (uri.port is None or not _is_ip_literal(host)):
             return True
         return self.config.validation.is_own(uri.host, uri.port)
 
@@ -452,6 +460,15 @@ class Router:
             and isinstance(from_uri, SipUri)
             and from_uri.host.lower() in self.config.domains
         )
+
+
+def _is_ip_literal(host: str) -> bool:
+    """An IPv4 or (bracketed) IPv6 address rather than a domain name."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _from_user(request: Request) -> str | None:
