@@ -25,7 +25,7 @@ jitter buffer, plus send ticks the pacing had to skip) and a 20 ms timer on
 the same loop fires on average less than one packet time late. The session
 count is searched (double, then bisect) for the largest passing count.
 
-Last line: ``media: <value>x udp-echo (goal 0.3x)``. Runs in about 80 s.
+Last line: ``media: <value>x udp-echo (goal 0.3x)``. Runs in about a minute.
 """
 
 from __future__ import annotations

@@ -93,7 +93,6 @@ def test_registration_survives_sigterm_and_restart(tmp_path: Path, data_dir: Pat
         # The phone never registers again: the call finds it through the restored binding.
         uas = sipp_uas(tmp_path / "sipp", source=PHONE_HOST, port=phone_port, calls=1)
         try:
-            time.sleep(0.5)
             call = sipp_call(second, "alice", USERS["alice"], "bob", tmp_path / "sipp")
             answered = uas.result(timeout=20)
         finally:

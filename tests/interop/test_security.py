@@ -634,7 +634,6 @@ def test_flood_is_cut_off_while_other_sources_register_and_call(
         )
         uas = sipp_uas(sipp_dir, source=phone[0], port=phone[1], calls=1)
         try:
-            time.sleep(0.3)
             call = sipp_call(server, "alice", users["alice"], "bob", sipp_dir, source="127.0.0.4")
             answered = uas.result(timeout=20)
         finally:
@@ -647,7 +646,8 @@ def test_flood_is_cut_off_while_other_sources_register_and_call(
     assert (answered.successful, answered.failed) == (1, 0), answered.output
     assert sent_before < 5000, "the flood ended before the legitimate traffic began"
     assert flood.sent == 5000
-    assert 1 <= len(flood.answered) <= 150, len(flood.answered)  # about the burst (100)
+    # About the burst (100) plus what refills until the server has worked through it.
+    assert 1 <= len(flood.answered) <= 500, len(flood.answered)
     assert server.options(source="127.0.0.3") is None
     status = server.status()
     assert "127.0.0.3" in [ban["source"] for ban in status["bans"]], status["bans"]

@@ -105,7 +105,6 @@ def test_second_server_routes_a_call_to_a_phone_registered_on_the_first(
 
         uas = sipp_uas(sipp_dir, source=PHONE_HOST, port=phone_port, calls=2)
         try:
-            time.sleep(0.5)
             call = sipp_call(two, "alice", USERS["alice"], "bob", sipp_dir, calls=2, rate=5)
             answered = uas.result(timeout=30)
         finally:

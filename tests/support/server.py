@@ -449,9 +449,29 @@ def sipp_register(
 
 
 def sipp_uas(workdir: Path, *, source: str, port: int, calls: int) -> SippProcess:
-    """A SIPp phone answering ``calls`` calls on ``source:port`` (checks the Record-Route path)."""
+    """A SIPp phone answering ``calls`` calls on ``source:port`` (checks the Record-Route path).
+
+    Returns once SIPp holds its UDP port (a loaded machine can take seconds to
+    start it, and a call placed earlier would meet a closed port).
+    """
     args = ["-sf", str(SIPP_SCENARIOS / "uas_rr.xml"), "-i", source, "-p", str(port)]
-    return start_sipp([*args, "-m", str(calls)], workdir)
+    uas = start_sipp([*args, "-m", str(calls)], workdir)
+    deadline = time.monotonic() + 15.0
+    while _udp_port_free(source, port):
+        if time.monotonic() > deadline or uas.process.poll() is not None:
+            uas.kill()
+            raise AssertionError(f"SIPp uas did not start on {source}:{port}:\n{uas.result(1)}")
+        time.sleep(0.05)
+    return uas
+
+
+def _udp_port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def sipp_call(
