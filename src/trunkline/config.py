@@ -196,6 +196,56 @@ class LocationConfig(_Model):
         return self
 
 
+class DispatcherSetConfig(_Model):
+    """A set of next hops (carriers, media servers) with health checks (OPTIONS probes)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    destinations: list[str] = Field(min_length=1)
+    """SIP URIs, e.g. ``sip:gw1.example.net:5060;transport=tcp``."""
+    weights: list[int] | None = None
+    algorithm: Literal["round-robin", "weighted", "hash"] = "round-robin"
+    probe: bool = True
+    probe_interval: float = Field(default=30.0, gt=0)
+    down_probe_interval: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _weights(self) -> Self:
+        if self.weights is not None and len(self.weights) != len(self.destinations):
+            raise ValueError("weights must have one entry per destination")
+        return self
+
+
+class DispatcherRuleConfig(_Model):
+    """Requests whose Request-URI host is ``domain`` and/or user starts with ``user_prefix``."""
+
+    set: str
+    domain: str | None = None
+    user_prefix: str | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if self.domain is None and self.user_prefix is None:
+            raise ValueError("a dispatcher rule needs domain or user_prefix")
+        return self
+
+
+class DispatcherConfig(_Model):
+    """``[[dispatcher.sets]]`` and ``[[dispatcher.rules]]`` (first matching rule wins)."""
+
+    sets: list[DispatcherSetConfig] = []
+    rules: list[DispatcherRuleConfig] = []
+
+    @model_validator(mode="after")
+    def _known_sets(self) -> Self:
+        names = [s.name for s in self.sets]
+        if len(set(names)) != len(names):
+            raise ValueError("dispatcher set names must be unique")
+        for rule in self.rules:
+            if rule.set not in names:
+                raise ValueError(f"dispatcher rule names an unknown set {rule.set!r}")
+        return self
+
+
 class Config(_Model):
     """The whole ``trunkline.toml``."""
 
@@ -209,6 +259,9 @@ class Config(_Model):
     """Sources whose requests need no digest and are routed anywhere (carriers, media servers)."""
     logging: LoggingConfig = LoggingConfig()
     location: LocationConfig = LocationConfig()
+    dispatcher: DispatcherConfig = DispatcherConfig()
+    workers: int = Field(default=0, ge=0, le=64)
+    """SIP worker processes; 0 means one per CPU (``trunkline serve``)."""
 
     @field_validator("domains")
     @classmethod

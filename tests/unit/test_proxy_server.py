@@ -567,3 +567,111 @@ def test_metrics_render_a_histogram() -> None:
 def test_advertised_host_of_a_wildcard_is_an_address() -> None:
     assert advertised_host("127.0.0.1") == "127.0.0.1"
     assert advertised_host("0.0.0.0") not in ("0.0.0.0", "")
+
+
+# -- forwarder: anti-flood limits, 513, NAT on replies, dispatcher ----------------------
+
+
+async def _server_with(tmp_path: Path, **extra: Any) -> ProxyServer:
+    add_users(tmp_path)
+    proxy = ProxyServer(make_config(tmp_path, **extra))
+    await proxy.start()
+    return proxy
+
+
+async def test_per_source_transaction_limit_answers_503(tmp_path: Path) -> None:
+    server = await _server_with(tmp_path, limits={"max_transactions_per_source": 1})
+    try:
+        address = proxy_address(server)
+        caller, bob = await open_phone("carol", address), await open_phone("bob", address)
+        await bob.register()
+        first = caller.request("INVITE", f"sip:bob@{DOMAIN}", call_id="limit-1")
+        first.headers.set("From", "<sip:carol@elsewhere.example>;tag=c1")
+        caller.send(first)
+        ringing = await bob.recv_request("INVITE")
+        second = caller.request("INVITE", f"sip:bob@{DOMAIN}", call_id="limit-2")
+        second.headers.set("From", "<sip:carol@elsewhere.example>;tag=c2")
+        caller.send(second)
+        refused = await caller.recv_response()
+        assert refused.status == 503 and refused.call_id == "limit-2"
+        bob.send(answer(ringing, 486))
+        busy = await caller.recv_response()
+        assert busy.status == 486 and busy.call_id == "limit-1"
+        assert server.antiflood is not None and server.antiflood.counters.refused_transactions
+        third = caller.request("INVITE", f"sip:bob@{DOMAIN}", call_id="limit-3")
+        third.headers.set("From", "<sip:carol@elsewhere.example>;tag=c3")
+        caller.send(third)  # the first one ended: admitted again
+        assert (await bob.recv_request("INVITE")).call_id == "limit-3"
+    finally:
+        await server.stop(grace=0.2)
+
+
+async def test_message_over_the_size_limit_gets_513(tmp_path: Path) -> None:
+    server = await _server_with(tmp_path, limits={"max_message_size": 1500})
+    try:
+        phone = await open_phone("carol", proxy_address(server))
+        message = phone.request(
+            "MESSAGE", f"sip:bob@{DOMAIN}", body=b"x" * 1400, content_type="text/plain"
+        )
+        phone.send(message)
+        assert (await phone.recv_response()).status == 513
+    finally:
+        await server.stop(grace=0.2)
+
+
+async def test_natted_callee_contact_fixed_in_2xx(
+    server: ProxyServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    address = proxy_address(server)
+    alice, bob = await open_phone("alice", address), await open_phone("bob", address)
+    monkeypatch.setattr(Phone, "contact", property(lambda self: "sip:bob@10.1.2.3:5060"))
+    assert (await bob.register()).status == 200
+    monkeypatch.undo()
+    await authenticated_invite(alice, f"sip:bob@{DOMAIN}")
+    invite = await bob.recv_request("INVITE")
+    ok = answer(invite, 200, body=SDP, content_type="application/sdp")
+    ok.headers.set("Contact", "<sip:bob@10.1.2.3:5060>")
+    bob.send(ok)
+    response = await alice.recv_response()
+    assert response.status == 200
+    assert response.headers.get("Contact") == f"<sip:bob@127.0.0.1:{bob.port}>"
+
+
+async def test_dispatcher_probes_and_fails_over(tmp_path: Path) -> None:
+    gateways = [await open_phone("gw", ("127.0.0.1", 9)) for _ in range(2)]
+    config = {
+        "trusted": ["127.0.0.0/8"],
+        "dispatcher": {
+            "sets": [
+                {
+                    "name": "pstn",
+                    "destinations": [f"sip:127.0.0.1:{gw.port}" for gw in gateways],
+                }
+            ],
+            "rules": [{"set": "pstn", "user_prefix": "00"}],
+        },
+    }
+    server = await _server_with(tmp_path, **config)
+    try:
+        for gw in gateways:  # the first housekeeping pass probes every destination
+            probe = await gw.recv_request("OPTIONS", timeout=4.0)
+            gw.send(make_response(probe, 200), to=proxy_address(server))
+        caller = await open_phone("carrier", proxy_address(server))
+        invite = caller.request("INVITE", "sip:0049301234@pstn.example")
+        caller.send(invite)
+        first: Phone | None = None
+        for _ in range(250):  # at most 5 s: whichever destination comes first
+            first = next((gw for gw in gateways if not gw.queue.empty()), None)
+            if first is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert first is not None
+        failing = await first.recv_request("INVITE")
+        assert failing.uri_text.startswith("sip:0049301234@127.0.0.1:")
+        first.send(answer(failing, 503), to=proxy_address(server))
+        second = gateways[1] if first is gateways[0] else gateways[0]
+        retried = await second.recv_request("INVITE")  # failover to the next destination
+        second.send(answer(retried, 200), to=proxy_address(server))
+        assert (await caller.recv_response()).status == 200
+    finally:
+        await server.stop(grace=0.2)

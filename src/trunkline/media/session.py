@@ -27,6 +27,12 @@ Sources (:mod:`trunkline.media.sources`) are objects with ``read(samples)
 advances); sinks (:mod:`trunkline.media.sinks`) are callables taking
 ``Pcm``. Audio is mono int16 at the codec's ``sample_rate``.
 
+Opus in-band FEC (RFC 6716 §2.1.7, RFC 7587 §3.3): when the jitter buffer
+finds packet N missing at playout time and N+1 already buffered, and N+1
+carries LBRR data, N is rebuilt from it (``Decoder.decode_fec``) instead of
+concealed, and counted as ``recovered`` in the jitter-buffer statistics;
+N+1 still plays normally in its own slot. ``fec=False`` turns this off.
+
 The receive path runs once per datagram and does the minimum: RFC 5761
 demultiplexing on the second octet, SRTP when negotiated, the fixed-header
 fast path of :meth:`RtpPacket.parse`, latching, RFC 3550 A.1/A.8
@@ -46,7 +52,7 @@ from typing import Any
 
 from trunkline.media import codecs
 from trunkline.media.clock import MediaClock
-from trunkline.media.codecs import CodecError, CodecInfo, Decoder, Encoder, Pcm
+from trunkline.media.codecs import CodecError, CodecInfo, Decoder, Encoder, Pcm, libopus
 from trunkline.media.codecs.telephone_event import (
     DigitReceived,
     TelephoneEventReceiver,
@@ -116,6 +122,17 @@ class MediaStats:
     remote_address: Address | None
 
 
+def carries_fec(payload: bytes) -> bool:
+    """Whether an Opus payload holds LBRR data for the packet before it (RFC 6716 §2.1.7).
+
+    Only Opus decoders with libopus say ``supports_fec``. libopus 1.5 and later tell
+    (``opus_packet_has_lbrr``); an older copy cannot, and then FEC decoding is simply
+    tried (libopus conceals by itself when there is nothing to rebuild from).
+    """
+    lib = libopus.load()
+    return lib is not None and lib.has_lbrr(payload) is not False
+
+
 class MediaSession:
     """One audio stream; see the module docstring."""
 
@@ -127,11 +144,13 @@ class MediaSession:
         rtcp_interval: float = RTCP_INTERVAL,
         latch: bool = True,
         jitter_options: dict[str, Any] | None = None,
+        fec: bool = True,
     ) -> None:
         self.transport = transport
         self.cname = cname or f"trunkline@{transport.local_rtp[0]}"
         self.rtcp_interval = rtcp_interval
         self.latch = latch
+        self.fec = fec
         self.jitter_options = jitter_options or {}
         self.source: AudioSource | None = None
         self.sinks: list[AudioSink] = []
@@ -391,6 +410,17 @@ class MediaSession:
             decoder = self._decoders.get(out.payload_type, decoder)
             self._last_decoder = decoder
             return decoder, out.payload
+        following = out.following
+        if (
+            following is not None
+            and self.fec
+            and decoder.supports_fec
+            and self._decoders.get(following.payload_type) is decoder
+            and carries_fec(following.payload)
+        ):
+            self.play(decoder.decode_fec(following.payload, self._frame_samples))
+            jitter.note_recovered()
+            return None
         self.conceal(decoder)
         return None
 
@@ -606,11 +636,15 @@ class MediaSession:
         loss = snap.fraction_lost if snap else 0.0
         # Late packets are heard as loss (G.107 Ppl); the odd frame dropped to
         # shrink the delay is a time-scale adjustment and is not counted.
+        # Frames rebuilt from in-band FEC are not heard as lost.
         late = (jb.late / expected) if (jb and expected) else 0.0
+        heard_lost = loss
+        if jb and expected:
+            heard_lost = max(0.0, loss - jb.recovered / expected)
         delay = (self.rtt or 0.0) / 2 + (jb.current_delay if jb else 0.0) + self._ptime
         score = score_call(
             self.info.name if self.info else "PCMU",
-            network_loss=loss,
+            network_loss=heard_lost,
             discarded=late,
             one_way_delay=delay,
         )

@@ -40,6 +40,7 @@ from typing import Any
 from trunkline.config import Config
 from trunkline.proxy import open_location, registrar_policy
 from trunkline.proxy.antiflood import AntiFlood, FloodPolicy, TrustedNetworks
+from trunkline.proxy.dispatch_config import build_dispatcher
 from trunkline.proxy.dispatcher import Dispatcher, DispatchRule
 from trunkline.proxy.forwarder import Forwarder, bracket
 from trunkline.proxy.housekeeping import Housekeeper
@@ -146,6 +147,8 @@ class ProxyServer:
         self._db: sqlite3.Connection | None = None
         self._data_version = 0
         self.forwarder: Forwarder | None = None
+        if dispatcher is None:
+            dispatcher, dispatch_rules = build_dispatcher(config.dispatcher)
         self.dispatcher = dispatcher
         self._housekeeping: asyncio.Task[None] | None = None
         self.dispatch_rules = dispatch_rules

@@ -17,7 +17,12 @@ What it does, and why:
 * **Late packets** (their slot was already played or concealed) are dropped
   and counted: they are heard as loss (the E-model counts them, G.107).
 * **Loss**: a missing frame with later frames waiting is concealed and the
-  playout point moves on (``ConcealReason.LOST``).
+  playout point moves on (``ConcealReason.LOST``). When the very next packet
+  is already buffered it rides along as ``Concealment.following``, so a
+  decoder with in-band FEC (Opus LBRR, RFC 6716 §2.1.7) can rebuild the lost
+  frame from it instead of concealing; the caller then reports that with
+  :meth:`JitterBuffer.note_recovered` (statistics: ``recovered``, a subset of
+  ``lost``). The packet stays buffered and plays in its own slot next.
 * **Underrun**: nothing buffered at all; the frame is concealed *without*
   advancing, so the buffer grows by one frame, then it refills to its target
   (``ConcealReason.UNDERRUN``).
@@ -60,7 +65,9 @@ class Concealment:
     """Play ``samples`` (timestamp units) of concealment instead of a packet.
 
     ``consecutive`` counts concealed frames in a row (1 for the first), which
-    decoders use to fade out a long gap.
+    decoders use to fade out a long gap. ``following`` is the packet right
+    after the lost one when it is already here (``LOST`` only): its in-band FEC
+    data may hold this frame.
     """
 
     sequence: int
@@ -68,6 +75,7 @@ class Concealment:
     samples: int
     reason: ConcealReason
     consecutive: int
+    following: RtpPacket | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -76,6 +84,7 @@ class JitterStats:
     played: int
     late: int
     lost: int
+    recovered: int  # lost frames rebuilt from the next packet's in-band FEC
     concealed: int
     underruns: int
     stretched: int
@@ -132,6 +141,7 @@ class JitterBuffer:
         self.played = 0
         self.late = 0
         self.lost = 0
+        self.recovered = 0
         self.concealed = 0
         self.underruns = 0
         self.stretched = 0
@@ -266,7 +276,12 @@ class JitterBuffer:
             return packet
         if self._packets:
             self.lost += 1
-            return self._conceal(ConcealReason.LOST, advance=True)
+            following = self._packets.get(self._next + 1)
+            return self._conceal(
+                ConcealReason.LOST,
+                advance=True,
+                following=following[0] if following is not None else None,
+            )
         self.underruns += 1
         self._buffering = True
         self._filling_since = None
@@ -286,7 +301,13 @@ class JitterBuffer:
             return False
         return min(self._waits) > self.ptime
 
-    def _conceal(self, reason: ConcealReason, *, advance: bool) -> Concealment:
+    def note_recovered(self) -> None:
+        """The caller rebuilt the last ``LOST`` frame from ``following``'s FEC data."""
+        self.recovered += 1
+
+    def _conceal(
+        self, reason: ConcealReason, *, advance: bool, following: RtpPacket | None = None
+    ) -> Concealment:
         assert self._next is not None
         self._consecutive += 1
         self.concealed += 1
@@ -297,6 +318,7 @@ class JitterBuffer:
             samples=self.frame_samples,
             reason=reason,
             consecutive=self._consecutive,
+            following=following,
         )
         if advance:
             self._next += 1
@@ -320,6 +342,7 @@ class JitterBuffer:
             played=self.played,
             late=self.late,
             lost=self.lost,
+            recovered=self.recovered,
             concealed=self.concealed,
             underruns=self.underruns,
             stretched=self.stretched,
