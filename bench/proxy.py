@@ -24,11 +24,13 @@ divided by the calls completed.
   100,000 contacts registered into its location service prints its
   resident set size (goal: under 150 MB).
 
-Workers: Trunkline runs one asyncio process (uvloop) on one core; Kamailio
-runs ``children=2`` UDP workers plus its helper processes. Scaling Trunkline
-past one core means several worker processes, each with its own SIP port for
-Via and Record-Route and a shared location service (Redis), as DESIGN.md
-"Scaling out" plans; this bench measures the default single worker.
+Workers: Trunkline runs one asyncio process (uvloop) by default; Kamailio
+runs ``children=2`` UDP workers plus its helper processes. ``--workers N``
+runs N Trunkline worker processes on one SO_REUSEPORT port, each with its
+own port for Via and Record-Route, registrations in a private Redis
+(``trunkline.proxy.workers``); SIPp then uses ``-t un`` (a socket per call)
+so that the kernel's per-flow hash spreads calls over the workers. The CPU
+counted is every worker's plus Redis's.
 
 Run: ``.venv/bin/python bench/proxy.py`` (needs ``sipp`` and ``kamailio``;
 about 8 minutes with the defaults; ``--quick`` for a short smoke run).
@@ -193,7 +195,7 @@ def call_step(proxy_port: int, uas_port: int, rate: int, *, seconds: float, work
     args = [f"{UAS_HOST}:{uas_port}", "-sf", str(SCENARIOS / "uac_rr.xml")]
     args += ["-rsa", f"127.0.0.1:{proxy_port}", "-i", "127.0.0.1", "-p", str(free_port())]
     args += ["-m", str(calls), "-r", str(rate), "-d", "0", "-l", str(max(1000, rate * 4))]
-    args += ["-max_socket", "1000"]
+    args += ["-max_socket", "1000", *_SIPP_TRANSPORT]
     return _measure(args, rate, calls, seconds, work)
 
 
@@ -204,10 +206,13 @@ def register_step(
     args = [f"127.0.0.1:{proxy_port}", "-sf", str(SCENARIOS / "register_auth.xml")]
     args += ["-inf", str(users_csv), "-i", "127.0.0.1", "-p", str(free_port())]
     args += ["-m", str(calls), "-r", str(rate), "-l", str(max(1000, rate * 4))]
+    args += ["-max_socket", "1000", *_SIPP_TRANSPORT]
     return _measure(args, rate, calls, seconds, work)
 
 
 _PIDS: list[int] = []
+_SIPP_TRANSPORT: list[str] = []
+"""``-t un`` (a socket per call) for several workers: SO_REUSEPORT spreads flows, not packets."""
 
 
 def _measure(args: list[str], rate: int, calls: int, seconds: float, work: Path) -> Step:
@@ -299,33 +304,67 @@ def add_users(data_dir: Path, count: int) -> None:
 
 
 @contextlib.contextmanager
-def trunkline(work: Path, users: int) -> Iterator[int]:
-    port, http_port = free_port(), free_port()
-    (work / "trunkline.toml").write_text(TRUNKLINE_CONFIG.format(port=port, http_port=http_port))
-    data = work / "trunkline-data"
-    add_users(data, users)
+def redis_server(work: Path) -> Iterator[tuple[str, int]]:
+    """A private ``redis-server`` (no persistence) for the workers' shared location."""
+    port = free_port()
     proc = subprocess.Popen(
         [
-            *(sys.executable, "-m", "trunkline.commands.serve"),
-            *("--config", str(work / "trunkline.toml"), "--data-dir", str(data)),
-            *("--legacy-digest", "--quiet"),
+            *("redis-server", "--port", str(port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no", "--dir", str(work)),
         ],
-        cwd=work,
         stdout=subprocess.DEVNULL,
-        stderr=(work / "trunkline.log").open("wb"),
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_tcp(http_port, proc)
-        _PIDS[:] = [proc.pid]
-        yield port
+        _wait_tcp(port, proc)
+        yield f"redis://127.0.0.1:{port}/0", proc.pid
     finally:
-        proc.send_signal(signal.SIGTERM)
+        proc.terminate()
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def trunkline(work: Path, users: int, workers: int = 1) -> Iterator[int]:
+    port, http_port = free_port(), free_port()
+    config = TRUNKLINE_CONFIG.format(port=port, http_port=http_port)
+    with contextlib.ExitStack() as stack:
+        extra: list[int] = []
+        if workers > 1:  # several workers share the registrations through Redis
+            url, redis_pid = stack.enter_context(redis_server(work))
+            extra.append(redis_pid)
+            config = f'workers = {workers}\n{config}\n[location]\nbackend = "redis"\n'
+            config += f'redis_url = "{url}"\n'
+        (work / "trunkline.toml").write_text(config)
+        data = work / "trunkline-data"
+        add_users(data, users)
+        proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "trunkline.commands.serve"),
+                *("--config", str(work / "trunkline.toml"), "--data-dir", str(data)),
+                *("--legacy-digest", "--quiet"),
+            ],
+            cwd=work,
+            stdout=subprocess.DEVNULL,
+            stderr=(work / "trunkline.log").open("wb"),
+            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+            start_new_session=True,
+        )
+        try:
+            _wait_tcp(http_port, proc)
+            time.sleep(0.5 if workers > 1 else 0.0)  # every worker bound
+            _PIDS[:] = process_group(proc.pid) + extra
+            yield port
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
 
 def _wait_tcp(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -508,6 +547,9 @@ def main() -> None:
     parser.add_argument("--kamailio-children", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="short steps, small searches")
     parser.add_argument("--only", choices=("trunkline", "kamailio"), help="measure one side")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="trunkline SIP workers (>1: Redis location)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.step_seconds, args.budget, args.users, args.contacts = 3.0, 20.0, 1000, 10_000
@@ -534,8 +576,9 @@ def main() -> None:
             side = work / name
             side.mkdir()
             print(f"{name}:", flush=True)
+            _SIPP_TRANSPORT[:] = ["-t", "un"] if name == "trunkline" and args.workers > 1 else []
             server = (
-                trunkline(side, args.users)
+                trunkline(side, args.users, args.workers)
                 if name == "trunkline"
                 else kamailio(side, args.kamailio_children)
             )
@@ -570,7 +613,11 @@ def main() -> None:
                 print(f"{kind:>8} {name:<10} {text}")
             if ours and theirs:
                 print(f"{kind:>8} ratio      {ours.rate / theirs.rate:.3f}x kamailio")
-        print(f"workers: trunkline 1 process (uvloop); kamailio children={args.kamailio_children}")
+        print(
+            f"workers: trunkline {args.workers} process(es) (uvloop"
+            + (", Redis location, SIPp -t un" if args.workers > 1 else "")
+            + f"); kamailio children={args.kamailio_children}"
+        )
         memory(args.contacts, work)
         ours, theirs = results["trunkline"]["calls"], results["kamailio"]["calls"]
         ratio = ours.rate / theirs.rate if ours and theirs else 0.0

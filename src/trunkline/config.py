@@ -260,8 +260,9 @@ class Config(_Model):
     logging: LoggingConfig = LoggingConfig()
     location: LocationConfig = LocationConfig()
     dispatcher: DispatcherConfig = DispatcherConfig()
-    workers: int = Field(default=0, ge=0, le=64)
-    """SIP worker processes; 0 means one per CPU (``trunkline serve``)."""
+    workers: int = Field(default=1, ge=0, le=64)
+    """SIP worker processes of ``trunkline serve``; 0 means one per CPU. Several workers
+    share the SIP port (SO_REUSEPORT) and need the ``redis`` location backend."""
 
     @field_validator("domains")
     @classmethod

@@ -53,8 +53,8 @@ OUTCOME: dict[str, str | int] = {
     "quotbal": 400,
     "ltgtruri": 400,
     "lwsruri": 400,
-    "lwsstart": 400,  # may reject; accepting would forward the extra SP
-    "trws": 400,  # idem
+    "lwsstart": "accept",  # extra SP ignored, never forwarded (test below)
+    "trws": "accept",  # idem
     "escruri": 400,
     "baddate": "accept",  # Date is not interpreted by the core
     "regbadct": 400,
@@ -173,9 +173,26 @@ def test_accepted_message_survives_an_edit(name: str) -> None:
 
 def test_untouched_message_is_written_back_byte_for_byte() -> None:
     for name, outcome in OUTCOME.items():
-        if outcome == "accept" and name not in ("dblreq",):
+        if outcome == "accept" and name not in ("dblreq", "lwsstart", "trws"):
             data = load(name)
             assert bytes(parse_message(data)) == data, name
+
+
+@pytest.mark.parametrize(
+    ("name", "line"),
+    [
+        ("lwsstart", b"INVITE sip:user@example.com SIP/2.0\r\n"),
+        ("trws", b"OPTIONS sip:remote-target@example.com SIP/2.0\r\n"),
+    ],
+)
+def test_extra_sp_in_request_line_is_not_forwarded(name: str, line: bytes) -> None:
+    """§3.1.2.9-10: a liberal element ignores the extra SP and must not forward it."""
+    data = load(name)
+    assert not data.startswith(line)
+    msg = parse_message(data)
+    out = bytes(msg)
+    assert out.startswith(line)
+    assert out[len(line) :] == data[data.index(b"\r\n") + 2 :]
 
 
 def test_wsinv_folding_and_odd_spellings() -> None:

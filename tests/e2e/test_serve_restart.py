@@ -6,25 +6,36 @@ and started again on the same data directory and ports. The binding is
 still there (``trunkline status`` lists it, with an expiry that kept
 counting down) and a call to that user reaches the phone without it
 registering again. A contact removed before the restart (``Expires: 0``)
-stays removed.
+stays removed. After a crash (SIGKILL) the bindings flushed to SQLite are
+back. SIGTERM while a call is ringing: new requests get 503, the call
+setup still completes through the proxy, then it exits 0.
+
+The servers serve ``domains = ["127.0.0.1"]`` (SIPp's scenarios use the
+server's address as the domain) with ``--legacy-digest`` (SIPp answers MD5
+challenges only).
 """
 
 from __future__ import annotations
 
 import shutil
+import signal
 import time
 from pathlib import Path
 
 import pytest
 from tests.support.peers import free_port
 from tests.support.server import (
+    SIPP_SCENARIOS,
+    STOP_TIMEOUT,
     ServerProcess,
     add_user,
     running_server,
+    sip_options,
     sipp_call,
     sipp_register,
     sipp_uas,
     start_server,
+    start_sipp_call,
 )
 
 CONFIG = 'domains = ["127.0.0.1"]\n'
@@ -159,3 +170,54 @@ def test_registration_survives_a_crash_after_the_flush_interval(
         assert _bindings(second)["sip:bob@127.0.0.1"]["contact"] == (
             f"sip:bob@{PHONE_HOST}:{phone_port}"
         )
+
+
+def test_sigterm_finishes_the_call_setup_in_progress(tmp_path: Path, data_dir: Path) -> None:
+    """Graceful shutdown: new requests get 503, the ringing INVITE still gets its 200, exit 0.
+
+    The callee (SIPp) rings for 2.5 s before answering; SIGTERM arrives while
+    it rings. The proxy must keep the transaction until the 200 has been
+    relayed to the caller (SIPp's message trace shows it) and only then exit.
+    """
+    phone_port = free_port(host=PHONE_HOST)
+    sipp_dir = tmp_path / "sipp"
+    slow = sipp_dir / "uas_slow.xml"
+    sipp_dir.mkdir(parents=True)
+    text = (SIPP_SCENARIOS / "uas_rr.xml").read_text()
+    answer = '  <send retrans="500">'
+    assert text.count(answer) == 1
+    slow.write_text(text.replace(answer, '  <pause milliseconds="2500"/>\n' + answer))
+    server = start_server(
+        tmp_path, data_dir=data_dir, config=CONFIG, extra_args=["--legacy-digest"], name="one"
+    )
+    uas = uac = None
+    try:
+        registered = sipp_register(
+            server, {"bob": USERS["bob"]}, sipp_dir, source=PHONE_HOST, port=phone_port
+        )
+        assert (registered.successful, registered.failed) == (1, 0), registered.output
+        uas = sipp_uas(sipp_dir, source=PHONE_HOST, port=phone_port, calls=1, scenario=slow)
+        uac = start_sipp_call(
+            server, "alice", USERS["alice"], "bob", sipp_dir, extra_args=["-trace_msg"]
+        )
+        deadline = time.monotonic() + 10
+        while server.status()["contexts"] == 0:  # the INVITE is out to bob, ringing
+            assert time.monotonic() < deadline, server.output[-2000:]
+            time.sleep(0.05)
+        server.process.send_signal(signal.SIGTERM)
+        refused = None
+        for _ in range(40):  # up to about 2 s: the 503 of a server that is stopping
+            refused = sip_options(server.host, server.sip_port, source="127.0.0.5", timeout=0.05)
+            if refused == 503:
+                break
+        status = server.process.wait(STOP_TIMEOUT)
+    finally:
+        server.kill()
+        for sipp in (uas, uac):
+            if sipp is not None:
+                sipp.kill()
+    assert refused == 503, server.output[-2000:]
+    assert status == 0, server.output[-3000:]
+    trace = "".join(path.read_text() for path in sipp_dir.glob("uac_auth_rr_*_messages.log"))
+    received = [m for m in trace.split("-----") if "message received" in m or "SIP/2.0" in m]
+    assert any("SIP/2.0 200 OK" in m and "CSeq: 2 INVITE" in m for m in received), trace[-3000:]

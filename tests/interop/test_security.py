@@ -361,12 +361,15 @@ def test_real_and_unknown_users_are_rejected_in_the_same_shape(
         client.close()
 
 
-def test_calls_from_strangers_do_not_reveal_which_users_exist(open_server: ServerProcess) -> None:
-    """An INVITE from another domain (no digest asked: it may be a call from outside).
+@pytest.mark.parametrize("method", ["INVITE", "OPTIONS"])
+def test_requests_from_strangers_do_not_reveal_which_users_exist(
+    open_server: ServerProcess, method: str
+) -> None:
+    """A request from another domain (no digest asked: it may be a call from outside).
 
     A real user who is not registered and a user who does not exist must look
     the same, or any scanner enumerates users by sending INVITEs with a
-    foreign From (svwar cannot, its From is always in the target domain).
+    foreign From (svwar cannot: its From is always in the target domain).
     """
     client = RawClient(open_server, "127.0.0.2")
     try:
@@ -374,7 +377,7 @@ def test_calls_from_strangers_do_not_reveal_which_users_exist(open_server: Serve
         for user in ("100", UNKNOWN_USER):
             call_id = secrets.token_hex(10)
             answer = client.request(
-                "INVITE", user, call_id, 1, from_uri="sip:caller@stranger.example"
+                method, user, call_id, 1, from_uri="sip:caller@stranger.example"
             )
             shapes[user] = _shape(answer)
         assert shapes["100"] == shapes[UNKNOWN_USER], shapes

@@ -114,7 +114,7 @@ def test_second_server_routes_a_call_to_a_phone_registered_on_the_first(
 
         routed_by_two = two.status()
         assert routed_by_two["requests"].get("INVITE", 0) >= 4  # 2 challenged + 2 with digest
-        assert routed_by_two["requests"].get("BYE", 0) == 2  # Record-Route kept two in the path
+        assert routed_by_two["requests"].get("BYE", 0) >= 2  # Record-Route kept two in the path
         assert one.status()["requests"].get("INVITE", 0) == 0  # one only took the REGISTER
 
         gone = sipp_register(

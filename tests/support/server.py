@@ -52,6 +52,7 @@ __all__ = [
     "sipp_uas",
     "start_server",
     "start_sipp",
+    "start_sipp_call",
     "trunkline_command",
 ]
 
@@ -448,13 +449,17 @@ def sipp_register(
     return start_sipp(args, workdir).result(timeout)
 
 
-def sipp_uas(workdir: Path, *, source: str, port: int, calls: int) -> SippProcess:
+def sipp_uas(
+    workdir: Path, *, source: str, port: int, calls: int, scenario: Path | None = None
+) -> SippProcess:
     """A SIPp phone answering ``calls`` calls on ``source:port`` (checks the Record-Route path).
 
-    Returns once SIPp holds its UDP port (a loaded machine can take seconds to
-    start it, and a call placed earlier would meet a closed port).
+    ``scenario`` replaces ``uas_rr.xml``. Returns once SIPp holds its UDP port
+    (a loaded machine can take seconds to start it, and a call placed earlier
+    would meet a closed port).
     """
-    args = ["-sf", str(SIPP_SCENARIOS / "uas_rr.xml"), "-i", source, "-p", str(port)]
+    scenario = scenario or SIPP_SCENARIOS / "uas_rr.xml"
+    args = ["-sf", str(scenario), "-i", source, "-p", str(port)]
     uas = start_sipp([*args, "-m", str(calls)], workdir)
     deadline = time.monotonic() + 15.0
     while _udp_port_free(source, port):
@@ -487,11 +492,30 @@ def sipp_call(
     timeout: float = 60.0,
 ) -> SippResult:
     """``calls`` authenticated calls from ``caller`` to ``callee`` through ``server``."""
+    uac = start_sipp_call(
+        server, caller, password, callee, workdir, source=source, calls=calls, rate=rate
+    )
+    return uac.result(timeout)
+
+
+def start_sipp_call(
+    server: ServerProcess,
+    caller: str,
+    password: str,
+    callee: str,
+    workdir: Path,
+    *,
+    source: str = "127.0.0.1",
+    calls: int = 1,
+    rate: int = 10,
+    extra_args: Sequence[str] = (),
+) -> SippProcess:
+    """:func:`sipp_call` in the background."""
     table = workdir / f"caller-{secrets.token_hex(3)}.csv"
     workdir.mkdir(parents=True, exist_ok=True)
     table.write_text(f"SEQUENTIAL\n{caller};\n")
     args = [f"{server.host}:{server.sip_port}", "-sf", str(SIPP_SCENARIOS / "uac_auth_rr.xml")]
     args += ["-inf", str(table), "-s", callee, "-au", caller, "-ap", password]
     args += ["-i", source, "-p", str(free_port(host=source)), "-m", str(calls)]
-    args += ["-r", str(rate), "-d", "200"]
-    return start_sipp(args, workdir).result(timeout)
+    args += ["-r", str(rate), "-d", "200", *extra_args]
+    return start_sipp(args, workdir)

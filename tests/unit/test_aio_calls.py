@@ -142,3 +142,48 @@ async def test_unknown_dialog_gets_481(pair: tuple[SipEndpoint, SipEndpoint]) ->
     )
     response = await asyncio.wait_for(a.send_request(bye), 5)
     assert response.status == 481
+
+
+async def test_ring_and_answer_copy_record_route_and_carry_contact(
+    pair: tuple[SipEndpoint, SipEndpoint],
+) -> None:
+    """RFC 3261 §12.1.1: the 180 and the 200 copy every Record-Route in order, with a Contact."""
+    _, b = pair
+    listener = await b.listen("UDP")
+    callee = CallManager(b)
+
+    async def pick_up(incoming: IncomingCall) -> None:
+        incoming.ring()
+        incoming.answer(SDP)
+
+    callee.on_invite = pick_up
+    record_route = ["<sip:p1.example.com;lr>", "<sip:p2.example.com;lr;ftag=x>"]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+        raw.bind(("127.0.0.1", 0))
+        raw.setblocking(False)
+        port = raw.getsockname()[1]
+        invite = make_request(
+            "INVITE",
+            f"sip:bob@127.0.0.1:{listener.port}",
+            from_="<sip:a@127.0.0.1>",
+            to="<sip:bob@127.0.0.1>",
+            via=f"SIP/2.0/UDP 127.0.0.1:{port}",
+            contact=f"<sip:a@127.0.0.1:{port}>",
+            body=SDP,
+            content_type="application/sdp",
+            extra_headers=[("Record-Route", value) for value in record_route],
+        )
+        raw.sendto(bytes(invite), ("127.0.0.1", listener.port))
+        loop = asyncio.get_running_loop()
+        responses: dict[int, Response] = {}
+        async with asyncio.timeout(5):
+            while 200 not in responses:
+                message = parse_message(await loop.sock_recv(raw, 65536))
+                assert isinstance(message, Response)
+                responses.setdefault(message.status, message)
+    for status in (180, 200):
+        response = responses[status]
+        assert response.headers.get_all("Record-Route") == record_route
+        contact = response.headers.get("Contact")
+        assert contact is not None and f":{listener.port}" in contact
+    assert responses[180].to_tag == responses[200].to_tag

@@ -737,3 +737,39 @@ def test_request_timeout_ends_the_dialog() -> None:
     wire.advance(wire.now + 40.0)
     assert da.terminated and "408" in da.termination_reason  # §12.2.1.2
     assert len(wire.a.dialogs) == 0
+
+
+@pytest.mark.parametrize(
+    ("contact", "from_"),
+    [
+        (None, "<sip:a@192.0.2.1>;tag=t1"),
+        ("*", "<sip:a@192.0.2.1>;tag=t1"),
+        ("<sip:a@192.0.2.1>", "<sip:a@192.0.2.1>"),
+    ],
+    ids=["no-contact", "star-contact", "no-from-tag"],
+)
+def test_initial_invite_without_contact_or_from_tag_gets_400(
+    contact: str | None, from_: str
+) -> None:
+    """§12.1.1 / §8.1.1.8: no remote target (or no From tag) is the client's error: 400, not 500."""
+    layer = DialogLayer(rng=random.Random(1))
+    invite = make_request("INVITE", "sip:b@192.0.2.2", from_=from_, to="<sip:b@192.0.2.2>")
+    invite.headers.set("From", from_)
+    invite.headers.remove("Contact")
+    if contact is not None:
+        invite.headers.add("Contact", contact)
+    verdict = layer.request_received(invite, 0.0)
+    assert verdict.status == 400 and verdict.dialog is None
+    assert not layer.dialogs
+
+
+def test_initial_invite_with_contact_is_accepted() -> None:
+    layer = DialogLayer(rng=random.Random(1))
+    invite = make_request(
+        "INVITE",
+        "sip:b@192.0.2.2",
+        from_="<sip:a@192.0.2.1>;tag=t1",
+        to="<sip:b@192.0.2.2>",
+        contact="<sip:a@192.0.2.1:5070>",
+    )
+    assert layer.request_received(invite, 0.0).accepted

@@ -194,3 +194,31 @@ def test_shared_jitter_estimate_sets_the_target() -> None:
         jb.get(n * 0.02 + 0.001)
     assert jb.jitter == pytest.approx(0.03)
     assert jb.target_delay == pytest.approx(0.09)
+
+
+def test_lost_frame_carries_the_following_packet_for_fec() -> None:
+    """Frames 10 and 20-21 never arrive: the concealment for 10 brings packet 11
+    (its in-band FEC may hold 10), that for 20 brings nothing (21 is missing too),
+    that for 21 brings 22; the following packets still play in their own slots."""
+    jb = JitterBuffer(8000, PTIME)
+    missing = {10, 20, 21}
+    lost: dict[int, int | None] = {}
+    played: list[int] = []
+    t = 0.0
+    for n in range(40):
+        if n not in missing:
+            jb.put(packet(n), t)
+        out = jb.get(t + 0.001)
+        if isinstance(out, Concealment) and out.reason is ConcealReason.LOST:
+            index = (out.sequence - 1000) & 0xFFFF
+            following = out.following
+            lost[index] = None if following is None else (following.sequence_number - 1000)
+            if following is not None:
+                jb.note_recovered()
+        elif isinstance(out, RtpPacket):
+            played.append(out.sequence_number - 1000)
+        t += PTIME
+    assert lost == {10: 11, 20: None, 21: 22}
+    assert {11, 22} <= set(played) and not missing & set(played)
+    stats = jb.stats()
+    assert stats.lost == 3 and stats.recovered == 2

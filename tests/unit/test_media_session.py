@@ -445,7 +445,13 @@ def tone_snr(pcm: Pcm, hz: float, rate: int, window: int) -> float:
 async def test_opus_in_band_fec_through_impairment_relay(sessions: list[MediaSession]) -> None:
     """Opus with 5 % loss, twice at once through identically seeded relays: with FEC
     the lost packets whose successor carries LBRR are rebuilt (``recovered``), and
-    the tone comes out cleaner than with FEC off (libopus PLC for every loss)."""
+    the tone comes out cleaner than with FEC off (libopus PLC for every loss).
+
+    The tone is 2 kHz: for it libopus (32 kbit/s, ``voip``, 10 % expected loss) puts
+    LBRR data in every packet; for a 1 kHz tone it does so in only about a third.
+    After a loss the decoder needs ~0.5 s to converge on a pure tone again either way,
+    which FEC shortens but does not remove.
+    """
     from tests.support.impairment import Impairment, ImpairmentRelay
 
     from trunkline.sip.offeranswer import OPUS
@@ -467,7 +473,7 @@ async def test_opus_in_band_fec_through_impairment_relay(sessions: list[MediaSes
             b.apply(answer.audio)
             frames: list[Pcm] = []
             b.sinks.append(frames.append)
-            a.source = ToneSource(1000, 48000)
+            a.source = ToneSource(2000, 48000)
             receivers.append((b, frames))
         for s in sessions:
             s.start()
@@ -482,8 +488,9 @@ async def test_opus_in_band_fec_through_impairment_relay(sessions: list[MediaSes
     assert jb_fec.recovered > 0 and jb_plc.recovered == 0
     assert jb_fec.recovered <= jb_fec.lost
     skip = 25  # the first half second: start-up and the jitter buffer settling
-    snr_fec = tone_snr(np.concatenate(fec_frames[skip:]), 1000, 48000, 4800)
-    snr_plc = tone_snr(np.concatenate(plc_frames[skip:]), 1000, 48000, 4800)
+    snr_fec = tone_snr(np.concatenate(fec_frames[skip:]), 2000, 48000, 4800)
+    snr_plc = tone_snr(np.concatenate(plc_frames[skip:]), 2000, 48000, 4800)
     print(f"recovered {jb_fec.recovered}/{jb_fec.lost}: {snr_fec:.1f} dB vs {snr_plc:.1f} dB")
-    assert snr_fec > snr_plc + 0.5
+    assert jb_fec.recovered >= jb_fec.lost // 2  # all but back-to-back losses
+    assert snr_fec > snr_plc + 4.0
     assert with_fec.stats().mos > without.stats().mos

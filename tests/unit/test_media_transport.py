@@ -58,3 +58,32 @@ async def test_send_errors_go_to_error_received() -> None:
         transport.send_rtp(b"x" * 20, ("127.0.0.1", 9))  # closed: silently nothing
     finally:
         transport.close()
+
+
+async def test_fast_send_path_switches_to_the_queue_and_back() -> None:
+    """``send_rtp_fast`` is the socket's own sendto; a full buffer reported through
+    ``send_rtp_failed`` routes sends through the loop's queue until it drains."""
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(2.0)
+    transport = await RtpTransport.open("127.0.0.1")
+    try:
+        dest = receiver.getsockname()
+        sock = transport._rtp_socket
+        assert sock is not None and transport.send_rtp_fast == sock.sendto
+        transport.send_rtp_fast(b"\x00" * 20, dest)
+        transport.send_rtp_failed(b"\x01" * 20, dest, BlockingIOError())
+        assert transport.send_rtp_fast == transport.send_rtp  # queued: keep the order
+        transport.send_rtp_fast(b"\x02" * 20, dest)
+        await asyncio.sleep(0.02)
+        transport.send_rtp_fast(b"\x03" * 20, dest)  # drained: back to direct sends
+        assert transport.send_rtp_fast == sock.sendto
+        assert [receiver.recv(100)[0] for _ in range(4)] == [0, 1, 2, 3]
+        before = transport.socket_errors
+        transport.send_rtp_failed(b"x", dest, OSError("EINVAL"))
+        assert transport.socket_errors == before + 1
+        transport.close()
+        transport.send_rtp_fast(b"x" * 20, dest)  # closed: silently nothing
+    finally:
+        transport.close()
+        receiver.close()

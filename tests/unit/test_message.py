@@ -307,7 +307,7 @@ def test_no_content_length_means_rest_of_datagram() -> None:
         (minimal(b"OPTIONS mailto:a@example.com SIP/2.0"), 416, "Unsupported URI scheme: mailto"),
         (minimal(b"OPTIONS sip:[::1 SIP/2.0"), 400, "Unterminated IPv6 reference in Request-URI"),
         (minimal(b"OPTIONS sip:a@example.com:70000 SIP/2.0"), 400, "Invalid port in Request-URI"),
-        (minimal(b"OPTIONS  sip:a@example.com SIP/2.0"), 400, "Malformed Request-Line"),
+        (minimal(b"OPTIONS sip:a@example.com extra SIP/2.0"), 400, "Malformed Request-Line"),
         (minimal(b"OPT<IONS sip:a@example.com SIP/2.0"), 400, "Malformed method in Request-Line"),
         (minimal(b"SIP/2.0 1000 Huge"), 400, "Invalid status code"),
         (minimal(b"SIP/2.0 099 Low"), 400, "Invalid status code"),
@@ -348,6 +348,21 @@ def test_limits_give_513() -> None:
         )
     assert info.value.status == 513
     assert parse_message(data).call_id == "c1"
+
+
+def test_only_the_body_too_large_gives_413() -> None:
+    """§21.4.11: 413 when the header section fits and the body does not; else 513."""
+    head = minimal(b"MESSAGE sip:a@example.com SIP/2.0")
+    body = b"x" * 300
+    data = head.replace(b"Content-Length: 0", b"Content-Length: 300") + body
+    limit = Limits(max_message=len(head) + 100)
+    with pytest.raises(SipParseError) as info:
+        parse_message(data, limits=limit)
+    assert info.value.status == 413
+    with pytest.raises(SipParseError) as info:
+        parse_message(data, limits=Limits(max_message=len(head) - 10))
+    assert info.value.status == 513
+    assert parse_message(data).body == body
 
 
 def test_non_ascii_digits_are_not_numbers() -> None:
@@ -398,3 +413,77 @@ def test_hostile_inputs_fail_fast(hostile: bytes) -> None:
                 getattr(msg, view)
         assert bytes(msg) == data
     assert time.perf_counter() - started < 0.5
+
+
+# ------------------------------------------------------- the proxy's edits
+
+
+def test_proxy_edits_keep_views_current_without_reparsing() -> None:
+    """Via/Record-Route/Route edits update the cached views in place (RFC 3261 §16.6-16.7)."""
+    msg = parse_message(
+        minimal(b"BYE sip:a@example.com SIP/2.0", extra=b"Route: <sip:p1;lr>, <sip:p2;lr>\r\n")
+    )
+    before = msg.via
+    msg.headers.prepend("Via", "SIP/2.0/TCP proxy.example.net:5070;branch=z9hG4bKp")
+    assert [v.host for v in msg.via] == ["proxy.example.net", before[0].host]
+    assert msg.via[1] is before[0]  # the old value was kept, not parsed again
+    assert msg.headers.pop_first("Route") == "<sip:p1;lr>"
+    assert [r.uri_text for r in msg.route] == ["sip:p2;lr"]
+    msg.headers.add("Route", "<sip:p3;lr>")
+    assert [r.uri_text for r in msg.route] == ["sip:p2;lr", "sip:p3;lr"]
+    msg.headers.prepend("Record-Route", "<sip:rr;lr>")
+    assert [r.uri_text for r in msg.record_route] == ["sip:rr;lr"]
+    again = parse_message(bytes(msg))
+    assert [str(v) for v in again.via] == [str(v) for v in msg.via]
+    assert again.headers.get_all("Route") == ["<sip:p2;lr>", "<sip:p3;lr>"]
+    # A malformed value is reported when the view is next read, not by the edit.
+    msg.headers.prepend("Via", "not a via")
+    with pytest.raises(SipParseError):
+        msg.via  # noqa: B018
+
+
+def test_bytes_are_cached_until_the_next_edit() -> None:
+    msg = parse_message(INVITE)
+    assert isinstance(msg, Request)
+    assert bytes(msg) is msg._raw
+    msg.headers.set("Max-Forwards", "69")
+    first = bytes(msg)
+    assert b"Max-Forwards: 69\r\n" in first and bytes(msg) is first
+    msg.headers.pop_first("Via")
+    assert bytes(msg) != first and bytes(msg).count(b"Via:") == first.count(b"Via:") - 1
+    msg.uri = "sip:other@example.com"
+    assert bytes(msg).startswith(b"INVITE sip:other@example.com SIP/2.0\r\n")
+    # Swapping in another Headers object never serves the old bytes.
+    msg.headers = msg.headers.copy()
+    msg.headers.add("X-New", "1")
+    assert b"X-New: 1\r\n" in bytes(msg)
+
+
+def test_forward_copy_shares_parsed_views_and_stays_independent() -> None:
+    original = parse_message(INVITE)
+    assert isinstance(original, Request)
+    via = original.via
+    wire = bytes(original)
+    copy = original.copy()
+    assert copy.via[0] is via[0] and copy.from_ is original.from_
+    copy.uri = "sip:bob@192.0.2.9:5062"
+    copy.max_forwards = 69
+    copy.headers.prepend("Record-Route", "<sip:proxy.example.net;lr>")
+    copy.headers.prepend("Via", "SIP/2.0/UDP proxy.example.net;branch=z9hG4bKc;rport")
+    assert bytes(original) == wire and original.via == via
+    assert "Record-Route" not in original.headers
+    out = parse_message(bytes(copy))
+    assert isinstance(out, Request)
+    assert out.uri_text == "sip:bob@192.0.2.9:5062" and out.max_forwards == 69
+    assert len(out.via) == len(via) + 1 and out.via[1:] == via
+    assert out.body == original.body
+
+
+def test_equal_header_text_is_parsed_once() -> None:
+    """One call's messages repeat From/To/Via: the parsed values are shared (interned)."""
+    a = parse_message(INVITE)
+    b = parse_message(INVITE.replace(b"Max-Forwards: 70", b"Max-Forwards: 69"))
+    assert a.from_ is b.from_ and a.to is b.to and a.via[0] is b.via[0]
+    assert isinstance(a, Request) and isinstance(b, Request)
+    assert a.uri is b.uri
+    assert a.copy().uri is a.uri

@@ -24,7 +24,14 @@ from trunkline.ua.call import (
     TransferProgress,
     result_for_status,
 )
-from trunkline.ua.phone import IncomingCall, Phone, PhoneConfig, PhoneEvent, TransferRequested
+from trunkline.ua.phone import (
+    IncomingCall,
+    Phone,
+    PhoneConfig,
+    PhoneEndpoint,
+    PhoneEvent,
+    TransferRequested,
+)
 from trunkline.ua.transfer import replaces_for
 
 FAST = CallConfig(no_answer_timeout=None)
@@ -150,12 +157,46 @@ async def test_cancel_while_ringing(phones) -> None:  # type: ignore[no-untyped-
     assert ring.call.result is CallResult.CANCELLED
 
 
+async def test_cancel_reaches_the_ringing_call_through_the_endpoint_hook(phones) -> None:  # type: ignore[no-untyped-def]
+    """§9.2: the endpoint's CANCEL hook (not polling) ends the ringing call as it sends 487."""
+    alice = await phones(user="alice")
+    bob = await phones(user="bob")
+    assert isinstance(bob.endpoint, PhoneEndpoint)
+    seen: list[tuple[str, CallState]] = []
+    forward = bob.endpoint.on_cancelled
+    assert forward is not None
+
+    def spy(incoming: IncomingRequest) -> None:
+        ringing = bob.calls[incoming.request.call_id]
+        seen.append((incoming.request.method, ringing.state))
+        forward(incoming)
+        seen.append(("after", ringing.state))
+
+    bob.endpoint.on_cancelled = spy
+    call = alice.call(target(bob))
+    ring = await next_event(bob, IncomingCall)
+    assert isinstance(ring, IncomingCall)
+    await asyncio.wait_for(_state(call, CallState.RINGING), 5)
+    await call.hangup()
+    assert seen == [("INVITE", CallState.RINGING), ("after", CallState.ENDED)]
+    assert ring.call.result is CallResult.CANCELLED and ring.call.status == 487
+
+
 async def test_no_answer_timeout_cancels(phones) -> None:  # type: ignore[no-untyped-def]
     alice = await phones(user="alice", call=CallConfig(no_answer_timeout=0.5))
     bob = await phones(user="bob")
     call = alice.call(target(bob))
     assert call.dial_task is not None
     assert await asyncio.wait_for(call.dial_task, 5) is CallResult.NO_ANSWER
+
+
+def _state_of(call: Call) -> CallState:
+    """The state now (a call, so that mypy does not keep an earlier narrowing)."""
+    return call.state
+
+
+def _direction_of(call: Call) -> Direction | None:
+    return call.audio.direction if call.audio is not None else None
 
 
 async def _state(call: Call, state: CallState) -> None:
@@ -198,9 +239,9 @@ async def test_hold_and_resume_by_reinvite(phones) -> None:  # type: ignore[no-u
     assert incoming.remote_hold
     assert incoming.audio is not None and incoming.audio.direction is Direction.RECVONLY
     assert await call.resume()
-    assert call.state is CallState.CONNECTED
+    assert _state_of(call) is CallState.CONNECTED
     await asyncio.wait_for(_state(incoming, CallState.CONNECTED), 5)
-    assert incoming.audio is not None and incoming.audio.direction is Direction.SENDRECV
+    assert _direction_of(incoming) is Direction.SENDRECV
     changes = []
     while not alice.events.empty():
         event = alice.events.get_nowait()

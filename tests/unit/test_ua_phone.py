@@ -12,6 +12,7 @@ import pytest
 from trunkline.sip.aio.endpoint import IncomingRequest, SipEndpoint
 from trunkline.sip.auth import Credentials, DigestServer, ha1
 from trunkline.sip.builder import make_request
+from trunkline.sip.message import Request, Response
 from trunkline.ua.phone import Phone, PhoneConfig, RegistrationUpdate, local_address_for
 from trunkline.ua.registration import Registered, RegistrationFailed, Unregistered
 
@@ -24,6 +25,7 @@ class Registrar:
         self.expires = expires
         self.digest = DigestServer("test.invalid", secret=b"s" * 32)
         self.seen: list[tuple[int, str | None]] = []  # (expires asked, Authorization?)
+        self.others: list[Request] = []  # every other request (an INVITE routed through us)
         self.endpoint: SipEndpoint | None = None
 
     async def start(self) -> str:
@@ -35,7 +37,9 @@ class Registrar:
     async def handle(self, incoming: IncomingRequest) -> None:
         request = incoming.request
         if request.method != "REGISTER":
-            incoming.respond(405)
+            self.others.append(request)
+            if incoming.transaction is not None:
+                incoming.respond(404 if request.method == "INVITE" else 405)
             return
         contact = request.contact[0]
         asked = contact.expires if contact.expires is not None else 3600
@@ -146,7 +150,7 @@ async def test_dialog_responses_copy_record_route_and_contact() -> None:
     phone = await Phone.start(PhoneConfig(user="dave", auto_answer=True))
     client = SipEndpoint()
     await client.listen("UDP", "127.0.0.1", 0)
-    provisional = []
+    provisional: list[Response] = []
     try:
         host, port = phone.local_address
         rr = ["<sip:p2.example.com;lr>", "<sip:p1.example.com;lr;ftag=x>"]
@@ -165,8 +169,55 @@ async def test_dialog_responses_copy_record_route_and_contact() -> None:
         ringing = [r for r in provisional if r.status == 180]
         for message in (*ringing, response):
             assert message.headers.get_all("Record-Route") == rr
-            assert message.contact and message.contact[0].uri.user == "dave"
+            assert message.contact and str(message.contact[0].uri).startswith("sip:dave@")
         assert ringing
     finally:
         await phone.close()
         await client.close()
+
+
+async def test_registered_phone_calls_through_the_registrar_as_its_aor(
+    registrar: Registrar,
+) -> None:
+    """§8.1.1.3: From is the registered AOR; §8.1.2: the INVITE is routed via the registrar."""
+    uri = await registrar.start()
+    phone = await Phone.start(PhoneConfig(user="alice", password="pw"))
+    try:
+        assert phone.route() == ()
+        account = phone.account(registrar=uri)
+        assert isinstance(await phone.register(account), Registered)
+        assert str(phone.identity().uri) == account.aor
+        # The callee's own host is a dead port: only the registrar can see this INVITE.
+        call = phone.call("sip:bob@127.0.0.1:9")
+        assert call.dial_task is not None
+        await asyncio.wait_for(call.dial_task, 5)
+        assert call.status == 404
+        (invite,) = [r for r in registrar.others if r.method == "INVITE"]
+        assert str(invite.uri) == "sip:bob@127.0.0.1:9"
+        assert [str(r.uri) for r in invite.route] == [f"{uri};lr"]
+        assert str(invite.from_.uri) == account.aor
+    finally:
+        await phone.close()
+
+
+async def test_outbound_proxy_domain_is_the_identity_without_registration() -> None:
+    phone = await Phone.start(PhoneConfig(user="carol", outbound_proxy="192.0.2.7:5080"))
+    try:
+        assert str(phone.identity().uri) == "sip:carol@192.0.2.7:5080"
+        assert phone.route() == ("<sip:192.0.2.7:5080;lr>",)
+    finally:
+        await phone.close()
+
+
+async def test_failed_registration_is_not_removed_on_close(registrar: Registrar) -> None:
+    uri = await registrar.start()
+    phone = await Phone.start(PhoneConfig(user="alice", password="wrong"))
+    try:
+        account = phone.account(registrar=uri)
+        assert isinstance(await phone.register(account), RegistrationFailed)
+        assert phone.route() == ()  # not registered: nothing to route through
+        event = await phone.unregister(account.aor)
+        assert isinstance(event, Unregistered) and event.status is None  # nothing was sent
+    finally:
+        await phone.close()
+    assert all(expires != 0 for expires, _ in registrar.seen)

@@ -126,6 +126,7 @@ class Options:
     key: Path | None
     insecure: bool
     rtp_port: int
+    stun: str | None = None
 
 
 # -- shared options -------------------------------------------------------------------
@@ -179,6 +180,14 @@ InsecureOpt = Annotated[
     bool, typer.Option("--insecure", help="Do not verify the server's TLS certificate.")
 ]
 RtpPortOpt = Annotated[int, typer.Option("--rtp-port", help="Local RTP port (0: any).")]
+StunOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--stun",
+        help="STUN server HOST[:PORT] (default port 3478): announce the public address "
+        "it reports in Contact and SDP (behind a NAT).",
+    ),
+]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log protocol events.")]
 InteractiveOpt = Annotated[
     bool,
@@ -235,6 +244,7 @@ def _options(
     key: Path | None,
     insecure: bool,
     rtp_port: int,
+    stun: str | None = None,
 ) -> Options:
     transport = transport.lower()
     if transport not in TRANSPORTS:
@@ -270,6 +280,7 @@ def _options(
         key=key,
         insecure=insecure,
         rtp_port=rtp_port,
+        stun=stun,
     )
 
 
@@ -283,6 +294,18 @@ def _registrar_host(uri: str | None) -> str | None:
     except SipError:
         return None
     return parsed.host.strip("[]") if isinstance(parsed, SipUri) else None
+
+
+def _call_target(uri: str, server: str | None) -> str:
+    """The Request-URI for ``uri``: a bare user name (``bob``, ``1001``) is
+    ``sip:bob@`` the registrar's (or outbound proxy's) domain, as softphones dial."""
+    if uri.startswith(("sip:", "sips:", "tel:")):
+        return uri
+    host = _registrar_host(server)
+    if "@" not in uri and server and host:
+        hostport = server.split(":", 1)[1] if server.startswith(("sip:", "sips:")) else server
+        return f"sip:{uri}@{hostport.split(';', 1)[0]}"
+    return f"sip:{uri}"
 
 
 def _phone_config(opts: Options) -> PhoneConfig:
@@ -308,6 +331,7 @@ def _phone_config(opts: Options) -> PhoneConfig:
         call=CallConfig(media_host=opts.host, codecs=opts.codecs, rtp_port=opts.rtp_port),
         ssl_context=server_ssl,
         client_ssl=client_ssl,
+        stun_server=opts.stun,
     )
 
 
@@ -340,6 +364,11 @@ class _Session:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop.set)
+        if phone.stun_error is not None:
+            _warn(f"{phone.stun_error}; using the local address")
+        elif phone.public_address is not None:
+            host, port = phone.public_address
+            _say(f"public address {host}:{port} (STUN {opts.stun})")
 
     def prepare(self, call: Call) -> None:
         if self.opts.play is not None:
@@ -465,6 +494,7 @@ def call(
     key: KeyOpt = None,
     insecure: InsecureOpt = False,
     rtp_port: RtpPortOpt = 0,
+    stun: StunOpt = None,
     sip_trace: TraceOpt = False,
     verbose: VerboseOpt = False,
     interactive: InteractiveOpt = False,
@@ -474,7 +504,7 @@ def call(
     Exit codes: 3 busy, 4 not found, 5 no answer, 6 declined, 7 authentication
     failed, 8 cancelled, 9 registration failed, 1 any other failure.
     """
-    target = uri if uri.startswith(("sip:", "sips:", "tel:")) else f"sip:{uri}"
+    target = _call_target(uri, registrar or outbound_proxy)
     try:
         parsed = parse_uri(target)
     except SipError as exc:
@@ -505,6 +535,7 @@ def call(
         key=key,
         insecure=insecure,
         rtp_port=rtp_port,
+        stun=stun,
     )
     _setup_logging(sip_trace, verbose)
     config = _phone_config(opts)
@@ -586,6 +617,7 @@ def listen(
     key: KeyOpt = None,
     insecure: InsecureOpt = False,
     rtp_port: RtpPortOpt = 0,
+    stun: StunOpt = None,
     sip_trace: TraceOpt = False,
     verbose: VerboseOpt = False,
     interactive: InteractiveOpt = False,
@@ -617,6 +649,7 @@ def listen(
         key=key,
         insecure=insecure,
         rtp_port=rtp_port,
+        stun=stun,
     )
     if calls is None and duration is not None:
         calls = 1
@@ -733,6 +766,7 @@ def register(
     cert: CertOpt = None,
     key: KeyOpt = None,
     insecure: InsecureOpt = False,
+    stun: StunOpt = None,
     sip_trace: TraceOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -763,6 +797,7 @@ def register(
         key=key,
         insecure=insecure,
         rtp_port=0,
+        stun=stun,
     )
     _setup_logging(sip_trace, verbose)
     raise typer.Exit(_run(_register_main(_phone_config(opts), opts)))
@@ -775,14 +810,16 @@ async def _register_main(config: PhoneConfig, opts: Options) -> int:
         _warn(f"cannot listen on {opts.host}:{opts.port}: {exc}")
         return EXIT_FAILED
     session = _Session(phone, opts)
+    registered = False
     try:
         if not await session.register():
-            return EXIT_REGISTRATION
+            return EXIT_REGISTRATION  # the failure was printed; there is nothing to remove
+        registered = True
         if opts.duration:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(session.stop.wait(), opts.duration)
         return EXIT_OK
     finally:
         await phone.close()
-        if phone.registrations:
+        if registered:
             _say("unregistered")

@@ -12,9 +12,10 @@ from typing import Annotated
 
 import typer
 
-from trunkline.config import ConfigError, apply_overrides, load_config
+from trunkline.config import Config, ConfigError, apply_overrides, load_config
 from trunkline.proxy.server import ProxyServer
 from trunkline.proxy.status import fetch_status, render_status
+from trunkline.proxy.workers import WorkerSpec, check_workers, run_workers, worker_count
 from trunkline.sip.aio import enable_sip_trace, new_event_loop
 from trunkline.store.datadir import DEFAULT_DATA_DIR, DataDir
 
@@ -108,6 +109,10 @@ def serve(
     ] = False,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning")] = "",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no banner")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="SIP worker processes (0: one per CPU; needs redis)"),
+    ] = None,
 ) -> None:
     """Run the registrar/proxy server (zero config: creates ./trunkline-data/ and demo users)."""
     try:
@@ -136,6 +141,15 @@ def serve(
     if sip_trace or settings.logging.sip_trace:
         enable_sip_trace(sys.stdout)
     directory = settings.data_dir or DEFAULT_DATA_DIR
+    if workers is not None:
+        settings = settings.model_copy(update={"workers": workers})
+    count = worker_count(settings)
+    problem = check_workers(settings, count)
+    if problem is not None:
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
+    if count > 1:
+        raise typer.Exit(_serve_workers(settings, directory, count, legacy_digest, quiet))
     server = ProxyServer(settings, data_dir=DataDir(directory), legacy_digest=legacy_digest)
     try:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
@@ -143,6 +157,36 @@ def serve(
     except OSError as error:
         typer.echo(f"error: cannot start: {error}", err=True)
         raise typer.Exit(1) from None
+
+
+def _serve_workers(
+    settings: Config, directory: Path, count: int, legacy_digest: bool, quiet: bool
+) -> int:
+    """Prepare the data directory once, then fork ``count`` workers (``proxy.workers``)."""
+    preparer = ProxyServer(settings, data_dir=DataDir(directory))
+    preparer.prepare()  # demo users created once, their passwords shown once
+    preparer.close_database()
+    if not quiet:
+        typer.echo(_banner(preparer, directory))
+        typer.echo(f"{count} SIP workers share the port (SO_REUSEPORT).")
+        sys.stdout.flush()
+
+    def work(spec: WorkerSpec) -> int:
+        server = ProxyServer(
+            settings, data_dir=DataDir(directory), legacy_digest=legacy_digest, worker=spec
+        )
+        try:
+            with asyncio.Runner(loop_factory=new_event_loop) as runner:
+                runner.run(_run(server, directory, quiet=True))
+        except OSError as error:
+            typer.echo(f"error: worker {spec.index} cannot start: {error}", err=True)
+            return 1
+        return 0
+
+    code = run_workers(count, work)
+    if not quiet:
+        typer.echo("Trunkline stopped.")
+    return code
 
 
 def status(

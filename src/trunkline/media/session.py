@@ -63,7 +63,7 @@ from trunkline.media.sources import AudioSource, PcmSource, QueueSource, ToneSou
 from trunkline.media.srtp import SrtpContext, SrtpError
 from trunkline.media.transport import Address, RtpTransport
 from trunkline.rtp.emodel import score_call
-from trunkline.rtp.jitterbuffer import JitterBuffer, JitterStats
+from trunkline.rtp.jitterbuffer import Concealment, JitterBuffer, JitterStats
 from trunkline.rtp.pacing import PacingSchedule, RtpSender
 from trunkline.rtp.packet import RtpPacket, RtpParseError
 from trunkline.rtp.rtcp import (
@@ -90,6 +90,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_parse_rtp = RtpPacket.parse  # bound once: the receive path calls it per datagram
 
 RTCP_INTERVAL = 5.0
 _RELATCH_AFTER = 2.0  # seconds of silence from the latched peer before another may take over
@@ -387,7 +389,11 @@ class MediaSession:
         data = sender.build(tick - self._tick0, payload)
         if self.srtp is not None:
             data = self.srtp.protect(data)
-        self.transport.send_rtp(data, remote)
+        transport = self.transport
+        try:
+            transport.send_rtp_fast(data, remote)  # the socket's sendto, mostly
+        except OSError as exc:
+            transport.send_rtp_failed(data, remote, exc)
 
     def frame_to_play(self, now: float) -> tuple[Decoder, bytes] | None:
         if now >= self._next_rtcp:
@@ -410,6 +416,7 @@ class MediaSession:
             decoder = self._decoders.get(out.payload_type, decoder)
             self._last_decoder = decoder
             return decoder, out.payload
+        assert isinstance(out, Concealment)
         following = out.following
         if (
             following is not None
@@ -489,7 +496,7 @@ class MediaSession:
                 self.invalid += 1
                 return
         try:
-            packet = RtpPacket.parse(data)
+            packet = _parse_rtp(data)
         except RtpParseError:
             self.invalid += 1
             return
@@ -502,18 +509,28 @@ class MediaSession:
         self._last_rx = now
         pt = packet.payload_type
         if pt in self._receive_pts:
-            stats = sources.receive(packet, now)
-            if stats is None:
-                self._collision(addr[:2])
-                return
-            if packet.ssrc != self._rx_ssrc:
-                if self._rx_ssrc is not None:
-                    # A new stream (peer restarted, or a B2BUA switched legs):
-                    # its numbering has nothing to do with the old one.
-                    jitter = self.jitter = JitterBuffer(
-                        jitter.clock_rate, self._ptime, **self.jitter_options
-                    )
-                self._rx_ssrc = packet.ssrc
+            ssrc = packet.ssrc
+            stats = sources.current
+            if (
+                stats is not None
+                and ssrc == self._rx_ssrc
+                and stats.ssrc == ssrc
+                and ssrc != sources.local_ssrc
+            ):
+                stats.receive(packet, now)  # SourceTable.receive's own fast path, inlined
+            else:
+                stats = sources.receive(packet, now)
+                if stats is None:
+                    self._collision(addr[:2])
+                    return
+                if ssrc != self._rx_ssrc:
+                    if self._rx_ssrc is not None:
+                        # A new stream (peer restarted, or a B2BUA switched legs):
+                        # its numbering has nothing to do with the old one.
+                        jitter = self.jitter = JitterBuffer(
+                            jitter.clock_rate, self._ptime, **self.jitter_options
+                        )
+                    self._rx_ssrc = ssrc
             if self._receiving:
                 # The statistics keep the RFC 3550 jitter already: share it.
                 jitter.put(packet, now, stats.jitter)

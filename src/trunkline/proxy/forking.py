@@ -194,7 +194,8 @@ class _Branch:
     def set_state(self, new: BranchState) -> None:
         if new not in _TRANSITIONS[self.state]:
             raise LocalSipError(f"branch {self.index}: {self.state.name} -> {new.name}")
-        log.debug("branch %d: %s -> %s", self.index, self.state.name, new.name)
+        if log.isEnabledFor(logging.DEBUG):  # no Enum.name lookups on the hot path
+            log.debug("branch %d: %s -> %s", self.index, self.state.name, new.name)
         self.state = new
 
     @property
@@ -315,6 +316,8 @@ class ResponseContext:
 
     def get_timer(self) -> float | None:
         """The next timer C or group deadline, or None."""
+        if self.request.method != "INVITE":
+            return None  # Timer C and group deadlines are for INVITE only (§16.6 item 11)
         deadlines = [b.timer_c for b in self._branches if b.pending and b.timer_c is not None]
         if self._group_deadline is not None:
             deadlines.append(self._group_deadline)

@@ -56,7 +56,6 @@ from trunkline.sip.aio.routing import Destination
 from trunkline.sip.aio.transport import Connection, TransportError
 from trunkline.sip.builder import new_branch
 from trunkline.sip.errors import LocalSipError, SipParseError
-from trunkline.sip.headers import Via
 from trunkline.sip.message import Request, Response
 from trunkline.sip.transaction import ClientInviteTransaction, ClientTransaction, ServerTransaction
 
@@ -360,9 +359,11 @@ class Forwarder:
             live.established = True
         if status < 200:
             if not incoming.answered:
-                with contextlib.suppress(LocalSipError):
+                try:
                     incoming.send(response)
-                    stats.count_response(status)
+                except LocalSipError:
+                    return
+                stats.count_response(status)
             return
         if live.upstream_final or incoming.answered:  # already answered (or 487 to a CANCEL)
             if 200 <= status < 300:
@@ -432,8 +433,8 @@ class Forwarder:
             log.info("stateless %s not forwarded: %s", request.method, exc)
             return
         host, port = self.addresses.get(destination.transport) or self.addresses["UDP"]
-        via = Via(destination.transport, bracket(host), port, {"branch": new_branch()})
-        request.headers.prepend("Via", str(via))
+        via = f"SIP/2.0/{destination.transport} {bracket(host)}:{port};branch={new_branch()}"
+        request.headers.prepend("Via", via)
         self.stats.stateless += 1
         endpoint.send_stateless(request, destination)
 

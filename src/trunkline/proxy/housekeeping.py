@@ -41,7 +41,10 @@ PROBE_TIMEOUT = 5.0
 
 
 class Housekeeper:
-    """Runs :meth:`run` until cancelled; see the module docstring."""
+    """Runs :meth:`run` until cancelled; see the module docstring.
+
+    ``keepalive`` None: this process sends no NAT pings (another worker does).
+    """
 
     def __init__(
         self,
@@ -50,7 +53,7 @@ class Housekeeper:
         addresses: dict[str, tuple[str, int]],
         stats: ServerStats,
         *,
-        keepalive: KeepAliveSchedule,
+        keepalive: KeepAliveSchedule | None,
         spawn: Callable[[Coroutine[Any, Any, Any]], object],
         clock: Callable[[], float],
         flush_interval: float,
@@ -81,14 +84,14 @@ class Housekeeper:
                 if now >= next_purge:
                     next_purge = now + PURGE_INTERVAL
                     self.stats.purged += await self.location.purge_expired(self.clock())
-                if now >= next_refresh:
+                if now >= next_refresh and self.keepalive is not None:
                     next_refresh = now + KEEPALIVE_REFRESH
                     bindings = await self.location.all_bindings(self.clock())
                     self.keepalive.update(keepalive_targets(bindings), now)
                 await self.location.flush()
             except (sqlite3.Error, OSError) as exc:
                 log.warning("housekeeping failed: %s", exc)
-            for target in self.keepalive.due(now):
+            for target in self.keepalive.due(now) if self.keepalive is not None else ():
                 self.spawn(self._ping(target))
             wall = self.clock()
             if self.dispatcher is not None:

@@ -51,6 +51,7 @@ from trunkline.proxy.registrar import Authenticator, Registrar
 from trunkline.proxy.router import Drop, Forward, Relay, Router, RouterConfig
 from trunkline.proxy.status import HttpFront, ServerStats
 from trunkline.proxy.validation import Reply, ValidationPolicy
+from trunkline.proxy.workers import WorkerSpec, listen_shared
 from trunkline.sip.aio.endpoint import IncomingRequest, SipEndpoint, Source
 from trunkline.sip.aio.tls import server_ssl_context
 from trunkline.sip.aio.transport import Listener
@@ -114,6 +115,9 @@ class ProxyServer:
 
     ``config`` is the validated configuration (``trunkline.config``) with the
     command line applied; ``now`` (wall clock) is injectable for tests.
+    ``dispatcher``/``dispatch_rules`` default to the config's ``[dispatcher]``;
+    ``worker`` says which of several worker processes this is
+    (:mod:`trunkline.proxy.workers`).
     """
 
     def __init__(
@@ -125,6 +129,7 @@ class ProxyServer:
         legacy_digest: bool = False,
         dispatcher: Dispatcher | None = None,
         dispatch_rules: tuple[DispatchRule, ...] = (),
+        worker: WorkerSpec | None = None,
     ) -> None:
         self.config = config
         self.data_dir = data_dir or DataDir(config.data_dir or "trunkline-data")
@@ -152,12 +157,15 @@ class ProxyServer:
         self.dispatcher = dispatcher
         self._housekeeping: asyncio.Task[None] | None = None
         self.dispatch_rules = dispatch_rules
+        self.worker = worker or WorkerSpec()
+        self.shared: dict[str, tuple[str, int]] = {}
+        """The SIP port shared with the other workers, per transport (several workers only)."""
         self._stopped = asyncio.Event()
 
     # ------------------------------------------------------------------ start
 
-    async def start(self) -> None:
-        """Open the data directory and the location service, bind every listener."""
+    def prepare(self) -> None:
+        """Open the data directory: the domain, the users of the config, the demo users."""
         now = self.clock()
         config = self.config
         self._db = self.data_dir.database()
@@ -168,6 +176,25 @@ class ProxyServer:
         self.domains = list(config.domains) or [default_domain]
         load_config_users(self.users, config.users, self.domains[0], now)
         self.demo_passwords = ensure_demo_users(self.users, self.domains[0], now)
+        for kind in ("udp", "tcp", "tls", "ws"):  # as configured; start() puts the bound ones
+            spec = getattr(listen, kind)
+            if spec.enabled:
+                self.addresses[kind.upper()] = (advertised_host(spec.host), spec.port)
+
+    def close_database(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    async def start(self) -> None:
+        """Open the data directory and the location service, bind every listener."""
+        if self._db is None:
+            self.prepare()
+        self.addresses.clear()
+        assert self._db is not None
+        now = self.clock()
+        config = self.config
+        listen = config.listen
         self.location = await open_location(config.location, db=self._db, now=now)
 
         endpoint = ProxyEndpoint(dialogs=False, user_agent=None, auto_trying=False)
@@ -175,9 +202,18 @@ class ProxyServer:
         endpoint.on_stray_response = self._on_stray_response
         endpoint.on_cancel = self._on_cancel
         self.endpoint = endpoint
+        worker = self.worker
         for kind in ("udp", "tcp", "tls"):
             spec = getattr(listen, kind)
-            if not spec.enabled:
+            if not spec.enabled or (kind == "tls" and not worker.primary):
+                continue
+            if worker.shared and kind != "tls":
+                # Our own port first (Via, Record-Route, the source of what we send),
+                # then the port every worker shares (see trunkline.proxy.workers).
+                mine = await endpoint.listen(kind, spec.host, 0)
+                await listen_shared(endpoint.transport, kind, spec.host, spec.port)
+                self.addresses[kind.upper()] = (advertised_host(spec.host), mine.port)
+                self.shared[kind.upper()] = (advertised_host(spec.host), spec.port)
                 continue
             ssl_context = None
             if kind == "tls":
@@ -189,7 +225,7 @@ class ProxyServer:
             listener = await endpoint.listen(kind, spec.host, spec.port, ssl_context=ssl_context)
             self.addresses[kind.upper()] = (advertised_host(spec.host), listener.port)
 
-        if listen.ws.enabled:
+        if listen.ws.enabled and worker.primary:
             self.http = HttpFront(self.snapshot, render_metrics, self._upgrade)
             port = await self.http.start(listen.ws.host, listen.ws.port)
             endpoint.transport.listeners.append(Listener("WS", listen.ws.host, port))
@@ -203,7 +239,10 @@ class ProxyServer:
             self._ha1,
             algorithms=LEGACY_ALGORITHMS if self.legacy_digest else DEFAULT_ALGORITHMS,
         )
-        own = {f"{bracket(host)}:{port}" for host, port in self.addresses.values()}
+        own = {
+            f"{bracket(host)}:{port}"
+            for host, port in (*self.addresses.values(), *self.shared.values())
+        }
         validation = ValidationPolicy(
             own_addresses=frozenset(own), max_message=config.limits.max_message_size
         )
@@ -235,7 +274,7 @@ class ProxyServer:
             self.location,
             self.addresses,
             self.stats,
-            keepalive=self.keepalive,
+            keepalive=self.keepalive if worker.primary else None,
             spawn=self.forwarder.spawn,
             clock=self.clock,
             flush_interval=config.location.flush_interval,
@@ -315,9 +354,7 @@ class ProxyServer:
             await endpoint.close()
         if self.location is not None:
             await self.location.close()
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        self.close_database()
         self._stopped.set()
 
     async def wait_stopped(self) -> None:

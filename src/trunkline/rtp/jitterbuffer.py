@@ -32,8 +32,9 @@ What it does, and why:
   wait between arrival and playout. When it exceeds the target by more than
   a frame and even the least-waiting recent packet could afford it, one frame
   is dropped (``discarded``); when it is a frame short, one concealed frame
-  is inserted (``ConcealReason.STRETCH``). Either happens at most once per
-  ``adapt_interval`` frames, so the change is slow and inaudible-ish.
+  is inserted (``ConcealReason.STRETCH``). This is looked at once every
+  ``adapt_interval`` frames, so the change is slow and inaudible-ish (and
+  costs nothing on the other frames).
 
 Everything takes ``now`` in seconds (any monotonic clock); no clock is read.
 """
@@ -50,6 +51,7 @@ __all__ = ["ConcealReason", "Concealment", "JitterBuffer", "JitterStats"]
 
 _MAX_JUMP = 3000  # a larger sequence jump means the stream restarted (RFC 3550 A.1)
 _RECENT = 512  # how many received sequence numbers are remembered for duplicates
+_RECENT_MASK = _RECENT - 1  # a power of two: ext % _RECENT == ext & _RECENT_MASK
 _WAIT_WINDOW = 50  # played packets over which the minimum wait is taken
 _WARMUP = 16  # packets before the jitter estimate replaces initial_delay
 
@@ -121,7 +123,7 @@ class JitterBuffer:
         self.adapt_interval = adapt_interval
         self.frame_samples = max(1, round(clock_rate * ptime))
         self._capacity = 2 * int(max_delay / ptime) + 8
-        self.target_delay = min(max_delay, max(min_delay, initial_delay))
+        self._initial_target = min(max_delay, max(min_delay, initial_delay))
         self._packets: dict[int, tuple[RtpPacket, float]] = {}
         self._recent: list[int] = [-1] * _RECENT  # slot ext % _RECENT: last ext seen there
         self._highest: int | None = None  # highest extended seq received
@@ -167,26 +169,26 @@ class JitterBuffer:
             ext = highest + (d - 0x10000 if d >= 0x8000 else d)
             if abs(ext - highest) > _MAX_JUMP:
                 self._restart()
+                highest = None
                 ext = seq + 0x10000
-        slot = ext % _RECENT
-        if self._recent[slot] == ext:
+        recent = self._recent
+        slot = ext & _RECENT_MASK
+        if recent[slot] == ext:
             self.duplicates += 1
             return False
-        self._recent[slot] = ext
-        if self._next is not None and ext < self._next:
+        recent[slot] = ext
+        next_ext = self._next
+        if next_ext is not None and ext < next_ext:
             self.late += 1
             return False
         self.received += 1
         if jitter is None:
             self._update_jitter(packet.timestamp, now)
         else:
-            self._jitter = jitter
-            if self.received >= _WARMUP:
-                wanted = self.jitter_factor * jitter / self.clock_rate
-                self.target_delay = min(self.max_delay, max(self.min_delay, wanted))
+            self._jitter = jitter  # the target follows it: see target_delay
         packets = self._packets
         packets[ext] = (packet, now)
-        if self._highest is None or ext > self._highest:
+        if highest is None or ext > highest:
             self._highest = ext
         if self._filling_since is None:
             self._filling_since = now
@@ -217,10 +219,19 @@ class JitterBuffer:
         if self._last_transit is not None:
             self._jitter += (abs(transit - self._last_transit) - self._jitter) / 16.0
         self._last_transit = transit
+
+    @property
+    def target_delay(self) -> float:
+        """The delay aimed at: ``jitter_factor`` x jitter within the bounds (seconds).
+
+        ``initial_delay`` until ``_WARMUP`` packets have made the estimate meaningful.
+        Computed when asked (refilling, once per ``adapt_interval``, statistics)
+        rather than per packet.
+        """
         if self.received < _WARMUP:
-            return  # keep initial_delay until the estimate means something
+            return self._initial_target
         wanted = self.jitter_factor * self._jitter / self.clock_rate
-        self.target_delay = min(self.max_delay, max(self.min_delay, wanted))
+        return min(self.max_delay, max(self.min_delay, wanted))
 
     def _restart(self) -> None:
         self.resets += 1
@@ -245,38 +256,42 @@ class JitterBuffer:
             self._buffering = False
             if self._next is None or not any(k >= self._next for k in self._packets):
                 self._next = min(self._packets)
-        assert self._next is not None
-        self._since_adapt += 1
-        if self._since_adapt >= self.adapt_interval:
-            if self._should_shrink() and (self._next in self._packets):
-                del self._packets[self._next]
-                self._next += 1
+        nxt = self._next
+        assert nxt is not None
+        since = self._since_adapt + 1
+        if since >= self.adapt_interval:  # one look per adapt_interval frames
+            since = 0
+            target = self.target_delay
+            if self._should_shrink(target) and nxt in self._packets:
+                del self._packets[nxt]
+                nxt = self._next = nxt + 1
                 self._next_ts = None
                 self.discarded += 1
-                self._since_adapt = 0
                 self._waits.clear()
-            elif self._wait < self.target_delay - self.ptime and self.played:
+            elif self._wait < target - self.ptime and self.played:
                 self._since_adapt = 0
                 self.stretched += 1
                 self._wait += self.ptime
                 return self._conceal(ConcealReason.STRETCH, advance=False)
-        entry = self._packets.pop(self._next, None)
+        self._since_adapt = since
+        packets = self._packets
+        entry = packets.pop(nxt, None)
         if entry is not None:
             packet, arrival = entry
-            self._next += 1
+            self._next = nxt + 1
             self._next_ts = packet.timestamp + self.frame_samples
             self._consecutive = 0
-            self.played += 1
+            played = self.played = self.played + 1
             wait = now - arrival
-            if self.played > 1:
+            if played > 1:
                 self._wait += (wait - self._wait) / 16.0
             else:
                 self._wait = wait
             self._waits.append(wait)
             return packet
-        if self._packets:
+        if packets:
             self.lost += 1
-            following = self._packets.get(self._next + 1)
+            following = packets.get(nxt + 1)
             return self._conceal(
                 ConcealReason.LOST,
                 advance=True,
@@ -296,8 +311,8 @@ class JitterBuffer:
             return (self._highest - self._next + 1) * self.ptime >= self.target_delay
         return False
 
-    def _should_shrink(self) -> bool:
-        if self._wait <= self.target_delay + self.ptime or len(self._waits) < self.adapt_interval:
+    def _should_shrink(self, target: float) -> bool:
+        if self._wait <= target + self.ptime or len(self._waits) < self.adapt_interval:
             return False
         return min(self._waits) > self.ptime
 

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 
 from trunkline.sip.builder import make_response
 from trunkline.sip.dialog import Dialog, DialogId, DialogState, has_sdp
-from trunkline.sip.errors import LocalSipError
+from trunkline.sip.errors import LocalSipError, SipError
 from trunkline.sip.events import (
     AckTimedOut,
     DialogStateChanged,
@@ -471,6 +471,14 @@ class DialogLayer:
         return Verdict(dialog, None, headers)
 
     def _initial_invite(self, request: Request, now: float) -> Verdict:
+        # §12.1.1 / §8.1.1.8: a dialog-forming INVITE needs a From tag and a Contact
+        # (the remote target); without them it is a bad request (400), not our failure.
+        try:
+            contacts = request.contact
+        except SipError:
+            contacts = []
+        if request.from_tag is None or not contacts or contacts[0].star:
+            return Verdict(None, 400)
         headers: tuple[tuple[str, str], ...] = ()
         if self.session_timer is not None:
             decision = uas_negotiate(request, self.session_timer)

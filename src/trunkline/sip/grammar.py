@@ -288,6 +288,17 @@ def split_host_port(text: str, what: str) -> tuple[str, int | None]:
     return host, None if port_text is None else parse_port(port_text, what)
 
 
+INTERN_LIMIT = 4096
+"""Entries per interning table (header text to parsed value) before it starts afresh.
+
+The messages of one call repeat most header values: From and To in every
+request and response, the Vias of a transaction in each of its responses, the
+proxy's own Record-Route URI in every in-dialog Route. The typed values are
+immutable, so one parsed object can serve every message that carries the same
+text; tables hold at most this many entries and are simply cleared when full.
+"""
+
+
 class LazyParams:
     """Header parameters kept as text until first use (the hot path reads one or two)."""
 

@@ -14,8 +14,11 @@ checked eagerly (§8.1.1, §8.2.2, RFC 4475 §3.1.2 and §3.3): Via, From, To,
 Call-ID, CSeq (method must match the request's), Max-Forwards,
 Content-Length, and Contact on REGISTER.
 An untouched message serializes to exactly the bytes it was parsed from
-(minus trailing octets beyond Content-Length, RFC 4475 §3.1.1.8); after an
-edit only edited lines are re-rendered.
+(minus trailing octets beyond Content-Length, RFC 4475 §3.1.1.8; and with a
+canonical Request-Line when extra SP was tolerated, RFC 4475 §3.1.2.9-10);
+after an edit only edited lines are rendered anew, the others keep their text.
+A message over :attr:`Limits.max_message` is 513, or 413 when its header
+section fits and only the body is too large (RFC 3261 §21.4.11).
 """
 
 from __future__ import annotations
@@ -25,14 +28,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from trunkline.sip.errors import SipParseError
-from trunkline.sip.grammar import is_digits, split_host_port
+from trunkline.sip.grammar import INTERN_LIMIT, is_digits, split_host_port
 from trunkline.sip.headerfields import _KEY_BY_NAME, Headers, canonical_key, unfold
 from trunkline.sip.headers import (
     CSeq,
-    NameAddr,
     parse_contacts,
     parse_vias,
 )
+from trunkline.sip.nameaddr import intern_name_addr
 from trunkline.sip.statuses import reason_phrase
 from trunkline.sip.uri import Uri, parse_uri
 from trunkline.sip.views import (
@@ -61,12 +64,17 @@ _SIP_URI_FAST_RE = re.compile(
     r"(?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$%=]*)*"
 )
 _STATUS_RE = re.compile(r"[1-6][0-9][0-9]")
+_URIS: dict[str, Uri] = {}
 _WS = " \t"
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Bounds on what a peer may send; exceeding one gives 513 (RFC 3261 §21.5.14)."""
+    """Bounds on what a peer may send; exceeding one gives 513 (RFC 3261 §21.5.14).
+
+    A message whose header section fits ``max_message`` but whose body does
+    not gives 413 Request Entity Too Large instead (§21.4.11).
+    """
 
     max_message: int = 65535
     max_headers: int = 256
@@ -179,10 +187,23 @@ class Request(Message):
 
     @property
     def uri(self) -> Uri:
-        """The Request-URI, parsed by :func:`trunkline.sip.uri.parse_uri` on first access."""
-        if self._uri is None:
-            self._uri = parse_uri(self._uri_text)
-        return self._uri
+        """The Request-URI, parsed by :func:`trunkline.sip.uri.parse_uri` on first access.
+
+        The parsed value is shared among requests with the same Request-URI
+        text (interned, :data:`~trunkline.sip.grammar.INTERN_LIMIT`): treat
+        it as immutable and assign a new URI to change it.
+        """
+        uri = self._uri
+        if uri is None:
+            text = self._uri_text
+            uri = _URIS.get(text)
+            if uri is None:
+                uri = parse_uri(text)
+                if len(_URIS) >= INTERN_LIMIT:
+                    _URIS.clear()
+                _URIS[text] = uri
+            self._uri = uri
+        return uri
 
     @uri.setter
     def uri(self, value: Uri | str) -> None:
@@ -319,9 +340,7 @@ def _check_version(version: str) -> None:
         raise SipParseError("Malformed SIP version")
 
 
-def _split_head(
-    head: str, limits: Limits
-) -> tuple[list[str], list[str], dict[str, list[str]]]:
+def _split_head(head: str, limits: Limits) -> tuple[list[str], list[str], dict[str, list[str]]]:
     """Split and index the header lines that follow the start line (RFC 3261 §7.3).
 
     ``head`` is the header section without the start line and without the
@@ -385,6 +404,10 @@ def parse_message(
     if not isinstance(data, bytes):
         data = bytes(data)
     if len(data) > limits.max_message:
+        end = data.find(b"\r\n\r\n", 0, limits.max_message)
+        if end >= 0 and end + 4 <= limits.max_message:
+            # The header section fits; only the body is too big (§21.4.11).
+            raise SipParseError("Request Entity Too Large", 413)
         raise SipParseError("Message Too Large", 513)
     if data[:1] in (b"\r", b"\n"):
         # §7.5: ignore CRLFs before the start line.
@@ -406,6 +429,7 @@ def parse_message(
 
     msg: Request | Response
     method_text: str | None = None
+    canonical = True
     if start_line.startswith("SIP/"):
         version, _, rest = start_line.partition(" ")
         _check_version(version)
@@ -418,8 +442,13 @@ def parse_message(
         msg = response
     else:
         parts = start_line.split(" ")
-        if len(parts) != 3 or not parts[1]:
-            raise SipParseError("Malformed Request-Line")
+        canonical = len(parts) == 3 and bool(parts[1])
+        if not canonical:
+            # RFC 4475 §3.1.2.9-10 (lwsstart, trws): extra SP may be ignored, but
+            # must not be forwarded: the Request-Line is re-rendered (see below).
+            parts = [part for part in parts if part]
+            if len(parts) != 3:
+                raise SipParseError("Malformed Request-Line")
         method, uri, version = parts
         if _TOKEN_RE.fullmatch(method) is None:
             raise SipParseError("Malformed method in Request-Line")
@@ -444,8 +473,8 @@ def parse_message(
         cseq = CSeq.parse(cseq_text)
         if method_text is not None and cseq.method != method_text:
             raise SipParseError("CSeq method does not match the request method")
-    from_ = NameAddr.parse(_single(get("from") or [], "From"))
-    to = NameAddr.parse(_single(get("to") or [], "To"))
+    from_ = intern_name_addr(_single(get("from") or [], "From"))
+    to = intern_name_addr(_single(get("to") or [], "To"))
     via_lines = get("via")
     if not via_lines:
         raise SipParseError("Missing Via header")
@@ -478,4 +507,9 @@ def parse_message(
         msg._raw = data
         msg._raw_version = headers._version
     msg.headers = headers
+    if not canonical:
+        # Forward a canonical Request-Line, everything else as received.
+        raw = msg._raw
+        assert raw is not None and isinstance(msg, Request)
+        msg._raw = msg._start_line().encode("utf-8", "surrogateescape") + raw[raw.find(b"\r\n") :]
     return msg

@@ -16,6 +16,7 @@ from typing import Self
 from trunkline.sip.errors import SipParseError
 from trunkline.sip.grammar import (
     CANON_PARAMS,
+    INTERN_LIMIT,
     LazyParams,
     is_digits,
     needs_quote,
@@ -27,7 +28,7 @@ from trunkline.sip.grammar import (
 )
 from trunkline.sip.uri import Uri, parse_uri
 
-__all__ = ["Contact", "NameAddr", "parse_contacts", "parse_name_addrs"]
+__all__ = ["Contact", "NameAddr", "intern_name_addr", "parse_contacts", "parse_name_addrs"]
 
 _WS = " \t"
 _TAG_RE = re.compile(r";tag=([^;]+)", re.IGNORECASE)
@@ -240,18 +241,49 @@ def _split_name_addr(text: str) -> tuple[str | None, str, str]:
     return display, uri_text, text[gt + 1 :]
 
 
+_NAME_ADDRS: dict[str, NameAddr] = {}
+_NAME_ADDR_LISTS: dict[str, tuple[NameAddr, ...]] = {}
+
+
+def intern_name_addr(text: str) -> NameAddr:
+    """``NameAddr.parse(text)``, sharing one value among messages with the same text.
+
+    From and To repeat in every message of a call; the shared value also
+    keeps its parsed URI (see :data:`~trunkline.sip.grammar.INTERN_LIMIT`).
+    """
+    value = _NAME_ADDRS.get(text)
+    if value is None:
+        value = NameAddr.parse(text)
+        if len(_NAME_ADDRS) >= INTERN_LIMIT:
+            _NAME_ADDRS.clear()
+        _NAME_ADDRS[text] = value
+    return value
+
+
 def parse_name_addrs(values: Iterable[str]) -> list[NameAddr]:
-    """Parse comma-separated name-addr lists (Route, Record-Route, P-Asserted-Identity)."""
+    """Parse comma-separated name-addr lists (Route, Record-Route, P-Asserted-Identity).
+
+    Each line's values are interned (a proxy's own Record-Route comes back in
+    the Route of every in-dialog request, RFC 3261 §16.12).
+    """
     result: list[NameAddr] = []
+    memo = _NAME_ADDR_LISTS
     for value in values:
-        fast = NameAddr._parse_list_fast(value)
-        if fast is not None:
-            result.extend(fast)
+        known = memo.get(value)
+        if known is not None:
+            result.extend(known)
             continue
-        for item in split_commas(value):
-            if not item:
-                raise SipParseError("Empty name-addr value")
-            result.append(NameAddr.parse(item))
+        items = NameAddr._parse_list_fast(value)
+        if items is None:
+            items = []
+            for item in split_commas(value):
+                if not item:
+                    raise SipParseError("Empty name-addr value")
+                items.append(NameAddr.parse(item))
+        result.extend(items)
+        if len(memo) >= INTERN_LIMIT:
+            memo.clear()
+        memo[value] = tuple(items)
     return result
 
 

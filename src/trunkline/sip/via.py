@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from trunkline.sip.errors import SipParseError
 from trunkline.sip.grammar import (
     CANON_PARAMS,
+    INTERN_LIMIT,
     TOKEN,
     LazyParams,
     is_digits,
@@ -208,12 +209,26 @@ class Via(LazyParams):
         return hash((self.transport, self.host.lower(), self.port))
 
 
+_VIAS: dict[str, Via] = {}
+
+
 def parse_vias(values: Iterable[str]) -> list[Via]:
-    """Parse Via header-field values (each possibly comma-separated), top first."""
+    """Parse Via header-field values (each possibly comma-separated), top first.
+
+    Single values are interned: every response of a transaction carries the
+    same Vias (see :data:`~trunkline.sip.grammar.INTERN_LIMIT`).
+    """
     vias: list[Via] = []
+    memo = _VIAS
     for value in values:
         if "," not in value:
-            vias.append(Via.parse(value))
+            via = memo.get(value)
+            if via is None:
+                via = Via.parse(value)
+                if len(memo) >= INTERN_LIMIT:
+                    memo.clear()
+                memo[value] = via
+            vias.append(via)
             continue
         items = split_commas(value)
         for item in items:

@@ -41,6 +41,7 @@ from pathlib import Path
 from trunkline.media.codecs.base import CodecError
 from trunkline.media.codecs.telephone_event import DigitReceived
 from trunkline.media.session import MediaSession, MediaStats
+from trunkline.sip.aio.calls import dialog_response_headers
 from trunkline.sip.aio.endpoint import IncomingRequest, SipEndpoint
 from trunkline.sip.aio.routing import Destination
 from trunkline.sip.aio.transport import Connection
@@ -452,7 +453,6 @@ class Call:
             except SipError as exc:
                 call._remote_offer = None
                 call.reject(400, f"Bad SDP: {exc}")
-        call._spawn(call._watch_cancel())
         return call
 
     @property
@@ -464,22 +464,21 @@ class Call:
         name = incoming.request.from_.display_name
         return f'"{name}" <{self.remote_uri}>' if name else self.remote_uri
 
-    async def _watch_cancel(self) -> None:
-        """The endpoint answers a CANCEL itself (§9.2); notice it while ringing."""
-        incoming = self.incoming_request
-        assert incoming is not None
-        while self.state in (CallState.IDLE, CallState.RINGING, CallState.EARLY):
-            if incoming.cancelled:
-                self._finish(CallResult.CANCELLED, 487, "caller cancelled")
-                return
-            await asyncio.sleep(0.05)
+    def peer_cancelled(self) -> None:
+        """The caller's CANCEL won the race: the endpoint sent 200 and 487 (§9.2)."""
+        if self.direction is CallDirection.INCOMING and self.state in (
+            CallState.IDLE,
+            CallState.RINGING,
+            CallState.EARLY,
+        ):
+            self._finish(CallResult.CANCELLED, 487, "caller cancelled")
 
     def ring(self) -> None:
         """Send 180 Ringing (an early dialog with our To tag, §12.1.1)."""
         incoming = self.incoming_request
         if incoming is None or incoming.answered or self.state is CallState.ENDED:
             return
-        headers = [*_record_route(incoming), ("Contact", self._contact_for(incoming))]
+        headers = dialog_response_headers(incoming.request, self._contact_for(incoming))
         incoming.respond(180, to_tag=self._to_tag, headers=[*headers, ("Allow", ALLOW)])
         self._set_state(CallState.RINGING, "180 Ringing sent")
 
@@ -496,6 +495,8 @@ class Call:
     async def answer(self) -> bool:
         """Answer with 200 OK and our SDP (§13.3.1.4); False if it is too late."""
         incoming = self.incoming_request
+        if incoming is not None and incoming.cancelled:
+            self.peer_cancelled()
         if incoming is None or incoming.answered or self.state is CallState.ENDED:
             return False
         try:
@@ -504,6 +505,8 @@ class Call:
             self.reject(500, f"media: {exc}")
             return False
         if incoming.answered or self.ended.is_set():  # cancelled meanwhile
+            if incoming.cancelled:
+                self.peer_cancelled()
             self._stop_media()
             return False
         assert self.media is not None
@@ -519,8 +522,7 @@ class Call:
         else:  # late offer: we offer in the 200, the answer comes in the ACK (§13.2.1)
             body = bytes(self._new_offer())
         headers = [
-            *_record_route(incoming),
-            ("Contact", self._contact_for(incoming)),
+            *dialog_response_headers(incoming.request, self._contact_for(incoming)),
             ("Allow", ALLOW),
             *incoming.dialog_headers,
         ]
@@ -873,8 +875,3 @@ def _log_late_bye(task: asyncio.Future[Response]) -> None:
         logger.info("late BYE failed: %s", exc)
     else:
         logger.info("late BYE answered: %d", task.result().status)
-
-
-def _record_route(incoming: IncomingRequest) -> list[tuple[str, str]]:
-    """RFC 3261 §12.1.1: a response that makes a dialog copies the Record-Route, in order."""
-    return [("Record-Route", value) for value in incoming.request.headers.get_all("Record-Route")]

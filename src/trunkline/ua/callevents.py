@@ -157,6 +157,10 @@ class CallConfig:
     media_address_map: Callable[[tuple[str, int]], tuple[str, int]] | None = None
     """Maps our RTP (host, port) to the address announced in SDP: a port forward or a
     STUN (RFC 5389) mapping. Symmetric RTP (RFC 4961) does the rest."""
+    stun_server: tuple[str, int] | None = None
+    """A STUN server (resolved address): each call's RTP socket learns its public
+    mapping there (RFC 5389 Binding) and announces it in SDP; on failure the
+    local address (or ``media_address_map``) is used."""
 
     @property
     def offered_codecs(self) -> list[Codec]:

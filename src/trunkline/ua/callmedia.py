@@ -26,6 +26,7 @@ from trunkline.media.session import (
     ToneSource,
     WavRecorder,
 )
+from trunkline.media.transport import RtpTransport
 from trunkline.sip.offeranswer import (
     Answer,
     LocalSession,
@@ -36,6 +37,7 @@ from trunkline.sip.offeranswer import (
 )
 from trunkline.sip.sdp import Direction, SessionDescription
 from trunkline.ua.callevents import CallConfig
+from trunkline.ua.nat import discover_on_rtp
 
 __all__ = ["CallMedia", "MediaPlan"]
 
@@ -113,9 +115,26 @@ class CallMedia:
     # -- negotiation -------------------------------------------------------------------
     async def open(self) -> MediaSession:
         if self.session is None:
-            self.session = await MediaSession.open(self.config.media_host, self.config.rtp_port)
+            config = self.config
+            transport = await RtpTransport.open(config.media_host, config.rtp_port)
+            if config.stun_server is not None:
+                try:
+                    await self._discover(transport, config.stun_server)
+                except BaseException:  # cancelled while probing: do not leak the sockets
+                    transport.close()
+                    raise
+            self.session = MediaSession(transport)
             self.session.on_dtmf = self.on_dtmf
         return self.session
+
+    async def _discover(self, transport: RtpTransport, server: tuple[str, int]) -> None:
+        """Announce the RTP socket's STUN mapping (RFC 5389 §2); keep the local one on failure."""
+        try:
+            self._announced = await discover_on_rtp(transport, server)
+        except OSError as exc:
+            logger.warning("STUN for RTP port %d failed: %s", transport.local_rtp[1], exc)
+        else:
+            logger.info("RTP %s is %s outside", transport.local_rtp, self._announced)
 
     def announced(self) -> tuple[str, int]:
         """Where the peer must send RTP: our socket, or its public mapping (NAT, STUN)."""

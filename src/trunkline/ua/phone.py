@@ -28,17 +28,18 @@ import contextlib
 import logging
 import socket
 import ssl
-from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from trunkline.sip.aio.endpoint import IncomingRequest, SipEndpoint
 from trunkline.sip.aio.routing import Destination
-from trunkline.sip.aio.transport import TransportError
+from trunkline.sip.aio.transport import Inbound, TransportError
 from trunkline.sip.auth import DigestClient
 from trunkline.sip.errors import LocalSipError, SipError
 from trunkline.sip.events import DialogStateChanged, Event
 from trunkline.sip.headers import NameAddr, Replaces
+from trunkline.sip.transaction import ServerTransaction
 from trunkline.ua.call import (
     Call,
     CallConfig,
@@ -47,6 +48,7 @@ from trunkline.ua.call import (
     CallEvent,
     CallResult,
 )
+from trunkline.ua.nat import StunError, parse_server, resolve_server, run_binding
 from trunkline.ua.registration import (
     Account,
     Registered,
@@ -56,6 +58,7 @@ from trunkline.ua.registration import (
     RegistrationState,
     Unregistered,
 )
+from trunkline.ua.stun import is_stun
 from trunkline.ua.transfer import ReferTarget
 
 __all__ = [
@@ -63,6 +66,7 @@ __all__ = [
     "IncomingCall",
     "Phone",
     "PhoneConfig",
+    "PhoneEndpoint",
     "PhoneEvent",
     "RegistrationUpdate",
     "TransferRequested",
@@ -129,6 +133,55 @@ class PhoneConfig:
     keepalive_interval: float | None = None
     contact_address: tuple[str, int] | None = None
     """Public (host, port) for our Contact when a NAT or port forward is in front of us."""
+    stun_server: str | None = None
+    """``host[:port]`` of a STUN server (RFC 5389): at start the UDP SIP socket learns
+    its public address there for the Contact, and every call's RTP socket its own
+    for the SDP. Ignored when ``contact_address`` is set."""
+
+
+class PhoneEndpoint(SipEndpoint):
+    """A :class:`SipEndpoint` that reports a caller's CANCEL as it is handled.
+
+    It keeps the UA behaviour of RFC 3261 §9.2 (200 to the CANCEL, 487 to the
+    INVITE, both from :meth:`SipEndpoint.handle_cancel`, the endpoint's public
+    CANCEL hook) and then calls :attr:`on_cancelled` with the cancelled
+    INVITE's :class:`IncomingRequest`, so a ringing call ends at once.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.on_cancelled: Callable[[IncomingRequest], None] | None = None
+        self._stun_inbox: asyncio.Queue[bytes] | None = None
+
+    def _on_inbound(self, inbound: Inbound) -> None:
+        # STUN and SIP share the UDP socket while we probe it (RFC 5389 §6 demultiplexing:
+        # a STUN message starts with two zero bits and carries the magic cookie).
+        if self._stun_inbox is not None and inbound.transport == "UDP" and is_stun(inbound.data):
+            self._stun_inbox.put_nowait(inbound.data)
+            return
+        super()._on_inbound(inbound)
+
+    async def discover_public_address(
+        self, server: tuple[str, int], *, local: tuple[str, int] | None = None
+    ) -> tuple[str, int]:
+        """The public (host, port) of our UDP SIP socket at ``local``, by STUN Binding.
+
+        Four requests (0, 0.5, 1.5, 3.5 s), failure at 5.5 s: a phone that starts
+        should not wait out the 39.5 s of RFC 5389 §7.2.1 for a dead server.
+        """
+        sock = self.transport.udp_socket_for(server, local)
+        inbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self._stun_inbox = inbox
+        try:
+            return await run_binding(lambda data: sock.sendto(data, server), inbox, rc=4, rm=4)
+        finally:
+            self._stun_inbox = None
+
+    def handle_cancel(self, cancel: IncomingRequest, invite: ServerTransaction | None) -> None:
+        incoming = self.incoming_for(invite) if invite is not None else None
+        super().handle_cancel(cancel, invite)
+        if incoming is not None and incoming.cancelled and self.on_cancelled is not None:
+            self.on_cancelled(incoming)
 
 
 def local_address_for(remote_host: str) -> str:
@@ -155,6 +208,12 @@ class Phone:
         self._reg_waiters: dict[str, list[asyncio.Future[RegistrationEvent]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self.public_address: tuple[str, int] | None = None
+        """Our SIP socket's address outside the NAT, as STUN reported it."""
+        self.stun_error: str | None = None
+        """Why STUN discovery failed (the phone then uses its local address)."""
+        self.call_config = config.call
+        """The :class:`CallConfig` of new calls (with the resolved STUN server)."""
         self.registered_aor: str | None = None
         """The AOR of the first successful registration (our From when none is configured)."""
         self.digest: DigestClient | None = None
@@ -162,6 +221,8 @@ class Phone:
             self.digest = DigestClient(config.auth_user or config.user, config.password)
         endpoint.on_request = self._on_request
         endpoint.on_event = self._on_event
+        if isinstance(endpoint, PhoneEndpoint):
+            endpoint.on_cancelled = self._on_cancelled
 
     @classmethod
     async def start(cls, config: PhoneConfig) -> Phone:
@@ -169,7 +230,7 @@ class Phone:
         transport = config.transport.lower()
         if transport not in TRANSPORTS:
             raise LocalSipError(f"unknown transport {config.transport!r}")
-        endpoint = SipEndpoint(
+        endpoint = PhoneEndpoint(
             client_ssl=config.client_ssl,
             keepalive_interval=config.keepalive_interval,
             user_agent=config.call.user_agent,
@@ -185,7 +246,36 @@ class Phone:
         except BaseException:
             await endpoint.close()
             raise
-        return cls(config, endpoint)
+        phone = cls(config, endpoint)
+        if config.stun_server and config.contact_address is None:
+            try:
+                await phone._discover(config.stun_server)
+            except BaseException:
+                await endpoint.close()
+                raise
+        return phone
+
+    async def _discover(self, text: str) -> None:
+        """STUN (RFC 5389) at start: our public SIP address and the server for RTP."""
+        ipv6 = ":" in self.config.host
+        try:
+            server = await resolve_server(parse_server(text), ipv6=ipv6)
+        except (OSError, ValueError) as exc:
+            self.stun_error = f"STUN server {text}: {exc}"
+            logger.info("%s", self.stun_error)
+            return
+        self.call_config = replace(self.call_config, stun_server=server)
+        if self.transport != "UDP":
+            return  # the Contact of a stream flow is fixed by the connection (RFC 5626)
+        try:
+            local = self.local_address
+            assert isinstance(self.endpoint, PhoneEndpoint)
+            self.public_address = await self.endpoint.discover_public_address(server, local=local)
+        except (StunError, OSError) as exc:
+            self.stun_error = f"STUN at {text}: {exc}"
+            logger.info("%s", self.stun_error)
+        else:
+            logger.info("SIP %s is %s outside (STUN)", local, self.public_address)
 
     @property
     def transport(self) -> str:
@@ -200,13 +290,15 @@ class Phone:
         return listener.host, listener.port
 
     def contact(self) -> str:
-        """Our Contact URI (§8.1.1.8), at ``contact_address`` when one is configured."""
+        """Our Contact URI (§8.1.1.8): at ``contact_address`` when one is configured,
+        else at the public address STUN reported, else at our listener."""
         uri = self.endpoint.contact_uri(
             self.transport, user=self.config.user, ipv6=":" in self.config.host
         )
-        if self.config.contact_address is None:
+        public = self.config.contact_address or self.public_address
+        if public is None:
             return uri
-        host, port = self.config.contact_address
+        host, port = public
         if ":" in host:
             host = f"[{host}]"
         scheme, _, rest = uri.partition(":")
@@ -215,14 +307,35 @@ class Phone:
         return f"{scheme}:{self.config.user}@{host}:{port}{suffix}"
 
     def identity(self) -> NameAddr:
-        """Our From: the configured AOR, else the registered one, else ``sip:user@host:port``."""
+        """Our From (RFC 3261 §8.1.1.3: the address-of-record of the user).
+
+        The configured AOR, else the AOR we registered, else ``user@`` the
+        outbound proxy's domain, else ``sip:user@host:port`` (no server at all).
+        """
         uri = self.config.identity or self.registered_aor
+        if uri is None and self.config.outbound_proxy:
+            uri = _aor_at(self.config.user, self.config.outbound_proxy)
         if uri is None:
             host, port = self.local_address
             if ":" in host:
                 host = f"[{host}]"
             uri = f"sip:{self.config.user}@{host}:{port}"
         return NameAddr(self.config.display_name, uri, {})
+
+    def route(self) -> tuple[str, ...]:
+        """The pre-loaded Route of a new call (RFC 3261 §8.1.2).
+
+        The outbound proxy when one is configured; else, while an account is
+        registered, its registrar: a registered phone places its calls through
+        the server it registered with (which authenticates and locates the
+        callee), as deployed softphones do, not straight to the callee's host.
+        """
+        if self.config.outbound_proxy:
+            return (f"<{_sip(self.config.outbound_proxy)};lr>",)
+        for client in self.registrations.values():
+            if client.state in (RegistrationState.REGISTERED, RegistrationState.REFRESHING):
+                return (f"<{client.registrar};lr>",)
+        return ()
 
     def _emit(self, event: PhoneEvent) -> None:
         self.events.put_nowait(event)
@@ -258,14 +371,17 @@ class Phone:
         destination: Destination | None = None,
         extra_headers: tuple[tuple[str, str], ...] = (),
     ) -> Call:
-        """Dial ``uri``; the call's :attr:`Call.dial_task` ends at the final response."""
-        route = (f"<{self.config.outbound_proxy};lr>",) if self.config.outbound_proxy else ()
+        """Dial ``uri``; the call's :attr:`Call.dial_task` ends at the final response.
+
+        Without an explicit ``destination`` the INVITE goes through :meth:`route`.
+        """
+        route = self.route() if destination is None else ()
         call = Call.outgoing(
             self.endpoint,
             uri,
             from_=self.identity(),
             contact=f"<{self.contact()}>",
-            config=self.config.call,
+            config=self.call_config,
             digest=self.digest,
             route=route,
             destination=destination,
@@ -320,7 +436,7 @@ class Phone:
                 incoming.respond(481, "Call/Transaction Does Not Exist")
                 return
         busy = self.active_call is not None and replaced is None
-        call = Call.incoming(self.endpoint, incoming, self.config.call)
+        call = Call.incoming(self.endpoint, incoming, self.call_config)
         call.contact = f"<{self.contact()}>"
         self._watch(call)
         if call.result is not None:  # rejected at once (bad SDP)
@@ -390,6 +506,12 @@ class Phone:
         else:
             await call.notify_transfer(new_call.status or 500)
 
+    def _on_cancelled(self, incoming: IncomingRequest) -> None:
+        """The caller cancelled a ringing call (the endpoint already sent 487, §9.2)."""
+        call = self.calls.get(incoming.request.call_id)
+        if call is not None and call.incoming_request is incoming:
+            call.peer_cancelled()
+
     def _on_event(self, event: Event) -> None:
         if isinstance(event, DialogStateChanged) and event.dialog.terminated:
             call = self.calls.get(event.dialog.call_id)
@@ -421,7 +543,7 @@ class Phone:
             registrar=registrar,
             expires=expires,
             display_name=self.config.display_name,
-            route=(f"<{self.config.outbound_proxy};lr>",) if self.config.outbound_proxy else (),
+            route=self.route()[:1] if self.config.outbound_proxy else (),
         )
 
     async def register(self, account: Account, *, timeout: float = 40.0) -> RegistrationEvent:
@@ -515,6 +637,18 @@ class Phone:
             with contextlib.suppress(BaseException):
                 await task
         await self.endpoint.close()
+
+
+def _sip(uri: str) -> str:
+    """``uri`` with a ``sip:`` scheme when it was given as a bare host[:port]."""
+    return uri if uri.startswith(("sip:", "sips:")) else f"sip:{uri}"
+
+
+def _aor_at(user: str, server: str) -> str:
+    """``sip:user@`` the host[:port] of ``server`` (a SIP URI or a bare host[:port])."""
+    scheme, _, rest = _sip(server).partition(":")
+    hostport = rest.split(";", 1)[0].split("@")[-1]
+    return f"{scheme}:{user}@{hostport}"
 
 
 def describe(event: PhoneEvent) -> str:

@@ -45,7 +45,7 @@ from trunkline.sip.builder import make_request, new_call_id, new_tag
 from trunkline.sip.errors import LocalSipError, SipParseError
 from trunkline.sip.headers import Contact, NameAddr
 from trunkline.sip.message import Request, Response
-from trunkline.sip.uri import SipUri, Uri, parse_uri
+from trunkline.sip.uri import SipUri, parse_uri
 
 __all__ = [
     "Account",
@@ -191,7 +191,7 @@ class RegistrationClient:
         self._aor = _sip_uri(account.aor, "AOR")
         self._contact_uri = _sip_uri(account.contact, "contact")
         if account.registrar is not None:
-            self._registrar: Uri = _sip_uri(account.registrar, "registrar")
+            self._registrar: SipUri = _sip_uri(account.registrar, "registrar")
         else:
             port = f":{self._aor.port}" if self._aor.port is not None else ""
             self._registrar = _sip_uri(f"{self._aor.scheme}:{self._aor.host}{port}", "registrar")
@@ -228,6 +228,11 @@ class RegistrationClient:
     @property
     def state(self) -> RegistrationState:
         return self._state
+
+    @property
+    def registrar(self) -> SipUri:
+        """The registrar's URI (the REGISTER's Request-URI, §10.2)."""
+        return self._registrar
 
     @property
     def expires(self) -> int:

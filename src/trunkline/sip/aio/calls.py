@@ -11,7 +11,10 @@ application-facing objects:
 
 - :class:`IncomingCall`: a new INVITE; ``ring()`` (180), ``answer(sdp)``
   (200, returns the :class:`Call`) or ``reject(486)``; ``cancelled`` turns
-  true when a CANCEL won the race (the endpoint answered 487, §9.2).
+  true when a CANCEL won the race (the endpoint answered 487, §9.2). The 18x
+  and the 2xx make the (early) dialog, so both copy the INVITE's
+  Record-Route in order and carry our Contact (§12.1.1,
+  :func:`dialog_response_headers`).
 - :meth:`CallManager.invite`: place a call, returns the confirmed
   :class:`Call` or raises :class:`CallFailedError` with the final response.
 - :meth:`Call.bye`: hang up (§15.1.1); a BYE from the peer is answered 200
@@ -38,11 +41,29 @@ from trunkline.sip.dialog_table import DialogLayer
 from trunkline.sip.errors import LocalSipError
 from trunkline.sip.events import DialogStateChanged, Event
 from trunkline.sip.headers import NameAddr
-from trunkline.sip.message import Response
+from trunkline.sip.message import Request, Response
 
 logger = logging.getLogger("trunkline.sip.calls")
 
 InviteHandler = Callable[["IncomingCall"], Awaitable[None]]
+
+
+def record_route_headers(request: Request) -> list[tuple[str, str]]:
+    """The request's Record-Route values, in order, for a dialog-creating response.
+
+    RFC 3261 §12.1.1: "When a UAS responds to a request with a response that
+    establishes a dialog (such as a 2xx to INVITE), the UAS MUST copy all
+    Record-Route header field values from the request into the response
+    (including the URIs, URI parameters, and any Record-Route header field
+    parameters, whether they are known or unknown to the UAS) and MUST
+    maintain the order of those values."
+    """
+    return [("Record-Route", value) for value in request.headers.get_all("Record-Route")]
+
+
+def dialog_response_headers(request: Request, contact: str) -> list[tuple[str, str]]:
+    """Record-Route copies and our Contact: what every 101-199 and 2xx to INVITE needs (§12.1.1)."""
+    return [*record_route_headers(request), ("Contact", contact)]
 
 
 class CallFailedError(Exception):
@@ -125,9 +146,15 @@ class IncomingCall:
         return self.incoming.cancelled
 
     def ring(self, status: int = 180) -> None:
-        """Send a provisional response with our To tag (an early dialog, §12.1.1)."""
+        """Send a provisional response with our To tag (an early dialog, §12.1.1).
+
+        It copies the Record-Route and carries a Contact, as the 2xx will: the
+        early dialog's route set and remote target come from it (§12.1.2).
+        """
         if not self.incoming.answered:
-            self.incoming.respond(status, to_tag=self.to_tag)
+            contact = self.manager.contact_for(self.incoming.source)
+            headers = dialog_response_headers(self.request, contact)
+            self.incoming.respond(status, to_tag=self.to_tag, headers=headers)
 
     def reject(self, status: int = 486, reason: str | None = None) -> None:
         """Answer with a final error; the transaction retransmits it until the ACK."""
@@ -138,7 +165,9 @@ class IncomingCall:
         """Send 200 OK (retransmitted until the ACK, §13.3.1.4); None if already over."""
         if self.incoming.answered:
             return None
-        headers = [("Contact", self.manager.contact_for(self.incoming.source))]
+        headers = dialog_response_headers(
+            self.request, self.manager.contact_for(self.incoming.source)
+        )
         headers += list(self.incoming.dialog_headers)
         response = make_response(
             self.request,

@@ -520,11 +520,17 @@ class SipEndpoint:
             return False
         if not should_fail_over(response, local=local, answered=answered):
             return False
-        destination = plan.next_target(self.blocklist, now)
-        if destination is None:
-            return False
-        request = retry_request(txn.request, plan.own_via)
-        destination = self._prepare_now(request, destination, None, plan.own_via)
+        while True:
+            target = plan.next_target(self.blocklist, now)
+            if target is None:
+                return False
+            request = retry_request(txn.request, plan.own_via)
+            try:
+                destination = self._prepare_now(request, target, None, plan.own_via)
+            except LocalSipError as exc:  # e.g. no listener to name in Via
+                logger.info("cannot fail over %s to %s: %s", request.method, target, exc)
+                continue
+            break
         logger.info(
             "%s to %s %s failed with %d; trying %s %s",
             request.method,

@@ -1,0 +1,187 @@
+"""``trunkline serve --workers 2``: two processes on one SIP port, registrations in Redis.
+
+Bob registers through the shared port (whichever worker the kernel picks),
+then sixteen callers (sixteen UDP sockets, so the SO_REUSEPORT hash spreads
+them over both workers) call him. Every INVITE must reach Bob with the
+Record-Route of the worker that took it, and the in-dialog ACK and BYE sent
+along that Record-Route must come back through the same worker (its own
+port), which holds the client transactions of the call.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.support.peers import free_port, require_peer
+from tests.support.server import ServerProcess, running_server
+
+from trunkline.sip.auth import DigestClient
+from trunkline.sip.builder import make_request, make_response, new_branch
+from trunkline.sip.message import Request, Response, parse_message
+
+pytestmark = pytest.mark.interop
+
+DOMAIN = "127.0.0.1"
+BOB_PASSWORD = "bob-pw-workers"
+CALLS = 16
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A private ``redis-server`` on a free loopback port, no persistence."""
+    binary = require_peer("redis-server", "redis-server")
+    port = free_port(socket.SOCK_STREAM)
+    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    process = subprocess.Popen(
+        [binary, *args, "--dir", str(tmp_path), "--daemonize", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):  # 10 s at most
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None:
+                pytest.fail("redis-server exited")
+            time.sleep(0.05)
+        else:
+            pytest.fail("redis-server did not start")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+class Socket:
+    """A blocking UDP phone (3 s receive timeout)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(3.0)
+        self.port = int(self.sock.getsockname()[1])
+
+    def via(self) -> str:
+        return f"SIP/2.0/UDP 127.0.0.1:{self.port};branch={new_branch()};rport"
+
+    def send(self, message: Request | Response, to: tuple[str, int]) -> None:
+        self.sock.sendto(bytes(message), to)
+
+    def recv(self) -> tuple[Request | Response, tuple[str, int]]:
+        for _ in range(10):
+            data, address = self.sock.recvfrom(65535)
+            message = parse_message(data)
+            if not (isinstance(message, Response) and message.status == 100):
+                return message, (address[0], address[1])
+        raise AssertionError("only 100 Trying")
+
+
+def _register(bob: Socket, server: ServerProcess) -> None:
+    proxy = (server.host, server.sip_port)
+    digest = DigestClient("bob", BOB_PASSWORD)
+    for cseq in (1, 2):
+        request = make_request(
+            "REGISTER",
+            f"sip:{DOMAIN}",
+            from_=f"<sip:bob@{DOMAIN}>;tag=reg",
+            to=f"<sip:bob@{DOMAIN}>",
+            call_id="bob-reg",
+            cseq=cseq,
+            via=bob.via(),
+            contact=f"<sip:bob@127.0.0.1:{bob.port}>",
+        )
+        for name, value in digest.authorization("REGISTER", f"sip:{DOMAIN}"):
+            request.headers.add(name, value)
+        bob.send(request, proxy)
+        response, _ = bob.recv()
+        assert isinstance(response, Response)
+        if response.status == 200:
+            return
+        assert response.status == 401 and digest.challenged(response.www_authenticate)
+    raise AssertionError("REGISTER not accepted")
+
+
+def _call(alice: Socket, bob: Socket, server: ServerProcess, number: int) -> int:
+    """One call through the proxy; returns the port in the Record-Route (the worker's)."""
+    proxy = (server.host, server.sip_port)
+    invite = make_request(
+        "INVITE",
+        f"sip:bob@{DOMAIN}",
+        from_=f"<sip:alice@{DOMAIN}>;tag=a{number}",
+        to=f"<sip:bob@{DOMAIN}>",
+        call_id=f"workers-{number}-{secrets.token_hex(4)}",
+        via=alice.via(),
+        contact=f"<sip:alice@127.0.0.1:{alice.port}>",
+    )
+    alice.send(invite, proxy)
+    received, sender = bob.recv()
+    assert isinstance(received, Request) and received.method == "INVITE"
+    record_route = received.headers.get_all("Record-Route")
+    assert record_route, "the proxy record-routes INVITEs"
+    ok = make_response(received, 200, to_tag=f"b{number}")
+    for value in record_route:
+        ok.headers.add("Record-Route", value)
+    ok.headers.set("Contact", f"<sip:bob@127.0.0.1:{bob.port}>")
+    top = received.via[0]
+    assert sender[1] == top.port  # sent from the worker's own port, named in its Via
+    bob.send(ok, (top.host, top.port or 5060))
+    answer, _ = alice.recv()
+    assert isinstance(answer, Response) and answer.status == 200
+    route = answer.headers.get_all("Record-Route")[::-1]
+    worker_port = int(route[0].split(":")[2].split(";")[0].rstrip(">"))
+    assert worker_port != server.sip_port  # the worker's own port, not the shared one
+    for method, cseq in (("ACK", 1), ("BYE", 2)):
+        request = make_request(
+            method,
+            f"sip:bob@127.0.0.1:{bob.port}",
+            from_=invite.headers.get("From") or "",
+            to=answer.headers.get("To") or "",
+            call_id=invite.call_id,
+            cseq=cseq,
+            via=alice.via(),
+            extra_headers=[("Route", value) for value in route],
+        )
+        alice.send(request, (DOMAIN, worker_port))
+        got, source = bob.recv()
+        assert isinstance(got, Request) and got.method == method
+        assert source[1] == worker_port  # forwarded from the worker's own port
+        if method == "BYE":
+            bob.send(make_response(got, 200), source)
+            done, _ = alice.recv()
+            assert isinstance(done, Response) and done.status == 200
+    return worker_port
+
+
+def test_two_workers_share_the_port_and_the_registrations(tmp_path: Path, redis_url: str) -> None:
+    config = (
+        f'domains = ["{DOMAIN}"]\nworkers = 2\n'
+        f'[[users]]\nname = "bob"\npassword = "{BOB_PASSWORD}"\n'
+        f'[location]\nbackend = "redis"\nredis_url = "{redis_url}"\n'
+        f'redis_prefix = "trunkline-workers-{secrets.token_hex(4)}:"\n'
+    )
+    bob = Socket()
+    callers = [Socket() for _ in range(CALLS)]
+    try:
+        with running_server(tmp_path, config=config, trusted=["127.0.0.0/8"]) as server:
+            assert "2 SIP workers" in server.output or server.running
+            _register(bob, server)
+            ports = {_call(alice, bob, server, n) for n, alice in enumerate(callers)}
+            assert len(ports) == 2, ports  # both workers took calls, each with its own port
+    finally:
+        for sock in (bob, *callers):
+            sock.sock.close()
