@@ -26,6 +26,13 @@ through the same public calls, without sockets or transaction state:
 - the 100 Trying the proxy sends for the INVITE (§16.2), built from the
   request and serialized.
 
+Each call is a different one (Call-ID, tags and branches change, as SIPp's
+``[call_id]``/``[call_number]``/``[branch]`` make them; :data:`POOL` calls are
+cycled), so Trunkline's interning of header values (a call's From, To and Vias
+parsed once, ``trunkline.sip.grammar.INTERN_LIMIT``) only helps within a call,
+as on the wire. The Request-URI and the proxy's own Route repeat across calls,
+as they do with SIPp.
+
 The same work is written against ``sipmessage`` (the faster peer of
 ``bench/parse.py``) in its own idiom, mutating in place where Trunkline copies,
 and both outputs are checked to carry the same header fields before timing.

@@ -7,6 +7,7 @@ own error, and round-trip whatever parses.
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,3 +24,14 @@ def test_seeds_and_4000_mutants() -> None:
 @given(st.binary(max_size=512))
 def test_arbitrary_bytes(data: bytes) -> None:
     CONFIG.exercise(data)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=DeprecationWarning,
+    reason="config.py Config.trusted (pydantic IPvAnyNetwork) takes TOML true as the network "
+    "0.0.0.1/32 (and integers as addresses) with only a DeprecationWarning from ipaddress, "
+    "instead of a ConfigError; found by fuzz_config.py",
+)
+def test_boolean_trusted_network_is_a_config_error() -> None:
+    CONFIG.exercise(b"trusted = [true]\n")

@@ -215,8 +215,11 @@ async def test_trunkline_uac_calls_sipp_uas(
         # its first 200 retransmission, SIPp 3.6 takes the retransmitted INVITE as an
         # unexpected message while it waits for the ACK and aborts the call ("Aborting
         # call on unexpected message ... while expecting 'ACK'"): seen in 2 of 18 runs.
-        # A larger T1 (RFC 3261 §17.1.1.1 allows it) lets SIPp's 200 come first.
-        endpoint = owned = SipEndpoint(timers=TimerConfig(t1=2.0))
+        # T1 = 1 s (RFC 3261 §17.1.1.1 allows a larger T1) lets SIPp's 200 retransmission
+        # come first, and still retransmits our BYE twice inside the 4 s SIPp keeps a
+        # call after its 200 to BYE (T1 = 2 s did not: a lost 200 then a lost retransmission
+        # left our BYE talking to a dead call).
+        endpoint = owned = SipEndpoint(timers=TimerConfig(t1=1.0))
     try:
         await _uac_calls_sipp_uas(endpoint, tmp_path, mode, transport, lost)
     finally:

@@ -320,3 +320,25 @@ def test_headers_edits_mark_dirty_and_render() -> None:
     assert "From" not in copy
     assert copy != headers
     assert Headers([("t", "x")]) == Headers([("To", "x")])
+
+
+def test_headers_copies_share_nothing_that_edits_change() -> None:
+    headers = Headers(
+        [("Via", "SIP/2.0/UDP a;branch=z9hG4bK1"), ("Route", "<sip:r1;lr>, <sip:r2;lr>")]
+    )
+    copy = headers.copy()
+    copy.prepend("Via", "SIP/2.0/UDP b;branch=z9hG4bK2")
+    assert copy.pop_first("Route") == "<sip:r1;lr>"
+    copy.set("Max-Forwards", "69")
+    assert headers.get_all("Via") == ["SIP/2.0/UDP a;branch=z9hG4bK1"]
+    assert headers.get_all("Route") == ["<sip:r1;lr>", "<sip:r2;lr>"]
+    assert "Max-Forwards" not in headers
+    assert copy.render() == (
+        "Via: SIP/2.0/UDP b;branch=z9hG4bK2\r\n"
+        "Via: SIP/2.0/UDP a;branch=z9hG4bK1\r\n"
+        "Route: <sip:r2;lr>\r\n"
+        "Max-Forwards: 69\r\n"
+    )
+    assert copy.keys() == ["via", "via", "route", "max-forwards"]
+    copy.set_all("Via", [])
+    assert "Via" not in copy and copy.keys() == ["route", "max-forwards"]

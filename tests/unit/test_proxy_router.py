@@ -276,9 +276,18 @@ async def test_stranger_may_call_local_user() -> None:
 async def test_unknown_user_404_and_unregistered_480() -> None:
     router = await _router()
     unknown = _invite("sip:nobody@example.com", from_="sip:eve@elsewhere.example")
-    assert (await router.route(unknown, STRANGER, NOW)) == Reply(404, "Not Found")
+    assert (await router.route(unknown, CARRIER, NOW)) == Reply(404, "Not Found")
     carol = _invite("sip:carol@example.com", from_="sip:eve@elsewhere.example")
     assert (await router.route(carol, STRANGER, NOW)) == Reply(480, "Temporarily Unavailable")
+
+
+async def test_strangers_cannot_tell_unknown_users_from_unregistered_ones() -> None:
+    router = await _router()
+    for user in ("nobody", "carol"):  # carol exists but has not registered
+        request = _invite(f"sip:{user}@example.com", from_="sip:eve@elsewhere.example")
+        assert await router.route(request, STRANGER, NOW) == Reply(
+            480, "Temporarily Unavailable"
+        ), user
 
 
 async def test_options_to_the_domain_answered() -> None:

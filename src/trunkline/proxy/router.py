@@ -242,7 +242,7 @@ class Router:
             return decision
         if request.headers.get("Route") is not None or not self._is_local(request.uri):
             return self.relay(request, origin, trusted)
-        return await self.locate(request, now)
+        return await self.locate(request, now, trusted=trusted)
 
     # ------------------------------------------------------- route(REQINIT)
 
@@ -395,8 +395,13 @@ class Router:
 
     # ------------------------------------------------------ route(LOCATION)
 
-    async def locate(self, request: Request, now: float) -> Decision:
-        """The target set from the location service (§16.5)."""
+    async def locate(self, request: Request, now: float, *, trusted: bool = True) -> Decision:
+        """The target set from the location service (§16.5).
+
+        Our own (authenticated) users and trusted sources learn that a user
+        does not exist (404); a stranger gets the 480 of a user who is not
+        registered, so that calls from outside cannot enumerate the users.
+        """
         aor = aor_of(request.uri)
         if aor is None:
             if request.method == "OPTIONS":
@@ -406,7 +411,9 @@ class Router:
         uri = request.uri
         assert isinstance(uri, SipUri) and uri.user is not None
         if self.user_exists is not None and not self.user_exists(uri.user, uri.host.lower()):
-            return Reply(404, "Not Found")
+            if trusted or self._from_local_user(request):
+                return Reply(404, "Not Found")
+            return Reply(480, "Temporarily Unavailable")
         bindings = await self.location.lookup(aor, now)
         if not bindings:
             if self.user_exists is None:

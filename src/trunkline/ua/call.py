@@ -27,7 +27,8 @@ What it does, by section:
 The call is asyncio application code: the SIP rules it relies on are the
 sans-IO layers below it; it only decides and sends. Its vocabulary (states,
 results, events, config) is :mod:`trunkline.ua.callevents`; its audio is
-:mod:`trunkline.ua.callmedia`.
+:mod:`trunkline.ua.callmedia`; hold, resume and re-offers are
+:mod:`trunkline.ua.hold` and DTMF :mod:`trunkline.ua.dtmf` (mixins).
 """
 
 from __future__ import annotations
@@ -38,8 +39,6 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 
-from trunkline.media.codecs.base import CodecError
-from trunkline.media.codecs.telephone_event import DigitReceived
 from trunkline.media.session import MediaSession, MediaStats
 from trunkline.sip.aio.calls import dialog_response_headers
 from trunkline.sip.aio.endpoint import IncomingRequest, SipEndpoint
@@ -75,6 +74,8 @@ from trunkline.ua.callevents import (
     result_for_status,
 )
 from trunkline.ua.callmedia import CallMedia
+from trunkline.ua.dtmf import DtmfMixin
+from trunkline.ua.hold import SDP, HoldMixin
 from trunkline.ua.transfer import SIPFRAG, notify_headers, parse_sipfrag, refer_to_value, sipfrag
 
 __all__ = [
@@ -93,16 +94,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SDP = "application/sdp"
-DTMF_RELAY = "application/dtmf-relay"
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY"
 _MAX_AUTH_ROUNDS = 2
 BYE_WAIT = 4.0
 """Seconds :meth:`Call.hangup` waits for the BYE's response before calling the call over."""
-_DTMF_DIGITS = frozenset("0123456789*#ABCD")
 
 
-class Call:
+class Call(HoldMixin, DtmfMixin):
     """One call; build it with :meth:`outgoing` or :meth:`incoming`."""
 
     def __init__(
@@ -243,9 +241,6 @@ class Call:
         # After our BYE the statistics were kept already (hangup); the peer's RTCP BYE
         # may have reset them since.
         self._media.close(snapshot=not self._bye_sent)
-
-    def _on_rfc4733(self, digit: DigitReceived) -> None:
-        self._emit(DtmfReceived(self, digit.digit, digit.duration_ms, "rfc4733"))
 
     def _new_offer(self, direction: Direction = Direction.SENDRECV) -> SessionDescription:
         offer = self._media.offer(direction)
@@ -591,74 +586,6 @@ class Call:
         else:
             incoming.respond(501)
 
-    def _take_answer(self, body: bytes) -> None:
-        assert self._offer is not None
-        try:
-            audio = process_answer(self._offer, SessionDescription.parse(body))
-        except SipError as exc:
-            logger.info("call %s: bad SDP answer: %s", self.call_id, exc)
-            return
-        self._offer = None
-        self._apply_media(audio)
-
-    async def _reinvite(self, incoming: IncomingRequest) -> None:
-        """A re-INVITE or UPDATE: answer its offer (hold, resume, new address; RFC 3264 §8)."""
-        request = incoming.request
-        headers: list[tuple[str, str]] = [
-            ("Contact", self._contact_for(incoming)),
-            *incoming.dialog_headers,
-        ]
-        if not has_sdp(request):
-            if request.method == "UPDATE" or self.media is None:
-                incoming.respond(200, headers=headers)
-                return
-            # An offerless re-INVITE: offer again in the 200, answer in the ACK.
-            direction = Direction.SENDONLY if self.local_hold else Direction.SENDRECV
-            body = bytes(self._new_offer(direction))
-            incoming.respond(200, headers=headers, body=body, content_type=SDP)
-            return
-        if self.media is None:
-            incoming.respond(488)
-            return
-        try:
-            answer = self._answer_offer(SessionDescription.parse(request.body))
-        except NegotiationError as exc:
-            incoming.respond(exc.status, headers=[("Warning", f'{exc.warning or 399} - "{exc}"')])
-            return
-        except SipError:
-            incoming.respond(400, "Bad SDP")
-            return
-        incoming.respond(200, headers=headers, body=bytes(answer.sdp), content_type=SDP)
-        self._apply_media(answer.audio)
-        self._update_hold_state("re-INVITE received")
-
-    def _update_hold_state(self, reason: str) -> None:
-        held = self.local_hold or self.remote_hold
-        if held and self.state is CallState.CONNECTED:
-            self._set_state(CallState.ON_HOLD, reason)
-        elif not held and self.state is CallState.ON_HOLD:
-            self._set_state(CallState.CONNECTED, reason)
-
-    def _info(self, incoming: IncomingRequest) -> None:
-        """SIP INFO DTMF (``application/dtmf-relay``, ``Signal=5``)."""
-        request = incoming.request
-        ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        digit = None
-        duration = 0.0
-        if ctype == DTMF_RELAY:
-            for line in request.body.decode("utf-8", "replace").splitlines():
-                name, _, value = line.partition("=")
-                name, value = name.strip().lower(), value.strip()
-                if name == "signal" and value:
-                    digit = value.upper()
-                elif name == "duration" and value.isdigit():
-                    duration = float(value)
-        elif ctype == "application/dtmf" and request.body.strip():
-            digit = request.body.decode("utf-8", "replace").strip().upper()
-        incoming.respond(200)
-        if digit is not None and digit in _DTMF_DIGITS:
-            self._emit(DtmfReceived(self, digit, duration, "info"))
-
     def _notify(self, incoming: IncomingRequest) -> None:
         """A NOTIFY of the refer subscription (RFC 3515 §2.4.4): the referred call's status."""
         request = incoming.request
@@ -746,65 +673,6 @@ class Call:
             logger.info("call %s: BYE not sent: %s", self.call_id, exc)
         # A 481 means the peer hung up at the same moment: the call is over all the same.
         self._finish(CallResult.COMPLETED, status, reason)
-
-    async def hold(self) -> bool:
-        """Put the peer on hold: re-INVITE with ``sendonly`` (RFC 3264 §8.4, RFC 6337 §5.3)."""
-        if not self.is_active or self.local_hold:
-            return False
-        ok = await self._reoffer(Direction.SENDONLY)
-        if ok:
-            self.local_hold = True
-            self._update_hold_state("hold")
-        return ok
-
-    async def resume(self) -> bool:
-        """Take the call off hold: re-INVITE with ``sendrecv``."""
-        if not self.is_active or not self.local_hold:
-            return False
-        ok = await self._reoffer(Direction.SENDRECV)
-        if ok:
-            self.local_hold = False
-            self._update_hold_state("resume")
-        return ok
-
-    async def _reoffer(self, direction: Direction) -> bool:
-        async with self._busy:
-            if self.media is None or self.dialog is None:
-                return False
-            offer = self._new_offer(direction)
-            try:
-                response = await self._request("INVITE", body=bytes(offer), content_type=SDP)
-            except (LocalSipError, OSError, ValueError) as exc:
-                logger.info("call %s: re-INVITE not sent: %s", self.call_id, exc)
-                self._offer = None
-                return False
-            if not 200 <= response.status < 300:
-                self._offer = None
-                if response.status in (408, 481):  # §14.1: the dialog is gone
-                    self._finish(CallResult.FAILED, response.status, "re-INVITE failed")
-                return False
-            if has_sdp(response):
-                self._take_answer(response.body)
-            self._offer = None
-            return True
-
-    async def send_dtmf(
-        self, digits: str, *, method: str = "rfc4733", duration_ms: int = 160
-    ) -> None:
-        """Send ``digits`` as RFC 4733 events (falls back to INFO) or SIP INFO."""
-        for digit in digits.upper():
-            if digit not in _DTMF_DIGITS:
-                continue
-            if method == "rfc4733" and self.media is not None:
-                try:
-                    self.media.send_dtmf(digit, duration_ms)
-                except CodecError:
-                    method = "info"
-                else:
-                    await asyncio.sleep(duration_ms / 1000 + 0.1)
-                    continue
-            body = f"Signal={digit}\r\nDuration={duration_ms}\r\n".encode()
-            await self._request("INFO", body=body, content_type=DTMF_RELAY)
 
     async def transfer(
         self, target: str, *, replaces: Replaces | None = None, timeout: float = 32.0

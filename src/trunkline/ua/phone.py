@@ -19,6 +19,14 @@ Incoming calls appear on :attr:`Phone.events` as :class:`IncomingCall`
 another call is up. A second INVITE while a call is up is call waiting: it
 rings too, and answering it puts the first call on hold (RFC 6337 §5.3
 practice; the application decides).
+
+Our From is the address-of-record (RFC 3261 §8.1.1.3): the configured one,
+else the one we registered. While registered (and without an outbound
+proxy) new calls go through the registrar as a pre-loaded loose route
+(§8.1.2), as deployed softphones do. Behind a NAT, ``stun_server`` makes the
+SIP socket and each call's RTP socket learn their public addresses by STUN
+(RFC 5389) for the Contact and the SDP. A caller's CANCEL reaches the ringing
+call through :class:`PhoneEndpoint`, the endpoint's CANCEL hook (§9.2).
 """
 
 from __future__ import annotations
