@@ -16,7 +16,7 @@ register under the default offer.
 The servers serve a named domain (``trunkline.test``, ``--config``): with the
 default domain ``127.0.0.1`` every UA's loopback Contact is "in our domain",
 and the proxy drops the ACK and answers 404 to the BYE that follow its own
-Record-Route (``test_in_dialog_requests_when_domain_is_the_address``, xfail).
+Record-Route (``test_in_dialog_requests_when_domain_is_the_address``).
 Users are added with ``trunkline users add`` (before the start, and once
 while the server runs) or listed in the config file.
 """
@@ -339,12 +339,6 @@ def ip_server(tmp_path: Path) -> Iterator[ServerProcess]:
     yield from serve(tmp_path / "ip", ("ann", "ben"), "--legacy-digest", domain=None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="proxy/router.py within_dialog(): after removing its own Route, a Request-URI "
-    "whose host is a served domain (the UA's Contact sip:ben@127.0.0.1:PORT when the "
-    "domain is 127.0.0.1) is taken as addressed to the proxy: ACK dropped, BYE 404",
-)
 async def test_in_dialog_requests_when_domain_is_the_address(
     ip_server: ServerProcess,
     baresip_factory: BaresipFactory,
