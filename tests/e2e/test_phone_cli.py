@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import queue
 import selectors
+import signal
 import subprocess
 import sys
 import threading
@@ -94,9 +95,9 @@ def test_two_phones_call_each_other_and_record_each_others_tone(
 @pytest.mark.parametrize(
     "case",
     [
-        (["--reject", "486"], [], 3, "call busy 486"),
-        (["--reject", "603"], [], 6, "call declined 603"),
-        ([], ["--timeout", "1"], 5, "call no answer"),
+        (["--reject", "486"], [], 3, "call failed: 486 Busy Here\n"),
+        (["--reject", "603"], [], 6, "call failed: 603 Decline\n"),
+        ([], ["--timeout", "1"], 5, "call failed: no answer (487 Request Terminated)\n"),
     ],
 )
 def test_exit_codes(
@@ -193,4 +194,45 @@ def test_interactive_listen_answers_sends_dtmf_holds_and_resumes(
     assert caller.returncode == 0, (out, err)
     assert "DTMF received: 5 (rfc4733)" in out
     assert "DTMF sent: 7 (rfc4733)" in out
-    assert "onhold" in out and "resumed" in out
+    assert "on hold (" in out and "resumed (" in out
+    listened = "".join(lines.seen)
+    for event in ("on hold (", "resumed ("):  # once each: the event line, no echo of the key
+        assert listened.count(event) == 1, lines.seen
+
+
+def test_interactive_caller_prints_connected_and_ctrl_c_while_ringing_is_cancelled(
+    procs: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    port = free_port()
+    listener = start(procs, ["listen", "--local", f"127.0.0.1:{port}"], tmp_path)
+    wait_listening(listener)
+    # Ctrl-C while it rings: exit 8 (cancelled), not 5 (no answer).
+    caller = start(procs, ["call", f"sip:x@127.0.0.1:{port}"], tmp_path)
+    ringing = Lines(caller)
+    ringing.until("ringing")
+    caller.send_signal(signal.SIGINT)
+    _, err = caller.communicate(timeout=20)
+    assert caller.returncode == 8, err
+    assert "call cancelled" in err
+    listener.kill()
+    # An interactive caller says "connected" when the callee answers.
+    answering = start(procs, ["listen", "--local", f"127.0.0.1:{port}", "--auto-answer"], tmp_path)
+    wait_listening(answering)
+    interactive = subprocess.Popen(
+        [*PHONE, "call", f"sip:x@127.0.0.1:{port}", "--interactive"],
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    procs.append(interactive)
+    assert interactive.stdin is not None
+    lines = Lines(interactive)
+    lines.until("connected (PCMU/8000")
+    interactive.stdin.write("hangup\n")
+    interactive.stdin.flush()
+    lines.until("call completed")
+    interactive.stdin.write("quit\n")
+    interactive.stdin.close()
+    assert interactive.wait(timeout=15) == 0

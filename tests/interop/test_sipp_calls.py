@@ -26,9 +26,12 @@ from tests.support.peers import free_port, require_peer
 from trunkline.sip.aio.calls import Call, CallFailedError, CallManager, IncomingCall
 from trunkline.sip.aio.endpoint import SipEndpoint
 from trunkline.sip.aio.routing import Destination
-from trunkline.sip.timers import TimerConfig
 
 pytestmark = pytest.mark.interop
+
+LOSSY_UAS = (
+    Path(__file__).resolve().parent.parent / "data" / "sipp" / "calls" / "uas_invite_retrans.xml"
+)
 
 SDP = (
     b"v=0\r\no=trunkline 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
@@ -208,35 +211,17 @@ async def test_sipp_uac_calls_trunkline_uas(
 async def test_trunkline_uac_calls_sipp_uas(
     endpoint: SipEndpoint, tmp_path: Path, mode: str, transport: str, lost: int
 ) -> None:
-    owned: SipEndpoint | None = None
-    if lost:
-        # SIPp's uas retransmits its 200 after 0.5 s, 1.5 s, ... When it drops both its
-        # 180 and its 200 (1% of calls) and our INVITE retransmission (T1 = 0.5 s) races
-        # its first 200 retransmission, SIPp 3.6 takes the retransmitted INVITE as an
-        # unexpected message while it waits for the ACK and aborts the call ("Aborting
-        # call on unexpected message ... while expecting 'ACK'"): seen in 2 of 18 runs.
-        # T1 = 1 s (RFC 3261 §17.1.1.1 allows a larger T1) lets SIPp's 200 retransmission
-        # come first, and still retransmits our BYE twice inside the 4 s SIPp keeps a
-        # call after its 200 to BYE (T1 = 2 s did not: a lost 200 then a lost retransmission
-        # left our BYE talking to a dead call).
-        endpoint = owned = SipEndpoint(timers=TimerConfig(t1=1.0))
-    try:
-        await _uac_calls_sipp_uas(endpoint, tmp_path, mode, transport, lost)
-    finally:
-        if owned is not None:
-            await owned.close()
-
-
-async def _uac_calls_sipp_uas(
-    endpoint: SipEndpoint, tmp_path: Path, mode: str, transport: str, lost: int
-) -> None:
     await bind_udp_and_tcp(endpoint)
     manager = CallManager(endpoint)
     sipp_port = free_port()
     calls = 10
+    # With -lost, SIPp's built-in uas aborts a call when it dropped its 180 and 200
+    # and our INVITE retransmission arrives before its own 200 retransmission
+    # ("Aborting call on unexpected message ... while expecting 'ACK'", 2 runs in 18):
+    # the same scenario, answering a retransmitted INVITE with the 200 again, is used.
+    scenario = ["-sf", str(LOSSY_UAS)] if lost else ["-sn", "uas"]
     args = [
-        "-sn",
-        "uas",
+        *scenario,
         "-i",
         "127.0.0.1",
         "-p",

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import pickle
+
 import pytest
 
 from trunkline.sip import SipParseError
@@ -216,6 +220,43 @@ def test_contacts_star_expires_q() -> None:
     )
 
 
+def test_shared_header_values_are_immutable() -> None:
+    via = parse_vias(["SIP/2.0/UDP h:5060;branch=z9hG4bK1;rport"])[0]
+    name_addr = NameAddr.parse('"A" <sip:a@x>;tag=1')
+    contact = Contact.parse("<sip:a@x>;expires=5")
+    for value, attr in (
+        (via, "host"),
+        (via, "port"),
+        (name_addr, "display_name"),
+        (contact, "star"),
+    ):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(value, attr, None)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            delattr(value, attr)
+    for value in (via, name_addr, contact):
+        with pytest.raises(TypeError):
+            value.params["x"] = "1"  # type: ignore[index]
+        assert copy.copy(value) is value
+        assert copy.deepcopy(value) is value
+        back = pickle.loads(pickle.dumps(value))
+        assert back == value
+        assert str(back) == str(value)
+    assert parse_vias(["SIP/2.0/UDP h:5060;branch=z9hG4bK1;rport"])[0] is via  # interned
+    changed = via.with_params(rport="5060", received="10.0.0.1")
+    assert via.rport is None and changed.rport == 5060
+    assert str(via) == "SIP/2.0/UDP h:5060;branch=z9hG4bK1;rport"
+
+
+def test_header_values_copy_the_params_they_are_given() -> None:
+    params: dict[str, str | None] = {"tag": "1"}
+    name_addr = NameAddr(None, "sip:a@x", params)
+    via = Via("UDP", "h", 5060, params)
+    params["tag"] = "2"
+    assert name_addr.tag == "1"
+    assert via.params == {"tag": "1"}
+
+
 def test_route_lists() -> None:
     routes = parse_name_addrs(["<sip:p1.example.com;lr>, <sip:p2.example.com;lr>", "<sip:p3>"])
     assert [r.uri_text for r in routes] == [
@@ -258,6 +299,13 @@ def test_token_params_and_replaces() -> None:
     )
     with pytest.raises(SipParseError):
         Replaces.parse("abc;to-tag=1")
+    for value in (event, replaces):
+        with pytest.raises(TypeError):
+            value.params["x"] = "1"  # type: ignore[index]
+    given: dict[str, str | None] = {"id": "1"}
+    built = TokenParams("dialog", given)
+    given["id"] = "2"
+    assert str(built) == "dialog;id=1"
 
 
 # ------------------------------------------------------------------ Headers

@@ -254,8 +254,9 @@ async def test_hold_and_resume_by_reinvite(phones) -> None:  # type: ignore[no-u
 async def test_dtmf(phones, method: str) -> None:  # type: ignore[no-untyped-def]
     alice = await phones(user="alice")
     bob = await phones(user="bob")
-    call, _incoming = await connect(alice, bob)
-    await asyncio.sleep(0.1)
+    call, incoming = await connect(alice, bob)
+    call.play(tone=440.0)
+    await asyncio.sleep(0.2)
     await call.send_dtmf("1#9", method=method, duration_ms=100)
     digits = []
     for _ in range(3):
@@ -264,6 +265,12 @@ async def test_dtmf(phones, method: str) -> None:  # type: ignore[no-untyped-def
         assert event.method == method
         digits.append(event.digit)
     assert "".join(digits) == "1#9"
+    await asyncio.sleep(0.1)  # the audio after the last event
+    assert incoming.media is not None
+    stats = incoming.media.stats()
+    # RFC 4733 events share the audio's sequence space: received, not lost.
+    assert stats.packets_received > 0
+    assert stats.packets_lost == 0
 
 
 async def test_invite_challenged_with_digest_is_retried(phones) -> None:  # type: ignore[no-untyped-def]

@@ -5,11 +5,14 @@ sees the expires=0 removal on close; plus OPTIONS and out-of-dialog requests."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from trunkline.sip.aio.endpoint import IncomingRequest, SipEndpoint
+from trunkline.sip.aio.tls import client_ssl_context, create_dev_certificates, server_ssl_context
 from trunkline.sip.auth import Credentials, DigestServer, ha1
 from trunkline.sip.builder import make_request
 from trunkline.sip.message import Request, Response
@@ -25,14 +28,16 @@ class Registrar:
         self.expires = expires
         self.digest = DigestServer("test.invalid", secret=b"s" * 32)
         self.seen: list[tuple[int, str | None]] = []  # (expires asked, Authorization?)
+        self.registers: list[IncomingRequest] = []
         self.others: list[Request] = []  # every other request (an INVITE routed through us)
         self.endpoint: SipEndpoint | None = None
 
-    async def start(self) -> str:
+    async def start(self, transport: str = "UDP", ssl_context: ssl.SSLContext | None = None) -> str:
         self.endpoint = SipEndpoint()
-        listener = await self.endpoint.listen("UDP", "127.0.0.1", 0)
+        listener = await self.endpoint.listen(transport, "127.0.0.1", 0, ssl_context=ssl_context)
         self.endpoint.on_request = self.handle
-        return f"sip:127.0.0.1:{listener.port}"
+        suffix = "" if transport == "UDP" else f";transport={transport.lower()}"
+        return f"sip:127.0.0.1:{listener.port}{suffix}"
 
     async def handle(self, incoming: IncomingRequest) -> None:
         request = incoming.request
@@ -41,6 +46,7 @@ class Registrar:
             if incoming.transaction is not None:
                 incoming.respond(404 if request.method == "INVITE" else 405)
             return
+        self.registers.append(incoming)
         contact = request.contact[0]
         asked = contact.expires if contact.expires is not None else 3600
         value = request.headers.get("Authorization")
@@ -77,7 +83,7 @@ async def test_register_refresh_and_unregister(registrar: Registrar) -> None:
     phone = await Phone.start(PhoneConfig(user="alice", password="pw"))
     try:
         account = phone.account(registrar=uri, expires=60)
-        assert account.aor == f"sip:alice@{uri[4:]}"
+        assert account.aor == "sip:alice@127.0.0.1"
         event = await phone.register(account)
         assert isinstance(event, Registered) and event.expires == 2
         assert [a is None for _, a in registrar.seen] == [True, False]
@@ -203,7 +209,7 @@ async def test_registered_phone_calls_through_the_registrar_as_its_aor(
 async def test_outbound_proxy_domain_is_the_identity_without_registration() -> None:
     phone = await Phone.start(PhoneConfig(user="carol", outbound_proxy="192.0.2.7:5080"))
     try:
-        assert str(phone.identity().uri) == "sip:carol@192.0.2.7:5080"
+        assert str(phone.identity().uri) == "sip:carol@192.0.2.7"  # an AOR has no port
         assert phone.route() == ("<sip:192.0.2.7:5080;lr>",)
     finally:
         await phone.close()
@@ -221,3 +227,34 @@ async def test_failed_registration_is_not_removed_on_close(registrar: Registrar)
     finally:
         await phone.close()
     assert all(expires != 0 for expires, _ in registrar.seen)
+
+
+async def test_account_aor_is_user_at_domain_without_the_registrar_port() -> None:
+    phone = await Phone.start(PhoneConfig(user="alice"))
+    try:
+        assert phone.account(registrar="sip:127.0.0.1:55521").aor == "sip:alice@127.0.0.1"
+        tcp = phone.account(registrar="sip:[::1]:5070;transport=tcp")
+        assert tcp.aor == "sip:alice@[::1]"
+        assert tcp.registrar == "sip:[::1]:5070;transport=tcp"
+    finally:
+        await phone.close()
+
+
+async def test_client_only_tls_phone_registers_without_a_certificate(
+    registrar: Registrar, tmp_path: Path
+) -> None:
+    """No server certificate: the phone connects out (checking the server against
+    the CA) and registers over that connection (RFC 5626 §5.2 flow)."""
+    pki = create_dev_certificates(tmp_path)
+    uri = await registrar.start("TLS", server_ssl_context(pki.cert, pki.key))
+    config = PhoneConfig(
+        user="alice", password="pw", transport="tls", client_ssl=client_ssl_context(pki.ca)
+    )
+    phone = await Phone.start(config)
+    try:
+        assert phone.contact().endswith(";transport=tls")
+        assert isinstance(await phone.register(phone.account(registrar=uri)), Registered)
+        assert registrar.registers
+        assert all(r.source.transport == "TLS" for r in registrar.registers)
+    finally:
+        await phone.close()

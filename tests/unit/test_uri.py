@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import pickle
 import string
 from pathlib import Path
 
@@ -320,11 +323,59 @@ def test_copy_and_with_params_do_not_alias() -> None:
     moved = uri.copy(host="biloxi.com", port=5070, user=None)
     assert str(moved) == "sip:biloxi.com:5070;transport=tcp"
     assert str(uri) == "sip:alice@atlanta.com;transport=tcp"
-    same = uri.copy()
-    assert same == uri
-    assert same is not uri
-    same.params["lr"] = None
-    assert "lr" not in uri.params
+    assert uri.copy() == uri
+    assert uri.replace(port=5070) == moved.replace(host="atlanta.com", user="alice", port=5070)
+    assert uri.without_params("lr") is uri  # nothing to drop: the URI itself
+
+
+def test_sip_uri_is_immutable() -> None:
+    uri = sip("sip:alice@atlanta.com;transport=tcp?subject=hi")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        uri.host = "biloxi.com"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        uri.params = {}  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        uri.params["lr"] = None  # type: ignore[index]
+    with pytest.raises(TypeError):
+        uri.headers["x"] = "y"  # type: ignore[index]
+    assert str(uri) == "sip:alice@atlanta.com;transport=tcp?subject=hi"
+
+
+def test_sip_uri_constructor_copies_mappings() -> None:
+    params: dict[str, str | None] = {"lr": None}
+    headers = {"Subject": "hi"}
+    uri = SipUri("sip", None, None, "p.example.com", None, params, headers)
+    params["maddr"] = "10.0.0.1"
+    headers["Priority"] = "urgent"
+    assert str(uri) == "sip:p.example.com;lr?Subject=hi"
+    with pytest.raises(TypeError):
+        uri.with_params(x="1").params["y"] = "2"  # type: ignore[index]
+
+
+def test_shared_request_uri_cannot_leak_between_messages() -> None:
+    raw = (
+        b"OPTIONS sip:bob@biloxi.com;transport=udp SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\nMax-Forwards: 70\r\n"
+        b"To: <sip:bob@biloxi.com>\r\nFrom: <sip:a@atlanta.com>;tag=1\r\n"
+        b"Call-ID: c1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+    first, second = parse_message(raw), parse_message(raw)
+    assert isinstance(first, Request) and isinstance(second, Request)
+    assert first.uri is second.uri  # one parsed value, shared
+    first.uri = sip(str(first.uri)).with_params(transport="tcp")
+    assert sip(str(second.uri)).transport == "udp"
+    assert b"transport=udp" in bytes(second)
+
+
+def test_copies_pickles_and_hashes_of_frozen_uris() -> None:
+    for text in ("sip:alice:pw@[::1]:5070;lr?x=y", "tel:+1-555;ext=1", "urn:service:sos"):
+        uri = parse_uri(text)
+        assert copy.copy(uri) is uri
+        assert copy.deepcopy(uri) is uri
+        back = pickle.loads(pickle.dumps(uri))
+        assert back == uri
+        assert str(back) == str(uri)
+        assert {uri: 1}[back] == 1
 
 
 def test_aor_drops_port_params_and_folds_host() -> None:
@@ -481,17 +532,29 @@ def test_rfc3966_not_equivalent(a: str, b: str) -> None:
     assert tel(a) != tel(b)
 
 
-def test_tel_copy_is_independent() -> None:
+def test_tel_uri_is_immutable_and_derives_copies() -> None:
     uri = tel("tel:+1555;ext=1")
-    other = uri.copy()
-    other.params["ext"] = "2"
-    assert uri.ext == "1"
+    with pytest.raises(TypeError):
+        uri.params["ext"] = "2"  # type: ignore[index]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        uri.number = "+1666"  # type: ignore[misc]
+    other = uri.with_params(EXT="2", isub="9")
+    assert (uri.ext, other.ext, other.isub) == ("1", "2", "9")
+    assert str(uri.without_params("ext")) == "tel:+1555"
+    assert str(uri.replace(number="+1-666")) == "tel:+1-666;ext=1"
+    params: dict[str, str | None] = {"ext": "3"}
+    built = TelUri("+1555", params)
+    params["ext"] = "4"
+    assert built.ext == "3"
 
 
 def test_absolute_uri_equality() -> None:
     assert parse_uri("HTTP://x") == parse_uri("http://x")
     assert parse_uri("http://x") != parse_uri("http://X")
     assert AbsoluteUri.parse("urn:a").copy() == AbsoluteUri("urn", "a")
+    assert AbsoluteUri.parse("urn:a").replace(value="b") == AbsoluteUri("urn", "b")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        AbsoluteUri("urn", "a").value = "b"  # type: ignore[misc]
 
 
 # -- properties (hypothesis) -------------------------------------------------------

@@ -13,7 +13,8 @@ event on stdout::
 
 ``call`` exits 0 when the call connected and ended normally; busy,
 not found, no answer, declined, authentication and other failures have
-their own codes, and the message names the SIP status.
+their own codes, and the message names the SIP status
+(``call failed: 486 Busy Here``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Annotated
 
 import typer
 
-from trunkline.commands.phone_interactive import Console, stats_text
+from trunkline.commands.phone_interactive import Console, connected_text, end_text, stats_text
 from trunkline.sip.aio import enable_sip_trace, new_event_loop
 from trunkline.sip.errors import LocalSipError, SipError
 from trunkline.sip.offeranswer import G722, OPUS, PCMA, PCMU, Codec
@@ -50,6 +51,7 @@ from trunkline.ua.phone import (
     PhoneConfig,
     PhoneEvent,
     RegistrationUpdate,
+    aor_for,
     describe,
     local_address_for,
 )
@@ -127,6 +129,7 @@ class Options:
     insecure: bool
     rtp_port: int
     stun: str | None = None
+    ca: Path | None = None
 
 
 # -- shared options -------------------------------------------------------------------
@@ -174,10 +177,20 @@ TraceOpt = Annotated[
     bool, typer.Option("--sip-trace", help="Print every SIP message sent and received.")
 ]
 ExpiresOpt = Annotated[int, typer.Option("--expires", help="Registration expiry asked for.")]
-CertOpt = Annotated[Path | None, typer.Option("--cert", help="TLS certificate (PEM).")]
-KeyOpt = Annotated[Path | None, typer.Option("--key", help="TLS private key (PEM).")]
+CertOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--cert", help="TLS certificate (PEM) to accept TLS connections; not needed to connect."
+    ),
+]
+KeyOpt = Annotated[Path | None, typer.Option("--key", help="TLS private key (PEM) of --cert.")]
+CaOpt = Annotated[
+    Path | None,
+    typer.Option("--ca", help="Verify the TLS server against this CA file (default: system CAs)."),
+]
 InsecureOpt = Annotated[
-    bool, typer.Option("--insecure", help="Do not verify the server's TLS certificate.")
+    bool,
+    typer.Option("--insecure", help="Do not verify the server's TLS certificate (lab setups)."),
 ]
 RtpPortOpt = Annotated[int, typer.Option("--rtp-port", help="Local RTP port (0: any).")]
 StunOpt = Annotated[
@@ -245,10 +258,15 @@ def _options(
     insecure: bool,
     rtp_port: int,
     stun: str | None = None,
+    ca: Path | None = None,
 ) -> Options:
     transport = transport.lower()
     if transport not in TRANSPORTS:
         raise typer.BadParameter(f"transport must be one of {', '.join(TRANSPORTS)}")
+    if (cert is None) != (key is None):
+        raise typer.BadParameter("--cert and --key go together")
+    registrar = _with_transport(registrar, transport)
+    outbound_proxy = _with_transport(outbound_proxy, transport)
     if dtmf_method not in ("rfc4733", "info"):
         raise typer.BadParameter("--dtmf-method must be rfc4733 or info")
     if play is not None and not play.is_file():
@@ -281,7 +299,25 @@ def _options(
         insecure=insecure,
         rtp_port=rtp_port,
         stun=stun,
+        ca=ca,
     )
+
+
+def _with_transport(uri: str | None, transport: str) -> str | None:
+    """``uri`` with ``;transport=`` set from ``--transport`` unless it names one.
+
+    The transport of a request follows the next hop's URI (RFC 3263 §4.1), so
+    ``--transport tcp`` must reach the registrar and proxy URIs; a ``sips:``
+    URI already means TLS (RFC 3261 §19.1.2) and is left alone, as is UDP.
+    """
+    if uri is None or transport == "udp":
+        return uri
+    if not uri.startswith(("sip:", "sips:")):
+        uri = f"sip:{uri}"
+    if uri.startswith("sips:") or ";transport=" in uri.lower():
+        return uri
+    base, question, headers = uri.partition("?")
+    return f"{base};transport={transport}{question}{headers}"
 
 
 def _registrar_host(uri: str | None) -> str | None:
@@ -298,24 +334,24 @@ def _registrar_host(uri: str | None) -> str | None:
 
 def _call_target(uri: str, server: str | None) -> str:
     """The Request-URI for ``uri``: a bare user name (``bob``, ``1001``) is
-    ``sip:bob@`` the registrar's (or outbound proxy's) domain, as softphones dial."""
+    ``sip:bob@`` the registrar's (or outbound proxy's) domain, as softphones dial:
+    the callee's address-of-record, without the server's port (the call is
+    routed through the server all the same)."""
     if uri.startswith(("sip:", "sips:", "tel:")):
         return uri
-    host = _registrar_host(server)
-    if "@" not in uri and server and host:
-        hostport = server.split(":", 1)[1] if server.startswith(("sip:", "sips:")) else server
-        return f"sip:{uri}@{hostport.split(';', 1)[0]}"
+    if "@" not in uri and server and _registrar_host(server):
+        return "sip:" + aor_for(uri, server).partition(":")[2]
     return f"sip:{uri}"
 
 
 def _phone_config(opts: Options) -> PhoneConfig:
     server_ssl: ssl.SSLContext | None = None
-    if opts.transport == "tls":
-        if opts.cert is None or opts.key is None:
-            raise typer.BadParameter("--transport tls needs --cert and --key to listen")
+    if opts.transport == "tls" and opts.cert is not None and opts.key is not None:
+        # Without a certificate the phone is a TLS client only (it connects out and
+        # the server answers over that connection); with one it also accepts TLS.
         server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         server_ssl.load_cert_chain(opts.cert, opts.key)
-    client_ssl = ssl.create_default_context()
+    client_ssl = ssl.create_default_context(cafile=str(opts.ca) if opts.ca else None)
     if opts.insecure:
         client_ssl.check_hostname = False
         client_ssl.verify_mode = ssl.CERT_NONE
@@ -423,21 +459,17 @@ class _Session:
             _warn(f"DTMF not sent: {exc}")
 
     def _print_connected(self, call: Call) -> None:
-        audio = call.audio
-        if audio is None:
-            _say("connected (no audio negotiated)")
-            return
-        codec = f"{audio.codec.name}/{audio.codec.clock_rate}"
-        _say(f"connected ({codec}, remote RTP {audio.remote_address}:{audio.remote_port})")
+        _say(connected_text(call))
 
     def _print_stats(self, call: Call) -> None:
         if call.media is not None or call.final_stats is not None:
             _say(stats_text(call))
 
-    def finished(self, call: Call) -> int:
-        result = call.result or CallResult.FAILED
-        status = f" {call.status}" if call.status and result is not CallResult.COMPLETED else ""
-        text = f"call {result.value}{status}" + (f" ({call.reason})" if call.reason else "")
+    def finished(self, call: Call, *, cancelled: bool = False) -> int:
+        """Print how ``call`` ended; its exit code. ``cancelled``: we gave up
+        ringing (Ctrl-C, SIGTERM), whatever final response the server sent."""
+        result = call_result(call, cancelled=cancelled)
+        text = end_text(call, result)
         if result is CallResult.COMPLETED:
             _say(text)
         else:
@@ -456,14 +488,24 @@ class _Session:
         elif isinstance(event, CallStateChanged):
             outgoing = event.call.direction is CallDirection.OUTGOING
             progress = event.new in (CallState.RINGING, CallState.EARLY) and outgoing
-            if progress or event.new is CallState.ON_HOLD:
+            if progress:
                 _say(f"{event.new.value.lower()} ({event.reason})")
+            elif event.new is CallState.ON_HOLD:
+                _say(f"on hold ({event.reason})")
             elif event.new is CallState.CONNECTED and event.old is CallState.ON_HOLD:
                 _say(f"resumed ({event.reason})")
         elif (
             isinstance(event, RegistrationUpdate) and not isinstance(event.event, Registered)
         ) or isinstance(event, IncomingCall):
             _say(describe(event))
+
+
+def call_result(call: Call, *, cancelled: bool = False) -> CallResult:
+    """How ``call`` ended; CANCELLED when we gave up before it was answered."""
+    result = call.result or CallResult.FAILED
+    if cancelled and result in (CallResult.NO_ANSWER, CallResult.CANCELLED):
+        return CallResult.CANCELLED
+    return result
 
 
 # -- commands -------------------------------------------------------------------------
@@ -493,6 +535,7 @@ def call(
     cert: CertOpt = None,
     key: KeyOpt = None,
     insecure: InsecureOpt = False,
+    ca: CaOpt = None,
     rtp_port: RtpPortOpt = 0,
     stun: StunOpt = None,
     sip_trace: TraceOpt = False,
@@ -536,6 +579,7 @@ def call(
         insecure=insecure,
         rtp_port=rtp_port,
         stun=stun,
+        ca=ca,
     )
     _setup_logging(sip_trace, verbose)
     config = _phone_config(opts)
@@ -562,15 +606,21 @@ async def _call_main(
         if interactive:
             console = Console(phone, session.prepare, _say, session.show)
             await console.run(session.stop, the_call)
+            cancelled = not the_call.ended.is_set() and not the_call.is_active
             if not the_call.ended.is_set():
                 await the_call.hangup()
-            return EXIT_CODES[the_call.result or CallResult.FAILED]
+            return EXIT_CODES[call_result(the_call, cancelled=cancelled)]
         assert the_call.dial_task is not None
         stop = asyncio.ensure_future(session.stop.wait())
         await asyncio.wait({the_call.dial_task, stop}, return_when=asyncio.FIRST_COMPLETED)
         stop.cancel()
         if not the_call.dial_task.done():
             await the_call.hangup()
+            with contextlib.suppress(asyncio.CancelledError):
+                await the_call.dial_task
+            if not the_call.is_active:
+                # Ctrl-C while ringing: the server's 487 may have crossed our CANCEL.
+                return session.finished(the_call, cancelled=True)
         with contextlib.suppress(asyncio.CancelledError):
             await the_call.dial_task
         return await session.run_call(the_call)
@@ -616,6 +666,7 @@ def listen(
     cert: CertOpt = None,
     key: KeyOpt = None,
     insecure: InsecureOpt = False,
+    ca: CaOpt = None,
     rtp_port: RtpPortOpt = 0,
     stun: StunOpt = None,
     sip_trace: TraceOpt = False,
@@ -625,7 +676,7 @@ def listen(
     """Wait for calls; with --auto-answer take them, play and record.
 
     With --duration the call is hung up after that many seconds and the
-    command exits after one call with the call's exit code (see ``call``).
+    command exits after one call with the call's exit code (as for call).
     """
     opts = _options(
         local=local,
@@ -650,6 +701,7 @@ def listen(
         insecure=insecure,
         rtp_port=rtp_port,
         stun=stun,
+        ca=ca,
     )
     if calls is None and duration is not None:
         calls = 1
@@ -766,6 +818,7 @@ def register(
     cert: CertOpt = None,
     key: KeyOpt = None,
     insecure: InsecureOpt = False,
+    ca: CaOpt = None,
     stun: StunOpt = None,
     sip_trace: TraceOpt = False,
     verbose: VerboseOpt = False,
@@ -773,7 +826,7 @@ def register(
     """Register to REGISTRAR; exit 0 once registered (9 if it failed).
 
     With --duration N the binding is kept (refreshed) for N seconds, then
-    removed; ``--duration 0`` (the default) unregisters at once.
+    removed; --duration 0 (the default) unregisters at once.
     """
     opts = _options(
         local=local,
@@ -798,6 +851,7 @@ def register(
         insecure=insecure,
         rtp_port=0,
         stun=stun,
+        ca=ca,
     )
     _setup_logging(sip_trace, verbose)
     raise typer.Exit(_run(_register_main(_phone_config(opts), opts)))

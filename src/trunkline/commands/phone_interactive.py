@@ -22,10 +22,17 @@ import termios
 import tty
 from collections.abc import Callable
 
-from trunkline.ua.call import Call, CallEnded, CallState
+from trunkline.ua.call import (
+    Call,
+    CallDirection,
+    CallEnded,
+    CallResult,
+    CallState,
+    CallStateChanged,
+)
 from trunkline.ua.phone import IncomingCall, Phone, PhoneEvent
 
-__all__ = ["HELP", "KEYS", "CommandReader", "Console", "stats_text"]
+__all__ = ["HELP", "KEYS", "CommandReader", "Console", "connected_text", "end_text", "stats_text"]
 
 KEYS: dict[str, str] = {
     "a": "answer",
@@ -106,8 +113,8 @@ class Console:
     ) -> None:
         self.phone = phone
         self.prepare = prepare
-        self.say = say
-        self.show = show
+        self._say = say
+        self._show = show
         self.ringing: Call | None = None
         self.current: Call | None = None
         self._pending_transfer = False
@@ -137,6 +144,7 @@ class Console:
                     if command == "quit" or (command == "eof" and self._idle()):
                         break
                     if command == "transfer" and reader.tty:
+                        self._clear()
                         reader.ask_line("transfer to: ")
                         self._pending_transfer = True
                         continue
@@ -144,16 +152,38 @@ class Console:
                         self._pending_transfer = False
                         command = f"transfer {command}"
                     await self._command(command)
-                if reader.tty and not done:
+                if reader.tty and not done and not self._pending_transfer:
                     self._status_line()
+        self._clear()
         return 0
+
+    def _clear(self) -> None:
+        """Erase the live statistics line so that the next line starts on a clean row."""
+        if self._status_shown:
+            print("\r\x1b[K", end="", flush=True)
+            self._status_shown = False
+
+    def say(self, text: str) -> None:
+        self._clear()
+        self._say(text)
+
+    def show(self, event: PhoneEvent) -> None:
+        self._clear()
+        self._show(event)
 
     def _idle(self) -> bool:
         return not any(c.state is not CallState.ENDED for c in self.phone.calls.values())
 
     def _event(self, event: PhoneEvent) -> None:
         self.show(event)
-        if isinstance(event, IncomingCall):
+        if (
+            isinstance(event, CallStateChanged)
+            and event.new is CallState.CONNECTED
+            and event.old is not CallState.ON_HOLD
+            and event.call.direction is CallDirection.OUTGOING
+        ):
+            self.say(connected_text(event.call))
+        elif isinstance(event, IncomingCall):
             self.ringing = event.call
             self.say("press a to answer, r to reject")
         elif isinstance(event, CallEnded):
@@ -161,7 +191,7 @@ class Console:
                 self.current = self.phone.active_call
             if event.call is self.ringing:
                 self.ringing = None
-            self.say(f"call {event.result.value} ({event.reason})")
+            self.say(end_text(event.call, event.result))
 
     async def _command(self, command: str) -> None:
         verb, _, argument = command.partition(" ")
@@ -171,7 +201,7 @@ class Console:
             self.prepare(ringing)
             if await self.phone.answer_waiting(ringing):
                 self.current = ringing
-                self.say("connected")
+                self.say(connected_text(ringing))
         elif verb == "reject" and self.ringing is not None:
             self.ringing.reject(486)
             self.ringing = None
@@ -184,12 +214,13 @@ class Console:
         elif verb == "hangup":
             await call.hangup()
         elif verb in ("hold", "resume"):
+            # Success is the call's own state change ("on hold (hold)", "resumed
+            # (resume)"), printed as an event: only a failure is said here.
             if call.local_hold:
-                ok = await call.resume()
-                self.say("resumed" if ok else "resume failed")
-            elif verb == "hold":
-                ok = await call.hold()
-                self.say("on hold" if ok else "hold failed")
+                if not await call.resume():
+                    self.say("resume failed")
+            elif verb == "hold" and not await call.hold():
+                self.say("hold failed")
         elif verb == "dtmf" and argument:
             await call.send_dtmf(argument)
             self.say(f"DTMF sent: {argument}")
@@ -208,6 +239,30 @@ class Console:
             return
         text = stats_text(call)
         print(f"\r{text}\x1b[K", end="", flush=True)
+        self._status_shown = True
+
+
+def connected_text(call: Call) -> str:
+    """``connected (PCMU/8000, remote RTP 127.0.0.1:41000)``."""
+    audio = call.audio
+    if audio is None:
+        return "connected (no audio negotiated)"
+    codec = f"{audio.codec.name}/{audio.codec.clock_rate}"
+    return f"connected ({codec}, remote RTP {audio.remote_address}:{audio.remote_port})"
+
+
+def end_text(call: Call, result: CallResult) -> str:
+    """The last line of a call: ``call completed (hung up)``, ``call failed: 404 Not Found``."""
+    reason = call.reason or ""
+    if result is CallResult.COMPLETED:
+        return f"call completed ({reason})" if reason else "call completed"
+    if result is CallResult.CANCELLED:
+        return "call cancelled" + (f" ({reason})" if reason else "")
+    if call.status is not None and not reason.startswith(str(call.status)):
+        reason = f"{call.status} {reason}".strip()
+    if result is CallResult.NO_ANSWER and call.status == 487:
+        return f"call failed: no answer ({reason})"  # our own --timeout cancelled it
+    return f"call failed: {reason or result.value}"
 
 
 def stats_text(call: Call) -> str:

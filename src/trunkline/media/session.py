@@ -535,6 +535,11 @@ class MediaSession:
                 # The statistics keep the RFC 3550 jitter already: share it.
                 jitter.put(packet, now, stats.jitter)
         elif pt in self._te_rx_pts and self._dtmf_rx is not None:
+            # RFC 4733 §2.1: events share the audio's SSRC and sequence space, so they count
+            # as received (sequence only: their timestamp is the event start, not for jitter).
+            current = sources.current
+            if current is not None and current.ssrc == packet.ssrc:
+                current.update_seq(packet.sequence_number)
             for digit in self._dtmf_rx.feed(packet.payload, packet.timestamp, now):
                 self._digit(digit)
         else:

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import FrozenInstanceError
+from types import MappingProxyType
+from typing import Any, NoReturn, Self
 
 from trunkline.sip.errors import SipParseError
 
@@ -299,8 +302,25 @@ text; tables hold at most this many entries and are simply cleared when full.
 """
 
 
+set_slot = object.__setattr__
+"""Sets a slot of an immutable header value (what its own constructors use)."""
+
+NO_PARAMS: Mapping[str, str | None] = MappingProxyType({})
+
+
+def read_only_params(params: Mapping[str, str | None] | None) -> Mapping[str, str | None]:
+    """A read-only copy of ``params``: a caller's dict cannot change a shared value later."""
+    return MappingProxyType(dict(params)) if params else NO_PARAMS
+
+
 class LazyParams:
-    """Header parameters kept as text until first use (the hot path reads one or two)."""
+    """Header parameters kept as text until first use (the hot path reads one or two).
+
+    Base of the typed header values (Via, NameAddr, Contact). They are
+    immutable, because parsed values are interned and shared among messages
+    (:data:`INTERN_LIMIT`): assigning an attribute raises
+    ``dataclasses.FrozenInstanceError`` and :attr:`params` is read-only.
+    """
 
     __slots__ = ("_params", "_params_text")
 
@@ -310,18 +330,33 @@ class LazyParams:
     def _init_params(self, params: Mapping[str, str | None] | str | None) -> None:
         if isinstance(params, str):
             # Canonical text (validated by the caller's regular expression).
-            self._params = None
-            self._params_text = params
+            set_slot(self, "_params", None)
+            set_slot(self, "_params_text", params)
         else:
-            self._params = {} if params is None else params
-            self._params_text = ""
+            set_slot(self, "_params", read_only_params(params))
+            set_slot(self, "_params_text", "")
+
+    def __setattr__(self, name: str, value: object) -> NoReturn:
+        raise FrozenInstanceError(
+            f"{type(self).__name__} is immutable: derive a changed copy (with_params, ...)"
+        )
+
+    def __delattr__(self, name: str) -> NoReturn:
+        raise FrozenInstanceError(f"{type(self).__name__} is immutable")
+
+    def __copy__(self) -> Self:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        return self
 
     @property
     def params(self) -> Mapping[str, str | None]:
-        """Parameters: lower-case names, values as written, None for ``;flag``."""
+        """Parameters (read-only): lower-case names, values as written, None for ``;flag``."""
         params = self._params
         if params is None:
-            params = self._params = parse_params(self._params_text)
+            params = MappingProxyType(parse_params(self._params_text))
+            set_slot(self, "_params", params)
         return params
 
     def _render_params(self) -> str:

@@ -4,8 +4,8 @@ Each class parses one header-field *value* with ``parse(text)`` and renders it
 with ``str()``. Parsing raises :class:`~trunkline.sip.errors.SipParseError`
 (status 400) with a precise reason, never anything else.
 
-The values are immutable: ``params`` is typed ``Mapping`` and must not be
-changed in place, because a message caches its typed views. To change a header
+The values are immutable (``params`` is a read-only mapping), because a
+message caches its typed views and parsed values are shared among messages. To change a header
 build a new value (``via.with_params(received=ip)``, ``to.with_tag(tag)``) and
 assign it through the message (``msg.via = [...]``, ``msg.to = ...``) or edit
 ``msg.headers``; either marks the header dirty so it is re-rendered.
@@ -30,6 +30,8 @@ from trunkline.sip.grammar import (
     is_token,
     parse_params,
     parse_uint,
+    read_only_params,
+    set_slot,
     unquote,
 )
 from trunkline.sip.headerfields import Headers
@@ -116,6 +118,9 @@ class TokenParams:
     value: str
     params: Mapping[str, str | None] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        set_slot(self, "params", read_only_params(self.params))
+
     @classmethod
     def parse(cls, text: str) -> TokenParams:
         text = text.strip(_WS)
@@ -143,6 +148,9 @@ class Replaces:
     from_tag: str
     early_only: bool = False
     params: Mapping[str, str | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        set_slot(self, "params", read_only_params(self.params))
 
     @classmethod
     def parse(cls, text: str) -> Replaces:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Self
+from typing import Any, Self
 
 from trunkline.sip.errors import SipParseError
 from trunkline.sip.grammar import (
@@ -23,6 +23,7 @@ from trunkline.sip.grammar import (
     parse_params,
     quote,
     scan_quoted,
+    set_slot,
     split_commas,
     unquote,
 )
@@ -52,6 +53,8 @@ class NameAddr(LazyParams):
     __slots__ = ("_uri", "_uri_text", "display_name")
 
     display_name: str | None
+    _uri: Uri | None
+    _uri_text: str
 
     def __init__(
         self,
@@ -59,19 +62,14 @@ class NameAddr(LazyParams):
         uri: Uri | str,
         params: Mapping[str, str | None] | str | None = None,
     ) -> None:
-        self.display_name = display_name
+        set_slot(self, "display_name", display_name)
         if isinstance(uri, str):
-            self._uri: Uri | None = None
-            self._uri_text = uri
+            set_slot(self, "_uri", None)
+            set_slot(self, "_uri_text", uri)
         else:
-            self._uri = uri
-            self._uri_text = str(uri)
-        if isinstance(params, str):
-            self._params = None
-            self._params_text = params
-        else:
-            self._params = {} if params is None else params
-            self._params_text = ""
+            set_slot(self, "_uri", uri)
+            set_slot(self, "_uri_text", str(uri))
+        self._init_params(params)
 
     @classmethod
     def parse(cls, text: str) -> Self:
@@ -98,11 +96,11 @@ class NameAddr(LazyParams):
         if cls is NameAddr:
             # Hot path (From, To, Route): skip __init__'s type checks.
             self = cls.__new__(cls)
-            self.display_name = display
-            self._uri = None
-            self._uri_text = uri_text
-            self._params = None
-            self._params_text = params
+            set_slot(self, "display_name", display)
+            set_slot(self, "_uri", None)
+            set_slot(self, "_uri_text", uri_text)
+            set_slot(self, "_params", None)
+            set_slot(self, "_params_text", params)
             return self
         return cls(display, uri_text, params)
 
@@ -126,9 +124,11 @@ class NameAddr(LazyParams):
     @property
     def uri(self) -> Uri:
         """The parsed URI (SipUri, TelUri or AbsoluteUri); raises SipParseError."""
-        if self._uri is None:
-            self._uri = parse_uri(self._uri_text)
-        return self._uri
+        uri = self._uri
+        if uri is None:
+            uri = parse_uri(self._uri_text)
+            set_slot(self, "_uri", uri)
+        return uri
 
     @property
     def uri_text(self) -> str:
@@ -159,11 +159,14 @@ class NameAddr(LazyParams):
 
     def _copy(self, params: Mapping[str, str | None]) -> Self:
         clone = self.__class__.__new__(self.__class__)
-        clone.display_name = self.display_name
-        clone._uri = self._uri
-        clone._uri_text = self._uri_text
+        set_slot(clone, "display_name", self.display_name)
+        set_slot(clone, "_uri", self._uri)
+        set_slot(clone, "_uri_text", self._uri_text)
         clone._init_params(params)
         return clone
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (self.__class__.parse, (str(self),))
 
     def __str__(self) -> str:
         display = self.display_name
@@ -303,7 +306,7 @@ class Contact(NameAddr):
         star: bool = False,
     ) -> None:
         super().__init__(display_name, uri, params)
-        self.star = star
+        set_slot(self, "star", star)
 
     @classmethod
     def parse(cls, text: str) -> Self:
@@ -318,7 +321,7 @@ class Contact(NameAddr):
 
     def _copy(self, params: Mapping[str, str | None]) -> Self:
         clone = super()._copy(params)
-        clone.star = self.star
+        set_slot(clone, "star", self.star)
         return clone
 
     @property

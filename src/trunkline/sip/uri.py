@@ -20,6 +20,12 @@ One simplification: components are compared after unescaping, so an escaped
 *reserved* character (``%3B``) equals its literal form (``;``), which
 §19.1.4 strictly distinguishes. IPv6 hosts compare by address value.
 
+Every URI is immutable (frozen dataclasses; ``params`` and ``headers`` are
+read-only mappings), because parsed values are shared: a message parser
+interns the Request-URI and From/To/Route values of identical text, so one
+object may sit in many messages at once. Derive changed URIs with
+``replace()``, ``with_params()`` and ``without_params()``.
+
 Parsing is a handful of ``str.find``/``str.split`` calls and set checks:
 linear in the input, no regular expressions, nothing cached globally.
 Malformed input raises :class:`~trunkline.sip.errors.SipParseError` (400)
@@ -31,7 +37,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar, Self
+from types import MappingProxyType
+from typing import Any, ClassVar, Self
 
 from trunkline.sip.errors import SipParseError
 
@@ -210,13 +217,34 @@ def _render_params(params: Mapping[str, str | None], allowed: frozenset[str]) ->
 
 
 class _Keep:
-    """Marker type for "leave this field unchanged" in :meth:`SipUri.copy`."""
+    """Marker type for "leave this field unchanged" in :meth:`SipUri.replace`."""
 
 
 _KEEP = _Keep()
 
+_NO_PARAMS: Mapping[str, str | None] = MappingProxyType({})
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+_set = object.__setattr__  # builds frozen instances (the dataclass __init__ does the same)
 
-@dataclass(eq=False, slots=True)
+
+def _frozen_params(params: Mapping[str, str | None]) -> Mapping[str, str | None]:
+    """A read-only copy of ``params`` (a caller's dict cannot change a URI later)."""
+    return MappingProxyType(dict(params)) if params else _NO_PARAMS
+
+
+def _frozen_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
+    return MappingProxyType(dict(headers)) if headers else _NO_HEADERS
+
+
+def _no_params() -> Mapping[str, str | None]:
+    return _NO_PARAMS
+
+
+def _no_headers() -> Mapping[str, str]:
+    return _NO_HEADERS
+
+
+@dataclass(frozen=True, eq=False, slots=True)
 class SipUri:
     """A ``sip:`` or ``sips:`` URI (RFC 3261 §19.1.1).
 
@@ -224,11 +252,12 @@ class SipUri:
     NUL included); ``host`` keeps its case and, for IPv6, its brackets.
     ``params`` maps lower-case names to unescaped values (``None`` for a
     valueless parameter such as ``lr``), in the order they appeared;
-    ``headers`` likewise for the ``?name=value`` part.
+    ``headers`` likewise for the ``?name=value`` part. Both are read-only
+    mappings (copies of whatever mapping the constructor was given).
 
-    Instances are mutable for convenience, but ``hash()`` depends on the
-    scheme, userinfo, host and port: do not change those while the URI is a
-    dictionary key.
+    Immutable: assigning a field raises ``dataclasses.FrozenInstanceError``;
+    derive changed URIs with :meth:`replace`, :meth:`with_params`,
+    :meth:`without_params` and :meth:`without_headers`.
     """
 
     scheme: str = "sip"
@@ -236,10 +265,37 @@ class SipUri:
     password: str | None = None
     host: str = ""
     port: int | None = None
-    params: dict[str, str | None] = field(default_factory=dict)
-    headers: dict[str, str] = field(default_factory=dict)
+    params: Mapping[str, str | None] = field(default_factory=_no_params)
+    headers: Mapping[str, str] = field(default_factory=_no_headers)
 
     SCHEMES: ClassVar[frozenset[str]] = frozenset({"sip", "sips"})
+
+    def __post_init__(self) -> None:
+        _set(self, "params", _frozen_params(self.params))
+        _set(self, "headers", _frozen_headers(self.headers))
+
+    @classmethod
+    def _new(
+        cls,
+        scheme: str,
+        user: str | None,
+        password: str | None,
+        host: str,
+        port: int | None,
+        *,
+        params: Mapping[str, str | None],
+        headers: Mapping[str, str],
+    ) -> Self:
+        """Build from already read-only parts (the parser's path: no copies)."""
+        self = object.__new__(cls)
+        _set(self, "scheme", scheme)
+        _set(self, "user", user)
+        _set(self, "password", password)
+        _set(self, "host", host)
+        _set(self, "port", port)
+        _set(self, "params", params)
+        _set(self, "headers", headers)
+        return self
 
     @classmethod
     def parse(cls, text: str) -> Self:
@@ -273,16 +329,16 @@ class SipUri:
         if question >= 0:
             end = question
         host, port = _parse_host(rest[:end])
-        params: dict[str, str | None] = {}
-        headers: dict[str, str] = {}
+        params = _NO_PARAMS
+        headers = _NO_HEADERS
         if end < len(rest):
             tail = rest[end:]
             param_text, qmark, header_text = tail.partition("?")
             if param_text:
-                params = _parse_params(param_text[1:])
+                params = MappingProxyType(_parse_params(param_text[1:]))
             if qmark:
-                headers = _parse_headers(header_text)
-        return cls(scheme, user, password, host, port, params, headers)
+                headers = MappingProxyType(_parse_headers(header_text))
+        return cls._new(scheme, user, password, host, port, params=params, headers=headers)
 
     # -- views -------------------------------------------------------------
 
@@ -337,9 +393,9 @@ class SipUri:
         user = "" if self.user is None else _escape(self.user, _USER_OK) + "@"
         return f"{self.scheme}:{user}{_host_key(self.host)}"
 
-    # -- copies ------------------------------------------------------------
+    # -- derived URIs --------------------------------------------------------
 
-    def copy(
+    def replace(
         self,
         *,
         scheme: str | None = None,
@@ -350,40 +406,64 @@ class SipUri:
         params: Mapping[str, str | None] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> SipUri:
-        """A copy (with its own params/headers dicts), optionally changing fields."""
-        return SipUri(
+        """A new URI with the given fields changed (``None`` clears user/password/port)."""
+        return SipUri._new(
             self.scheme if scheme is None else scheme,
             self.user if isinstance(user, _Keep) else user,
             self.password if isinstance(password, _Keep) else password,
             self.host if host is None else host,
             self.port if isinstance(port, _Keep) else port,
-            dict(self.params if params is None else params),
-            dict(self.headers if headers is None else headers),
+            params=self.params if params is None else _frozen_params(params),
+            headers=self.headers if headers is None else _frozen_headers(headers),
         )
+
+    copy = replace
+    """Alias of :meth:`replace` (without arguments: an equal URI)."""
 
     def with_params(
         self, params: Mapping[str, str | None] | None = None, /, **more: str | None
     ) -> SipUri:
-        """A copy with parameters added or replaced (names are lower-cased).
+        """A new URI with parameters added or replaced (names are lower-cased).
 
         Use the mapping for names that are not identifiers (``{"x-foo": "1"}``).
         """
-        new = self.copy()
+        merged = dict(self.params)
         for source in (params or {}, more):
             for name, value in source.items():
-                new.params[name.lower()] = value
-        return new
+                merged[name.lower()] = value
+        return self.replace(params=merged)
 
     def without_params(self, *names: str) -> SipUri:
-        """A copy without the named parameters."""
-        new = self.copy()
-        for name in names:
-            new.params.pop(name.lower(), None)
-        return new
+        """A new URI without the named parameters."""
+        drop = {name.lower() for name in names}
+        if drop.isdisjoint(self.params):
+            return self
+        return self.replace(params={k: v for k, v in self.params.items() if k not in drop})
 
     def without_headers(self) -> SipUri:
-        """A copy without the ``?headers`` part (e.g. for a Request-URI, RFC 3261 §19.1.5)."""
-        return self.copy(headers={})
+        """A new URI without the ``?headers`` part (e.g. for a Request-URI, RFC 3261 §19.1.5)."""
+        return self if not self.headers else self.replace(headers={})
+
+    def __copy__(self) -> Self:
+        return self  # immutable
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Read-only mappings do not pickle: rebuild from plain dicts.
+        return (
+            SipUri,
+            (
+                self.scheme,
+                self.user,
+                self.password,
+                self.host,
+                self.port,
+                dict(self.params),
+                dict(self.headers),
+            ),
+        )
 
     # -- text and comparison ----------------------------------------------
 
@@ -463,20 +543,25 @@ def _strip_visual(number: str) -> str:
     return "".join(char for char in number if char not in _VISUAL_SEPARATORS).lower()
 
 
-@dataclass(eq=False, slots=True)
+@dataclass(frozen=True, eq=False, slots=True)
 class TelUri:
     """A ``tel:`` URI (RFC 3966 §3).
 
     ``number`` is the telephone-subscriber as written (visual separators
     kept); a global number starts with ``+``, a local one needs a
     ``phone-context`` parameter. ``params`` holds every parameter (``ext``,
-    ``isub``, ``phone-context`` and others) under lower-case names.
+    ``isub``, ``phone-context`` and others) under lower-case names, as a
+    read-only mapping. Immutable: derive changed URIs with :meth:`replace`,
+    :meth:`with_params` and :meth:`without_params`.
     """
 
     number: str
-    params: dict[str, str | None] = field(default_factory=dict)
+    params: Mapping[str, str | None] = field(default_factory=_no_params)
 
     scheme: ClassVar[str] = "tel"
+
+    def __post_init__(self) -> None:
+        _set(self, "params", _frozen_params(self.params))
 
     @classmethod
     def parse(cls, text: str) -> Self:
@@ -522,7 +607,10 @@ class TelUri:
             _check_descriptor(context)
         elif "phone-context" in params:
             raise SipParseError("Global tel URI number with phone-context")
-        return cls(number, params)
+        self = object.__new__(cls)
+        _set(self, "number", number)
+        _set(self, "params", MappingProxyType(params) if params else _NO_PARAMS)
+        return self
 
     @property
     def is_global(self) -> bool:
@@ -545,8 +633,41 @@ class TelUri:
     def isub(self) -> str | None:
         return self.params.get("isub")
 
-    def copy(self) -> TelUri:
-        return TelUri(self.number, dict(self.params))
+    def replace(
+        self, *, number: str | None = None, params: Mapping[str, str | None] | None = None
+    ) -> TelUri:
+        """A new URI with the number and/or the parameters changed."""
+        return TelUri(
+            self.number if number is None else number,
+            self.params if params is None else params,
+        )
+
+    copy = replace
+    """Alias of :meth:`replace` (without arguments: an equal URI)."""
+
+    def with_params(
+        self, params: Mapping[str, str | None] | None = None, /, **more: str | None
+    ) -> TelUri:
+        """A new URI with parameters added or replaced (names are lower-cased)."""
+        merged = dict(self.params)
+        for source in (params or {}, more):
+            for name, value in source.items():
+                merged[name.lower()] = value
+        return self.replace(params=merged)
+
+    def without_params(self, *names: str) -> TelUri:
+        """A new URI without the named parameters."""
+        drop = {name.lower() for name in names}
+        return self.replace(params={k: v for k, v in self.params.items() if k not in drop})
+
+    def __copy__(self) -> Self:
+        return self  # immutable
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (TelUri, (self.number, dict(self.params)))
 
     def __str__(self) -> str:
         return "tel:" + self.number + _render_params(self.params, _TEL_PVALUE_OK)
@@ -583,11 +704,12 @@ def _check_descriptor(context: str) -> None:
     raise SipParseError("Invalid phone-context in tel URI")
 
 
-@dataclass(eq=False, slots=True)
+@dataclass(frozen=True, eq=False, slots=True)
 class AbsoluteUri:
     """A URI of any scheme other than sip, sips and tel, kept opaque.
 
     ``scheme`` is lower-case; ``value`` is everything after the colon.
+    Immutable: derive a changed URI with :meth:`replace`.
     """
 
     scheme: str
@@ -605,8 +727,20 @@ class AbsoluteUri:
         _check_chars(rest, _ABSOLUTE_OK, f"of scheme {scheme!r}")
         return cls(scheme, rest)
 
-    def copy(self) -> AbsoluteUri:
-        return AbsoluteUri(self.scheme, self.value)
+    def replace(self, *, scheme: str | None = None, value: str | None = None) -> AbsoluteUri:
+        """A new URI with the scheme and/or the value changed."""
+        return AbsoluteUri(
+            self.scheme if scheme is None else scheme, self.value if value is None else value
+        )
+
+    copy = replace
+    """Alias of :meth:`replace` (without arguments: an equal URI)."""
+
+    def __copy__(self) -> Self:
+        return self  # immutable
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        return self
 
     def __str__(self) -> str:
         return f"{self.scheme}:{self.value}"

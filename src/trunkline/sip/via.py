@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from trunkline.sip.errors import SipParseError
 from trunkline.sip.grammar import (
@@ -21,6 +22,7 @@ from trunkline.sip.grammar import (
     is_digits,
     is_token,
     parse_params,
+    set_slot,
     split_commas,
     split_host_port,
 )
@@ -59,16 +61,11 @@ class Via(LazyParams):
         params: Mapping[str, str | None] | str | None = None,
         protocol: str = "SIP/2.0",
     ) -> None:
-        self.transport = transport
-        self.host = host
-        self.port = port
-        self.protocol = protocol
-        if isinstance(params, str):
-            self._params = None
-            self._params_text = params
-        else:
-            self._params = {} if params is None else params
-            self._params_text = ""
+        set_slot(self, "transport", transport)
+        set_slot(self, "host", host)
+        set_slot(self, "port", port)
+        set_slot(self, "protocol", protocol)
+        self._init_params(params)
 
     @classmethod
     def parse(cls, text: str) -> Via:
@@ -76,18 +73,18 @@ class Via(LazyParams):
         m = _VIA_FAST_RE.fullmatch(text)
         if m is not None:
             transport, host, port, params = m.groups()
-            via = cls.__new__(cls)
-            via.transport = transport if transport.isupper() else transport.upper()
-            via.host = host
-            if port is None:
-                via.port = None
-            else:
-                via.port = int(port)
-                if via.port > 65535:
+            number: int | None = None
+            if port is not None:
+                number = int(port)
+                if number > 65535:
                     raise SipParseError("Invalid port in Via")
-            via.protocol = "SIP/2.0"
-            via._params = None
-            via._params_text = params
+            via = cls.__new__(cls)
+            set_slot(via, "transport", transport if transport.isupper() else transport.upper())
+            set_slot(via, "host", host)
+            set_slot(via, "port", number)
+            set_slot(via, "protocol", "SIP/2.0")
+            set_slot(via, "_params", None)
+            set_slot(via, "_params_text", params)
             return via
         return cls._parse_slow(text)
 
@@ -193,6 +190,9 @@ class Via(LazyParams):
 
     def __repr__(self) -> str:
         return f"Via({str(self)!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Via.parse, (str(self),))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Via):

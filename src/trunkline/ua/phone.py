@@ -78,6 +78,7 @@ __all__ = [
     "PhoneEvent",
     "RegistrationUpdate",
     "TransferRequested",
+    "aor_for",
     "describe",
     "local_address_for",
 ]
@@ -244,10 +245,15 @@ class Phone:
             user_agent=config.call.user_agent,
         )
         try:
-            await endpoint.listen(
-                transport.upper(), config.host, config.port, ssl_context=config.ssl_context
-            )
-            if transport != "udp":
+            if transport == "tls" and config.ssl_context is None:
+                # Client-only TLS: connections go out (verified with client_ssl) and the
+                # server sends back over them (RFC 5626 §5.2 flows); nothing to listen on.
+                await endpoint.listen("UDP", config.host, config.port)
+            else:
+                await endpoint.listen(
+                    transport.upper(), config.host, config.port, ssl_context=config.ssl_context
+                )
+            if transport != "udp" and endpoint.transport.listener_for("UDP") is None:
                 # UDP as well, on an ephemeral port: Via fallback and peers that answer on UDP.
                 with contextlib.suppress(OSError):
                     await endpoint.listen("UDP", config.host, 0)
@@ -291,8 +297,11 @@ class Phone:
 
     @property
     def local_address(self) -> tuple[str, int]:
-        """The (host, port) of our main listener."""
-        listener = self.endpoint.transport.listener_for(self.transport, ":" in self.config.host)
+        """The (host, port) of our main listener (the UDP one of a client-only TLS phone)."""
+        ipv6 = ":" in self.config.host
+        listener = self.endpoint.transport.listener_for(
+            self.transport, ipv6
+        ) or self.endpoint.transport.listener_for("UDP", ipv6)
         if listener is None:
             raise LocalSipError("the phone is not listening")
         return listener.host, listener.port
@@ -300,9 +309,14 @@ class Phone:
     def contact(self) -> str:
         """Our Contact URI (§8.1.1.8): at ``contact_address`` when one is configured,
         else at the public address STUN reported, else at our listener."""
-        uri = self.endpoint.contact_uri(
-            self.transport, user=self.config.user, ipv6=":" in self.config.host
-        )
+        ipv6 = ":" in self.config.host
+        if self.endpoint.transport.listener_for(self.transport, ipv6) is not None:
+            uri = self.endpoint.contact_uri(self.transport, user=self.config.user, ipv6=ipv6)
+        else:  # client-only TLS: the server reaches us over our connection, not this address
+            host, port = self.local_address
+            if ":" in host:
+                host = f"[{host}]"
+            uri = f"sips:{self.config.user}@{host}:{port};transport=tls"
         public = self.config.contact_address or self.public_address
         if public is None:
             return uri
@@ -322,7 +336,7 @@ class Phone:
         """
         uri = self.config.identity or self.registered_aor
         if uri is None and self.config.outbound_proxy:
-            uri = _aor_at(self.config.user, self.config.outbound_proxy)
+            uri = aor_for(self.config.user, self.config.outbound_proxy)
         if uri is None:
             host, port = self.local_address
             if ":" in host:
@@ -541,8 +555,7 @@ class Phone:
         if aor is None:
             if registrar is None:
                 raise LocalSipError("an account needs an AOR or a registrar")
-            host = registrar.split(":", 1)[1] if registrar.startswith("sip") else registrar
-            aor = f"sip:{self.config.user}@{host.split(';')[0]}"
+            aor = aor_for(self.config.user, registrar)
         return Account(
             aor=aor,
             contact=self.contact(),
@@ -652,11 +665,19 @@ def _sip(uri: str) -> str:
     return uri if uri.startswith(("sip:", "sips:")) else f"sip:{uri}"
 
 
-def _aor_at(user: str, server: str) -> str:
-    """``sip:user@`` the host[:port] of ``server`` (a SIP URI or a bare host[:port])."""
+def aor_for(user: str, server: str) -> str:
+    """``sip:user@`` the domain of ``server`` (a SIP URI or a bare host[:port]).
+
+    An address-of-record names a user at a domain (RFC 3261 §10.2: the To of a
+    REGISTER); the server's port is where to send, not part of the AOR.
+    """
     scheme, _, rest = _sip(server).partition(":")
-    hostport = rest.split(";", 1)[0].split("@")[-1]
-    return f"{scheme}:{user}@{hostport}"
+    hostport = rest.split(";", 1)[0].split("?", 1)[0].split("@")[-1]
+    if hostport.startswith("["):
+        host = hostport[: hostport.find("]") + 1]
+    else:
+        host = hostport.split(":", 1)[0]
+    return f"{scheme}:{user}@{host}"
 
 
 def describe(event: PhoneEvent) -> str:
