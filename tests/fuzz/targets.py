@@ -153,11 +153,13 @@ def atheris_main(target: Target) -> None:
 
     The first corpus directory is seeded from ``target.seeds()`` when empty, and
     ``target.tokens`` are passed as ``-dict`` unless one is given. Warnings are
-    errors, as in the test suite.
+    errors, as in the test suite; ``TRUNKLINE_FUZZ_WARNINGS=default`` only prints
+    them, to keep fuzzing past a known warning bug (an xfail test holds it).
     """
     import atheris  # the fuzz extra; only the long runs need it
 
-    warnings.simplefilter("error")
+    action = os.environ.get("TRUNKLINE_FUZZ_WARNINGS", "error")
+    warnings.simplefilter("default" if action == "default" else "error")
     argv = list(sys.argv)
     corpus = [a for a in argv[1:] if not a.startswith("-")]
     if corpus and not Path(corpus[0]).is_file():

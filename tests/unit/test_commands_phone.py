@@ -200,3 +200,28 @@ def test_giving_up_while_ringing_is_cancelled_even_after_a_crossing_487() -> Non
     assert EXIT_CODES[call_result(crossed)] == EXIT_NO_ANSWER
     busy = _ended(CallResult.BUSY, 486, "486 Busy Here")
     assert call_result(busy, cancelled=True) is CallResult.BUSY
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+async def test_transport_option_alone_registers_over_that_transport(
+    transport: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--transport tcp|ws`` with a registrar URI that names no transport."""
+    server = SipEndpoint()
+    listener = await server.listen(transport.upper(), "127.0.0.1", 0)
+    seen: list[str] = []
+
+    async def handle(incoming: IncomingRequest) -> None:
+        seen.append(incoming.source.transport)
+        contact = incoming.request.headers.get("Contact") or ""
+        incoming.respond(200, headers=[("Contact", contact)])
+
+    server.on_request = handle
+    try:
+        opts = _options(**_args(transport=transport, registrar=f"sip:127.0.0.1:{listener.port}"))
+        code = await _register_main(_phone_config(opts), opts)
+    finally:
+        await server.close()
+    out, _ = capsys.readouterr()
+    assert code == EXIT_OK, out
+    assert seen and set(seen) == {transport.upper()}

@@ -488,10 +488,8 @@ class _Session:
         elif isinstance(event, CallStateChanged):
             outgoing = event.call.direction is CallDirection.OUTGOING
             progress = event.new in (CallState.RINGING, CallState.EARLY) and outgoing
-            if progress:
+            if progress or event.new is CallState.ON_HOLD:  # "onhold (hold)"
                 _say(f"{event.new.value.lower()} ({event.reason})")
-            elif event.new is CallState.ON_HOLD:
-                _say(f"on hold ({event.reason})")
             elif event.new is CallState.CONNECTED and event.old is CallState.ON_HOLD:
                 _say(f"resumed ({event.reason})")
         elif (
@@ -741,7 +739,10 @@ async def _listen_main(
         return EXIT_FAILED
     session = _Session(phone, opts)
     host, port = phone.local_address
-    _say(f"listening on {phone.transport} {host}:{port} as {phone.contact()}")
+    if phone.client_only:  # no --cert: calls come over the connection to the server
+        _say(f"listening on UDP {host}:{port} as {phone.contact()} (TLS client only)")
+    else:
+        _say(f"listening on {phone.transport} {host}:{port} as {phone.contact()}")
     results: list[int] = []
     enough = asyncio.Event()
     tasks: set[asyncio.Task[None]] = set()

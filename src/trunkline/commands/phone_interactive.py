@@ -214,7 +214,7 @@ class Console:
         elif verb == "hangup":
             await call.hangup()
         elif verb in ("hold", "resume"):
-            # Success is the call's own state change ("on hold (hold)", "resumed
+            # Success is the call's own state change ("onhold (hold)", "resumed
             # (resume)"), printed as an event: only a failure is said here.
             if call.local_hold:
                 if not await call.resume():

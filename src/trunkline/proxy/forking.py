@@ -91,6 +91,8 @@ class BranchState(enum.Enum):
     PROCEEDING = "proceeding"  # a provisional arrived
     COMPLETED = "completed"  # a final response (or its equivalent) arrived
 
+    __hash__ = object.__hash__  # C identity hash for the transition table (Enum's is Python)
+
 
 _TRANSITIONS: dict[BranchState, frozenset[BranchState]] = {
     BranchState.WAITING: frozenset({BranchState.CALLING, BranchState.COMPLETED}),

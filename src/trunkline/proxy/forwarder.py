@@ -51,10 +51,11 @@ from trunkline.proxy.forking import (
 from trunkline.proxy.nat import Origin, detect_nat, fix_contact
 from trunkline.proxy.router import Target
 from trunkline.proxy.status import ServerStats
+from trunkline.proxy.validation import random_hex
 from trunkline.sip.aio.endpoint import IncomingRequest, SipEndpoint
 from trunkline.sip.aio.routing import Destination
 from trunkline.sip.aio.transport import Connection, TransportError
-from trunkline.sip.builder import new_branch
+from trunkline.sip.builder import MAGIC_COOKIE
 from trunkline.sip.errors import LocalSipError, SipParseError
 from trunkline.sip.message import Request, Response
 from trunkline.sip.transaction import ClientInviteTransaction, ClientTransaction, ServerTransaction
@@ -433,7 +434,8 @@ class Forwarder:
             log.info("stateless %s not forwarded: %s", request.method, exc)
             return
         host, port = self.addresses.get(destination.transport) or self.addresses["UDP"]
-        via = f"SIP/2.0/{destination.transport} {bracket(host)}:{port};branch={new_branch()}"
+        branch = MAGIC_COOKIE + random_hex(16)  # 128 bits, as builder.new_branch
+        via = f"SIP/2.0/{destination.transport} {bracket(host)}:{port};branch={branch}"
         request.headers.prepend("Via", via)
         self.stats.stateless += 1
         endpoint.send_stateless(request, destination)

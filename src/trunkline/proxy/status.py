@@ -97,7 +97,8 @@ class ServerStats:
         key = (response.call_id, response.from_tag or "")
         if key in self.dialogs:
             return
-        self.dialogs[key] = (now, str(response.from_.uri), str(response.to.uri))
+        # The URIs as received: parsing them for a status line cost more than the rest.
+        self.dialogs[key] = (now, response.from_.uri_text, response.to.uri_text)
         while len(self.dialogs) > _MAX_DIALOGS:
             self.dialogs.popitem(last=False)
 

@@ -29,7 +29,7 @@ Request-URI) hashes differently: a spiral, routed again.
 from __future__ import annotations
 
 import hashlib
-import secrets
+import os
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
@@ -46,6 +46,7 @@ __all__ = [
     "loop_branch",
     "loop_hash",
     "own_address_keys",
+    "random_hex",
     "validate_request",
 ]
 
@@ -119,9 +120,53 @@ def loop_hash(request: Request) -> str:
     return digest.hexdigest()
 
 
+class _RandomPool:
+    """Kernel CSPRNG bytes (``os.urandom``) fetched 4 KiB at a time, each byte used once.
+
+    Branches must be unguessable (RFC 3261 §8.1.1.7, §26.1.5: a forged
+    response or CANCEL needs the branch); they stay so, since every byte is
+    CSPRNG output handed out once. Only the ``getrandom`` call is shared by
+    256 branches. A forked worker starts with an empty pool, so no two
+    processes hand out the same bytes.
+    """
+
+    __slots__ = ("_buffer", "_position")
+
+    CHUNK = 4096
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._position = 0
+
+    def hex(self, size: int) -> str:
+        """``size`` fresh random bytes as hex."""
+        start = self._position
+        end = start + size
+        if end > len(self._buffer):
+            self._buffer = os.urandom(max(self.CHUNK, size))
+            start, end = 0, size
+        self._position = end
+        return self._buffer[start:end].hex()
+
+    def reset(self) -> None:
+        """Drop the unused bytes (after ``fork``: the parent may use them)."""
+        self._buffer = b""
+        self._position = 0
+
+
+_POOL = _RandomPool()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_POOL.reset)
+
+
+def random_hex(size: int = 8) -> str:
+    """``size`` unpredictable bytes as hex, for branches (from :class:`_RandomPool`)."""
+    return _POOL.hex(size)
+
+
 def loop_branch(request: Request) -> str:
     """A fresh branch for a copy of ``request`` that carries its loop hash (§16.6 item 8)."""
-    return f"{LOOP_BRANCH_PREFIX}{loop_hash(request)}.{secrets.token_hex(8)}"
+    return f"{LOOP_BRANCH_PREFIX}{loop_hash(request)}.{_POOL.hex(8)}"
 
 
 def _branch_hash(branch: str | None) -> str | None:

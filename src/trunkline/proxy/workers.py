@@ -166,6 +166,7 @@ def run_workers(count: int, work: Callable[[WorkerSpec], int]) -> int:
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     worst = 0
+    stopped = False
     try:
         while children:
             try:
@@ -175,7 +176,10 @@ def run_workers(count: int, work: Callable[[WorkerSpec], int]) -> int:
             if children.pop(pid, None) is None:
                 continue
             code = os.waitstatus_to_exitcode(status)
+            if stopped and code == -signal.SIGTERM:
+                continue  # our own stop below: the failure that caused it is the status
             if code != 0 and children:
+                stopped = True
                 forward(signal.SIGTERM, None)  # one failed: stop the rest
             worst = max(worst, abs(code))
     finally:

@@ -47,6 +47,8 @@ class DialogState(enum.Enum):
     CONFIRMED = "confirmed"
     TERMINATED = "terminated"
 
+    __hash__ = object.__hash__  # C identity hash for the transition table (Enum's is Python)
+
 
 class Role(enum.Enum):
     """Whether we sent (UAC) or received (UAS) the request that made the dialog."""

@@ -57,6 +57,10 @@ class TransactionState(enum.Enum):
     ACCEPTED = "Accepted"
     TERMINATED = "Terminated"
 
+    # Identity hashing in C: Enum's own __hash__ is a Python call on every
+    # transition-table lookup (members are singletons, so equality is identity).
+    __hash__ = object.__hash__
+
 
 S = TransactionState
 

@@ -55,6 +55,8 @@ from trunkline.sip.transaction import (
 
 logger = logging.getLogger(__name__)
 
+_TERMINATED = TransactionState.TERMINATED
+
 ClientKey = tuple[str, str]
 """(branch, method) of §17.1.3."""
 
@@ -357,26 +359,29 @@ class TransactionLayer:
     def handle_timer(self, now: float) -> None:
         """Fire every transaction timer due at ``now``."""
         heap = self._heap
+        filed = self._filed
+        pop = heapq.heappop
         while heap and heap[0][0] <= now:
-            at, _, txn = heapq.heappop(heap)
-            if self._filed.get(id(txn)) != at:
-                continue
-            del self._filed[id(txn)]
+            at, _, txn = pop(heap)
+            key = id(txn)
+            if filed.get(key) != at:
+                continue  # stale: re-filed or forgotten since
+            del filed[key]
             txn.handle_timer(now)
 
     def _changed(self, txn: Transaction) -> None:
         """Re-file the deadline of ``txn``; forget it once terminated."""
-        if txn.state is TransactionState.TERMINATED:
+        if txn.state is _TERMINATED:
             self._forget(txn)
             return
-        at = txn.get_timer()
+        at = txn.deadlines.earliest()
+        key = id(txn)
+        filed = self._filed
         if at is None:
-            self._filed.pop(id(txn), None)
-            return
-        if self._filed.get(id(txn)) == at:
-            return
-        self._filed[id(txn)] = at
-        heapq.heappush(self._heap, (at, next(self._seq), txn))
+            filed.pop(key, None)
+        elif filed.get(key) != at:  # only a moved deadline costs a heap push
+            filed[key] = at
+            heapq.heappush(self._heap, (at, next(self._seq), txn))
 
     def _forget(self, txn: Transaction) -> None:
         self._filed.pop(id(txn), None)

@@ -296,6 +296,12 @@ class Phone:
         return self.config.transport.upper()
 
     @property
+    def client_only(self) -> bool:
+        """True for a TLS phone without a certificate: it accepts no TLS connections,
+        requests reach it over the connections it opened (RFC 5626 §5.2)."""
+        return self.endpoint.transport.listener_for(self.transport) is None
+
+    @property
     def local_address(self) -> tuple[str, int]:
         """The (host, port) of our main listener (the UDP one of a client-only TLS phone)."""
         ipv6 = ":" in self.config.host
