@@ -507,3 +507,35 @@ async def test_on_ack_hook_runs_synchronously(
     await asyncio.sleep(0.05)  # a task, if one was spawned, has run by now
     assert hooked == ["ACK"]
     assert passed_on == ([] if handled else ["ACK"])
+
+
+async def test_incoming_request_carries_its_wire_size() -> None:
+    endpoint = SipEndpoint(timers=FAST)
+    try:
+        listener = await endpoint.listen("UDP")
+        sizes: list[int] = []
+
+        async def answer(incoming: IncomingRequest) -> None:
+            sizes.append(incoming.wire_size)
+            incoming.respond(200)
+
+        endpoint.on_request = answer
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.bind(("127.0.0.1", 0))
+            client.settimeout(2.0)
+            port = client.getsockname()[1]
+            for padding in (b"", b"X-Pad: " + b"x" * 300 + b"\r\n"):
+                data = (
+                    b"OPTIONS sip:bob@127.0.0.1 SIP/2.0\r\n"
+                    b"Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-size-%d\r\n"
+                    b"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:bob@127.0.0.1>\r\n"
+                    b"Call-ID: size-%d\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+                    b"%sContent-Length: 0\r\n\r\n" % (port, len(padding), len(padding), padding)
+                )
+                client.sendto(data, ("127.0.0.1", listener.port))
+                reply = await asyncio.get_running_loop().run_in_executor(None, client.recv, 65536)
+                assert reply.startswith(b"SIP/2.0 200 ")
+                assert sizes[-1] == len(data)
+        assert len(sizes) == 2
+    finally:
+        await endpoint.close()

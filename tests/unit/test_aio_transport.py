@@ -298,3 +298,28 @@ def test_dev_certificates_verify(pki: DevCertificates, tmp_path: Path) -> None:
     context = client_ssl_context(pki.ca)
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     assert "BEGIN CERTIFICATE" in pki.cert.read_text()
+
+
+async def test_reuse_port_lets_two_layers_bind_one_port() -> None:
+    received: list[Inbound] = []
+    layers = [TransportLayer(received.append) for _ in range(2)]
+    try:
+        first_udp = await layers[0].listen("UDP", "127.0.0.1", 0, reuse_port=True)
+        port = first_udp.port
+        second_udp = await layers[1].listen("UDP", "127.0.0.1", port, reuse_port=True)
+        assert second_udp.port == port
+        for layer in layers:
+            assert (await layer.listen("TCP", "127.0.0.1", port, reuse_port=True)).port == port
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.sendto(options(), ("127.0.0.1", port))
+            for _ in range(100):  # at most 1 s
+                if received:
+                    break
+                await asyncio.sleep(0.01)
+        assert [inbound.data for inbound in received] == [options()]
+        # Without the option the port stays taken.
+        with pytest.raises(OSError):
+            await TransportLayer(received.append).listen("UDP", "127.0.0.1", port)
+    finally:
+        for layer in layers:
+            await layer.close()

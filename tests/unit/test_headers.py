@@ -212,6 +212,9 @@ def test_contacts_star_expires_q() -> None:
     assert Contact.wildcard().star
     with pytest.raises(SipParseError):
         parse_contacts(["*, <sip:a@x>"])
+    with pytest.raises(SipParseError):
+        parse_contacts(["*, <sip:a@x>"])  # interned lines are checked again
+    assert parse_contacts(["<sip:a@x>;q=0.7"])[0] is parse_contacts(["<sip:a@x>;q=0.7"])[0]
     assert Contact.parse("<sip:a@x>;expires=99999999999").expires is None
     assert Contact.parse("<sip:a@x>;q=2").q is None
     assert (

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 from trunkline.proxy.validation import (
     LOOP_BRANCH_PREFIX,
     Reply,
     ValidationPolicy,
+    _RandomPool,
     loop_branch,
     loop_hash,
     own_address_keys,
+    random_hex,
     validate_request,
 )
 from trunkline.sip.builder import make_request
@@ -121,3 +125,33 @@ def test_cancel_and_ack_with_max_forwards_zero_are_483() -> None:
     for method in ("CANCEL", "ACK"):
         reply = validate_request(_request(method, max_forwards=0), POLICY)
         assert reply is not None and reply.status == 483, method
+
+
+def test_random_hex_hands_out_each_pool_byte_once() -> None:
+    pool = _RandomPool()
+    size = 8
+    count = 2 * _RandomPool.CHUNK // size + 3  # crosses two refills
+    values = [pool.hex(size) for _ in range(count)]
+    assert all(len(value) == 2 * size for value in values)
+    assert len(set(values)) == count
+    assert len(random_hex(16)) == 32
+    assert len(pool.hex(_RandomPool.CHUNK + 1)) == 2 * (_RandomPool.CHUNK + 1)
+
+
+def test_forked_child_does_not_reuse_the_parents_random_bytes() -> None:
+    random_hex(8)  # the pool now holds unused bytes the child must not see
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next value, then leave at once
+        try:
+            os.write(write, random_hex(8).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        child = os.read(read, 64).decode()
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    assert len(child) == 16
+    assert child != random_hex(8)

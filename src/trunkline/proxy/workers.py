@@ -32,19 +32,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from trunkline.config import Config
-from trunkline.sip.aio.transport import (
-    Connection,
-    Listener,
-    TransportLayer,
-    UdpSocket,
-    normalize_host,
-)
+from trunkline.sip.aio.transport import Listener, TransportLayer
 
 __all__ = [
     "WorkerSpec",
@@ -94,46 +87,16 @@ def check_workers(config: Config, count: int) -> str | None:
     return None
 
 
-def _reuse_port_socket(kind: str, host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM if kind == "UDP" else socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 async def listen_shared(layer: TransportLayer, kind: str, host: str, port: int) -> Listener:
-    """Bind UDP or TCP ``host:port`` with ``SO_REUSEPORT`` and hand the socket to ``layer``.
+    """Bind UDP or TCP ``host:port`` on ``layer`` with ``SO_REUSEPORT`` (shared by workers).
 
-    :meth:`TransportLayer.listen` has no reuse-port option; this registers
-    the socket the way it does. Bind the worker's own port first: the first
-    UDP socket is the one requests are sent from.
+    Bind the worker's own port first: the first UDP socket is the one
+    requests are sent from.
     """
     name = kind.upper()
-    host = normalize_host(host)
-    sock = _reuse_port_socket(name, host, port)
-    loop = layer.loop
-    if name == "UDP":
-        _, proto = await loop.create_datagram_endpoint(lambda: UdpSocket(layer), sock=sock)
-        listener = Listener("UDP", host, port)
-        layer._udp[(host, port)] = proto
-    elif name == "TCP":
-        server = await loop.create_server(
-            lambda: Connection(layer, "TCP", outbound=False, server_name=None), sock=sock
-        )
-        listener = Listener("TCP", host, port)
-        layer._servers.append(server)
-    else:
-        sock.close()
+    if name not in ("UDP", "TCP"):
         raise ValueError(f"{name} cannot be shared between workers")
-    layer.listeners.append(listener)
-    return listener
+    return await layer.listen(name, host, port, reuse_port=True)
 
 
 def run_workers(count: int, work: Callable[[WorkerSpec], int]) -> int:

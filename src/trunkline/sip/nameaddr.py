@@ -345,18 +345,33 @@ class Contact(NameAddr):
         return "*" if self.star else super().__str__()
 
 
+_CONTACT_LISTS: dict[str, tuple[Contact, ...]] = {}
+
+
 def parse_contacts(values: Iterable[str]) -> list[Contact]:
-    """Parse Contact values; ``*`` must stand alone (§10.3 step 6 checks the rest)."""
+    """Parse Contact values; ``*`` must stand alone (§10.3 step 6 checks the rest).
+
+    Each line's values are interned: a UA sends the same Contact in every
+    message of a dialog (RFC 3261 §12.1), and the values are immutable.
+    """
     result: list[Contact] = []
+    memo = _CONTACT_LISTS
     for value in values:
-        fast = Contact._parse_list_fast(value)
-        if fast is not None:
-            result.extend(fast)
+        known = memo.get(value)
+        if known is not None:
+            result.extend(known)
             continue
-        for item in split_commas(value):
-            if not item:
-                raise SipParseError("Empty Contact value")
-            result.append(Contact.parse(item))
+        items = Contact._parse_list_fast(value)
+        if items is None:
+            items = []
+            for item in split_commas(value):
+                if not item:
+                    raise SipParseError("Empty Contact value")
+                items.append(Contact.parse(item))
+        result.extend(items)
+        if len(memo) >= INTERN_LIMIT:
+            memo.clear()
+        memo[value] = tuple(items)
     if len(result) > 1 and any(c.star for c in result):
         raise SipParseError("Contact '*' mixed with other contacts")
     return result

@@ -40,9 +40,9 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from trunkline.sip.aio.endpoint import IncomingRequest, SipEndpoint
+from trunkline.sip.aio.endpoint import IncomingRequest, SipEndpoint, Source
 from trunkline.sip.aio.routing import Destination
-from trunkline.sip.aio.transport import Inbound, TransportError
+from trunkline.sip.aio.transport import TransportError
 from trunkline.sip.auth import DigestClient
 from trunkline.sip.errors import LocalSipError, SipError
 from trunkline.sip.events import DialogStateChanged, Event
@@ -162,13 +162,13 @@ class PhoneEndpoint(SipEndpoint):
         self.on_cancelled: Callable[[IncomingRequest], None] | None = None
         self._stun_inbox: asyncio.Queue[bytes] | None = None
 
-    def _on_inbound(self, inbound: Inbound) -> None:
+    def on_foreign_datagram(self, data: bytes, source: Source) -> bool:
         # STUN and SIP share the UDP socket while we probe it (RFC 5389 §6 demultiplexing:
         # a STUN message starts with two zero bits and carries the magic cookie).
-        if self._stun_inbox is not None and inbound.transport == "UDP" and is_stun(inbound.data):
-            self._stun_inbox.put_nowait(inbound.data)
-            return
-        super()._on_inbound(inbound)
+        if self._stun_inbox is not None and is_stun(data):
+            self._stun_inbox.put_nowait(data)
+            return True
+        return False
 
     async def discover_public_address(
         self, server: tuple[str, int], *, local: tuple[str, int] | None = None

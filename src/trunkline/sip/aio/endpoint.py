@@ -35,41 +35,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
 from trunkline.sip.aio import websocket as _websocket  # registers WS and WSS
-from trunkline.sip.aio.failover import (
-    FailoverPlan,
-    TargetBlocklist,
-    retry_after,
-    retry_request,
-    should_fail_over,
+from trunkline.sip.aio.client import (
+    TIMEOUT_STATUS,
+    TRANSPORT_ERROR_STATUS,
+    ClientRequests,
+    ProvisionalCallback,
+    _Pending,
 )
+from trunkline.sip.aio.failover import FailoverPlan, TargetBlocklist
 from trunkline.sip.aio.incoming import EndpointStats, IncomingRequest, Source
-from trunkline.sip.aio.routing import (
-    Destination,
-    choose_transport,
-    is_ip_literal,
-    next_hop,
-    response_destination,
-    stamp_received,
-    uri_destination,
-)
+from trunkline.sip.aio.malformed import error_response
+from trunkline.sip.aio.routing import Destination, stamp_received
+from trunkline.sip.aio.sending import Resolver
 from trunkline.sip.aio.trace import format_address
-from trunkline.sip.aio.transport import (
-    RELIABLE,
-    Connection,
-    Inbound,
-    Listener,
-    TransportError,
-    TransportLayer,
-    is_ipv6,
-)
-from trunkline.sip.builder import make_response, new_branch
+from trunkline.sip.aio.transport import Connection, Inbound, Listener, TransportLayer
+from trunkline.sip.builder import make_response
 from trunkline.sip.dialog_table import DialogLayer
 from trunkline.sip.dns import Locator
 from trunkline.sip.errors import LocalSipError, SipParseError
@@ -83,13 +68,10 @@ from trunkline.sip.events import (
     TransactionTerminated,
     TransactionTimedOut,
     TransactionTransportError,
-    Transmit,
 )
-from trunkline.sip.headers import Via
 from trunkline.sip.message import Request, Response, parse_message
 from trunkline.sip.timers import DEFAULT_TIMERS, TimerConfig
 from trunkline.sip.transaction import (
-    ClientInviteTransaction,
     ClientTransaction,
     ServerTransaction,
     TransactionState,
@@ -97,9 +79,13 @@ from trunkline.sip.transaction import (
 from trunkline.sip.transaction_table import TransactionLayer
 
 __all__ = [
+    "TIMEOUT_STATUS",
+    "TRANSPORT_ERROR_STATUS",
     "Destination",
     "EndpointStats",
     "IncomingRequest",
+    "ProvisionalCallback",
+    "Resolver",
     "SipEndpoint",
     "Source",
 ]
@@ -108,29 +94,20 @@ logger = logging.getLogger("trunkline.sip.endpoint")
 
 assert _websocket.SIP_SUBPROTOCOL == "sip"
 
-ProvisionalCallback = Callable[[Response], None]
 RequestHandler = Callable[[IncomingRequest], Awaitable[None]]
 StrayResponseHandler = Callable[[Response], None]
-Resolver = Callable[[str, int], Awaitable[list[str]]]
-
-#: §8.1.3.1 / §17.1.4: what the TU sees when the transaction fails locally.
-TIMEOUT_STATUS = (408, "Request Timeout")
-TRANSPORT_ERROR_STATUS = (503, "Service Unavailable")
-
-_SECURE = frozenset({"TLS", "WSS"})
+ForeignDatagramHandler = Callable[[bytes, Source], bool]
 
 
-@dataclass(slots=True)
-class _Pending:
-    """A client transaction the TU awaits."""
-
-    future: asyncio.Future[Response]
-    on_provisional: ProvisionalCallback | None
-    responses: list[Response] = field(default_factory=list)
-    failover: FailoverPlan | None = None
+#: Bytes a SIP message can start with: a §25.1 token character (a Method, or
+#: "SIP/2.0" of a status line) or the CRLF that §7.5 says to skip.
+_SIP_FIRST_BYTES = frozenset(
+    bytes([c])
+    for c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.!%*_+`'~\r\n"
+)
 
 
-class SipEndpoint:
+class SipEndpoint(ClientRequests):
     """One SIP endpoint: its transports, its transaction layer, its TU callbacks."""
 
     def __init__(
@@ -184,6 +161,7 @@ class SipEndpoint:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timer_hooks: list[tuple[Callable[[], float | None], Callable[[float], None]]] = []
         self._current_source: Source | None = None
+        self._current_size = 0
         self._closed = False
         self.dialogs: DialogLayer | None = DialogLayer(timers) if dialogs else None
         """The dialog layer (RFC 3261 §12-§15); None for a proxy, which keeps no dialogs."""
@@ -198,9 +176,13 @@ class SipEndpoint:
         port: int = 0,
         *,
         ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
     ) -> Listener:
-        """Bind a transport; port 0 picks a free one (read it from the result)."""
-        return await self.transport.listen(transport, host, port, ssl_context=ssl_context)
+        """Bind a transport; port 0 picks a free one (read it from the result).
+        ``reuse_port`` shares the port with other processes (``SO_REUSEPORT``)."""
+        return await self.transport.listen(
+            transport, host, port, ssl_context=ssl_context, reuse_port=reuse_port
+        )
 
     async def close(self) -> None:
         """Stop timers, fail pending requests, close every socket."""
@@ -230,33 +212,64 @@ class SipEndpoint:
     # -- receiving ------------------------------------------------------------------
     def _on_inbound(self, inbound: Inbound) -> None:
         self.stats.received += 1
+        data = inbound.data
+        source = Source(
+            inbound.transport, inbound.peer[0], inbound.peer[1], inbound.local, inbound.connection
+        )
+        if (
+            inbound.transport == "UDP"
+            and data[:1] not in _SIP_FIRST_BYTES
+            and self.on_foreign_datagram(data, source)
+        ):
+            self.stats.foreign += 1
+            return
         try:
-            message = parse_message(inbound.data)
-            source = Source(
-                inbound.transport,
-                inbound.peer[0],
-                inbound.peer[1],
-                inbound.local,
-                inbound.connection,
-            )
+            message = parse_message(data)
             if isinstance(message, Request):
                 self._current_source = source
+                self._current_size = len(data)
                 self._receive_request(message, source)
             else:
                 self._receive_response(message)
         except SipParseError as exc:
-            self.stats.malformed += 1
-            logger.info(
-                "dropped a malformed message from %s %s: %s",
-                inbound.transport,
-                format_address(inbound.peer),
-                exc.reason,
-            )
+            self._current_source = None
+            self._reject_malformed(data, source, exc)
             return
         try:
             self.pump()
         finally:
             self._current_source = None
+
+    def on_foreign_datagram(self, data: bytes, source: Source) -> bool:
+        """A UDP datagram whose first byte cannot start a SIP message (RFC 3261 §7).
+
+        The public hook for protocols sharing the SIP socket, e.g. STUN
+        (RFC 5389 §6: its first two bits are zero; RFC 7983 §7 demultiplexing).
+        Return True when the datagram was consumed; False (this default) parses
+        it as SIP, which drops it as malformed.
+        """
+        return False
+
+    def _reject_malformed(self, data: bytes, source: Source, exc: SipParseError) -> None:
+        """RFC 3261 §8.2, §16.3: answer a malformed request statelessly with the status
+        its :class:`SipParseError` carries (400, 413, 416, 505, 513) when the start
+        line is a request and Via/From/To/Call-ID/CSeq can be copied; else drop.
+        The answer goes back where the request came from (as ``rport`` would,
+        RFC 3581 §4): the Via itself may be what is malformed."""
+        self.stats.malformed += 1
+        reply = error_response(data, exc.status, exc.reason, server=self.user_agent)
+        logger.info(
+            "%s a malformed message from %s %s: %s",
+            "rejected" if reply is not None else "dropped",
+            source.transport,
+            format_address(source.address),
+            exc,
+        )
+        if reply is None:
+            return
+        self.stats.rejected += 1
+        destination = Destination(source.transport.upper(), source.host, source.port)
+        self._send_bytes(reply, destination, connection=source.connection)
 
     def _receive_request(self, request: Request, source: Source) -> None:
         # Touch the fields every layer needs so a malformed one raises here (§8.2).
@@ -282,7 +295,8 @@ class SipEndpoint:
         self.transactions.drain_events()  # the CANCEL is handled here, not by on_request
         if txn is None:
             return  # a retransmitted CANCEL, answered by its transaction
-        self.handle_cancel(IncomingRequest(self, cancel, txn, source), invite)
+        incoming = IncomingRequest(self, cancel, txn, source, wire_size=self._current_size)
+        self.handle_cancel(incoming, invite)
 
     def handle_cancel(self, cancel: IncomingRequest, invite: ServerTransaction | None) -> None:
         """A new CANCEL arrived: the public extension point for proxies (RFC 3261 §16.10).
@@ -433,7 +447,8 @@ class SipEndpoint:
     def _deliver_request(
         self, request: Request, txn: ServerTransaction | None, source: Source
     ) -> None:
-        incoming = IncomingRequest(self, request, txn, source)
+        size = self._current_size if source is self._current_source else 0
+        incoming = IncomingRequest(self, request, txn, source, wire_size=size)
         if self.dialogs is not None:
             verdict = self.dialogs.request_received(request, self.loop.time())
             if verdict.status is not None:  # 481, 500, 491, 422 (§12.2.2, §14.2, RFC 4028)
@@ -481,453 +496,6 @@ class SipEndpoint:
             return
         assert txn is not None
         self._finish(txn, response)
-
-    def _finish(self, txn: ClientTransaction, response: Response, *, local: bool = False) -> bool:
-        """Hand the final response to the TU, or fail over (RFC 3263 §4.3): True if moved.
-
-        ``local`` marks a response made up for a timeout or a transport error.
-        """
-        pending = self._pending.pop(id(txn), None)
-        if pending is None or pending.future.done():
-            return False
-        plan = pending.failover
-        if plan is not None:
-            if self._fail_over(txn, pending, plan, response, local):
-                return True
-            plan.final = response
-            origin = plan.origin
-            if origin is not None and origin.state is TransactionState.TERMINATED:
-                self._moved.pop(id(origin), None)
-        pending.future.set_result(response)
-        return False
-
-    def _fail_over(
-        self,
-        txn: ClientTransaction,
-        pending: _Pending,
-        plan: FailoverPlan,
-        response: Response,
-        local: bool,
-    ) -> bool:
-        """Retry on the next target with a new branch when ``response`` is a failure."""
-        now = self.loop.time()
-        if response.status == 503 and not local:
-            seconds = retry_after(response)
-            if seconds is not None:
-                self.blocklist.block(plan.current_destination, now, seconds)
-        answered = txn.last_response is not None
-        if plan.cancelled or self._closed:
-            return False
-        if not should_fail_over(response, local=local, answered=answered):
-            return False
-        while True:
-            target = plan.next_target(self.blocklist, now)
-            if target is None:
-                return False
-            request = retry_request(txn.request, plan.own_via)
-            try:
-                destination = self._prepare_now(request, target, None, plan.own_via)
-            except LocalSipError as exc:  # e.g. no listener to name in Via
-                logger.info("cannot fail over %s to %s: %s", request.method, target, exc)
-                continue
-            break
-        logger.info(
-            "%s to %s %s failed with %d; trying %s %s",
-            request.method,
-            plan.current_destination.transport,
-            format_address((plan.current_destination.host, plan.current_destination.port)),
-            response.status,
-            destination.transport,
-            format_address((destination.host, destination.port)),
-        )
-        plan.tried.append(plan.current_destination)
-        plan.current_destination = destination
-        plan.current = self._launch(request, destination, None, pending, now)
-        if plan.origin is not None:
-            self._moved[id(plan.origin)] = plan
-        return True
-
-    # -- sending ----------------------------------------------------------------------
-    def _transmit(self, transmit: Transmit) -> None:
-        message = transmit.message
-        peer = transmit.peer
-        if isinstance(message, Response):
-            self._send_response_message(message, peer)
-            return
-        if peer is None:  # the ACK of a 2xx: routed from the request itself (§13.2.2.4)
-            destination = self.resolve_now(message)
-            if destination is None:
-                self._spawn(self.send_ack(message))
-                return
-            destination = self._prepare_now(message, destination, None, None)
-            self._send_bytes(bytes(message), destination)
-            return
-        name = peer.transport.upper()
-        server_name = (
-            self._server_names.get((name, peer.host, peer.port)) if name in _SECURE else None
-        )
-        self._send_bytes(
-            bytes(message),
-            Destination(name, peer.host, peer.port, server_name),
-            request=message,
-        )
-
-    def _send_bytes(
-        self,
-        data: bytes,
-        destination: Destination,
-        *,
-        request: Request | None = None,
-        connection: Connection | None = None,
-    ) -> None:
-        """Send now when possible (UDP, open connection); else connect in a task."""
-        name = destination.transport
-        address = (destination.host, destination.port)
-        try:
-            if name == "UDP":
-                self.transport.udp_socket_for(address).sendto(data, address)
-                self.stats.sent += 1
-                return
-            conn = (
-                connection
-                if connection is not None and not connection.closed
-                else (self.transport.lookup(name, address))
-            )
-            if conn is not None:
-                conn.send(data)
-                self.stats.sent += 1
-                return
-        except TransportError as exc:
-            self._send_failed(request, str(exc))
-            return
-        self._spawn(self._connect_and_send(data, destination, request))
-
-    async def _connect_and_send(
-        self, data: bytes, destination: Destination, request: Request | None
-    ) -> None:
-        try:
-            await self.transport.send(
-                data,
-                destination.transport,
-                (destination.host, destination.port),
-                server_name=destination.server_name,
-            )
-            self.stats.sent += 1
-        except TransportError as exc:
-            self._send_failed(request, str(exc))
-            self.pump()
-
-    def _send_failed(self, request: Request | None, reason: str) -> None:
-        self.stats.transport_errors += 1
-        logger.info("send failed: %s", reason)
-        if request is None:
-            return
-        txn = self.transactions.find_client(request)
-        if txn is not None:
-            self.transactions.transport_error(txn, self.loop.time(), reason)
-
-    def _send_response_message(self, response: Response, peer: Peer | None) -> None:
-        """RFC 3261 §18.2.2: the request's connection if open, else the Via rules."""
-        data = bytes(response)
-        if peer is not None and peer.transport.upper() in RELIABLE:
-            conn = self.transport.lookup(peer.transport, (peer.host, peer.port))
-            if conn is not None:
-                try:
-                    conn.send(data)
-                    self.stats.sent += 1
-                    return
-                except TransportError:
-                    pass
-        if not response.via:
-            logger.info("response %d without Via dropped", response.status)
-            return
-        self._send_bytes(data, response_destination(response.via[0]))
-
-    def send_response(self, transaction: ServerTransaction, response: Response) -> None:
-        """Answer through a server transaction (it retransmits as §17.2 says)."""
-        if self.user_agent and "Server" not in response.headers:
-            response.headers.add("Server", self.user_agent)
-        self._respond(transaction, response, self.loop.time())
-        self.pump()
-
-    def _respond(self, transaction: ServerTransaction, response: Response, now: float) -> None:
-        self.transactions.send_response(transaction, response, now)
-        if self.dialogs is not None:
-            self.dialogs.response_sent(transaction.request, response, now, transaction.peer)
-
-    def send_stateless(
-        self,
-        message: Request | Response,
-        destination: Destination | None = None,
-        *,
-        connection: Connection | None = None,
-    ) -> None:
-        """Send without a transaction: a proxy's forwarded response (§16.7, §18.2.2)
-        or a stateless request (a 2xx ACK, a stateless proxy's forward)."""
-        if isinstance(message, Response) and destination is None and connection is None:
-            self._send_response_message(message, None)
-            return
-        if destination is None:
-            if connection is None:
-                raise LocalSipError("a stateless request needs a destination or a connection")
-            destination = Destination(connection.name, connection.peer[0], connection.peer[1])
-        self._send_bytes(bytes(message), destination, connection=connection)
-
-    def send_stateless_bytes(self, data: bytes, destination: Destination) -> None:
-        """Send already rendered bytes (a re-sent ACK, a forwarded message)."""
-        self._send_bytes(data, destination)
-
-    # -- requests from the TU ----------------------------------------------------------
-    def via_for(self, transport: str, *, ipv6: bool = False, branch: str | None = None) -> Via:
-        """Our Via for a request sent over ``transport`` (with ``rport``, RFC 3581 §3)."""
-        listener = self.transport.listener_for(transport, ipv6) or self.transport.listener_for(
-            "UDP", ipv6
-        )
-        if listener is None:
-            raise LocalSipError(f"no {transport} listener to name in Via")
-        host = listener.host
-        if host in ("0.0.0.0", "::"):
-            host = "::1" if ipv6 else "127.0.0.1"
-        if ":" in host:
-            host = f"[{host}]"
-        params: dict[str, str | None] = {"branch": branch or new_branch(), "rport": None}
-        return Via(transport.upper(), host, listener.port, params)
-
-    def contact_uri(
-        self, transport: str = "UDP", *, user: str | None = None, ipv6: bool = False
-    ) -> str:
-        """A Contact URI naming one of our listeners."""
-        listener = self.transport.listener_for(transport, ipv6)
-        if listener is None:
-            raise LocalSipError(f"no {transport} listener for a Contact")
-        host = listener.host
-        if ":" in host:
-            host = f"[{host}]"
-        userpart = f"{user}@" if user else ""
-        scheme = "sips" if transport.upper() in ("TLS", "WSS") else "sip"
-        param = "" if transport.upper() == "UDP" else f";transport={transport.lower()}"
-        return f"{scheme}:{userpart}{host}:{listener.port}{param}"
-
-    def resolve_now(self, request: Request) -> Destination | None:
-        """The next hop of ``request`` (§8.1.2) when no DNS is needed, else None."""
-        uri = next_hop(request)
-        transport = choose_transport(uri, len(bytes(request)) + 80, mtu_limit=self.mtu_limit)
-        dest = uri_destination(uri, transport)
-        return dest if is_ip_literal(dest.host) else None
-
-    async def resolve(self, request: Request) -> Destination:
-        """The next hop of ``request`` (§8.1.2) as one transport and address: the first
-        of :meth:`locate`."""
-        return (await self.locate(request))[0]
-
-    async def locate(self, request: Request) -> list[Destination]:
-        """Every destination to try for ``request``, best first (RFC 3263 §4).
-
-        An IP literal next hop gives one destination; a name goes through the
-        :attr:`locator` (NAPTR/SRV/A) or, without one, A/AAAA lookups. Targets
-        blocked by a 503's Retry-After (:attr:`blocklist`) are left out; raises
-        :class:`TransportError` when nothing is left.
-        """
-        dest = self.resolve_now(request)
-        if dest is not None:
-            return [dest]
-        uri = next_hop(request)
-        if self.locator is not None:
-            targets = await self.locator.locate(uri)
-            found = [
-                Destination(t.transport.upper(), t.address, t.port, server_name=t.domain)
-                for t in targets
-            ]
-        else:
-            transport = choose_transport(uri, len(bytes(request)) + 80, mtu_limit=self.mtu_limit)
-            dest = uri_destination(uri, transport)
-            addresses = await self._resolver(dest.host, dest.port)
-            found = [
-                Destination(transport, address, dest.port, server_name=dest.server_name)
-                for address in dict.fromkeys(addresses)
-            ]
-        if not found:
-            raise TransportError(f"cannot locate {uri}")
-        usable = self.blocklist.usable(found, self.loop.time())
-        if not usable:
-            raise TransportError(f"every server for {uri} asked us to wait (503 Retry-After)")
-        return usable
-
-    async def _getaddrinfo(self, host: str, port: int) -> list[str]:
-        infos = await self.loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-        return [str(info[4][0]) for info in infos]
-
-    async def prepare(
-        self,
-        request: Request,
-        destination: Destination | None = None,
-        *,
-        connection: Connection | None = None,
-        add_via: bool | None = None,
-    ) -> Destination:
-        """Pick the destination, add our Via, apply the §18.1.1 MTU rule."""
-        if connection is not None and destination is None:
-            destination = Destination(connection.name, connection.peer[0], connection.peer[1])
-        if destination is None:
-            destination = await self.resolve(request)
-        return self._prepare_now(request, destination, connection, add_via)
-
-    def _prepare_now(
-        self,
-        request: Request,
-        destination: Destination,
-        connection: Connection | None,
-        add_via: bool | None,
-    ) -> Destination:
-        if add_via is None:
-            add_via = not request.headers.get("Via")
-        if add_via:
-            via = self.via_for(destination.transport, ipv6=is_ipv6(destination.host))
-            request.headers.prepend("Via", str(via))
-        if self.user_agent and "User-Agent" not in request.headers:
-            request.headers.add("User-Agent", self.user_agent)
-        if (
-            destination.transport == "UDP"
-            and connection is None
-            and len(bytes(request)) > self.mtu_limit
-        ):
-            destination = Destination(
-                "TCP", destination.host, destination.port, destination.server_name
-            )
-            if add_via:
-                top = request.via[0]
-                tcp = Via("TCP", top.host, top.port, dict(top.params), top.protocol)
-                request.via = [tcp, *request.via[1:]]
-        return destination
-
-    async def send_request(
-        self,
-        request: Request,
-        destination: Destination | None = None,
-        *,
-        connection: Connection | None = None,
-        add_via: bool | None = None,
-        on_provisional: ProvisionalCallback | None = None,
-    ) -> Response:
-        """Send ``request`` in a new client transaction; return its final response.
-
-        A 408 is returned when the transaction times out (Timer B/F) and a
-        503 when the transport fails (RFC 3261 §8.1.3.1, §17.1.4).
-        """
-        txn = await self.start_request(
-            request,
-            destination,
-            connection=connection,
-            add_via=add_via,
-            on_provisional=on_provisional,
-        )
-        return await self.wait_final(txn)
-
-    async def start_request(
-        self,
-        request: Request,
-        destination: Destination | None = None,
-        *,
-        connection: Connection | None = None,
-        add_via: bool | None = None,
-        on_provisional: ProvisionalCallback | None = None,
-    ) -> ClientTransaction:
-        """Like :meth:`send_request` but return the transaction at once (to CANCEL it)."""
-        if request.method == "ACK":
-            raise LocalSipError("an ACK is sent with send_ack(), outside transactions")
-        plan: FailoverPlan | None = None
-        if destination is None and connection is None:
-            destination = self.resolve_now(request)
-            if destination is None:  # a name: RFC 3263 targets, failed over in _finish
-                destinations = await self.locate(request)
-                destination = destinations[0]
-                own_via = add_via if add_via is not None else not request.headers.get("Via")
-                plan = FailoverPlan(destinations[1:], own_via, destination)
-        destination = await self.prepare(
-            request, destination, connection=connection, add_via=add_via
-        )
-        now = self.loop.time()
-        pending = _Pending(self.loop.create_future(), on_provisional, failover=plan)
-        txn = self._launch(request, destination, connection, pending, now)
-        if plan is not None:
-            plan.current_destination = destination
-            plan.origin = plan.current = txn
-        self.pump()
-        return txn
-
-    def _launch(
-        self,
-        request: Request,
-        destination: Destination,
-        connection: Connection | None,
-        pending: _Pending,
-        now: float,
-    ) -> ClientTransaction:
-        """Start one client transaction for ``request`` and register its waiter."""
-        if connection is not None:
-            peer = Peer(connection.name.lower(), connection.peer[0], connection.peer[1])
-        else:
-            peer = Peer(destination.transport.lower(), destination.host, destination.port)
-            if destination.server_name and destination.transport in _SECURE:
-                key = (destination.transport, destination.host, destination.port)
-                self._server_names[key] = destination.server_name
-        txn = self.transactions.send_request(request, peer, now)
-        self._pending[id(txn)] = pending
-        if self.dialogs is not None:
-            self.dialogs.request_sent(request, now)
-        return txn
-
-    def current_transaction(self, txn: ClientTransaction) -> ClientTransaction:
-        """The transaction now carrying the request ``txn`` started (after failover)."""
-        plan = self._moved.get(id(txn))
-        if plan is not None and plan.current is not None:
-            return plan.current
-        return txn
-
-    async def wait_final(self, txn: ClientTransaction) -> Response:
-        """The final response of a transaction from :meth:`start_request`."""
-        pending = self._pending.get(id(txn))
-        if pending is None:
-            plan = self._moved.get(id(txn))
-            if plan is not None:
-                if plan.final is not None:
-                    return plan.final
-                if plan.current is not None:
-                    pending = self._pending.get(id(plan.current))
-        if pending is None:
-            return txn.last_response or make_response(txn.request, *TIMEOUT_STATUS)
-        return await pending.future
-
-    def cancel(self, txn: ClientInviteTransaction) -> None:
-        """CANCEL a pending INVITE (§9.1); its final response arrives as usual (487).
-
-        After a failover ``txn`` may be an earlier attempt: the CANCEL goes to
-        the current one, and no further target is tried.
-        """
-        current = self.current_transaction(txn)
-        pending = self._pending.get(id(current))
-        if pending is not None and pending.failover is not None:
-            pending.failover.cancelled = True
-        if isinstance(current, ClientInviteTransaction):
-            self.transactions.cancel(current, self.loop.time())
-        self.pump()
-
-    async def send_ack(
-        self, ack: Request, destination: Destination | None = None, *, add_via: bool | None = None
-    ) -> Destination:
-        """Send the ACK of a 2xx, outside any transaction (§13.2.2.4)."""
-        destination = await self.prepare(ack, destination, add_via=add_via)
-        self._send_bytes(bytes(ack), destination)
-        return destination
-
-    async def _send_layer_request(self, request: Request) -> None:
-        """A request the dialog layer originated (PRACK, BYE after a lost ACK)."""
-        try:
-            response = await self.send_request(request)
-        except (TransportError, LocalSipError, ValueError) as exc:
-            logger.info("%s from the dialog layer not sent: %s", request.method, exc)
-            return
-        logger.debug("%s from the dialog layer: %d", request.method, response.status)
 
     # -- misc ---------------------------------------------------------------------------
     def _on_connection_closed(self, conn: Connection) -> None:

@@ -51,6 +51,10 @@ class EndpointStats:
     received: int = 0
     sent: int = 0
     malformed: int = 0
+    rejected: int = 0
+    """Malformed requests answered with a stateless 4xx/5xx (RFC 3261 §8.2)."""
+    foreign: int = 0
+    """Non-SIP datagrams taken by :meth:`SipEndpoint.on_foreign_datagram`."""
     requests: int = 0
     responses: int = 0
     stray_responses: int = 0
@@ -69,6 +73,7 @@ class IncomingRequest:
         "request",
         "source",
         "transaction",
+        "wire_size",
     )
 
     def __init__(
@@ -77,11 +82,15 @@ class IncomingRequest:
         request: Request,
         transaction: ServerTransaction | None,
         source: Source,
+        *,
+        wire_size: int = 0,
     ) -> None:
         self.endpoint = endpoint
         self.request = request
         self.transaction = transaction
         self.source = source
+        self.wire_size = wire_size
+        """The request's size in bytes as received (0 when it did not come off the wire)."""
         self.cancelled = False
         self._final = False
         self.dialog: Dialog | None = None

@@ -309,13 +309,18 @@ class TransportLayer:
         port: int = 0,
         *,
         ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
     ) -> Listener:
-        """Bind ``transport`` on ``host:port`` (port 0 picks one); returns the bound address."""
+        """Bind ``transport`` on ``host:port`` (port 0 picks one); returns the bound address.
+
+        ``reuse_port`` sets ``SO_REUSEPORT`` so several processes (proxy workers)
+        share the port, the kernel spreading datagrams and connections over them.
+        """
         name = transport.upper()
         bind_host = normalize_host(host)
         if name == "UDP":
             _, proto = await self.loop.create_datagram_endpoint(
-                lambda: UdpSocket(self), local_addr=(bind_host, port)
+                lambda: UdpSocket(self), local_addr=(bind_host, port), reuse_port=reuse_port or None
             )
             listener = Listener("UDP", bind_host, proto.local[1])
             self._udp[(bind_host, listener.port)] = proto
@@ -331,6 +336,7 @@ class TransportLayer:
                 port,
                 ssl=ssl_context,
                 reuse_address=True,
+                reuse_port=reuse_port or None,
             )
             bound = _address(server.sockets[0].getsockname())
             listener = Listener(name, bind_host, bound[1])
