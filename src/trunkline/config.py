@@ -257,6 +257,17 @@ class Config(_Model):
     limits: Limits = Limits()
     trusted: list[IPvAnyNetwork] = []
     """Sources whose requests need no digest and are routed anywhere (carriers, media servers)."""
+
+    @field_validator("trusted", mode="before")
+    @classmethod
+    def _networks_are_text(cls, value: Any) -> Any:
+        """Only CIDR text: ``ipaddress`` would take ``true`` or ``1`` as an address."""
+        if isinstance(value, list):
+            for item in value:
+                if not isinstance(item, str):
+                    raise ValueError("each trusted network must be a CIDR string like '10.0.0.0/8'")
+        return value
+
     logging: LoggingConfig = LoggingConfig()
     location: LocationConfig = LocationConfig()
     dispatcher: DispatcherConfig = DispatcherConfig()

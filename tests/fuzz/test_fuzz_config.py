@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fuzz.targets import CONFIG, run_short
+from trunkline.config import ConfigError, parse_config
 
 
 def test_seeds_and_4000_mutants() -> None:
@@ -26,12 +27,9 @@ def test_arbitrary_bytes(data: bytes) -> None:
     CONFIG.exercise(data)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=DeprecationWarning,
-    reason="config.py Config.trusted (pydantic IPvAnyNetwork) takes TOML true as the network "
-    "0.0.0.1/32 (and integers as addresses) with only a DeprecationWarning from ipaddress, "
-    "instead of a ConfigError; found by fuzz_config.py",
-)
 def test_boolean_trusted_network_is_a_config_error() -> None:
     CONFIG.exercise(b"trusted = [true]\n")
+    with pytest.raises(ConfigError, match=r"trunkline.toml:1: trusted: .*CIDR string"):
+        parse_config("trusted = [true]\n")
+    with pytest.raises(ConfigError, match=r"trusted"):
+        parse_config("trusted = [1]\n")
