@@ -197,7 +197,11 @@ class ProxyServer:
         listen = config.listen
         self.location = await open_location(config.location, db=self._db, now=now)
 
-        endpoint = ProxyEndpoint(dialogs=False, user_agent=None, auto_trying=False)
+        # No merged-request 482 (§8.2.2.2 is a UAS rule): a spiral has the same
+        # From tag, Call-ID and CSeq and must be routed again (§16.3 item 4).
+        endpoint = ProxyEndpoint(
+            dialogs=False, user_agent=None, auto_trying=False, reject_merged=False
+        )
         endpoint.on_request = self._on_request
         endpoint.on_stray_response = self._on_stray_response
         endpoint.on_cancel = self._on_cancel

@@ -257,7 +257,7 @@ class TransactionLayer:
         if key[0] == "2543" and isinstance(txn, ServerInviteTransaction):
             self._rfc2543_invites.setdefault(_rfc2543_id(request), []).append(txn)
         txn.on_change = self._changed
-        merged = self._is_merged(request, txn)
+        merged = self.reject_merged and self._is_merged(request, txn)
         txn.start(now)
         if merged:
             logger.info(
@@ -286,7 +286,10 @@ class TransactionLayer:
         txn.receive_request(ack, now)
 
     def _is_merged(self, request: Request, txn: ServerTransaction) -> bool:
-        """§8.2.2.2: same From tag, Call-ID and CSeq as a live transaction."""
+        """§8.2.2.2: same From tag, Call-ID and CSeq as a live transaction.
+
+        Only with ``reject_merged`` (a proxy neither rejects nor indexes).
+        """
         if request.to_tag is not None or request.from_tag is None:
             return False
         mkey = (request.from_tag, request.call_id, request.cseq.number, request.cseq.method)

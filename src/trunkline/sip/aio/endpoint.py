@@ -26,7 +26,16 @@ A CANCEL is matched to its INVITE (§9.2) and handed to :meth:`SipEndpoint.handl
 the extension point a proxy overrides for §16.10; the default answers 200 and
 487s the INVITE.
 
-Dialogs (INVITE/ACK/BYE with 2xx retransmission, RFC 3261 §12-§15) are in
+A request that fails to parse is answered statelessly with the status its
+:class:`~trunkline.sip.errors.SipParseError` carries when Via, From, To,
+Call-ID and CSeq can be copied (§8.2, :mod:`.malformed`), else dropped. A UDP
+datagram that cannot start a SIP message (STUN) first goes to
+:meth:`SipEndpoint.on_foreign_datagram`.
+
+The endpoint is split by concept: sending and addressing in :mod:`.sending`,
+client transactions and failover in :mod:`.client`, what the TU is handed in
+:mod:`.incoming`; every public name stays importable from here. Dialogs
+(INVITE/ACK/BYE with 2xx retransmission, RFC 3261 §12-§15) are in
 :mod:`trunkline.sip.aio.calls`, built on the same API.
 """
 
