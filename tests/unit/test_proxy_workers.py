@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
+from pathlib import Path
 
 from tests.support.peers import free_port
 
@@ -36,12 +38,20 @@ def test_worker_count_and_checks() -> None:
     assert WorkerSpec(1, 2).shared and not WorkerSpec(1, 2).primary
 
 
-def test_run_workers_forks_each_and_returns_the_worst_status() -> None:
+def test_run_workers_forks_each_and_returns_the_worst_status(tmp_path: Path) -> None:
     read, write = os.pipe()
 
     def work(spec: WorkerSpec) -> int:
         os.write(write, bytes([spec.index]))
-        return 3 if spec.index == 1 else 0
+        (tmp_path / str(spec.index)).touch()
+        if spec.index != 1:
+            return 0
+        # A failing worker makes run_workers stop the others: fail only once all
+        # three have started, so the test does not race the shutdown.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(list(tmp_path.iterdir())) < 3:
+            time.sleep(0.01)
+        return 3
 
     try:
         assert run_workers(3, work) == 3
