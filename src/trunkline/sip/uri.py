@@ -370,7 +370,10 @@ class SipUri:
     @property
     def ttl(self) -> int | None:
         value = self.params.get("ttl")
-        return int(value) if value and value.isascii() and value.isdigit() else None
+        # ttl = 1*3DIGIT (RFC 3261 §25.1); anything longer is not a usable TTL.
+        if value and len(value) <= 3 and value.isascii() and value.isdigit():
+            return int(value)
+        return None
 
     @property
     def secure(self) -> bool:
@@ -508,10 +511,12 @@ class SipUri:
         for name, value in mine.items():
             if name in theirs and not _param_values_equal(value, theirs[name]):
                 return False
-        if len(self.headers) != len(other.headers):
-            return False
-        their_headers = {name.lower(): value for name, value in other.headers.items()}
-        return all(their_headers.get(name.lower()) == value for name, value in self.headers.items())
+        if not self.headers and not other.headers:
+            return True
+        # Header names are case-insensitive; the URI may name one twice in two cases.
+        return sorted((n.lower(), v) for n, v in self.headers.items()) == sorted(
+            (n.lower(), v) for n, v in other.headers.items()
+        )
 
     def __hash__(self) -> int:
         return hash((self.scheme, self.user, self.password, _host_key(self.host), self.port))
