@@ -21,13 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
+import inspect
 import logging
 import signal
 import ssl
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, get_type_hints
 
 import typer
 
@@ -208,6 +212,114 @@ InteractiveOpt = Annotated[
         "--interactive", "-i", help="Keys for answer, hang up, hold, transfer, DTMF; live stats."
     ),
 ]
+
+
+@dataclass(frozen=True)
+class _Account:
+    """The options every command takes: where the phone listens, who it is, TLS, logging."""
+
+    local: LocalOpt = None
+    transport: TransportOpt = "udp"
+    user: UserOpt = "trunkline"
+    password: PasswordOpt = None
+    auth_user: AuthUserOpt = None
+    aor: AorOpt = None
+    outbound_proxy: ProxyOpt = None
+    expires: ExpiresOpt = 3600
+    cert: CertOpt = None
+    key: KeyOpt = None
+    insecure: InsecureOpt = False
+    ca: CaOpt = None
+    stun: StunOpt = None
+    sip_trace: TraceOpt = False
+    verbose: VerboseOpt = False
+
+
+@dataclass(frozen=True)
+class _Media:
+    """The options of the commands that place or take calls (``call``, ``listen``)."""
+
+    codecs: CodecsOpt = "pcmu,pcma"
+    play: PlayOpt = None
+    tone: ToneOpt = None
+    record: RecordOpt = None
+    duration: DurationOpt = None
+    dtmf: DtmfOpt = None
+    dtmf_method: DtmfMethodOpt = "rfc4733"
+    rtp_port: RtpPortOpt = 0
+    interactive: InteractiveOpt = False
+
+
+_GROUPS: dict[str, type[_Account | _Media]] = {"account": _Account, "media": _Media}
+
+
+def _option_groups(command: Callable[..., None]) -> Callable[..., None]:
+    """``command`` with its ``account`` and ``media`` parameters spread out into
+    the options of :class:`_Account` and :class:`_Media` (Typer takes no
+    dataclasses), gathered back into those dataclasses when it runs."""
+    hints = get_type_hints(command, include_extras=True)
+    params: list[inspect.Parameter] = []
+    groups: dict[str, type[_Account | _Media]] = {}
+    for param in inspect.signature(command).parameters.values():
+        group = _GROUPS.get(param.name)
+        if group is None:
+            params.append(param.replace(annotation=hints[param.name]))
+            continue
+        groups[param.name] = group
+        group_hints = get_type_hints(group, include_extras=True)
+        params.extend(
+            inspect.Parameter(
+                field.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=field.default,
+                annotation=group_hints[field.name],
+            )
+            for field in dataclasses.fields(group)
+        )
+
+    @functools.wraps(command)
+    def run(**values: Any) -> None:
+        for name, group in groups.items():
+            fields = dataclasses.fields(group)
+            values[name] = group(**{field.name: values.pop(field.name) for field in fields})
+        command(**values)
+
+    run.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]
+    run.__annotations__ = {param.name: param.annotation for param in params} | {"return": None}
+    return run
+
+
+def _setup(
+    account: _Account, media: _Media, *, registrar: str | None, remote_host: str | None = None
+) -> tuple[Options, PhoneConfig]:
+    """Check the options, set up logging and build the phone's configuration."""
+    opts = _options(
+        local=account.local,
+        remote_host=remote_host,
+        transport=account.transport,
+        user=account.user,
+        password=account.password,
+        auth_user=account.auth_user,
+        registrar=registrar,
+        aor=account.aor,
+        outbound_proxy=account.outbound_proxy,
+        codecs=media.codecs,
+        play=media.play,
+        tone=media.tone,
+        record=media.record,
+        duration=media.duration,
+        dtmf=media.dtmf,
+        dtmf_method=media.dtmf_method,
+        expires=account.expires,
+        cert=account.cert,
+        key=account.key,
+        insecure=account.insecure,
+        rtp_port=media.rtp_port,
+        stun=account.stun,
+        ca=account.ca,
+    )
+    _setup_logging(account.sip_trace, account.verbose)
+    return opts, _phone_config(opts)
 
 
 def _split_hostport(text: str) -> tuple[str, int]:
@@ -508,81 +620,36 @@ def call_result(call: Call, *, cancelled: bool = False) -> CallResult:
 
 # -- commands -------------------------------------------------------------------------
 @app.command()
+@_option_groups
 def call(
     uri: Annotated[str, typer.Argument(help="Who to call: sip:user@host[:port] or user@host.")],
     *,
-    local: LocalOpt = None,
-    transport: TransportOpt = "udp",
-    user: UserOpt = "trunkline",
-    password: PasswordOpt = None,
-    auth_user: AuthUserOpt = None,
+    account: _Account,
     registrar: RegistrarOpt = None,
-    aor: AorOpt = None,
-    outbound_proxy: ProxyOpt = None,
-    codecs: CodecsOpt = "pcmu,pcma",
-    play: PlayOpt = None,
-    tone: ToneOpt = None,
-    record: RecordOpt = None,
-    duration: DurationOpt = None,
-    dtmf: DtmfOpt = None,
-    dtmf_method: DtmfMethodOpt = "rfc4733",
+    media: _Media,
     timeout: Annotated[
         float, typer.Option("--timeout", help="Give up (no answer) after this many seconds.")
     ] = 60.0,
-    expires: ExpiresOpt = 3600,
-    cert: CertOpt = None,
-    key: KeyOpt = None,
-    insecure: InsecureOpt = False,
-    ca: CaOpt = None,
-    rtp_port: RtpPortOpt = 0,
-    stun: StunOpt = None,
-    sip_trace: TraceOpt = False,
-    verbose: VerboseOpt = False,
-    interactive: InteractiveOpt = False,
 ) -> None:
     """Call URI; exit 0 when the call connected and ended normally.
 
     Exit codes: 3 busy, 4 not found, 5 no answer, 6 declined, 7 authentication
     failed, 8 cancelled, 9 registration failed, 1 any other failure.
     """
-    target = _call_target(uri, registrar or outbound_proxy)
+    server = registrar or account.outbound_proxy
+    target = _call_target(uri, server)
     try:
         parsed = parse_uri(target)
     except SipError as exc:
         raise typer.BadParameter(f"bad URI {uri!r}: {exc}") from exc
     if not isinstance(parsed, SipUri):
         raise typer.BadParameter("only sip: and sips: URIs can be called directly")
-    if transport.lower() != "udp" and parsed.transport is None:
-        target = f"{target};transport={transport.lower()}"
-    opts = _options(
-        local=local,
-        remote_host=None if outbound_proxy or registrar else parsed.host.strip("[]"),
-        transport=transport,
-        user=user,
-        password=password,
-        auth_user=auth_user,
-        registrar=registrar,
-        aor=aor,
-        outbound_proxy=outbound_proxy,
-        codecs=codecs,
-        play=play,
-        tone=tone,
-        record=record,
-        duration=duration,
-        dtmf=dtmf,
-        dtmf_method=dtmf_method,
-        expires=expires,
-        cert=cert,
-        key=key,
-        insecure=insecure,
-        rtp_port=rtp_port,
-        stun=stun,
-        ca=ca,
-    )
-    _setup_logging(sip_trace, verbose)
-    config = _phone_config(opts)
+    if account.transport.lower() != "udp" and parsed.transport is None:
+        target = f"{target};transport={account.transport.lower()}"
+    remote_host = None if server else parsed.host.strip("[]")
+    opts, config = _setup(account, media, registrar=registrar, remote_host=remote_host)
     config = replace(config, call=replace(config.call, no_answer_timeout=timeout))
-    raise typer.Exit(_run(_call_main(config, opts, target, interactive=interactive)))
+    raise typer.Exit(_run(_call_main(config, opts, target, interactive=media.interactive)))
 
 
 async def _call_main(
@@ -629,16 +696,11 @@ async def _call_main(
 
 
 @app.command()
+@_option_groups
 def listen(
     *,
-    local: LocalOpt = None,
-    transport: TransportOpt = "udp",
-    user: UserOpt = "trunkline",
-    password: PasswordOpt = None,
-    auth_user: AuthUserOpt = None,
+    account: _Account,
     registrar: RegistrarOpt = None,
-    aor: AorOpt = None,
-    outbound_proxy: ProxyOpt = None,
     auto_answer: Annotated[
         bool, typer.Option("--auto-answer", help="Answer incoming calls at once.")
     ] = False,
@@ -653,60 +715,18 @@ def listen(
         int | None,
         typer.Option("--calls", help="Exit after this many calls (default 1 with --duration)."),
     ] = None,
-    codecs: CodecsOpt = "pcmu,pcma",
-    play: PlayOpt = None,
-    tone: ToneOpt = None,
-    record: RecordOpt = None,
-    duration: DurationOpt = None,
-    dtmf: DtmfOpt = None,
-    dtmf_method: DtmfMethodOpt = "rfc4733",
-    expires: ExpiresOpt = 3600,
-    cert: CertOpt = None,
-    key: KeyOpt = None,
-    insecure: InsecureOpt = False,
-    ca: CaOpt = None,
-    rtp_port: RtpPortOpt = 0,
-    stun: StunOpt = None,
-    sip_trace: TraceOpt = False,
-    verbose: VerboseOpt = False,
-    interactive: InteractiveOpt = False,
+    media: _Media,
 ) -> None:
     """Wait for calls; with --auto-answer take them, play and record.
 
     With --duration the call is hung up after that many seconds and the
     command exits after one call with the call's exit code (as for call).
     """
-    opts = _options(
-        local=local,
-        remote_host=None,
-        transport=transport,
-        user=user,
-        password=password,
-        auth_user=auth_user,
-        registrar=registrar,
-        aor=aor,
-        outbound_proxy=outbound_proxy,
-        codecs=codecs,
-        play=play,
-        tone=tone,
-        record=record,
-        duration=duration,
-        dtmf=dtmf,
-        dtmf_method=dtmf_method,
-        expires=expires,
-        cert=cert,
-        key=key,
-        insecure=insecure,
-        rtp_port=rtp_port,
-        stun=stun,
-        ca=ca,
-    )
-    if calls is None and duration is not None:
+    opts, config = _setup(account, media, registrar=registrar)
+    if calls is None and media.duration is not None:
         calls = 1
     if not auto_answer and reject is None:
         auto_answer = True if answer_after > 0 else auto_answer
-    _setup_logging(sip_trace, verbose)
-    config = _phone_config(opts)
     raise typer.Exit(
         _run(
             _listen_main(
@@ -716,7 +736,7 @@ def listen(
                 answer_after=answer_after,
                 reject=reject,
                 max_calls=calls,
-                interactive=interactive,
+                interactive=media.interactive,
             )
         )
     )
@@ -801,61 +821,23 @@ async def _listen_main(
 
 
 @app.command()
+@_option_groups
 def register(
     *,
     registrar: Annotated[str, typer.Option("--registrar", help="The registrar (sip:host[:port]).")],
-    user: UserOpt = "trunkline",
-    password: PasswordOpt = None,
-    auth_user: AuthUserOpt = None,
-    aor: AorOpt = None,
-    local: LocalOpt = None,
-    transport: TransportOpt = "udp",
-    outbound_proxy: ProxyOpt = None,
-    expires: ExpiresOpt = 3600,
+    account: _Account,
     duration: Annotated[
         float | None,
         typer.Option("--duration", help="Stay registered this long, then unregister and exit."),
     ] = 0.0,
-    cert: CertOpt = None,
-    key: KeyOpt = None,
-    insecure: InsecureOpt = False,
-    ca: CaOpt = None,
-    stun: StunOpt = None,
-    sip_trace: TraceOpt = False,
-    verbose: VerboseOpt = False,
 ) -> None:
     """Register to REGISTRAR; exit 0 once registered (9 if it failed).
 
     With --duration N the binding is kept (refreshed) for N seconds, then
     removed; --duration 0 (the default) unregisters at once.
     """
-    opts = _options(
-        local=local,
-        remote_host=None,
-        transport=transport,
-        user=user,
-        password=password,
-        auth_user=auth_user,
-        registrar=registrar,
-        aor=aor,
-        outbound_proxy=outbound_proxy,
-        codecs="pcmu",
-        play=None,
-        tone=None,
-        record=None,
-        duration=duration,
-        dtmf=None,
-        dtmf_method="rfc4733",
-        expires=expires,
-        cert=cert,
-        key=key,
-        insecure=insecure,
-        rtp_port=0,
-        stun=stun,
-        ca=ca,
-    )
-    _setup_logging(sip_trace, verbose)
-    raise typer.Exit(_run(_register_main(_phone_config(opts), opts)))
+    opts, config = _setup(account, _Media(codecs="pcmu", duration=duration), registrar=registrar)
+    raise typer.Exit(_run(_register_main(config, opts)))
 
 
 async def _register_main(config: PhoneConfig, opts: Options) -> int:

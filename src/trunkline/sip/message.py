@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Self
 
 from trunkline.sip.errors import SipParseError
 from trunkline.sip.grammar import INTERN_LIMIT, is_digits, split_host_port
@@ -97,6 +98,32 @@ class Message(HeaderViews):
     is_request: bool = False
     is_response: bool = False
 
+    def _init_content(
+        self, headers: Headers | Iterable[tuple[str, str]] | None, body: bytes
+    ) -> None:
+        """Set the headers and body of a new, not yet rendered message."""
+        self.headers = headers if isinstance(headers, Headers) else Headers(headers or ())
+        self._body = bytes(body)
+        self._raw = None
+        self._raw_version = 0
+
+    @classmethod
+    def parse(cls, data: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS) -> Self:
+        """Parse bytes that must hold a message of this class (request or response)."""
+        msg = parse_message(data, limits=limits)
+        if not isinstance(msg, cls):
+            wanted, got = ("request", "response") if cls.is_request else ("response", "request")
+            raise SipParseError(f"Expected a {wanted}, got a {got}")
+        return msg
+
+    def _copy_content(self, clone: Self) -> Self:
+        """``clone`` given independent headers and this message's body and bytes."""
+        clone.headers = self.headers.copy()
+        clone._body = self._body
+        clone._raw = self._raw
+        clone._raw_version = self._raw_version
+        return clone
+
     # -------------------------------------------------------------- basics
 
     @property
@@ -152,10 +179,7 @@ class Request(Message):
     ) -> None:
         self._method = method
         self._set_uri(uri)
-        self.headers = headers if isinstance(headers, Headers) else Headers(headers or ())
-        self._body = bytes(body)
-        self._raw = None
-        self._raw_version = 0
+        self._init_content(headers, body)
 
     def _set_uri(self, uri: Uri | str) -> None:
         if isinstance(uri, str):
@@ -164,16 +188,6 @@ class Request(Message):
         else:
             self._uri = uri
             self._uri_text = str(uri)
-
-    @classmethod
-    def parse(
-        cls, data: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS
-    ) -> Request:
-        """Parse bytes that must hold a request."""
-        msg = parse_message(data, limits=limits)
-        if not isinstance(msg, Request):
-            raise SipParseError("Expected a request, got a response")
-        return msg
 
     @property
     def method(self) -> str:
@@ -224,11 +238,7 @@ class Request(Message):
         clone._method = self._method
         clone._uri = self._uri
         clone._uri_text = self._uri_text
-        clone.headers = self.headers.copy()
-        clone._body = self._body
-        clone._raw = self._raw
-        clone._raw_version = self._raw_version
-        return clone
+        return self._copy_content(clone)
 
     def __repr__(self) -> str:
         return f"<Request {self._method} {self._uri_text}>"
@@ -250,20 +260,7 @@ class Response(Message):
     ) -> None:
         self._status = status
         self._reason = reason_phrase(status) if reason is None else reason
-        self.headers = headers if isinstance(headers, Headers) else Headers(headers or ())
-        self._body = bytes(body)
-        self._raw = None
-        self._raw_version = 0
-
-    @classmethod
-    def parse(
-        cls, data: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS
-    ) -> Response:
-        """Parse bytes that must hold a response."""
-        msg = parse_message(data, limits=limits)
-        if not isinstance(msg, Response):
-            raise SipParseError("Expected a response, got a request")
-        return msg
+        self._init_content(headers, body)
 
     @property
     def status(self) -> int:
@@ -293,11 +290,7 @@ class Response(Message):
         clone = Response.__new__(Response)
         clone._status = self._status
         clone._reason = self._reason
-        clone.headers = self.headers.copy()
-        clone._body = self._body
-        clone._raw = self._raw
-        clone._raw_version = self._raw_version
-        return clone
+        return self._copy_content(clone)
 
     def __repr__(self) -> str:
         return f"<Response {self._status} {self._reason}>"

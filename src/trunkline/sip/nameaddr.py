@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from trunkline.sip.errors import SipParseError
 from trunkline.sip.grammar import (
@@ -246,6 +246,7 @@ def _split_name_addr(text: str) -> tuple[str | None, str, str]:
 
 _NAME_ADDRS: dict[str, NameAddr] = {}
 _NAME_ADDR_LISTS: dict[str, tuple[NameAddr, ...]] = {}
+_T = TypeVar("_T", bound="NameAddr")
 
 
 def intern_name_addr(text: str) -> NameAddr:
@@ -269,20 +270,26 @@ def parse_name_addrs(values: Iterable[str]) -> list[NameAddr]:
     Each line's values are interned (a proxy's own Record-Route comes back in
     the Route of every in-dialog request, RFC 3261 §16.12).
     """
-    result: list[NameAddr] = []
-    memo = _NAME_ADDR_LISTS
+    return _parse_lists(NameAddr, values, _NAME_ADDR_LISTS, "name-addr")
+
+
+def _parse_lists(
+    kind: type[_T], values: Iterable[str], memo: dict[str, tuple[_T, ...]], what: str
+) -> list[_T]:
+    """Parse comma-separated ``kind`` values, each line's list interned in ``memo``."""
+    result: list[_T] = []
     for value in values:
         known = memo.get(value)
         if known is not None:
             result.extend(known)
             continue
-        items = NameAddr._parse_list_fast(value)
+        items = kind._parse_list_fast(value)
         if items is None:
             items = []
             for item in split_commas(value):
                 if not item:
-                    raise SipParseError("Empty name-addr value")
-                items.append(NameAddr.parse(item))
+                    raise SipParseError(f"Empty {what} value")
+                items.append(kind.parse(item))
         result.extend(items)
         if len(memo) >= INTERN_LIMIT:
             memo.clear()
@@ -354,24 +361,7 @@ def parse_contacts(values: Iterable[str]) -> list[Contact]:
     Each line's values are interned: a UA sends the same Contact in every
     message of a dialog (RFC 3261 §12.1), and the values are immutable.
     """
-    result: list[Contact] = []
-    memo = _CONTACT_LISTS
-    for value in values:
-        known = memo.get(value)
-        if known is not None:
-            result.extend(known)
-            continue
-        items = Contact._parse_list_fast(value)
-        if items is None:
-            items = []
-            for item in split_commas(value):
-                if not item:
-                    raise SipParseError("Empty Contact value")
-                items.append(Contact.parse(item))
-        result.extend(items)
-        if len(memo) >= INTERN_LIMIT:
-            memo.clear()
-        memo[value] = tuple(items)
+    result = _parse_lists(Contact, values, _CONTACT_LISTS, "Contact")
     if len(result) > 1 and any(c.star for c in result):
         raise SipParseError("Contact '*' mixed with other contacts")
     return result
