@@ -36,6 +36,7 @@ Example::
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -264,7 +265,7 @@ class Config(_Model):
         """Only CIDR text: ``ipaddress`` would take ``true`` or ``1`` as an address."""
         if isinstance(value, list):
             for item in value:
-                if not isinstance(item, str):
+                if not isinstance(item, str | ipaddress.IPv4Network | ipaddress.IPv6Network):
                     raise ValueError("each trusted network must be a CIDR string like '10.0.0.0/8'")
         return value
 

@@ -312,3 +312,11 @@ def test_the_documented_example_is_valid() -> None:
     assert config.domains == ["example.com"]
     assert config.users[0].name == "alice"
     assert config.location.backend == "redis"
+
+
+def test_trusted_networks_from_the_command_line_revalidate() -> None:
+    from trunkline.config import apply_overrides, parse_config
+
+    config = parse_config('trusted = ["10.0.0.0/8"]\n')
+    merged = apply_overrides(config, trusted=["127.0.0.0/8"])
+    assert [str(n) for n in merged.trusted] == ["10.0.0.0/8", "127.0.0.0/8"]
