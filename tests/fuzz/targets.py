@@ -154,7 +154,7 @@ def atheris_main(target: Target) -> None:
     The first corpus directory is seeded from ``target.seeds()`` when empty, and
     ``target.tokens`` are passed as ``-dict`` unless one is given. Warnings are
     errors, as in the test suite; ``TRUNKLINE_FUZZ_WARNINGS=default`` only prints
-    them, to keep fuzzing past a known warning bug (an xfail test holds it).
+    them, to keep fuzzing past a known warning bug while its fix is pending.
     """
     import atheris  # the fuzz extra; only the long runs need it
 
