@@ -248,6 +248,9 @@ async def test_linphone_calls_baresip_dtmf_back(kamailio: Kamailio, tmp_path: Pa
     assert_hears(b.record_wav, ALICE_HZ, "linphonec hears baresip")
 
 
+# Peers only (no Trunkline code): linphonec once, in a full CI run, did not
+# follow the REFER within 15 s; it passed in every isolated run. One rerun.
+@pytest.mark.flaky(reruns=1)
 async def test_baresip_blind_transfer_of_linphone(kamailio: Kamailio, tmp_path: Path) -> None:
     """alice (baresip) calls bob (linphonec) and transfers him to carol
     (baresip, auto-answer) with REFER (RFC 3515); bob then talks to carol."""
