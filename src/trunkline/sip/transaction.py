@@ -65,6 +65,15 @@ class TransactionState(enum.Enum):
 S = TransactionState
 
 
+NON_INVITE_TRANSITIONS: dict[TransactionState, frozenset[TransactionState]] = {
+    S.TRYING: frozenset({S.PROCEEDING, S.COMPLETED, S.TERMINATED}),
+    S.PROCEEDING: frozenset({S.COMPLETED, S.TERMINATED}),
+    S.COMPLETED: frozenset({S.TERMINATED}),
+    S.TERMINATED: frozenset(),
+}
+"""The non-INVITE state diagram, the same for client and server (RFC 3261 Figures 6 and 8)."""
+
+
 class Transaction:
     """What the four machines share: state, deadlines, outbox, logging."""
 
@@ -329,12 +338,7 @@ class ClientNonInviteTransaction(ClientTransaction):
     """
 
     INITIAL = S.TRYING
-    TRANSITIONS: ClassVar[dict[TransactionState, frozenset[TransactionState]]] = {
-        S.TRYING: frozenset({S.PROCEEDING, S.COMPLETED, S.TERMINATED}),
-        S.PROCEEDING: frozenset({S.COMPLETED, S.TERMINATED}),
-        S.COMPLETED: frozenset({S.TERMINATED}),
-        S.TERMINATED: frozenset(),
-    }
+    TRANSITIONS = NON_INVITE_TRANSITIONS
 
     def __init__(
         self,
@@ -559,12 +563,7 @@ class ServerNonInviteTransaction(ServerTransaction):
     """
 
     INITIAL = S.TRYING
-    TRANSITIONS: ClassVar[dict[TransactionState, frozenset[TransactionState]]] = {
-        S.TRYING: frozenset({S.PROCEEDING, S.COMPLETED, S.TERMINATED}),
-        S.PROCEEDING: frozenset({S.COMPLETED, S.TERMINATED}),
-        S.COMPLETED: frozenset({S.TERMINATED}),
-        S.TERMINATED: frozenset(),
-    }
+    TRANSITIONS = NON_INVITE_TRANSITIONS
 
     def __init__(
         self,
