@@ -158,6 +158,11 @@ class Limits(_Model):
     burst: int = Field(default=100, ge=1)
     auth_failures_before_ban: int = Field(default=10, ge=1)
     ban_seconds: float = Field(default=600.0, ge=0)
+    """How long a source that failed auth ``auth_failures_before_ban`` times is banned."""
+    auth_failure_window: float = Field(default=600.0, gt=0)
+    """Auth failures older than this (seconds) no longer count towards a ban."""
+    flood_ban_seconds: float = Field(default=60.0, ge=0)
+    """How long a source over ``requests_per_second`` (after ``burst``) is banned."""
     max_transactions_per_source: int = Field(default=200, ge=1)
     max_dialogs_per_source: int = Field(default=100, ge=1)
     drop_user_agents: list[str] = ["friendly-scanner", "sipvicious", "sipcli", "VaxSIPUserAgent"]
@@ -272,9 +277,10 @@ class Config(_Model):
     logging: LoggingConfig = LoggingConfig()
     location: LocationConfig = LocationConfig()
     dispatcher: DispatcherConfig = DispatcherConfig()
-    workers: int = Field(default=1, ge=0, le=64)
-    """SIP worker processes of ``trunkline serve``; 0 means one per CPU. Several workers
-    share the SIP port (SO_REUSEPORT) and need the ``redis`` location backend."""
+    workers: int = Field(default=0, ge=0, le=64)
+    """SIP worker processes of ``trunkline serve``; 0 (the default) means one per CPU,
+    at most 4. Several workers share the SIP port (SO_REUSEPORT) and the registrations
+    (the data directory's SQLite database, or Redis); see ``trunkline.proxy.workers``."""
 
     @field_validator("domains")
     @classmethod

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.support.peers import free_port, require_peer
+from tests.support.peers import free_port
+from tests.support.sipp import SippResult, run_sipp, sipp_args, wait_bound
 
 from trunkline.sip.builder import make_request, make_response
 from trunkline.sip.dialog import Dialog, DialogState
@@ -182,30 +182,8 @@ async def start_core(remote: Peer) -> Core:
     raise RuntimeError("no free UDP port")
 
 
-async def run_sipp(args: list[str], cwd: Path, timeout: float) -> tuple[int, str]:
-    sipp = require_peer("sipp", "sip-tester")
-    proc = await asyncio.create_subprocess_exec(
-        sipp,
-        *args,
-        "-nostdin",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        cwd=cwd,
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-    finally:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGKILL)
-            await proc.wait()
-    return proc.returncode if proc.returncode is not None else -1, out.decode(errors="replace")[
-        -3000:
-    ]
-
-
 async def wait_for(
-    count: Callable[[], int], target: int, core: Core, sipp: asyncio.Task[tuple[int, str]]
+    count: Callable[[], int], target: int, core: Core, sipp: asyncio.Task[SippResult]
 ) -> None:
     """Wait up to 40 s for ``count()`` to reach ``target``; else fail with the trace."""
     for _ in range(2000):
@@ -214,11 +192,8 @@ async def wait_for(
         if sipp.done():
             break
         await asyncio.sleep(0.02)
-    ended = f"SIPp ended: {sipp.result()}" if sipp.done() else "SIPp still running"
+    ended = f"SIPp ended: {sipp.result().output}" if sipp.done() else "SIPp still running"
     pytest.fail(ended + "\n" + "\n".join(core.trace[-60:]))
-
-
-COMMON = ["-i", "127.0.0.1", "-timeout", "60", "-timeout_error", "-max_retrans", "10"]
 
 
 @pytest.mark.parametrize("lost", [0, 10])
@@ -227,12 +202,18 @@ async def test_sipp_uac_calls_our_uas_core(tmp_path: Path, lost: int) -> None:
     core = await start_core(Peer("udp", "127.0.0.1", sipp_port))
     calls = 10
     try:
-        args = ["-sn", "uac", f"127.0.0.1:{core.port}", "-p", str(sipp_port), "-m", str(calls)]
-        args += ["-r", "10", *COMMON]
-        if lost:
-            args += ["-lost", str(lost)]
-        code, output = await run_sipp(args, tmp_path, timeout=80)
-        assert code == 0, output
+        args = sipp_args(
+            *("-sn", "uac"),
+            remote=f"127.0.0.1:{core.port}",
+            port=sipp_port,
+            calls=calls,
+            rate=10,
+            timeout=60,
+            max_retrans=10,
+            lost=lost,
+        )
+        result = await run_sipp(args, tmp_path, timeout=80)
+        assert result.returncode == 0, result.output
         assert core.answered == calls
         assert core.ended == calls
         async with asyncio.timeout(10):
@@ -247,12 +228,12 @@ async def test_our_uac_core_calls_sipp_uas(tmp_path: Path, lost: int) -> None:
     sipp_port = free_port()
     core = await start_core(Peer("udp", "127.0.0.1", sipp_port))
     calls = 5
-    args = ["-sn", "uas", "-p", str(sipp_port), "-m", str(calls), *COMMON]
-    if lost:
-        args += ["-lost", str(lost)]
+    args = sipp_args(
+        *("-sn", "uas"), port=sipp_port, calls=calls, timeout=60, max_retrans=10, lost=lost
+    )
     sipp = asyncio.create_task(run_sipp(args, tmp_path, timeout=80))
     try:
-        await asyncio.sleep(0.5)  # let SIPp bind
+        await wait_bound(sipp_port, "UDP", sipp)
         for i in range(calls):
             invite = make_request(
                 "INVITE",
@@ -270,8 +251,8 @@ async def test_our_uac_core_calls_sipp_uas(tmp_path: Path, lost: int) -> None:
             await asyncio.sleep(0.1)
             core.send(dialog.create_request("BYE", via=core.dialogs.local_via))
             await wait_for(lambda: core.bye_ok, i + 1, core, sipp)
-        code, output = await sipp
-        assert code == 0, output
+        result = await sipp
+        assert result.returncode == 0, result.output
         assert len(core.confirmed) == calls and core.bye_ok == calls
         assert len(core.dialogs) == 0
     finally:

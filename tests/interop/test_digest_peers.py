@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -29,7 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from tests.support.peerprocess import peer_process, read_tail, wait_port_bound
 from tests.support.peers import free_port, require_peer
+from tests.support.sipp import sipp_args, sipp_process, wait_bound_sync
 
 from trunkline.sip import Request, Response, parse_message
 from trunkline.sip.auth import LEGACY_ALGORITHMS, AuthStatus, DigestServer, ha1
@@ -125,44 +126,6 @@ def udp_socket() -> Iterator[socket.socket]:
         sock.close()
 
 
-def wait_for_udp_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """Wait until someone has bound ``port`` (our own bind then fails)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"peer exited early with {proc.returncode}")
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on udp/{port}")
-
-
-@contextlib.contextmanager
-def peer_process(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Start a peer in its own session; kill the whole group on the way out."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            args,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-
-
 # -- SIPp as UAS: verifyauth checks our credentials ---------------------------------------
 
 SIPP_UAS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
@@ -223,14 +186,12 @@ algorithm=MD5
 def test_sipp_uas_verifies_our_md5_credentials(
     tmp_path: Path, password: str, expected: int
 ) -> None:
-    sipp = require_peer("sipp", "sip-tester")
     scenario = tmp_path / "uas_verifyauth.xml"
     scenario.write_text(SIPP_UAS.replace("\\\n", "").format(realm=REALM, password=PASSWORD))
     port = free_port()
-    args = [sipp, "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port), "-m", "1"]
-    args += ["-nostdin", "-timeout", "15", "-timeout_error", "-trace_err"]
-    with peer_process(args, tmp_path / "sipp.log") as proc, udp_socket() as sock:
-        wait_for_udp_port(port, proc)
+    args = sipp_args("-sf", str(scenario), port=port, timeout=15)
+    with sipp_process(args, tmp_path) as sipp, udp_socket() as sock:
+        wait_bound_sync(port, sipp)
         client = RegistrationClient(
             Account(
                 aor=f"sip:alice@{REALM}",
@@ -243,7 +204,7 @@ def test_sipp_uas_verifies_our_md5_credentials(
         driver = Driver(client, sock, ("127.0.0.1", port))
         client.start(driver.now)
         event = driver.step()
-        assert proc.wait(timeout=10) == 0, (tmp_path / "sipp.log").read_text()[-2000:]
+        assert sipp.wait(timeout=10) == 0, sipp.output()
     assert [r.status for r in driver.received] == [401, expected]
     credentials = driver.sent[1].authorization[0]
     assert (credentials.algorithm, credentials.qop, credentials.nc) == ("MD5", "auth", "00000001")
@@ -306,20 +267,18 @@ def serve_registrar(
 def test_sipp_uac_registers_against_our_digest_server(
     tmp_path: Path, password: str, ok: bool
 ) -> None:
-    sipp = require_peer("sipp", "sip-tester")
     scenario = tmp_path / "register.xml"
     text = (DATA / "auth" / "uc360_register_challenge.xml").read_text(encoding="latin-1")
     scenario.write_text(text.replace(f"password={SIPP_PASSWORD}", f"password={password}"))
     server = DigestServer(REALM, os.urandom(32), algorithms=LEGACY_ALGORITHMS)
     with udp_socket() as sock:
         port = int(sock.getsockname()[1])
-        args = [sipp, f"127.0.0.1:{port}", "-sf", str(scenario), "-i", "127.0.0.1"]
-        args += ["-p", str(free_port()), "-m", "1", "-nostdin", "-timeout", "10"]
-        args += ["-timeout_error", "-trace_err"]
-        with peer_process(args, tmp_path / "sipp.log") as proc:
-            results = serve_registrar(sock, server, proc)
-            code = proc.wait(timeout=10)
-    log = (tmp_path / "sipp.log").read_text(errors="replace")[-2000:]
+        remote = f"127.0.0.1:{port}"
+        args = sipp_args("-sf", str(scenario), remote=remote, port=free_port(), timeout=10)
+        with sipp_process(args, tmp_path) as sipp:
+            results = serve_registrar(sock, server, sipp.proc)
+            code = sipp.wait(timeout=10)
+    log = sipp.output()
     if ok:
         assert results == [None, AuthStatus.OK], log
         assert code == 0, log
@@ -394,7 +353,7 @@ def start_kamailio(run: Path, algorithm: str, nonce_expire: int = 300) -> Iterat
     args = [binary, "-f", str(cfg), "-DD", "-E", "-n", "1", "-m", "32", "-M", "4"]
     args += ["-Y", str(run), "-w", str(run), "-P", str(run / "kamailio.pid")]
     with peer_process(args, log) as proc:
-        wait_for_udp_port(port, proc)
+        wait_port_bound(port, proc, output=lambda: read_tail(log, 3000))
         yield Kamailio(port, algorithm, log)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -115,6 +115,63 @@ async def alice(factory: BaresipFactory, kam: Kamailio, tmp: Path, **kw: object)
 
 # -- the CLI phone: audio and DTMF both ways --------------------------------------
 
+CONNECTED = r"^connected \(PCM[UA]/8000"
+
+
+async def cli_caller(
+    phones: PhoneProcesses, tmp_path: Path, kam: Kamailio, callee: str, dtmf: str
+) -> PhoneProcess:
+    """``trunkline phone call``: dave calls ``callee`` and sends ``dtmf`` (RFC 4733)."""
+    phone = await trunkline_phone(
+        phones, tmp_path / "dave", kam, "call", via(kam, callee), "--dtmf", dtmf
+    )
+    await phone.expect(r"^registered sip:dave@")
+    return phone
+
+
+async def cli_listener(
+    phones: PhoneProcesses, tmp_path: Path, kam: Kamailio, dtmf: str, duration: float
+) -> PhoneProcess:
+    """``trunkline phone listen``: dave answers the first call and sends ``dtmf`` by INFO."""
+    phone = await trunkline_phone(
+        phones,
+        tmp_path / "dave",
+        kam,
+        *("listen", "--auto-answer", "--dtmf", dtmf, "--dtmf-method", "info"),
+        duration=duration,
+    )
+    await phone.expect(r"^registered sip:dave@")
+    return phone
+
+
+async def cli_call_ends(
+    phone: PhoneProcess,
+    peer_ended: Callable[[], Awaitable[object]],
+    timeout: float = CALL_SECONDS + 20,
+) -> None:
+    """The phone hangs up after ``--duration``, exits 0, and the peer sees the call end."""
+    code = await phone.wait(timeout)
+    assert code == 0, phone.output()
+    await peer_ended()
+
+
+def assert_cli_call(
+    phone: PhoneProcess,
+    tmp_path: Path,
+    *,
+    peer: str,
+    peer_hz: float,
+    peer_recording: Path,
+    dtmf_to_phone: str,
+    dtmf_from_phone: str,
+    peer_received: str,
+) -> None:
+    """DTMF both ways and each side hearing the other's tone."""
+    assert phone.received_dtmf() == dtmf_to_phone, phone.output()
+    assert peer_received == dtmf_from_phone
+    assert_hears(tmp_path / "dave" / "dave-heard.wav", peer_hz, f"trunkline hearing {peer}")
+    assert_hears(peer_recording, DAVE_HZ, f"{peer} hearing trunkline")
+
 
 async def test_phone_calls_baresip_audio_and_dtmf(
     kamailio: Kamailio,
@@ -123,22 +180,23 @@ async def test_phone_calls_baresip_audio_and_dtmf(
     tmp_path: Path,
 ) -> None:
     bare = await alice(baresip_factory, kamailio, tmp_path, answermode="auto")
-    phone = await trunkline_phone(
-        phones, tmp_path / "dave", kamailio, "call", via(kamailio, "alice"), "--dtmf", "159#"
-    )
-    await phone.expect(r"^registered sip:dave@")
+    phone = await cli_caller(phones, tmp_path, kamailio, "alice", "159#")
     await bare.wait_established(timeout=15)
-    await phone.expect(r"^connected \(PCM[UA]/8000")
+    await phone.expect(CONNECTED)
     await asyncio.sleep(1.0)
     await bare.send_dtmf("37*")
-    code = await phone.wait(CALL_SECONDS + 20)
-    assert code == 0, phone.output()
-    await bare.wait_closed()
+    await cli_call_ends(phone, bare.wait_closed)
     assert "call completed" in phone.output()
-    assert phone.received_dtmf() == "37*", phone.output()
-    assert bare.received_dtmf() == "159#"
-    assert_hears(tmp_path / "dave" / "dave-heard.wav", ALICE_HZ, "trunkline hearing baresip")
-    assert_hears(bare.recordings()[-1], DAVE_HZ, "baresip hearing trunkline")
+    assert_cli_call(
+        phone,
+        tmp_path,
+        peer="baresip",
+        peer_hz=ALICE_HZ,
+        peer_recording=bare.recordings()[-1],
+        dtmf_to_phone="37*",
+        dtmf_from_phone="159#",
+        peer_received=bare.received_dtmf(),
+    )
 
 
 async def test_baresip_calls_phone_audio_and_dtmf(
@@ -148,30 +206,23 @@ async def test_baresip_calls_phone_audio_and_dtmf(
     tmp_path: Path,
 ) -> None:
     bare = await alice(baresip_factory, kamailio, tmp_path)
-    phone = await trunkline_phone(
-        phones,
-        tmp_path / "dave",
-        kamailio,
-        "listen",
-        "--auto-answer",
-        "--dtmf",
-        "260",
-        "--dtmf-method",
-        "info",
-    )
-    await phone.expect(r"^registered sip:dave@")
+    phone = await cli_listener(phones, tmp_path, kamailio, "260", CALL_SECONDS)
     await bare.dial(via(kamailio, "dave"))
-    await phone.expect(r"^connected \(PCM[UA]/8000")
+    await phone.expect(CONNECTED)
     await asyncio.sleep(1.0)
     await bare.send_dtmf("4#8")
-    code = await phone.wait(CALL_SECONDS + 20)
-    assert code == 0, phone.output()
-    await bare.wait_closed()
-    assert phone.received_dtmf() == "4#8", phone.output()
-    assert bare.received_dtmf() == "260"
+    await cli_call_ends(phone, bare.wait_closed)
     assert "DTMF sent: 260 (info)" in phone.output()
-    assert_hears(tmp_path / "dave" / "dave-heard.wav", ALICE_HZ, "trunkline hearing baresip")
-    assert_hears(bare.recordings()[-1], DAVE_HZ, "baresip hearing trunkline")
+    assert_cli_call(
+        phone,
+        tmp_path,
+        peer="baresip",
+        peer_hz=ALICE_HZ,
+        peer_recording=bare.recordings()[-1],
+        dtmf_to_phone="4#8",
+        dtmf_from_phone="260",
+        peer_received=bare.received_dtmf(),
+    )
 
 
 async def bob(factory: LinphoneFactory, kam: Kamailio, tmp: Path) -> Linphone:
@@ -188,21 +239,22 @@ async def test_phone_calls_linphone_audio_and_dtmf(
     tmp_path: Path,
 ) -> None:
     lin = await bob(linphone_factory, kamailio, tmp_path)
-    phone = await trunkline_phone(
-        phones, tmp_path / "dave", kamailio, "call", via(kamailio, "bob"), "--dtmf", "73"
-    )
-    await phone.expect(r"^registered sip:dave@")
+    phone = await cli_caller(phones, tmp_path, kamailio, "bob", "73")
     await lin.wait_incoming()
     await lin.answer()
-    await phone.expect(r"^connected \(PCM[UA]/8000")
+    await phone.expect(CONNECTED)
     await lin.send_dtmf("91")
-    code = await phone.wait(CALL_SECONDS + 20)
-    assert code == 0, phone.output()
-    await lin.wait_ended()
-    assert phone.received_dtmf() == "91", phone.output()
-    assert lin.received_dtmf() == "73"
-    assert_hears(tmp_path / "dave" / "dave-heard.wav", BOB_HZ, "trunkline hearing linphonec")
-    assert_hears(lin.record_wav, DAVE_HZ, "linphonec hearing trunkline")
+    await cli_call_ends(phone, lin.wait_ended)
+    assert_cli_call(
+        phone,
+        tmp_path,
+        peer="linphonec",
+        peer_hz=BOB_HZ,
+        peer_recording=lin.record_wav,
+        dtmf_to_phone="91",
+        dtmf_from_phone="73",
+        peer_received=lin.received_dtmf(),
+    )
 
 
 async def test_linphone_calls_phone_audio_dtmf_hold(
@@ -212,21 +264,9 @@ async def test_linphone_calls_phone_audio_dtmf_hold(
     tmp_path: Path,
 ) -> None:
     lin = await bob(linphone_factory, kamailio, tmp_path)
-    phone = await trunkline_phone(
-        phones,
-        tmp_path / "dave",
-        kamailio,
-        "listen",
-        "--auto-answer",
-        "--dtmf",
-        "5*",
-        "--dtmf-method",
-        "info",
-        duration=CALL_SECONDS + 2,
-    )
-    await phone.expect(r"^registered sip:dave@")
+    phone = await cli_listener(phones, tmp_path, kamailio, "5*", CALL_SECONDS + 2)
     await lin.call(via(kamailio, "dave"))
-    await phone.expect(r"^connected \(PCM[UA]/8000")
+    await phone.expect(CONNECTED)
     await lin.send_dtmf("06")
     await phone.expect(r"^DTMF sent: ", timeout=5.0)
     # linphonec puts the phone on hold and back (re-INVITEs the phone answers).
@@ -235,14 +275,18 @@ async def test_linphone_calls_phone_audio_dtmf_hold(
     await phone.expect(r"^onhold \(", timeout=5.0)
     await lin.resume()
     await phone.expect(r"^resumed \(", timeout=5.0)
-    code = await phone.wait(CALL_SECONDS + 22)
-    assert code == 0, phone.output()
-    await lin.wait_ended()
-    assert phone.received_dtmf() == "06", phone.output()
-    assert lin.received_dtmf() == "5*"
+    await cli_call_ends(phone, lin.wait_ended, CALL_SECONDS + 22)
     assert "DTMF sent: 5* (info)" in phone.output()
-    assert_hears(tmp_path / "dave" / "dave-heard.wav", BOB_HZ, "trunkline hearing linphonec")
-    assert_hears(lin.record_wav, DAVE_HZ, "linphonec hearing trunkline")
+    assert_cli_call(
+        phone,
+        tmp_path,
+        peer="linphonec",
+        peer_hz=BOB_HZ,
+        peer_recording=lin.record_wav,
+        dtmf_to_phone="06",
+        dtmf_from_phone="5*",
+        peer_received=lin.received_dtmf(),
+    )
 
 
 # -- the library in-process: hold, resume and blind transfer with baresip -----------
@@ -279,6 +323,22 @@ async def next_event(phone: Phone, kind: type[PhoneEvent], timeout: float = 10.0
             if isinstance(event, kind):
                 return event
     raise TimeoutError(f"no {kind.__name__} from the phone in {timeout} s")
+
+
+async def dial(ua: Phone, kam: Kamailio, user: str, record: Path | None = None) -> Call:
+    """Call ``user`` through Kamailio playing dave's tone; returns once it connected."""
+    call = ua.call(via(kam, user))
+    call.play(tone=DAVE_HZ)
+    if record is not None:
+        call.record(record)
+    await connected(call)
+    return call
+
+
+async def connected(call: Call, timeout: float = 15.0) -> None:
+    """Wait for the outgoing ``call`` to be answered (its dial task ends with None)."""
+    assert call.dial_task is not None
+    assert await asyncio.wait_for(call.dial_task, timeout) is None, (call.status, call.reason)
 
 
 def packets_in(call: Call) -> int:
@@ -320,11 +380,7 @@ async def test_hold_and_resume_both_ways_with_baresip(
     )
     capture.start()
     try:
-        call = ua.call(via(kamailio, "alice"))
-        call.play(tone=DAVE_HZ)
-        call.record(tmp_path / "dave-heard.wav")
-        assert call.dial_task is not None
-        assert await asyncio.wait_for(call.dial_task, 15.0) is None, (call.status, call.reason)
+        call = await dial(ua, kamailio, "alice", record=tmp_path / "dave-heard.wav")
         await bare.wait_established()
         await asyncio.sleep(1.0)
         assert packets_in(call) > 20
@@ -394,10 +450,7 @@ async def test_phone_transfers_baresip_blind(
     """Trunkline as transferor: REFER alice to carol, NOTIFY 200, then BYE."""
     bare = await alice(baresip_factory, kamailio, tmp_path, answermode="auto")
     target = await carol(baresip_factory, kamailio, tmp_path)
-    call = ua.call(via(kamailio, "alice"))
-    call.play(tone=DAVE_HZ)
-    assert call.dial_task is not None
-    assert await asyncio.wait_for(call.dial_task, 15.0) is None, (call.status, call.reason)
+    call = await dial(ua, kamailio, "alice")
     await bare.wait_established()
     await asyncio.sleep(0.5)
     status = await asyncio.wait_for(call.transfer(via(kamailio, "carol")), 20.0)
@@ -431,8 +484,7 @@ async def test_baresip_transfers_phone_blind(
     assert requested.target.uri.user == "carol"
     second = requested.new_call
     second.record(tmp_path / "dave-heard-carol.wav")
-    assert second.dial_task is not None
-    assert await asyncio.wait_for(second.dial_task, 15.0) is None, (second.status, second.reason)
+    await connected(second)
     await target.wait_established()
     await bare.wait_closed()
     await asyncio.wait_for(first.ended.wait(), 10.0)

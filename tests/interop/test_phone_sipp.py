@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.support.peers import free_port, require_peer
+from tests.support.peers import free_port
+from tests.support.sipp import sipp_args, sipp_process, wait_bound_sync
 
 pytestmark = pytest.mark.interop
 
@@ -88,19 +89,6 @@ def procs() -> Iterator[list[subprocess.Popen[str]]]:
         proc.communicate(timeout=10)
 
 
-def sipp(procs: list[subprocess.Popen[str]], args: list[str], cwd: Path) -> subprocess.Popen[str]:
-    exe = require_peer("sipp", "sip-tester")
-    proc = subprocess.Popen(
-        [exe, *args, "-nostdin", "-trace_err", "-error_file", str(cwd / "sipp-errors.log")],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    procs.append(proc)
-    return proc
-
-
 def phone(args: list[str], cwd: Path, timeout: float = 40.0) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*PHONE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
@@ -119,53 +107,44 @@ def test_sipp_uac_calls_phone_listen(procs: list[subprocess.Popen[str]], tmp_pat
     procs.append(listener)
     assert listener.stdout is not None
     assert listener.stdout.readline().startswith("listening on")
-    uac = sipp(
-        procs,
-        [
-            *("-sn", "uac", f"127.0.0.1:{port}", "-i", "127.0.0.1", "-p", str(free_port())),
-            *("-m", "2", "-r", "2", "-d", "500", "-timeout", "30s"),
-        ],
-        tmp_path,
+    args = sipp_args(
+        *("-sn", "uac"), remote=f"127.0.0.1:{port}", port=free_port(), calls=2, rate=2, timeout=30
     )
-    out, _ = uac.communicate(timeout=60)
-    assert uac.returncode == 0, out
+    with sipp_process([*args, "-d", "500"], tmp_path) as uac:
+        assert uac.wait(timeout=60) == 0, uac.output()
     lout, lerr = listener.communicate(timeout=20)
     assert listener.returncode == 0, (lout, lerr)
     assert lout.count("call completed") == 2
 
 
-def test_phone_call_to_sipp_uas(procs: list[subprocess.Popen[str]], tmp_path: Path) -> None:
+def test_phone_call_to_sipp_uas(tmp_path: Path) -> None:
     port = free_port()
-    uas = sipp(procs, ["-sn", "uas", "-i", "127.0.0.1", "-p", str(port), "-m", "1"], tmp_path)
-    result = phone(["call", f"sip:service@127.0.0.1:{port}", "--duration", "1"], tmp_path)
-    assert result.returncode == 0, (result.stdout, result.stderr)
-    assert "connected (PCMU/8000" in result.stdout
-    out, _ = uas.communicate(timeout=30)
-    assert uas.returncode == 0, out
+    with sipp_process(sipp_args("-sn", "uas", port=port), tmp_path) as uas:
+        wait_bound_sync(port, uas)
+        result = phone(["call", f"sip:service@127.0.0.1:{port}", "--duration", "1"], tmp_path)
+        assert result.returncode == 0, (result.stdout, result.stderr)
+        assert "connected (PCMU/8000" in result.stdout
+        assert uas.wait(timeout=30) == 0, uas.output()
 
 
 @pytest.mark.parametrize(("password", "code"), [("s3cret", 0), ("wrong", 9)])
-def test_phone_register_to_challenging_sipp(
-    procs: list[subprocess.Popen[str]], tmp_path: Path, password: str, code: int
-) -> None:
+def test_phone_register_to_challenging_sipp(tmp_path: Path, password: str, code: int) -> None:
     scenario = tmp_path / "registrar.xml"
     scenario.write_text(REGISTRAR)
     port = free_port()
-    registrar = sipp(
-        procs, ["-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port), "-m", "1"], tmp_path
-    )
-    result = phone(
-        [
-            *("register", "--registrar", f"sip:127.0.0.1:{port}", "--user", "alice"),
-            *("--password", password, "--local", "127.0.0.1:0"),
-        ],
-        tmp_path,
-    )
-    assert result.returncode == code, (result.stdout, result.stderr)
-    if code == 0:
-        assert "registered sip:alice@127.0.0.1" in result.stdout
-        assert "unregistered" in result.stdout
-        out, _ = registrar.communicate(timeout=30)
-        assert registrar.returncode == 0, out
-    else:
-        assert "registration failed: 403" in result.stderr
+    with sipp_process(sipp_args("-sf", str(scenario), port=port), tmp_path) as registrar:
+        wait_bound_sync(port, registrar)
+        result = phone(
+            [
+                *("register", "--registrar", f"sip:127.0.0.1:{port}", "--user", "alice"),
+                *("--password", password, "--local", "127.0.0.1:0"),
+            ],
+            tmp_path,
+        )
+        assert result.returncode == code, (result.stdout, result.stderr)
+        if code == 0:
+            assert "registered sip:alice@127.0.0.1" in result.stdout
+            assert "unregistered" in result.stdout
+            assert registrar.wait(timeout=30) == 0, registrar.output()
+        else:
+            assert "registration failed: 403" in result.stderr

@@ -1,4 +1,4 @@
-"""``trunkline serve --workers 2``: two processes on one SIP port, registrations in Redis.
+"""Several ``trunkline serve`` workers on one SIP port, sharing the registrations.
 
 Bob registers through the shared port (whichever worker the kernel picks),
 then sixteen callers (sixteen UDP sockets, so the SO_REUSEPORT hash spreads
@@ -6,20 +6,30 @@ them over both workers) call him. Every INVITE must reach Bob with the
 Record-Route of the worker that took it, and the in-dialog ACK and BYE sent
 along that Record-Route must come back through the same worker (its own
 port), which holds the client transactions of the call.
+
+With the default configuration (one worker per CPU, registrations in the
+data directory's SQLite database, no Redis) the worker that did not take
+the REGISTER routes calls to Bob, sees his un-REGISTER at once, the status
+adds up every worker's counters, a killed worker is started again and a
+restart keeps the registration. The same with Redis as the shared store.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.support.peers import free_port, require_peer
-from tests.support.server import ServerProcess, running_server
+from tests.support.server import ServerProcess, running_server, start_server
 
 from trunkline.sip.auth import DigestClient
 from trunkline.sip.builder import make_request, make_response, new_branch
@@ -91,10 +101,12 @@ class Socket:
         raise AssertionError("only 100 Trying")
 
 
-def _register(bob: Socket, server: ServerProcess) -> None:
+def _register(
+    bob: Socket, server: ServerProcess, *, expires: int = 3600, first_cseq: int = 1
+) -> None:
     proxy = (server.host, server.sip_port)
     digest = DigestClient("bob", BOB_PASSWORD)
-    for cseq in (1, 2):
+    for cseq in (first_cseq, first_cseq + 1):
         request = make_request(
             "REGISTER",
             f"sip:{DOMAIN}",
@@ -103,7 +115,7 @@ def _register(bob: Socket, server: ServerProcess) -> None:
             call_id="bob-reg",
             cseq=cseq,
             via=bob.via(),
-            contact=f"<sip:bob@127.0.0.1:{bob.port}>",
+            contact=f"<sip:bob@127.0.0.1:{bob.port}>;expires={expires}",
         )
         for name, value in digest.authorization("REGISTER", f"sip:{DOMAIN}"):
             request.headers.add(name, value)
@@ -178,10 +190,124 @@ def test_two_workers_share_the_port_and_the_registrations(tmp_path: Path, redis_
     callers = [Socket() for _ in range(CALLS)]
     try:
         with running_server(tmp_path, config=config, trusted=["127.0.0.0/8"]) as server:
-            assert "2 SIP workers" in server.output or server.running
+            _status_when(server, _all_ready)  # the second worker starts after the first
             _register(bob, server)
             ports = {_call(alice, bob, server, n) for n, alice in enumerate(callers)}
             assert len(ports) == 2, ports  # both workers took calls, each with its own port
     finally:
+        for sock in (bob, *callers):
+            sock.sock.close()
+
+
+# -- the default: one worker per CPU, registrations in SQLite -----------------------------
+
+WORKERS = 2
+
+
+def _default_config() -> str:
+    """No ``workers`` and no ``[location]``: the defaults (set 2 only on a one-CPU machine)."""
+    text = f'domains = ["{DOMAIN}"]\n'
+    if (os.cpu_count() or 1) < WORKERS:
+        text += f"workers = {WORKERS}\n"
+    return text + f'[[users]]\nname = "bob"\npassword = "{BOB_PASSWORD}"\n'
+
+
+def _status_when(server: ServerProcess, check: Any, timeout: float = 20.0) -> dict[str, Any]:
+    """Poll ``/status`` until ``check(status)`` holds (every worker publishes each second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = server.status()
+        if check(status) or time.monotonic() > deadline:
+            return status
+        time.sleep(0.2)
+
+
+def _all_ready(status: dict[str, Any]) -> bool:
+    workers = status.get("workers", [])
+    return len(workers) >= WORKERS and not any(w["stale"] for w in workers)
+
+
+def _invite_status(alice: Socket, server: ServerProcess, number: int) -> int:
+    """An INVITE for Bob that nobody should answer but the proxy: its final status."""
+    invite = make_request(
+        "INVITE",
+        f"sip:bob@{DOMAIN}",
+        from_=f"<sip:alice@{DOMAIN}>;tag=x{number}",
+        to=f"<sip:bob@{DOMAIN}>",
+        call_id=f"gone-{number}-{secrets.token_hex(4)}",
+        via=alice.via(),
+        contact=f"<sip:alice@127.0.0.1:{alice.port}>",
+    )
+    alice.send(invite, (server.host, server.sip_port))
+    response, _ = alice.recv()
+    assert isinstance(response, Response)
+    return response.status
+
+
+def test_default_workers_share_registrations_status_and_survive_restarts(tmp_path: Path) -> None:
+    bob = Socket()
+    callers = [Socket() for _ in range(CALLS)]
+    server = start_server(tmp_path, config=_default_config(), trusted=["127.0.0.0/8"])
+    try:
+        status = _status_when(server, _all_ready)
+        assert len(status["workers"]) == WORKERS, status.get("workers")
+
+        # Registered through one worker, called through both.
+        _register(bob, server)
+        ports = {_call(alice, bob, server, n) for n, alice in enumerate(callers)}
+        assert len(ports) == WORKERS, ports
+
+        # Status adds up every worker (each publishes within a second).
+        expected = {"REGISTER": 2, "INVITE": CALLS, "ACK": CALLS, "BYE": CALLS}
+        status = _status_when(server, lambda s: s["requests"] == expected)
+        assert status["requests"] == expected, status["workers"]
+        assert all(w["requests"] > 0 for w in status["workers"]), status["workers"]
+        assert sum(w["requests"] for w in status["workers"]) == sum(expected.values())
+        assert status["registered_contacts"] == 1
+        text = server.status_text()
+        assert f"workers: {WORKERS}" in text and "registered contacts: 1" in text
+        url = f"http://{server.host}:{server.http_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            metrics = reply.read().decode()
+        assert f'trunkline_sip_requests_total{{method="INVITE"}} {float(CALLS)}' in metrics
+
+        # Un-REGISTER through one worker: no worker finds Bob any more.
+        _register(bob, server, expires=0, first_cseq=3)
+        gone = {_invite_status(alice, server, n) for n, alice in enumerate(callers)}
+        assert gone <= {404, 480} and gone, gone
+
+        # A worker that dies is started again (it ran long enough not to look like a crash loop).
+        _register(bob, server, first_cseq=5)
+        status = _status_when(server, lambda s: s["uptime"] > 6, timeout=10)
+        victim = status["workers"][1]
+        os.kill(victim["pid"], signal.SIGKILL)
+        status = _status_when(
+            server,
+            lambda s: _all_ready(s) and s["workers"][1]["pid"] != victim["pid"],
+        )
+        assert status["workers"][1]["pid"] != victim["pid"], status["workers"]
+        assert f"(pid {victim['pid']}) killed by SIGKILL" in server.output
+        ports = {_call(alice, bob, server, n) for n, alice in enumerate(callers)}
+        assert len(ports) == WORKERS, ports
+
+        # SIGTERM drains every worker; a restart on the same ports keeps Bob's registration.
+        assert server.stop() == 0, server.output[-3000:]
+        assert "registrations saved" in server.output
+        server = start_server(
+            tmp_path,
+            data_dir=server.data_dir,
+            config=_default_config(),
+            trusted=["127.0.0.0/8"],
+            sip_port=server.sip_port,
+            http_port=server.http_port,
+            name="restarted",
+        )
+        status = _status_when(server, _all_ready)
+        assert status["registered_contacts"] == 1
+        ports = {_call(alice, bob, server, n + 100) for n, alice in enumerate(callers)}
+        assert len(ports) == WORKERS, ports
+        assert server.stop() == 0, server.output[-3000:]
+    finally:
+        server.kill()
         for sock in (bob, *callers):
             sock.sock.close()

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
-import signal
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.support.peers import free_port, require_peer
+from tests.support.peers import free_port
+from tests.support.sipp import run_sipp, sipp_args, wait_bound
 
 from trunkline.sip.aio.calls import Call, CallFailedError, CallManager, IncomingCall
 from trunkline.sip.aio.endpoint import SipEndpoint
@@ -37,82 +35,6 @@ SDP = (
     b"v=0\r\no=trunkline 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
     b"t=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
 )
-
-
-@dataclass(frozen=True)
-class SippResult:
-    returncode: int
-    successful: int
-    failed: int
-    retransmissions: int
-    output: str
-
-
-async def run_sipp(
-    args: list[str], workdir: Path, *, timeout: float = 90.0, started: asyncio.Event | None = None
-) -> SippResult:
-    """Run ``sipp`` with ``-trace_stat``; kill it if it overstays ``timeout``."""
-    sipp = require_peer("sipp", "sip-tester")
-    if "tn" in args:
-        args = [*args, "-max_socket", "256"]
-    run = len(list(workdir.iterdir()))
-    stat = workdir / f"stat-{run}.csv"
-    errors = workdir / f"errors-{run}.log"
-    proc = await asyncio.create_subprocess_exec(
-        sipp,
-        *args,
-        "-nostdin",
-        "-trace_stat",
-        "-stf",
-        str(stat),
-        "-fd",
-        "1",
-        "-trace_err",
-        "-error_file",
-        str(errors),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        cwd=workdir,
-    )
-    if started is not None:
-        started.set()
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGKILL)
-            await proc.wait()
-    rows = list(csv.reader(stat.read_text().splitlines(), delimiter=";")) if stat.exists() else []
-    last = dict(zip(rows[0], rows[-1], strict=False)) if len(rows) > 1 else {}
-    return SippResult(
-        returncode=proc.returncode if proc.returncode is not None else -1,
-        successful=int(last.get("SuccessfulCall(C)", "0") or 0),
-        failed=int(last.get("FailedCall(C)", "0") or 0),
-        retransmissions=int(last.get("Retransmissions(C)", "0") or 0),
-        output=out.decode(errors="replace")[-2000:]
-        + (errors.read_text(errors="replace")[-3000:] if errors.exists() else ""),
-    )
-
-
-def port_taken(port: int, kind: int) -> bool:
-    """True once some process has bound ``port`` on 127.0.0.1 for ``kind``."""
-    with socket.socket(socket.AF_INET, kind) as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
-async def wait_bound(port: int, transport: str, sipp: asyncio.Future[SippResult]) -> None:
-    """Wait (bounded) until SIPp listens on ``port``; a fixed sleep loses the race
-    on a loaded machine and a TCP call then fails with connection refused."""
-    kind = socket.SOCK_STREAM if transport == "TCP" else socket.SOCK_DGRAM
-    async with asyncio.timeout(15):
-        while not port_taken(port, kind):
-            if sipp.done():  # SIPp exited early: its result says why
-                raise AssertionError(sipp.result().output)
-            await asyncio.sleep(0.02)
 
 
 async def bind_udp_and_tcp(endpoint: SipEndpoint) -> int:
@@ -166,30 +88,18 @@ async def test_sipp_uac_calls_trunkline_uas(
     port = await bind_udp_and_tcp(endpoint)
     app = Answering(endpoint)
     calls = 30 if lost else 20
-    args = [
-        "-sn",
-        "uac",
-        f"127.0.0.1:{port}",
-        "-i",
-        "127.0.0.1",
-        "-p",
-        str(free_port()),
-        "-t",
-        mode,
-        "-m",
-        str(calls),
-        "-r",
-        "10",
-        "-l",
-        "10",
-        "-timeout",
-        "80",
-        "-timeout_error",
-        "-max_retrans",
-        "10",
-    ]
-    if lost:
-        args += ["-lost", str(lost)]
+    args = sipp_args(
+        *("-sn", "uac"),
+        remote=f"127.0.0.1:{port}",
+        port=free_port(),
+        mode=mode,
+        calls=calls,
+        rate=10,
+        limit=10,
+        timeout=80,
+        max_retrans=10,
+        lost=lost,
+    )
     result = await run_sipp(args, tmp_path, timeout=100)
     assert result.returncode == 0, result.output
     assert (result.successful, result.failed) == (calls, 0), result.output
@@ -220,24 +130,9 @@ async def test_trunkline_uac_calls_sipp_uas(
     # ("Aborting call on unexpected message ... while expecting 'ACK'", 2 runs in 18):
     # the same scenario, answering a retransmitted INVITE with the 200 again, is used.
     scenario = ["-sf", str(LOSSY_UAS)] if lost else ["-sn", "uas"]
-    args = [
-        *scenario,
-        "-i",
-        "127.0.0.1",
-        "-p",
-        str(sipp_port),
-        "-t",
-        mode,
-        "-m",
-        str(calls),
-        "-timeout",
-        "80",
-        "-timeout_error",
-        "-max_retrans",
-        "10",
-    ]
-    if lost:
-        args += ["-lost", str(lost)]
+    args = sipp_args(
+        *scenario, port=sipp_port, mode=mode, calls=calls, timeout=80, max_retrans=10, lost=lost
+    )
     sipp = asyncio.ensure_future(run_sipp(args, tmp_path, timeout=100))
     destination = Destination(transport, "127.0.0.1", sipp_port)
 
@@ -325,24 +220,15 @@ async def test_calls_survive_malformed_flood(
     port = await bind_udp_and_tcp(endpoint)
     app = Answering(endpoint)
     calls = 20
-    args = [
-        "-sn",
-        "uac",
-        f"127.0.0.1:{port}",
-        "-i",
-        "127.0.0.1",
-        "-p",
-        str(free_port()),
-        "-t",
-        mode,
-        "-m",
-        str(calls),
-        "-r",
-        "10",
-        "-timeout",
-        "60",
-        "-timeout_error",
-    ]
+    args = sipp_args(
+        *("-sn", "uac"),
+        remote=f"127.0.0.1:{port}",
+        port=free_port(),
+        mode=mode,
+        calls=calls,
+        rate=10,
+        timeout=60,
+    )
     writers: list[asyncio.StreamWriter] = []
     try:
         sipp = asyncio.ensure_future(run_sipp(args, tmp_path, timeout=80))

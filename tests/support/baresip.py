@@ -36,11 +36,12 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
+from subprocess import STDOUT
 from typing import Any, Literal
 
 import pytest
 
+from tests.support.peerprocess import AsyncPeer, PeerFactory
 from tests.support.peers import free_port, require_peer
 
 MediaEnc = Literal["srtp", "srtp-mand", "srtp-mandf"]
@@ -112,7 +113,7 @@ class BaresipAccount:
         return ";".join(parts)
 
 
-class Baresip:
+class Baresip(AsyncPeer):
     """A baresip process with a generated config, driven over ctrl_tcp."""
 
     def __init__(
@@ -124,6 +125,7 @@ class Baresip:
         binary: str = "baresip",
         sip_trace: bool = False,
     ) -> None:
+        super().__init__(workdir / "baresip.log")
         self.dir = workdir
         self.conf = workdir / "conf"
         self.snd = workdir / "snd"
@@ -136,13 +138,10 @@ class Baresip:
         self.sip_port = free_port()
         self.ctrl_port = free_port(socket.SOCK_STREAM)
         self.rtp_base = free_port() & ~1
-        self.log_path = workdir / "baresip.log"
         self.events: list[BaresipEvent] = []
         self._cursor = 0
-        self._changed = asyncio.Event()
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._token = 0
-        self.proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._read_task: asyncio.Task[None] | None = None
@@ -206,18 +205,14 @@ class Baresip:
         if self.sip_trace:
             argv.append("-s")
         with self.log_path.open("ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
+            proc = await self.spawn(
+                argv, stdin=asyncio.subprocess.DEVNULL, stdout=log.fileno(), stderr=STDOUT
             )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            if self.proc.returncode is not None:
-                raise BaresipError(f"baresip exited ({self.proc.returncode}):\n{self.log_text()}")
+            if proc.returncode is not None:
+                raise BaresipError(f"baresip exited ({proc.returncode}):\n{self.log_text()}")
             try:
                 self._reader, self._writer = await asyncio.open_connection(
                     "127.0.0.1", self.ctrl_port
@@ -232,7 +227,7 @@ class Baresip:
 
     async def stop(self) -> None:
         """Ask baresip to quit; kill it if it does not exit within 3 s."""
-        if self._writer is not None and self.proc is not None and self.proc.returncode is None:
+        if self._writer is not None and self.running:
             with contextlib.suppress(Exception):
                 await self.command("quit", timeout=1.0)
         if self._read_task is not None:
@@ -245,35 +240,7 @@ class Baresip:
             with contextlib.suppress(Exception):
                 await self._writer.wait_closed()
             self._writer = None
-        if self.proc is not None and self.proc.returncode is None:
-            try:
-                await asyncio.wait_for(self.proc.wait(), 3.0)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    self.proc.kill()
-                await asyncio.wait_for(self.proc.wait(), 5.0)
-
-    async def __aenter__(self) -> Baresip:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    def log_text(self, tail: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-tail:]
-        except FileNotFoundError:
-            return ""
+        await self.end_process(3.0)
 
     # -- ctrl_tcp --------------------------------------------------------------
 
@@ -287,7 +254,7 @@ class Baresip:
                 msg = json.loads(body[:-1])
                 if msg.get("event"):
                     self.events.append(BaresipEvent.from_json(msg))
-                    self._changed.set()
+                    self.notify()
                 elif msg.get("response"):
                     fut = self._pending.pop(str(msg.get("token")), None)
                     if fut is not None and not fut.done():
@@ -298,7 +265,7 @@ class Baresip:
             for fut in self._pending.values():
                 if not fut.done():
                     fut.set_exception(BaresipError("ctrl_tcp connection closed"))
-            self._changed.set()
+            self.notify()
 
     async def command(
         self, command: str, params: str | None = None, timeout: float = 5.0
@@ -333,22 +300,26 @@ class Baresip:
 
         Events before it are skipped (they stay in ``events``).
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
+
+        def find() -> BaresipEvent | None:
             for i in range(self._cursor, len(self.events)):
                 if self.events[i].type in types:
                     self._cursor = i + 1
                     return self.events[i]
-            left = deadline - loop.time()
-            if left <= 0:
-                seen = [e.type for e in self.events[self._cursor :]]
-                raise TimeoutError(f"no {types} from baresip; unconsumed: {seen}")
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), left)
+            return None
+
+        def timed_out() -> Exception:
+            seen = [e.type for e in self.events[self._cursor :]]
+            return TimeoutError(f"no {types} from baresip; unconsumed: {seen}")
+
+        def gone() -> Exception | None:
             if self._read_task is not None and self._read_task.done():
-                raise BaresipError(f"baresip went away:\n{self.log_text()}")
+                return BaresipError(f"baresip went away:\n{self.log_text()}")
+            return None
+
+        return await self.wait_until(
+            find, timeout=timeout, timed_out=timed_out, gone=gone, poll=timeout
+        )
 
     def seen(self, type_: str) -> list[BaresipEvent]:
         return [e for e in self.events if e.type == type_]
@@ -442,13 +413,13 @@ class Baresip:
         return f"sip:{self.account.user}@127.0.0.1:{self.sip_port}"
 
 
-class BaresipFactory:
+class BaresipFactory(PeerFactory[Baresip]):
     """Starts baresips in private directories; ``close()`` stops them all."""
 
     def __init__(self, root: Path, binary: str = "baresip") -> None:
+        super().__init__()
         self.root = root
         self.binary = binary
-        self.started: list[Baresip] = []
 
     async def __call__(
         self, account: BaresipAccount, source_wav: Path, *, sip_trace: bool = False
@@ -460,13 +431,7 @@ class BaresipFactory:
             binary=self.binary,
             sip_trace=sip_trace,
         )
-        self.started.append(phone)
-        await phone.start()
-        return phone
-
-    async def close(self) -> None:
-        for phone in reversed(self.started):
-            await phone.stop()
+        return await self.launch(phone)
 
 
 @pytest.fixture

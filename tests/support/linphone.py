@@ -39,10 +39,10 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 import pytest
 
+from tests.support.peerprocess import AsyncPeer, PeerFactory
 from tests.support.peers import free_port, require_peer
 
 IGNORED = ("suitable soundcard", "Warning: video is disabled")
@@ -68,7 +68,7 @@ class LinphoneAccount:
         return f"sip:{self.user}@{self.domain}"
 
 
-class Linphone:
+class Linphone(AsyncPeer):
     """A linphonec process driven through stdin/stdout."""
 
     def __init__(
@@ -81,6 +81,7 @@ class Linphone:
         binary: str = "linphonec",
         debug_log: bool = False,
     ) -> None:
+        super().__init__(workdir / "linphonec.log")
         self.dir = workdir
         self.home = workdir / "home"
         (self.home / ".local" / "share" / "linphone").mkdir(parents=True, exist_ok=True)
@@ -92,11 +93,8 @@ class Linphone:
         self.sip_port = free_port()
         self.rtp_base = free_port() & ~1
         self.rc_path = workdir / "linphonerc"
-        self.log_path = workdir / "linphonec.log"
         self.transcript: list[str] = []
         self._cursor = 0
-        self._changed = asyncio.Event()
-        self.proc: asyncio.subprocess.Process | None = None
         self._read_task: asyncio.Task[None] | None = None
 
     # -- configuration -------------------------------------------------------
@@ -183,13 +181,12 @@ class Linphone:
         argv = [self.binary, "-c", str(self.rc_path)]
         if self.debug_log:
             argv += ["-d", "6", "-l", str(self.dir / "liblinphone.log")]
-        self.proc = await asyncio.create_subprocess_exec(
-            *argv,
+        await self.spawn(
+            argv,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             env={"HOME": str(self.home), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-            start_new_session=True,
         )
         self._read_task = asyncio.create_task(self._read_loop())
         await self.send("soundcard use files")
@@ -202,36 +199,14 @@ class Linphone:
 
     async def stop(self) -> None:
         """``quit``; kill linphonec if it does not exit within 5 s."""
-        proc = self.proc
-        if proc is not None and proc.returncode is None:
+        if self.running:
             with contextlib.suppress(Exception):
                 await self.send("quit")
-            try:
-                await asyncio.wait_for(proc.wait(), 5.0)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await asyncio.wait_for(proc.wait(), 5.0)
+        await self.end_process(5.0)
         if self._read_task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._read_task, 2.0)
             self._read_task = None
-
-    async def __aenter__(self) -> Linphone:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def _read_loop(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
@@ -249,14 +224,8 @@ class Linphone:
                 if not line or any(s in line for s in IGNORED):
                     continue
                 self.transcript.append(line)
-                self._changed.set()
-        self._changed.set()
-
-    def log_text(self, tail: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-tail:]
-        except FileNotFoundError:
-            return ""
+                self.notify()
+        self.notify()
 
     async def send(self, command: str) -> None:
         if self.proc is None or self.proc.stdin is None:
@@ -267,23 +236,25 @@ class Linphone:
     async def expect(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
         """The next unconsumed transcript line matching ``pattern`` (earlier lines are skipped)."""
         rx = re.compile(pattern)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
+
+        def find() -> re.Match[str] | None:
             for i in range(self._cursor, len(self.transcript)):
                 m = rx.search(self.transcript[i])
                 if m:
                     self._cursor = i + 1
                     return m
-            left = deadline - loop.time()
-            if left <= 0:
-                tail = "\n".join(self.transcript[-10:])
-                raise TimeoutError(f"linphonec: no line matching {pattern!r}; last lines:\n{tail}")
+            return None
+
+        def timed_out() -> Exception:
+            tail = "\n".join(self.transcript[-10:])
+            return TimeoutError(f"linphonec: no line matching {pattern!r}; last lines:\n{tail}")
+
+        def gone() -> Exception | None:
             if self.proc is None or (self.proc.returncode is not None and self._read_task is None):
-                raise RuntimeError("linphonec is not running")
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(left, 0.5))
+                return RuntimeError("linphonec is not running")
+            return None
+
+        return await self.wait_until(find, timeout=timeout, timed_out=timed_out, gone=gone)
 
     def lines_matching(self, pattern: str) -> list[re.Match[str]]:
         """All transcript lines matching ``pattern`` (consumed or not)."""
@@ -394,13 +365,13 @@ class Linphone:
         return f"sip:{self.account.user}@127.0.0.1:{self.sip_port}"
 
 
-class LinphoneFactory:
+class LinphoneFactory(PeerFactory[Linphone]):
     """Starts linphonecs in private directories; ``close()`` stops them all."""
 
     def __init__(self, root: Path, binary: str = "linphonec") -> None:
+        super().__init__()
         self.root = root
         self.binary = binary
-        self.started: list[Linphone] = []
 
     async def __call__(
         self, account: LinphoneAccount, play_wav: Path | None = None, *, debug_log: bool = False
@@ -408,13 +379,7 @@ class LinphoneFactory:
         workdir = self.root / f"linphone{len(self.started)}-{account.user}"
         workdir.mkdir(parents=True, exist_ok=True)
         phone = Linphone(workdir, account, play_wav, binary=self.binary, debug_log=debug_log)
-        self.started.append(phone)
-        await phone.start()
-        return phone
-
-    async def close(self) -> None:
-        for phone in reversed(self.started):
-            await phone.stop()
+        return await self.launch(phone)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trunkline.sip import authheaders
 from trunkline.sip.auth import (
     ALGORITHMS,
     LEGACY_ALGORITHMS,
@@ -285,6 +286,55 @@ def test_parse_grammar_shaped_text_only_raises_sip_parse_error(pieces: list[str]
         except SipParseError:
             continue
         assert cls.parse(str(value)) == value  # whatever parses, renders and re-parses
+
+
+_near_params = st.lists(
+    st.tuples(
+        st.sampled_from([",", ", ", ", ", ",", ",,", " ", "\r\n ,", "\r\n", " ,\t", ",\r\n\t"]),
+        st.sampled_from(["a", "Realm", "nc", "nonce", "é", "", "x y", "Nc"]),
+        st.sampled_from(["=", "=", " = ", "\r\n =", "==", "\r\n=", "= \r\n\t"]),
+        st.sampled_from(
+            ['"x"', '"a\\"b"', "tok", '"', '""', '"é"', "a b", '"\x00"', '"\\\x7f"', '"\t,="']
+        ),
+    ),
+    min_size=1,
+    max_size=5,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(["Digest ", "Digest", " Digest\t", "Basic ", "Digest\r\n "]), _near_params)
+def test_fast_path_agrees_with_the_scanner(
+    scheme: str, params: list[tuple[str, str, str, str]]
+) -> None:
+    """The one-regex path for ``scheme name=value, ...`` parses exactly like the scanner."""
+    joined = "".join(sep + name + eq + value for sep, name, eq, value in params)
+    text = scheme + joined[len(params[0][0]) :]  # no separator before the first
+    fast = authheaders._parse_simple(text)
+    if fast is not None:
+        assert fast == authheaders._scan_items(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.from_regex(r"[A-Za-z][a-z0-9\-]{0,10}", fullmatch=True),
+        st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\r\n"), max_size=30),
+        min_size=1,
+        max_size=8,
+    ),
+    st.sampled_from([",", ", ", " ,\r\n\t", "\t,"]),
+)
+def test_fast_path_takes_rendered_headers(params: dict[str, str], separator: str) -> None:
+    """What we (and phones) send takes the fast path and reads back the same values."""
+    rendered = separator.join(f"{name}={quote(value)}" for name, value in params.items())
+    text = f"Digest {rendered}"
+    fast = authheaders._parse_simple(text)
+    if len({name.lower() for name in params}) < len(params):
+        assert fast is None
+        return
+    assert fast == authheaders._scan_items(text)
+    assert fast == [("Digest", None, [(name.lower(), value) for name, value in params.items()])]
 
 
 _names = st.from_regex(r"[a-z][a-z0-9\-]{0,10}", fullmatch=True)
@@ -659,3 +709,27 @@ def test_register_exchange_through_sip_messages() -> None:
         request_uri=str(received.uri),
     )
     assert result.ok and result.username == "alice"
+
+
+@pytest.mark.parametrize(
+    "realm", [REALM, 'odd "realm" \\ here', "N0NCE", 'x, nonce="N0NCE"', "réalm"]
+)
+@pytest.mark.parametrize("algorithms", [("SHA-256", "MD5"), ("MD5",), ALGORITHMS])
+@pytest.mark.parametrize("qop", [("auth",), ("auth", "auth-int"), ()])
+def test_challenge_values_render_like_challenge_objects(
+    realm: str, algorithms: tuple[str, ...], qop: tuple[str, ...]
+) -> None:
+    """The pre-rendered 401/407 values are the text of the Challenge objects, nonce aside."""
+    server = DigestServer(realm, SECRET, algorithms=algorithms, qop=qop, require_qop=bool(qop))
+    for stale in (False, True):
+        values = server.challenge_values(1000.0, stale=stale)
+        parsed = [Challenge.parse(value) for value in values]
+        nonce = parsed[0].nonce
+        assert nonce is not None
+        expected = [
+            str(Challenge.digest(realm=realm, nonce=nonce, algorithm=a, qop=qop, stale=stale))
+            for a in algorithms
+        ]
+        assert values == expected
+        assert all(c.nonce == nonce and c.realm == realm for c in parsed)
+        assert server._nonce_time(nonce) == 1000.0

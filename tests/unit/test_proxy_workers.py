@@ -1,17 +1,22 @@
-"""Worker processes: the checks before forking, the fork itself, the shared port."""
+"""Worker processes: the count, the supervisor (start order, restarts), the status board."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import time
 from pathlib import Path
 
+import pytest
 from tests.support.peers import free_port
 
 from trunkline.config import Config
+from trunkline.proxy import workers
 from trunkline.proxy.workers import (
+    MAX_AUTO_WORKERS,
+    StatusBoard,
     WorkerSpec,
     check_workers,
     listen_shared,
@@ -21,53 +26,114 @@ from trunkline.proxy.workers import (
 from trunkline.sip.aio.transport import TransportLayer
 
 
-def _redis(**extra: object) -> Config:
-    return Config.model_validate({"location": {"backend": "redis"}, **extra})
+def _ports(port: int) -> Config:
+    """Ports the config file refuses (0), as code building a Config may still set."""
+    config = Config()
+    udp = config.listen.udp.model_copy(update={"port": port})
+    listen = config.listen.model_copy(update={"udp": udp})
+    return config.model_copy(update={"listen": listen})
 
 
 def test_worker_count_and_checks() -> None:
-    assert worker_count(Config()) == 1
-    assert worker_count(Config.model_validate({"workers": 0})) == (os.cpu_count() or 1)
+    auto = max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS))
+    assert worker_count(Config()) == auto  # the default: one per CPU, capped
+    assert worker_count(Config.model_validate({"workers": 1})) == 1
+    assert worker_count(Config.model_validate({"workers": 3})) == 3
+    assert worker_count(_ports(0)) == 1  # ephemeral ports cannot be shared: one worker
     assert check_workers(Config(), 1) is None
-    problem = check_workers(Config.model_validate({"workers": 2}), 2)
-    assert problem is not None and "redis" in problem
-    assert check_workers(_redis(workers=2), 2) is None
-    zero_port = _redis(listen={"udp": {"port": 1}, "tcp": {"port": 1, "enabled": False}})
-    assert check_workers(zero_port, 2) is None
+    assert check_workers(Config.model_validate({"workers": 2}), 2) is None  # no Redis needed
+    problem = check_workers(_ports(0), 2)
+    assert problem is not None and "fixed UDP port" in problem
     assert WorkerSpec().primary and not WorkerSpec().shared
     assert WorkerSpec(1, 2).shared and not WorkerSpec(1, 2).primary
 
 
-def test_run_workers_forks_each_and_returns_the_worst_status(tmp_path: Path) -> None:
-    read, write = os.pipe()
+def _wait_for(path: Path, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_the_first_worker_starts_alone_and_the_banner_waits_for_all(tmp_path: Path) -> None:
+    banner: list[list[str]] = []
 
     def work(spec: WorkerSpec) -> int:
-        os.write(write, bytes([spec.index]))
+        # The others are forked only once the first one is ready.
+        if spec.index > 0 and not (tmp_path / "0").exists():
+            return 9
         (tmp_path / str(spec.index)).touch()
-        if spec.index != 1:
-            return 0
-        # A failing worker makes run_workers stop the others: fail only once all
-        # three have started, so the test does not race the shutdown.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and len(list(tmp_path.iterdir())) < 3:
-            time.sleep(0.01)
-        return 3
+        spec.announce_ready()
+        signal.pause()  # until run_workers passes SIGTERM on
+        return 0
 
-    try:
-        assert run_workers(3, work) == 3
-        os.close(write)
-        write = -1
-        seen = b""
-        for _ in range(10):
-            chunk = os.read(read, 16)
-            if not chunk:
-                break
-            seen += chunk
-        assert sorted(seen) == [0, 1, 2]
-    finally:
-        os.close(read)
-        if write >= 0:
-            os.close(write)
+    def ready() -> None:
+        banner.append(sorted(p.name for p in tmp_path.iterdir()))
+        os.kill(os.getpid(), signal.SIGTERM)  # as an admin would: every worker drains
+
+    assert run_workers(3, work, on_ready=ready) == 0
+    assert banner == [["0", "1", "2"]]
+
+
+def test_a_worker_that_fails_to_start_stops_the_server(tmp_path: Path) -> None:
+    def work(spec: WorkerSpec) -> int:
+        if spec.index == 1:
+            return 3  # e.g. the port is taken
+        spec.announce_ready()
+        signal.pause()
+        return 0
+
+    assert run_workers(2, work, on_ready=lambda: pytest.fail("not ready")) == 1
+
+
+def test_a_worker_that_dies_is_restarted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(workers, "MIN_UPTIME", 0.2)
+    log = tmp_path / "log"
+
+    def work(spec: WorkerSpec) -> int:
+        with log.open("a") as handle:
+            handle.write(f"start {spec.index}\n")
+        spec.announce_ready()
+        if spec.index == 1 and not (tmp_path / "died").exists():
+            time.sleep(0.3)
+            (tmp_path / "died").touch()
+            os.kill(os.getpid(), signal.SIGKILL)  # a crash
+        if spec.index == 1:  # the restarted one: stop the server once it runs
+            os.kill(os.getppid(), signal.SIGTERM)
+        signal.pause()
+        return 0
+
+    assert run_workers(2, work) == 0
+    assert log.read_text().split("\n")[:-1] == ["start 0", "start 1", "start 1"]
+
+
+def test_a_crash_loop_is_not_restarted_forever(tmp_path: Path) -> None:
+    def work(spec: WorkerSpec) -> int:
+        spec.announce_ready()
+        if spec.index == 1:
+            return 4  # dies at once: under MIN_UPTIME, so no restart
+        signal.pause()
+        return 0
+
+    assert run_workers(2, work) == 4
+
+
+def test_status_board_publishes_and_reads_back(tmp_path: Path) -> None:
+    board = StatusBoard(tmp_path / "run")
+    board.clear()  # no directory yet: nothing to do
+    board.publish(0, {"requests": {"INVITE": 1}}, 100.0)
+    board.publish(1, {"requests": {"INVITE": 2}}, 100.0)
+    board.publish(2, {"requests": {"INVITE": 3}}, 90.0)
+    entries = board.read(101.0, exclude=0)
+    assert [(e["index"], e["snapshot"]["requests"]["INVITE"]) for e in entries] == [(1, 2), (2, 3)]
+    assert [e["stale"] for e in entries] == [False, True]
+    assert entries[0]["age"] == pytest.approx(1.0)
+    (tmp_path / "run" / "worker-3.json").write_text("not json")
+    assert len(board.read(101.0, exclude=-1)) == 3  # the broken file is skipped
+    board.clear()
+    assert board.read(101.0, exclude=-1) == []
 
 
 async def test_two_layers_share_one_port() -> None:

@@ -522,3 +522,124 @@ def test_fuzz_twenty_thousand_mutations() -> None:
 def test_lone_surrogate_text_is_rejected() -> None:
     with pytest.raises(SipParseError):
         SessionDescription.parse("v=0\no=- 1 1 IN IP4 h\ns=\ud800\n")
+
+
+# -- lenient mode (RFC 8866 §5.13: ignore what is not understood) ---------------------
+
+
+def rfc4475_body(name: str) -> bytes:
+    return (DATA / "rfc4475" / name).read_bytes().partition(b"\r\n\r\n")[2]
+
+
+def test_rfc4475_lpc_rtpmap_strict_rejects_lenient_keeps() -> None:
+    body = rfc4475_body("esc01.dat")
+    assert b"a=rtpmap:31 LPC\r\n" in body
+    with pytest.raises(SipParseError) as info:
+        SessionDescription.parse(body)
+    assert info.value.status == 400
+    sdp = SessionDescription.parse(body, strict=False)
+    audio, video = sdp.media
+    assert audio.payload_types == [0, 12] and audio.rtpmap() == {}
+    assert video.payload_types == [31]
+    assert video.rtpmap() == {}  # the malformed line is skipped by the typed view
+    assert video.get("rtpmap") is None and not video.has("rtpmap")
+    [kept] = video.malformed
+    assert (kept.name, kept.value) == ("rtpmap", "31 LPC")
+    assert sdp.problems == [f"a=rtpmap:31 LPC: {kept.malformed}"]
+    assert "rtpmap" in (kept.malformed or "")
+    assert bytes(sdp) == body  # kept as written
+
+
+def test_every_rfc4475_sdp_body_parses_leniently() -> None:
+    bodies = [rfc4475_body(p.name) for p in sorted((DATA / "rfc4475").glob("*.dat"))]
+    # Those with a whole session section (mismatch02 and lwsruri omit s= on purpose).
+    lpc = [
+        b
+        for b in bodies
+        if b.startswith(b"v=0") and b"\r\ns=-\r\n" in b and b"a=rtpmap:31 LPC" in b
+    ]
+    assert len(lpc) >= 10
+    for body in lpc:
+        sdp = SessionDescription.parse(body, strict=False)
+        assert [m.media for m in sdp.media] == ["audio", "video"]
+        assert len(sdp.problems) == 1
+
+
+@pytest.mark.parametrize(
+    ("line", "level"),
+    [
+        ("a=ptime:twenty", "media"),
+        ("a=maxptime:-", "media"),
+        ("a=rtcp:notaport", "media"),
+        ("a=crypto:1 NO_SUCH_SUITE", "media"),
+        ("a=candidate:1 1 UDP", "media"),
+        ("a=fingerprint:sha-256", "media"),
+        ("a=setup:sideways", "media"),
+        ("a=sendonly:now", "media"),
+        ("a=group:", "session"),
+        ("a=setup:sideways", "session"),
+        ("a=fingerprint:nohash", "session"),
+    ],
+)
+def test_malformed_known_attribute_strict_vs_lenient(line: str, level: str) -> None:
+    session = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+    media = "m=audio 4000 RTP/AVP 0 8\r\na=rtpmap:8 PCMA/8000\r\n"
+    text = (
+        session + line + "\r\n" + media if level == "session" else session + media + line + "\r\n"
+    )
+    with pytest.raises(SipParseError):
+        SessionDescription.parse(text)
+    sdp = SessionDescription.parse(text, strict=False)
+    assert sdp.problems and sdp.problems[0].startswith(line + ": Bad SDP:")
+    [audio] = sdp.media
+    # Everything understood is still there, and no typed view raises.
+    assert audio.rtpmap()[8].encoding == "PCMA"
+    assert audio.payload_types == [0, 8]
+    _ = (audio.ptime, audio.maxptime, audio.rtcp, audio.crypto, audio.candidates)
+    _ = (audio.fingerprints, audio.setup, sdp.groups, sdp.setup, sdp.fingerprints)
+    assert sdp.direction_of(audio) is Direction.SENDRECV
+    assert str(sdp) == text
+    again = SessionDescription.parse(str(sdp), strict=False)
+    assert again == sdp and again.problems == sdp.problems
+    copy = sdp.copy()
+    assert copy.problems == sdp.problems
+    copy.validate()  # a marked attribute stays out of the strict checks of a copy too
+
+
+def test_lenient_keeps_the_good_instances_of_a_repeated_attribute() -> None:
+    text = (
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+        "m=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event\r\n"
+        "a=rtpmap:101 telephone-event/8000\r\na=ptime:x\r\na=ptime:30\r\n"
+    )
+    sdp = SessionDescription.parse(text, strict=False)
+    [audio] = sdp.media
+    assert audio.rtpmap() == {101: RtpMap(101, "telephone-event", 8000)}
+    assert audio.ptime == 30
+    assert len(sdp.problems) == 2
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "v=0\r\ns=-\r\nt=0 0\r\n",  # no o=
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\nt=0 0\r\n",  # no s=
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4\r\n",  # bad c=
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nm=audio port RTP/AVP 0\r\n",  # bad m=
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\na=\r\n",  # no attribute name
+    ],
+)
+def test_lenient_still_rejects_broken_structure(text: str) -> None:
+    for strict in (True, False):
+        with pytest.raises(SipParseError):
+            SessionDescription.parse(text, strict=strict)
+
+
+def test_strict_checks_every_instance_of_a_single_valued_attribute() -> None:
+    text = (
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+        "m=audio 4000 RTP/AVP 0\r\na=ptime:20\r\na=ptime:x\r\n"
+    )
+    with pytest.raises(SipParseError, match="ptime"):
+        SessionDescription.parse(text)
+    assert SessionDescription.parse(text, strict=False).media[0].ptime == 20

@@ -319,6 +319,43 @@ async def test_bad_offer_is_refused_with_488(phones) -> None:  # type: ignore[no
     assert call.status == 488
 
 
+async def test_malformed_sdp_attributes_are_ignored_not_fatal(  # type: ignore[no-untyped-def]
+    phones, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RFC 8866 §5.13: offer and answer each carry a broken known attribute; the call connects."""
+    from trunkline.sip.offeranswer import Answer
+    from trunkline.ua.callmedia import CallMedia
+
+    def spoil(sdp: SessionDescription) -> SessionDescription:
+        sdp.media[0].add("rtpmap", "31 LPC")  # RFC 4475's bodies: no clock rate
+        sdp.media[0].add("ptime", "soon")
+        return SessionDescription.parse(bytes(sdp), strict=False)  # as the wire carries it
+
+    real_offer, real_answer = CallMedia.offer, CallMedia.answer
+
+    def offer(self: CallMedia, direction: Direction = Direction.SENDRECV) -> SessionDescription:
+        return spoil(real_offer(self, direction))
+
+    def answer(self: CallMedia, offer: SessionDescription, direction: Direction) -> Answer:
+        result = real_answer(self, offer, direction)
+        return Answer(spoil(result.sdp), result.audio)
+
+    monkeypatch.setattr(CallMedia, "offer", offer)
+    monkeypatch.setattr(CallMedia, "answer", answer)
+    caplog.set_level("INFO", logger="trunkline.ua.callmedia")
+    alice = await phones(user="alice")
+    bob = await phones(user="bob")
+    call, incoming = await connect(alice, bob)
+    assert call.audio is not None and incoming.audio is not None, call.reason
+    assert call.audio.codec.name == "PCMU" and incoming.audio.codec.name == "PCMU"
+    assert call.audio.ptime == 20  # the bad a=ptime is skipped, the default applies
+    ignored = [r.getMessage() for r in caplog.records if "SDP attribute ignored" in r.getMessage()]
+    assert any(incoming.call_id in m and "a=rtpmap:31 LPC" in m for m in ignored)  # offer
+    assert any(call.call_id in m and "a=ptime:soon" in m for m in ignored)  # answer
+    await call.hangup()
+    await asyncio.wait_for(incoming.ended.wait(), 5)
+
+
 def test_result_for_status() -> None:
     assert result_for_status(486) is CallResult.BUSY
     assert result_for_status(600) is CallResult.BUSY

@@ -61,6 +61,28 @@ def test_migrations_run_once_and_refuse_newer_schema(tmp_path: Path) -> None:
             migrate(db)
 
 
+def test_a_version_1_database_gets_the_user_generation(tmp_path: Path) -> None:
+    from trunkline.store import datadir
+
+    path = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(MIGRATIONS[0])
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        db.execute("INSERT INTO schema_version VALUES (1)")
+        db.execute("INSERT INTO users VALUES ('example.com', 'old', 'x', '', '', 0)")
+        db.commit()
+    with contextlib.closing(open_database(path)) as db:
+        store = UserStore(db)
+        assert store.exists("old", "example.com")
+        with db:
+            db.execute("DELETE FROM users")
+        assert db.execute("SELECT generation FROM users_generation").fetchall() == [(1,)]
+        assert not store.exists("old", "example.com")
+    assert len(datadir._statements(MIGRATIONS[1])) == 5  # a trigger body's ';' kept inside
+    with pytest.raises(ValueError, match="incomplete"):
+        datadir._statements("CREATE TRIGGER t AFTER INSERT ON x BEGIN SELECT 1;")
+
+
 def test_nonce_secret_is_private_and_stable(tmp_path: Path) -> None:
     directory = DataDir(tmp_path / "d")
     secret = directory.nonce_secret()
@@ -164,17 +186,69 @@ def test_passwd_remove_and_listing(store: UserStore) -> None:
         store.passwd("ghost", "b.example", "pw")
 
 
-def test_cache_is_per_connection_until_reload(tmp_path: Path) -> None:
+def test_changes_from_another_connection_are_seen_at_once(tmp_path: Path) -> None:
+    """``trunkline users passwd|remove`` against a running server's data directory."""
     directory = DataDir(tmp_path / "data")
     with (
         contextlib.closing(directory.database()) as first,
         contextlib.closing(directory.database()) as second,
     ):
-        server = UserStore(first)
-        UserStore(second).add("dave", "example.com", "pw", NOW)
-        assert server.ha1("dave", "example.com", "MD5") is None
-        server.reload()
+        server, admin = UserStore(first), UserStore(second)
+        admin.add("dave", "example.com", "pw", NOW)
         assert server.ha1("dave", "example.com", "MD5") == ha1("dave", "example.com", "pw")
+        admin.passwd("dave", "example.com", "new")
+        assert server.ha1("dave", "example.com", "MD5") == ha1("dave", "example.com", "new")
+        admin.remove("dave", "example.com")
+        assert server.ha1("dave", "example.com", "MD5") is None
+        assert not server.exists("dave", "example.com")
+        # A writer that does not go through UserStore (raw SQL) is seen too: triggers.
+        with second:
+            second.execute(
+                "INSERT INTO users VALUES ('example.com', 'erin', ?, '', '', 0)",
+                (ha1("erin", "example.com", "pw"),),
+            )
+        assert server.ha1("erin", "example.com", "MD5") == ha1("erin", "example.com", "pw")
+
+
+def test_lookups_read_the_table_only_after_a_change(tmp_path: Path) -> None:
+    directory = DataDir(tmp_path / "data")
+    with (
+        contextlib.closing(directory.database()) as first,
+        contextlib.closing(directory.database()) as second,
+    ):
+        server, admin = UserStore(first), UserStore(second)
+        server.add("alice", "example.com", "a", NOW)  # our own change: cache updated in place
+        assert server.add_many([(f"u{i}", "example.com", f"p{i}") for i in range(50)], NOW) == 50
+        server.passwd("alice", "example.com", "b")
+        server.put("bob", "example.com", NOW, password="c")
+        server.put("bob", "example.com", NOW, password="d")
+        server.remove("u0", "example.com")
+        reloads = server.reloads
+        for _ in range(20):
+            assert server.ha1("alice", "example.com", "MD5") == ha1("alice", "example.com", "b")
+            assert server.ha1("bob", "example.com", "MD5") == ha1("bob", "example.com", "d")
+            assert server.ha1("nobody", "example.com", "MD5") is None
+        assert len(server) == 51
+        assert server.reloads == reloads
+        admin.passwd("u7", "example.com", "changed")
+        assert server.ha1("u7", "example.com", "MD5") == ha1("u7", "example.com", "changed")
+        assert server.reloads == reloads + 1
+        # Another writer between our cache and our own write: the cache is re-read.
+        admin.remove("u8", "example.com")
+        server.add("carol", "example.com", "e", NOW)
+        assert not server.exists("u8", "example.com")
+        assert server.exists("carol", "example.com")
+
+
+def test_add_many_is_all_or_nothing(store: UserStore) -> None:
+    store.add("u3", "example.com", "pw", NOW)
+    with pytest.raises(UserError, match="already exists"):
+        store.add_many([(f"u{i}", "example.com", "pw") for i in range(10)], NOW)
+    with pytest.raises(UserError, match="invalid user name"):
+        store.add_many([("ok", "example.com", "pw"), ("bad name", "example.com", "pw")], NOW)
+    assert [u.name for u in store.users()] == ["u3"]
+    assert store.add_many([("Ok", "Example.com", "pw")], NOW) == 1
+    assert store.ha1("Ok", "example.com", "SHA-256") == ha1("Ok", "example.com", "pw", "SHA-256")
 
 
 def test_put_from_config_with_partial_ha1(store: UserStore) -> None:

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from trunkline.config import Config, ConfigError, apply_overrides, load_config
+from trunkline.logsetup import configure_logging
 from trunkline.proxy.server import ProxyServer
 from trunkline.proxy.status import fetch_status, render_status
 from trunkline.proxy.workers import WorkerSpec, check_workers, run_workers, worker_count
@@ -48,10 +49,17 @@ def _banner(server: ProxyServer, data_dir: Path) -> str:
         lines.append("Demo users (passwords are shown this once; stored hashed):")
         for name, password in server.demo_passwords.items():
             lines.append(f"  {name}@{domain}  password {password}")
+        password_hint = ["  password as above,"]
+    else:  # a restart: only hashes are stored, nothing to show
+        password_hint = [
+            "  password as printed at the first start (stored hashed, never shown again;",
+            f"  to set one: trunkline users passwd alice --data-dir {data_dir}),",
+        ]
     lines += [
         "",
         "To call: in two softphones (baresip, Linphone, Zoiper, `trunkline phone`) add accounts",
-        f"  user alice / bob, domain {domain}, password as above,",
+        f"  user alice / bob, domain {domain},",
+        *password_hint,
         f"  proxy/registrar sip:{proxy_host}:{proxy_port} (UDP or TCP),",
         f"then dial bob (sip:bob@{domain}) from alice. More users:",
         f"  trunkline users add NAME --password P --data-dir {data_dir}",
@@ -64,6 +72,7 @@ def _banner(server: ProxyServer, data_dir: Path) -> str:
 
 async def _run(server: ProxyServer, data_dir: Path, quiet: bool) -> None:
     await server.start()
+    server.worker.announce_ready()
     if not quiet:
         typer.echo(_banner(server, data_dir))
         sys.stdout.flush()
@@ -111,7 +120,7 @@ def serve(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no banner")] = False,
     workers: Annotated[
         int | None,
-        typer.Option("--workers", help="SIP worker processes (0: one per CPU; needs redis)"),
+        typer.Option("--workers", help="SIP worker processes (default 0: one per CPU, at most 4)"),
     ] = None,
 ) -> None:
     """Run the registrar/proxy server (zero config: creates ./trunkline-data/ and demo users)."""
@@ -133,11 +142,13 @@ def serve(
             update={"tls": settings.listen.tls.model_copy(update={"port": sip_port + 1})}
         )
         settings = settings.model_copy(update={"listen": listen})
-    level = (log_level or settings.logging.level).upper()
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        configure_logging(
+            log_level or settings.logging.level, settings.logging.format, settings.logging.file
+        )
+    except OSError as error:
+        typer.echo(f"error: cannot open the log file: {error}", err=True)
+        raise typer.Exit(2) from None
     if sip_trace or settings.logging.sip_trace:
         enable_sip_trace(sys.stdout)
     directory = settings.data_dir or DEFAULT_DATA_DIR
@@ -162,14 +173,20 @@ def serve(
 def _serve_workers(
     settings: Config, directory: Path, count: int, legacy_digest: bool, quiet: bool
 ) -> int:
-    """Prepare the data directory once, then fork ``count`` workers (``proxy.workers``)."""
+    """Prepare the data directory once, then fork ``count`` workers (``proxy.workers``).
+
+    The banner is printed once every worker listens.
+    """
     preparer = ProxyServer(settings, data_dir=DataDir(directory))
     preparer.prepare()  # demo users created once, their passwords shown once
     preparer.close_database()
-    if not quiet:
-        typer.echo(_banner(preparer, directory))
-        typer.echo(f"{count} SIP workers share the port (SO_REUSEPORT).")
-        sys.stdout.flush()
+    preparer.status_board.clear()
+
+    def ready() -> None:
+        if not quiet:
+            typer.echo(_banner(preparer, directory))
+            typer.echo(f"{count} SIP workers share the port (SO_REUSEPORT); see docs/server.md.")
+            sys.stdout.flush()
 
     def work(spec: WorkerSpec) -> int:
         server = ProxyServer(
@@ -183,9 +200,9 @@ def _serve_workers(
             return 1
         return 0
 
-    code = run_workers(count, work)
+    code = run_workers(count, work, on_ready=ready)
     if not quiet:
-        typer.echo("Trunkline stopped.")
+        typer.echo("Trunkline stopped; registrations saved." if code == 0 else "Trunkline stopped.")
     return code
 
 

@@ -9,6 +9,10 @@ insert its live bindings). The server calls ``flush()`` every
 :meth:`MemoryLocation.open` loads the bindings that have not expired, so
 registrations survive a restart (issue 6).
 
+With several workers, :class:`SharedSqliteLocation` reads and writes the
+same table directly instead (no copy in memory), so every worker sees every
+registration at once.
+
 The ``bindings`` table is defined with the rest of the schema in
 ``trunkline.store.datadir``.
 """
@@ -31,10 +35,11 @@ from trunkline.proxy.location import (
     RegisterOutcome,
     RegisterRequest,
     RegistrarPolicy,
+    plan_register,
     sort_bindings,
 )
 
-__all__ = ["MemoryLocation", "SqliteBindings"]
+__all__ = ["MemoryLocation", "SharedSqliteLocation", "SqliteBindings"]
 
 _COLUMNS = (
     "aor, key, contact_uri, expires_at, q, call_id, cseq, received, transport, flow,"
@@ -202,6 +207,88 @@ class MemoryLocation(LocationService):
 
     async def close(self) -> None:
         await self.flush()
+
+
+class SharedSqliteLocation(LocationService):
+    """Bindings read and written straight in SQLite, shared by several worker processes.
+
+    Every worker of ``trunkline serve`` opens the data directory's database
+    (WAL mode, so readers never wait for the writer; a busy timeout, so
+    writers queue) and uses this backend over the same ``bindings`` table the
+    :class:`MemoryLocation` persists to (a restart with one worker finds the
+    registrations, and the other way round). There is no cache: a REGISTER
+    or un-REGISTER committed by one worker is what the next lookup of any
+    worker reads, and any worker's purge removes expired rows for all.
+
+    A REGISTER runs read-plan-write inside ``BEGIN IMMEDIATE``: SQLite's
+    write lock serializes REGISTERs for the same AoR across processes, so the
+    all-or-nothing rule and the CSeq checks of RFC 3261 §10.3 steps 6-8 see
+    the bindings as the last committed REGISTER left them. Lookups are one
+    indexed ``SELECT`` (the primary key starts with ``aor``). The calls are
+    synchronous on the event loop: a lookup costs a few microseconds, a
+    REGISTER's commit some tens (``synchronous=NORMAL``: no fsync per commit).
+    """
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self._store = SqliteBindings(db)
+
+    @classmethod
+    async def open(cls, db: sqlite3.Connection, now: float) -> SharedSqliteLocation:
+        """The shared backend on ``db`` (a connection of this process, in WAL mode)."""
+        location = cls(db)
+        await location.purge_expired(now)
+        return location
+
+    def _rows(self, aor: str) -> list[Binding]:
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM bindings WHERE aor = ?", (aor,))
+        return [self._store._binding(row) for row in rows]
+
+    async def lookup(self, aor: str, now: float) -> list[Binding]:
+        live = [b for b in self._rows(aor) if b.expires_at > now]
+        return sort_bindings(live) if len(live) > 1 else live
+
+    async def apply_register(
+        self, request: RegisterRequest, now: float, policy: RegistrarPolicy
+    ) -> RegisterOutcome:
+        db = self._db
+        db.commit()  # nothing of ours may be pending before the explicit transaction
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            current = self._rows(request.aor)
+            outcome = plan_register(current, request, now, policy)
+            expired = any(b.expires_at <= now for b in current)
+            if outcome.ok and (outcome.changed or expired):
+                db.execute("DELETE FROM bindings WHERE aor = ?", (request.aor,))
+                db.executemany(_INSERT, [SqliteBindings._row(b) for b in outcome.bindings])
+        except BaseException:
+            db.rollback()
+            raise
+        db.commit()
+        return outcome
+
+    async def purge_expired(self, now: float) -> int:
+        with self._db:
+            cursor = self._db.execute("DELETE FROM bindings WHERE expires_at <= ?", (now,))
+        return max(0, cursor.rowcount)
+
+    async def counts(self, now: float) -> LocationCounts:
+        row = self._db.execute(
+            "SELECT COUNT(DISTINCT aor), COUNT(*) FROM bindings WHERE expires_at > ?", (now,)
+        ).fetchone()
+        return LocationCounts(aors=int(row[0]), bindings=int(row[1]))
+
+    async def all_bindings(self, now: float) -> list[Binding]:
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM bindings WHERE expires_at > ? ORDER BY aor", (now,)
+        )
+        return [self._store._binding(row) for row in rows]
+
+    async def flush(self) -> None:
+        """Nothing to do: every change is committed when it is made."""
+
+    async def close(self) -> None:
+        """Nothing to do: the connection belongs to the server."""
 
 
 async def _open_memory(

@@ -131,8 +131,8 @@ class Authenticator:
     def challenge_reply(self, realm: str, now: float, *, proxy: bool, stale: bool = False) -> Reply:
         """A 401 (WWW-Authenticate) or 407 (Proxy-Authenticate) with one challenge per algorithm."""
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
-        challenges = self.server(realm).challenge(now, stale=stale)
-        headers = tuple((name, str(challenge)) for challenge in challenges)
+        values = self.server(realm).challenge_values(now, stale=stale)
+        headers = tuple((name, value) for value in values)
         if proxy:
             return Reply(407, "Proxy Authentication Required", headers)
         return Reply(401, "Unauthorized", headers)
@@ -156,7 +156,9 @@ class Authenticator:
             stored = self._ha1(username, realm, base_algorithm(credentials.algorithm))
         except LocalSipError:
             stored = None
-        result = server.verify_ha1(credentials, request.method, request.body, stored, now)
+        result = server.verify_ha1(
+            credentials, request.method, request.body, stored, now, prechecked=True
+        )
         if result.status is AuthStatus.OK:
             return AuthCheck(username=result.username)
         if result.status is AuthStatus.STALE:

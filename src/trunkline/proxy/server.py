@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import os
 import socket
 import sqlite3
 import time
@@ -45,13 +47,14 @@ from trunkline.proxy.dispatcher import Dispatcher, DispatchRule
 from trunkline.proxy.forwarder import Forwarder, bracket
 from trunkline.proxy.housekeeping import Housekeeper
 from trunkline.proxy.location import LocationService
+from trunkline.proxy.location_sqlite import SharedSqliteLocation
 from trunkline.proxy.metrics import render_metrics
 from trunkline.proxy.nat import KeepAliveSchedule, Origin
 from trunkline.proxy.registrar import Authenticator, Registrar
 from trunkline.proxy.router import Drop, Forward, Relay, Router, RouterConfig
-from trunkline.proxy.status import HttpFront, ServerStats
+from trunkline.proxy.status import HttpFront, ServerStats, merge_snapshots
 from trunkline.proxy.validation import Reply, ValidationPolicy
-from trunkline.proxy.workers import WorkerSpec, listen_shared
+from trunkline.proxy.workers import STATUS_INTERVAL, StatusBoard, WorkerSpec, listen_shared
 from trunkline.sip.aio.endpoint import IncomingRequest, SipEndpoint, Source
 from trunkline.sip.aio.tls import server_ssl_context
 from trunkline.sip.aio.transport import Listener
@@ -156,6 +159,7 @@ class ProxyServer:
             dispatcher, dispatch_rules = build_dispatcher(config.dispatcher)
         self.dispatcher = dispatcher
         self._housekeeping: asyncio.Task[None] | None = None
+        self._publisher: asyncio.Task[None] | None = None
         self.dispatch_rules = dispatch_rules
         self.worker = worker or WorkerSpec()
         self.shared: dict[str, tuple[str, int]] = {}
@@ -195,7 +199,11 @@ class ProxyServer:
         now = self.clock()
         config = self.config
         listen = config.listen
-        self.location = await open_location(config.location, db=self._db, now=now)
+        if self.worker.shared and config.location.backend == "memory":
+            # Several workers: every one reads and writes the database (proxy.workers).
+            self.location = await SharedSqliteLocation.open(self._db, now)
+        else:
+            self.location = await open_location(config.location, db=self._db, now=now)
 
         # No merged-request 482 (§8.2.2.2 is a UAS rule): a spiral has the same
         # From tag, Call-ID and CSeq and must be routed again (§16.3 item 4).
@@ -236,7 +244,12 @@ class ProxyServer:
             self.addresses["WS"] = (advertised_host(listen.ws.host), port)
 
         trusted = TrustedNetworks([str(net) for net in config.trusted])
-        self.antiflood = AntiFlood(FloodPolicy.from_config(config.limits), trusted)
+        policy = dataclasses.replace(
+            FloodPolicy.from_config(config.limits),
+            flood_ban_seconds=config.limits.flood_ban_seconds,
+            auth_failure_window=config.limits.auth_failure_window,
+        )
+        self.antiflood = AntiFlood(policy, trusted)
         self._data_version = self._read_data_version()
         authenticator = Authenticator(
             self.data_dir.nonce_secret(),
@@ -287,6 +300,24 @@ class ProxyServer:
             refresh_users=self.refresh_users,
         )
         self._housekeeping = asyncio.ensure_future(housekeeper.run())
+        if worker.shared and not worker.primary:
+            self._publisher = asyncio.ensure_future(self._publish_status())
+
+    @property
+    def status_board(self) -> StatusBoard:
+        """Where the workers publish their status (``<data dir>/run/``)."""
+        return StatusBoard(self.data_dir.path / "run")
+
+    async def _publish_status(self) -> None:
+        """Every STATUS_INTERVAL: this worker's counters and calls, for the first worker."""
+        board = self.status_board
+        while True:
+            now = self.clock()
+            try:
+                board.publish(self.worker.index, self.local_snapshot(now), now)
+            except OSError as error:
+                log.warning("cannot publish the worker status: %s", error)
+            await asyncio.sleep(STATUS_INTERVAL)
 
     # -- the user store, re-read when ``trunkline users`` changed it ------------------
 
@@ -346,10 +377,11 @@ class ProxyServer:
             and asyncio.get_running_loop().time() < deadline
         ):
             await asyncio.sleep(0.05)
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._housekeeping
+        for task in (self._housekeeping, self._publisher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if forwarder is not None:
             forwarder.cancel_tasks()
         if self.http is not None:
@@ -438,27 +470,40 @@ class ProxyServer:
     # ------------------------------------------------------------------ status
 
     async def snapshot(self) -> dict[str, Any]:
-        """Everything ``trunkline status`` shows, as JSON-ready data."""
+        """Everything ``trunkline status`` shows, as JSON-ready data.
+
+        The first of several workers adds what the others published
+        (:func:`~trunkline.proxy.status.merge_snapshots`); registrations come
+        from the location service, which they share.
+        """
         now = self.clock()
+        data = self.local_snapshot(now)
+        if self.worker.shared and self.worker.primary:
+            others = self.status_board.read(now, exclude=self.worker.index)
+            data = merge_snapshots(data, others, index=self.worker.index, pid=os.getpid())
         bindings = await self.location.all_bindings(now) if self.location is not None else []
+        data["bindings"] = [
+            {
+                "aor": b.aor,
+                "contact": b.contact_uri,
+                "expires_in": b.expires_in(now),
+                "received": b.received,
+                "transport": b.transport,
+                "user_agent": b.user_agent,
+            }
+            for b in bindings[:1000]
+        ]
+        data["registered_contacts"] = len(bindings)
+        return data
+
+    def local_snapshot(self, now: float) -> dict[str, Any]:
+        """This process's part of the status: counters, calls, transactions, bans."""
         flood = self.antiflood.counters.as_dict() if self.antiflood is not None else {}
         bans = self.antiflood.bans(now) if self.antiflood is not None else []
         return self.stats.snapshot(
             now,
             domains=self.domains,
             listeners={k: f"{bracket(h)}:{p}" for k, (h, p) in self.addresses.items()},
-            bindings=[
-                {
-                    "aor": b.aor,
-                    "contact": b.contact_uri,
-                    "expires_in": b.expires_in(now),
-                    "received": b.received,
-                    "transport": b.transport,
-                    "user_agent": b.user_agent,
-                }
-                for b in bindings[:1000]
-            ],
-            registered_contacts=len(bindings),
             transactions=self.active_transactions,
             contexts=len(forwarder.contexts) if (forwarder := self.forwarder) else 0,
             flood=flood,

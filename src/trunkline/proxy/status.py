@@ -22,7 +22,7 @@ import logging
 import time
 import urllib.request
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -33,6 +33,7 @@ __all__ = [
     "HttpFront",
     "ServerStats",
     "fetch_status",
+    "merge_snapshots",
     "render_status",
 ]
 
@@ -148,6 +149,91 @@ class ServerStats:
             "active_dialogs": len(self.dialogs),
             **extra,
         }
+
+
+# -- several workers ---------------------------------------------------------------------
+
+_SUMMED_SECTIONS = ("requests", "responses", "counters", "flood", "registrar")
+_SUMMED_VALUES = ("transactions", "contexts", "active_dialogs")
+
+
+def _worker_line(
+    index: int, pid: int, age: float, stale: bool, data: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "index": index,
+        "pid": pid,
+        "age": round(age, 3),
+        "stale": stale,
+        "requests": sum(data.get("requests", {}).values()),
+        "transactions": data.get("transactions", 0),
+        "active_dialogs": data.get("active_dialogs", 0),
+    }
+
+
+def merge_snapshots(
+    own: dict[str, Any], others: Sequence[dict[str, Any]], *, index: int = 0, pid: int = 0
+) -> dict[str, Any]:
+    """The first worker's live snapshot ``own`` plus what the other workers published.
+
+    ``others`` are :meth:`StatusBoard.read <trunkline.proxy.workers.StatusBoard.read>`
+    entries (``index``, ``pid``, ``age``, ``stale``, ``snapshot``). Counters,
+    latency histograms, transactions and calls are summed over the fresh
+    ones; bans are united; stale entries (a stuck worker) are only listed in
+    ``workers``, which says how old each worker's part is.
+    """
+    merged = dict(own)
+    for name in _SUMMED_SECTIONS:
+        merged[name] = dict(own.get(name, {}))
+    latency = {
+        method: {
+            "buckets": [list(pair) for pair in entry["buckets"]],
+            "count": entry["count"],
+            "sum": entry["sum"],
+        }
+        for method, entry in own.get("latency", {}).items()
+    }
+    dialogs = list(own.get("dialogs", []))
+    bans = {ban["source"]: ban["until"] for ban in own.get("bans", [])}
+    workers = [_worker_line(index, pid, 0.0, False, own)]
+    for entry in others:
+        data = entry.get("snapshot", {})
+        stale = bool(entry.get("stale"))
+        workers.append(
+            _worker_line(
+                int(entry.get("index", -1)),
+                int(entry.get("pid", 0)),
+                float(entry.get("age", 0.0)),
+                stale,
+                data,
+            )
+        )
+        if stale:
+            continue
+        for name in _SUMMED_SECTIONS:
+            section = merged[name]
+            for key, value in data.get(name, {}).items():
+                section[key] = section.get(key, 0) + value
+        for name in _SUMMED_VALUES:
+            merged[name] = merged.get(name, 0) + data.get(name, 0)
+        for method, entry_latency in data.get("latency", {}).items():
+            mine = latency.setdefault(
+                method,
+                {"buckets": [[bound, 0] for bound in LATENCY_BUCKETS], "count": 0, "sum": 0.0},
+            )
+            for pair, (_, count) in zip(mine["buckets"], entry_latency["buckets"], strict=True):
+                pair[1] += count
+            mine["count"] += entry_latency["count"]
+            mine["sum"] += entry_latency["sum"]
+        dialogs.extend(data.get("dialogs", []))
+        for ban in data.get("bans", []):
+            bans[ban["source"]] = max(ban["until"], bans.get(ban["source"], 0.0))
+    dialogs.sort(key=lambda dialog: -float(dialog.get("duration", 0.0)))
+    merged["latency"] = latency
+    merged["dialogs"] = dialogs[-1000:]
+    merged["bans"] = [{"source": source, "until": until} for source, until in bans.items()]
+    merged["workers"] = workers
+    return merged
 
 
 # -- the HTTP front ---------------------------------------------------------------------
@@ -297,6 +383,16 @@ def render_status(data: dict[str, Any]) -> str:
             f"  {dialog['from']} -> {dialog['to']}  {_duration(dialog['duration'])}"
             f"  ({dialog['call_id']})"
         )
+    workers = data.get("workers", [])
+    if workers:
+        lines += ["", f"workers: {len(workers)}"]
+        for worker in workers:
+            age = "live" if worker["age"] == 0 else f"{worker['age']:.1f}s old"
+            lines.append(
+                f"  #{worker['index']} pid {worker['pid']}: {worker['requests']} requests,"
+                f" {worker['transactions']} transactions, {worker['active_dialogs']} calls"
+                f" ({'STALE, not counted' if worker['stale'] else age})"
+            )
     lines += ["", f"transactions: {data.get('transactions', 0)}"]
     requests = data.get("requests", {})
     lines.append("requests: " + (", ".join(f"{k} {v}" for k, v in sorted(requests.items())) or "0"))

@@ -1,8 +1,10 @@
 """Several SIP worker processes behind one port (DESIGN.md "Scaling out").
 
-``trunkline serve`` with ``workers = N`` (0: one per CPU) prepares the data
-directory once, then forks N workers. Each worker is a whole
-:class:`~trunkline.proxy.server.ProxyServer` on its own event loop:
+``trunkline serve`` runs one worker per CPU by default (``workers = 0``,
+at most :data:`MAX_AUTO_WORKERS`); ``workers = 1`` is the single process of
+old. With several, the command prepares the data directory once, then forks
+the workers; each is a whole :class:`~trunkline.proxy.server.ProxyServer`
+on its own event loop:
 
 - the configured UDP and TCP port is bound by every worker with
   ``SO_REUSEPORT``: the kernel hashes each flow (source and destination
@@ -13,13 +15,26 @@ directory once, then forks N workers. Each worker is a whole
   requests (§16.12 follows the Record-Route) come back to the worker that
   holds the client transactions of the call; requests it forwards go out
   from that port;
-- registrations live in the ``redis`` location backend, shared by every
-  worker: a REGISTER taken by one worker is found by the others. The
-  ``memory`` backend keeps bindings inside one process, so several workers
-  require ``redis`` (checked by :func:`check_workers`);
+- registrations are shared: with the default ``memory`` backend every
+  worker reads and writes the data directory's SQLite database directly
+  (:class:`~trunkline.proxy.location_sqlite.SharedSqliteLocation`: WAL,
+  a busy timeout, no cache, so a REGISTER taken by one worker is seen by the
+  next lookup of any other); with ``redis`` they share Redis;
 - the first worker alone serves TLS and the HTTP front (status, metrics,
-  WebSocket) and sends the NAT keep-alive pings; its status covers its own
-  traffic and the shared registrations.
+  WebSocket) and sends the NAT keep-alive pings. The other workers publish
+  their counters and calls every second (:class:`StatusBoard`, a JSON file
+  each under ``<data dir>/run/``), and the first one adds them up, so
+  ``trunkline status`` and ``/metrics`` cover every worker (at most about
+  one second old for the others; each worker's age is shown).
+
+The parent process supervises (:func:`run_workers`): it starts the first
+worker, waits until it listens, starts the others, and prints the banner
+once all are ready. SIGTERM/SIGINT are passed on to every worker, each of
+which drains gracefully. A worker that dies is logged; it is started again
+if it had run for :data:`MIN_UPTIME` seconds and fewer than
+:data:`MAX_RESTARTS` restarts happened in the last minute; otherwise every
+worker is stopped and the server exits non-zero (a crash loop is better
+seen by systemd than hidden).
 
 Connection-oriented flows (TCP, TLS, WS) belong to the worker that accepted
 them: a call for a phone registered over TCP is delivered through that flow
@@ -30,16 +45,28 @@ phone's Contact anew).
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
+import select
 import signal
 import sys
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from trunkline.config import Config
 from trunkline.sip.aio.transport import Listener, TransportLayer
 
 __all__ = [
+    "MAX_AUTO_WORKERS",
+    "MAX_RESTARTS",
+    "MIN_UPTIME",
+    "STATUS_INTERVAL",
+    "StatusBoard",
     "WorkerSpec",
     "check_workers",
     "listen_shared",
@@ -47,13 +74,31 @@ __all__ = [
     "worker_count",
 ]
 
+log = logging.getLogger("trunkline.proxy.workers")
+
+MAX_AUTO_WORKERS = 4
+"""``workers = 0`` means one per CPU, but no more than this."""
+MIN_UPTIME = 5.0
+"""A worker that dies sooner after its start is not restarted (it would die again)."""
+MAX_RESTARTS = 5
+"""Restarts allowed within a minute before the server gives up and exits non-zero."""
+STATUS_INTERVAL = 1.0
+"""How often the workers other than the first publish their status (seconds)."""
+STATUS_STALE = 5.0
+"""A published status older than this is left out of the sums (its worker is stuck)."""
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerSpec:
-    """Which worker this process is (``index`` of ``count``)."""
+    """Which worker this process is (``index`` of ``count``).
+
+    ``ready_fd``: the pipe on which :meth:`announce_ready` tells the parent
+    the worker listens (-1: nobody waits).
+    """
 
     index: int = 0
     count: int = 1
+    ready_fd: int = -1
 
     @property
     def primary(self) -> bool:
@@ -65,21 +110,32 @@ class WorkerSpec:
         """True when the SIP port is shared with other workers."""
         return self.count > 1
 
+    def announce_ready(self) -> None:
+        """Tell :func:`run_workers` this worker is listening (once, after start)."""
+        if self.ready_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self.ready_fd, bytes([self.index]))
+
 
 def worker_count(config: Config) -> int:
-    """``config.workers``, with 0 meaning one worker per CPU."""
-    return config.workers or (os.cpu_count() or 1)
+    """``config.workers``; 0 means one per CPU (at most :data:`MAX_AUTO_WORKERS`).
+
+    An automatic count falls back to one worker when a SIP port is 0
+    (ephemeral): the workers could not all bind the same port.
+    """
+    if config.workers:
+        return config.workers
+    for kind in ("udp", "tcp"):
+        spec = getattr(config.listen, kind)
+        if spec.enabled and spec.port == 0:
+            return 1
+    return max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS))
 
 
 def check_workers(config: Config, count: int) -> str | None:
     """Why ``count`` workers cannot run with ``config`` (None when they can)."""
     if count <= 1:
         return None
-    if config.location.backend != "redis":
-        return (
-            f"{count} workers need a shared location service: set [location] "
-            'backend = "redis" (the memory backend lives in one process), or workers = 1'
-        )
     for kind in ("udp", "tcp"):
         spec = getattr(config.listen, kind)
         if spec.enabled and spec.port == 0:
@@ -99,53 +155,210 @@ async def listen_shared(layer: TransportLayer, kind: str, host: str, port: int) 
     return await layer.listen(name, host, port, reuse_port=True)
 
 
-def run_workers(count: int, work: Callable[[WorkerSpec], int]) -> int:
-    """Fork ``count`` workers running ``work(spec)``; wait for them; return the worst status.
+# -- status of every worker ---------------------------------------------------------------
 
-    SIGTERM and SIGINT are passed on to every worker (each stops gracefully).
-    A worker that dies early makes the others stop too. Call it before any
-    event loop or thread exists in this process.
+
+class StatusBoard:
+    """Where workers publish their status for the first one to add up (``<dir>/worker-N.json``).
+
+    A file per worker, replaced atomically (write, then rename), so a reader
+    never sees half of one. Files are JSON with ``index``, ``pid``,
+    ``published`` (wall clock) and ``snapshot``.
     """
-    children: dict[int, int] = {}
-    for index in range(count):
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _path(self, index: int) -> Path:
+        return self.directory / f"worker-{index}.json"
+
+    def clear(self) -> None:
+        """Forget what a previous run published."""
+        with contextlib.suppress(FileNotFoundError):
+            for path in self.directory.glob("worker-*.json"):
+                path.unlink(missing_ok=True)
+
+    def publish(self, index: int, snapshot: dict[str, Any], now: float) -> None:
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = self._path(index)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        data = {"index": index, "pid": os.getpid(), "published": now, "snapshot": snapshot}
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
+
+    def read(self, now: float, *, exclude: int = 0) -> list[dict[str, Any]]:
+        """The published entries (not ``exclude``'s), each with its ``age`` and ``stale`` flag."""
+        entries = []
+        for path in sorted(self.directory.glob("worker-*.json")):
+            try:
+                entry = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue  # replaced while we read, or foreign: skip this round
+            if not isinstance(entry, dict) or entry.get("index") == exclude:
+                continue
+            age = now - float(entry.get("published", 0))
+            entry["age"] = age
+            entry["stale"] = age > STATUS_STALE
+            entries.append(entry)
+        return entries
+
+
+# -- the supervisor -------------------------------------------------------------------------
+
+
+def _describe(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+class _Supervisor:
+    """The parent's bookkeeping for :func:`run_workers`."""
+
+    def __init__(self, count: int, work: Callable[[WorkerSpec], int]) -> None:
+        self.count = count
+        self.work = work
+        self.children: dict[int, tuple[int, float]] = {}  # pid -> (index, started)
+        self.restarts: deque[float] = deque()
+        self.stopping = False
+        self.read_fd, self.write_fd = os.pipe()
+
+    def spawn(self, index: int) -> None:
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
             try:
-                code = work(WorkerSpec(index, count))
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(signum, signal.SIG_DFL)  # not the parent's forwarder
+                os.close(self.read_fd)
+                code = self.work(WorkerSpec(index, self.count, self.write_fd))
             except BaseException as error:  # reported, then the process ends
                 print(f"worker {index}: {error!r}", file=sys.stderr)
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)
-        children[pid] = index
+        self.children[pid] = (index, time.monotonic())
 
-    def forward(signum: int, frame: object) -> None:
+    def forward(self, signum: int, frame: object = None) -> None:
         del frame
-        for pid in children:
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            self.stopping = True
+        for pid in self.children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
-    worst = 0
-    stopped = False
-    try:
-        while children:
+    def wait_ready(self, indexes: set[int], timeout: float) -> bool:
+        """Read readiness bytes until ``indexes`` all said so; False if one died first."""
+        waiting = set(indexes)
+        deadline = time.monotonic() + timeout
+        while waiting and not self.stopping:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.error("workers %s did not start in %.0f s", sorted(waiting), timeout)
+                return False
+            with contextlib.suppress(InterruptedError):
+                readable, _, _ = select.select([self.read_fd], [], [], min(remaining, 0.2))
+                if readable:
+                    waiting.difference_update(os.read(self.read_fd, 64))
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return False
+            if pid != 0 and pid in self.children:
+                index, _ = self.children.pop(pid)
+                code = os.waitstatus_to_exitcode(status)
+                log.error("worker %d (pid %d) %s while starting", index, pid, _describe(code))
+                return False
+        return not self.stopping
+
+    def drain_ready(self) -> None:
+        """Empty the readiness pipe (restarted workers write to it too)."""
+        with contextlib.suppress(InterruptedError):
+            while select.select([self.read_fd], [], [], 0)[0]:
+                if not os.read(self.read_fd, 64):
+                    break
+
+    def may_restart(self, started: float) -> bool:
+        now = time.monotonic()
+        while self.restarts and now - self.restarts[0] > 60.0:
+            self.restarts.popleft()
+        if now - started < MIN_UPTIME or len(self.restarts) >= MAX_RESTARTS:
+            return False
+        self.restarts.append(now)
+        return True
+
+    def supervise(self) -> int:
+        """Wait for the workers to end; restart or give up on the ones that die."""
+        worst = 0
+        while self.children:
             try:
                 pid, status = os.wait()
             except ChildProcessError:
                 break
-            if children.pop(pid, None) is None:
+            self.drain_ready()
+            entry = self.children.pop(pid, None)
+            if entry is None:
                 continue
+            index, started = entry
             code = os.waitstatus_to_exitcode(status)
-            if stopped and code == -signal.SIGTERM:
-                continue  # our own stop below: the failure that caused it is the status
-            if code != 0 and children:
-                stopped = True
-                forward(signal.SIGTERM, None)  # one failed: stop the rest
-            worst = max(worst, abs(code))
+            if self.stopping:
+                if code not in (0, -signal.SIGTERM, -signal.SIGINT):
+                    log.warning("worker %d (pid %d) %s while stopping", index, pid, _describe(code))
+                    worst = max(worst, abs(code))
+                continue
+            log.error("worker %d (pid %d) %s", index, pid, _describe(code))
+            if self.may_restart(started):
+                log.warning("restarting worker %d", index)
+                self.spawn(index)
+                continue
+            log.error("worker %d keeps failing: stopping the server", index)
+            worst = max(worst, abs(code) or 1)
+            self.forward(signal.SIGTERM)
+        return worst
+
+    def close(self) -> None:
+        for fd in (self.read_fd, self.write_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def run_workers(
+    count: int,
+    work: Callable[[WorkerSpec], int],
+    *,
+    on_ready: Callable[[], None] | None = None,
+    ready_timeout: float = 60.0,
+) -> int:
+    """Fork ``count`` workers running ``work(spec)``, supervise them, return the exit status.
+
+    The first worker starts alone (it binds TLS and the HTTP port); the others
+    follow once it said :meth:`WorkerSpec.announce_ready`. ``on_ready`` runs
+    when every worker is ready (the banner). See the module docstring for
+    signals and restarts. Call it before any event loop or thread exists in
+    this process. A worker that does not announce itself within
+    ``ready_timeout`` seconds (or dies first) stops the server (status 1).
+    """
+    supervisor = _Supervisor(count, work)
+    previous = {s: signal.signal(s, supervisor.forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        supervisor.spawn(0)
+        ready = supervisor.wait_ready({0}, ready_timeout)
+        if ready:
+            for index in range(1, count):
+                supervisor.spawn(index)
+            ready = supervisor.wait_ready(set(range(1, count)), ready_timeout)
+        if ready and on_ready is not None:
+            on_ready()
+        failed = not ready and not supervisor.stopping
+        if failed:
+            supervisor.forward(signal.SIGTERM)
+        worst = supervisor.supervise()
+        return max(worst, 1) if failed else worst
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    return worst
+        supervisor.close()

@@ -25,6 +25,7 @@ import base64
 import enum
 import hashlib
 import hmac
+import os
 import secrets
 import struct
 from collections import OrderedDict
@@ -72,13 +73,12 @@ ALGORITHMS: tuple[str, ...] = tuple(
 """Every algorithm token this build supports, in canonical spelling."""
 
 
+_CANONICAL = {name.upper(): name for name in ALGORITHMS}
+
+
 def _canonical(algorithm: str) -> str | None:
     """The canonical token for ``algorithm`` (case-insensitive), or None if unsupported."""
-    upper = algorithm.upper()
-    for name in ALGORITHMS:
-        if name.upper() == upper:
-            return name
-    return None
+    return _CANONICAL.get(algorithm.upper())
 
 
 def _base(algorithm: str) -> str:
@@ -90,10 +90,19 @@ def base_algorithm(algorithm: str) -> str:
     return _base(_require(algorithm))
 
 
+def _hasher(hash_name: str) -> Callable[[bytes], hashlib._Hash]:
+    """The fastest constructor hashlib has for ``hash_name`` (named ones skip a lookup)."""
+    named: Callable[[bytes], hashlib._Hash] | None = getattr(hashlib, hash_name, None)
+    return named if named is not None else (lambda data: hashlib.new(hash_name, data))
+
+
+_HASHERS = {variant: _hasher(_HASHLIB_NAMES[_base(variant)]) for variant in ALGORITHMS}
+
+
 def _hash(algorithm: str, data: str | bytes) -> str:
     """H(data) of RFC 7616 §3.4: lower-case hex of the algorithm's hash."""
     raw = data.encode() if isinstance(data, str) else data
-    return hashlib.new(_HASHLIB_NAMES[_base(algorithm)], raw).hexdigest()
+    return _HASHERS[algorithm](raw).hexdigest()
 
 
 def _require(algorithm: str) -> str:
@@ -378,15 +387,32 @@ class DigestServer:
         self._max_nonces = max_nonces
         self._nc_window = nc_window
         self._seen: OrderedDict[str, tuple[int, set[int]]] = OrderedDict()
+        self._mac_prefix = realm.encode() + b"\x00"
+        # The rendered challenges with the nonce left out (it is the only part
+        # that changes): see challenge_values().
+        self._templates = {
+            stale: [self._template(name, stale) for name in self.algorithms]
+            for stale in (False, True)
+        }
+
+    def _template(self, algorithm: str, stale: bool) -> tuple[str, str]:
+        # Rendered with a marker nonce; ours are base64url, always a plain quoted-string.
+        rendered = str(
+            Challenge.digest(
+                realm=self.realm, nonce="N0NCE", algorithm=algorithm, qop=self.qop, stale=stale
+            )
+        )
+        # A quote inside the realm is escaped (\"), so this text occurs once.
+        before, after = rendered.split(', nonce="N0NCE"')
+        return before + ', nonce="', '"' + after
 
     # -- nonces ---------------------------------------------------------------
 
     def _mac(self, head: bytes) -> bytes:
-        message = self.realm.encode() + b"\x00" + head
-        return hmac.new(self._secret, message, hashlib.sha256).digest()[:_MAC_LENGTH]
+        return hmac.digest(self._secret, self._mac_prefix + head, "sha256")[:_MAC_LENGTH]
 
     def make_nonce(self, now: float) -> str:
-        head = _NONCE_STRUCT.pack(int(now * 1000), secrets.token_bytes(8))
+        head = _NONCE_STRUCT.pack(int(now * 1000), os.urandom(8))  # as secrets.token_bytes
         return base64.urlsafe_b64encode(head + self._mac(head)).decode().rstrip("=")
 
     def _nonce_time(self, nonce: str) -> float | None:
@@ -417,6 +443,16 @@ class DigestServer:
             )
             for name in self.algorithms
         ]
+
+    def challenge_values(self, now: float, stale: bool = False) -> list[str]:
+        """:meth:`challenge` rendered as header values, without building the objects.
+
+        The same text as ``[str(c) for c in self.challenge(now, stale)]`` (a
+        unit test holds them equal): every 401/407 the server sends, so the
+        constant parts are rendered once, at construction.
+        """
+        nonce = self.make_nonce(now)
+        return [before + nonce + after for before, after in self._templates[stale]]
 
     # -- verification -----------------------------------------------------------
 
@@ -501,16 +537,20 @@ class DigestServer:
         *,
         username: str | None = None,
         request_uri: str | None = None,
+        prechecked: bool = False,
     ) -> AuthResult:
         """:meth:`verify` with the HA1 already looked up (None: no such user).
 
         ``username`` is the real username when the credentials carried a
         userhash. Unknown users are checked against a dummy HA1 so the work,
         and the answer, are the same as for a wrong password.
+        ``prechecked=True``: the caller's :meth:`precheck` (with the same
+        ``request_uri``) returned None, so it is not run twice.
         """
-        failure = self.precheck(credentials, request_uri=request_uri)
-        if failure is not None:
-            return failure
+        if not prechecked:
+            failure = self.precheck(credentials, request_uri=request_uri)
+            if failure is not None:
+                return failure
         algorithm = _require(credentials.algorithm)
         username = username if username is not None else credentials.username or ""
         nonce = credentials.nonce or ""

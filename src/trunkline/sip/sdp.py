@@ -27,14 +27,25 @@ and are re-exported here. Bad input never raises anything but
 attributes eagerly, so the typed views of a parsed description do not raise
 afterwards. Text is UTF-8; undecodable bytes are kept (surrogateescape) so
 they serialize back unchanged.
+
+``parse(data, strict=False)`` is the lenient mode for a user agent or proxy
+that only needs what it understands: RFC 8866 §5.13 (RFC 4566 §5.13) has a
+receiver ignore attributes it does not understand, so a malformed instance of
+a known attribute (``a=rtpmap:31 LPC`` in the RFC 4475 torture tests) does not
+reject the whole description. The line is kept as written, marked
+:attr:`Attribute.malformed`, skipped by the typed views and listed in
+:attr:`SessionDescription.problems`. The structure (``v=``, ``o=``, ``s=``,
+``m=``, ``c=``, line syntax) is checked in both modes; ``strict=True`` (the
+default) rejects any malformed known attribute with 400.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from trunkline.sip.errors import SipParseError
 from trunkline.sip.sdpfields import (
     DIGITS,
     DIRECTIONS,
@@ -82,6 +93,36 @@ __all__ = [
 _SETUP_ROLES = frozenset({"active", "passive", "actpass", "holdconn"})
 
 
+def _check_setup(value: str) -> None:
+    if value not in _SETUP_ROLES:
+        raise fail(f"unknown setup role: {value[:40]!r}")
+
+
+def _check_milliseconds(name: str) -> Callable[[str], None]:
+    def check(value: str) -> None:
+        if not FRACTION.fullmatch(value.strip()):
+            raise fail(f"a={name} is not a number: {value[:40]!r}")
+
+    return check
+
+
+_COMMON_CHECKS: Mapping[str, Callable[[str], object]] = {
+    "fingerprint": Fingerprint.parse,
+    "setup": _check_setup,
+}
+_SESSION_CHECKS: Mapping[str, Callable[[str], object]] = {**_COMMON_CHECKS, "group": Group.parse}
+_MEDIA_CHECKS: Mapping[str, Callable[[str], object]] = {
+    **_COMMON_CHECKS,
+    "rtpmap": RtpMap.parse,
+    "ptime": _check_milliseconds("ptime"),
+    "maxptime": _check_milliseconds("maxptime"),
+    "rtcp": Rtcp.parse,
+    "crypto": Crypto.parse,
+    "candidate": Candidate.parse,
+}
+"""The attributes with typed views at each level, and the parser that validates each."""
+
+
 class _Attributes:
     """Attribute helpers shared by the session and media levels."""
 
@@ -91,15 +132,16 @@ class _Attributes:
     def get(self, name: str) -> str | None:
         """The value of the first ``a=name`` ("" for a property attribute)."""
         for attribute in self.attributes:
-            if attribute.name == name:
+            if attribute.name == name and attribute.malformed is None:
                 return "" if attribute.value is None else attribute.value
         return None
 
     def get_all(self, name: str) -> list[str]:
-        return [a.value or "" for a in self.attributes if a.name == name]
+        """The values of every well-formed ``a=name`` in order."""
+        return [a.value or "" for a in self.attributes if a.name == name and a.malformed is None]
 
     def has(self, name: str) -> bool:
-        return any(a.name == name for a in self.attributes)
+        return any(a.name == name and a.malformed is None for a in self.attributes)
 
     def add(self, name: str, value: str | None = None) -> None:
         self.attributes.append(Attribute(name, value))
@@ -145,16 +187,40 @@ class _Attributes:
     def setup(self) -> str | None:
         """The DTLS/TCP connection role (RFC 4145 §4): active, passive, actpass, holdconn."""
         value = self.get("setup")
-        if value is not None and value not in _SETUP_ROLES:
-            raise fail(f"unknown setup role: {value[:40]!r}")
+        if value is not None:
+            _check_setup(value)
         return value
 
-    def _validate_common(self) -> None:
+    @property
+    def malformed(self) -> list[Attribute]:
+        """The attributes a lenient parse kept but could not use, in order."""
+        return [a for a in self.attributes if a.malformed is not None]
+
+    def _validate_attributes(
+        self, checks: Mapping[str, Callable[[str], object]], strict: bool
+    ) -> None:
+        """Parse every attribute with a typed view once (RFC 8866 §5.13 when lenient).
+
+        Strict: the first malformed one raises SipParseError (400). Lenient: it
+        is marked :attr:`Attribute.malformed` and the typed views skip it (and
+        later validations too).
+        """
         for attribute in self.attributes:
-            if attribute.name in DIRECTIONS and attribute.value is not None:
-                raise fail(f"direction attribute with a value: a={attribute}"[:80])
-        self.fingerprints  # noqa: B018 -- parsing validates
-        self.setup  # noqa: B018
+            name = attribute.name
+            if attribute.malformed is not None:
+                continue  # already kept as unparsed by a lenient parse
+            try:
+                if name in DIRECTIONS:
+                    if attribute.value is not None:
+                        raise fail(f"direction attribute with a value: a={attribute}"[:80])
+                    continue
+                check = checks.get(name)
+                if check is not None:
+                    check(attribute.value or "")
+            except SipParseError as exc:
+                if strict:
+                    raise
+                attribute.malformed = exc.reason
 
 
 @dataclass(slots=True)
@@ -241,8 +307,7 @@ class MediaDescription(_Attributes):
         value = self.get(name)
         if value is None:
             return None
-        if not FRACTION.fullmatch(value.strip()):
-            raise fail(f"a={name} is not a number: {value[:40]!r}")
+        _check_milliseconds(name)(value)
         return round(float(value))
 
     @property
@@ -274,15 +339,12 @@ class MediaDescription(_Attributes):
     def msid(self) -> str | None:
         return self.get("msid")
 
-    def validate(self) -> None:
-        """Parse every typed attribute once; raise SipParseError if one is malformed."""
-        self._validate_common()
-        self.rtpmap()
-        self.ptime  # noqa: B018 -- parsing validates
-        self.maxptime  # noqa: B018
-        self.rtcp  # noqa: B018
-        self.crypto  # noqa: B018
-        self.candidates  # noqa: B018
+    def validate(self, *, strict: bool = True) -> None:
+        """Parse every typed attribute once; raise SipParseError if one is malformed.
+
+        With ``strict=False`` a malformed attribute is marked and skipped instead.
+        """
+        self._validate_attributes(_MEDIA_CHECKS, strict)
 
     def copy(self) -> MediaDescription:
         """A deep copy, safe to edit."""
@@ -297,7 +359,7 @@ class MediaDescription(_Attributes):
             extra_connections=[c for c in map(_copy_connection, self.extra_connections) if c],
             bandwidths=[Bandwidth(b.bwtype, b.bandwidth) for b in self.bandwidths],
             key=self.key,
-            attributes=[Attribute(a.name, a.value) for a in self.attributes],
+            attributes=[Attribute(a.name, a.value, a.malformed) for a in self.attributes],
         )
 
     def lines(self) -> Iterator[str]:
@@ -336,8 +398,12 @@ class SessionDescription(_Attributes):
     media: list[MediaDescription] = field(default_factory=list)
 
     @classmethod
-    def parse(cls, data: bytes | str) -> SessionDescription:
-        """Parse an SDP body; LF or CRLF line ends; raise SipParseError (400) if invalid."""
+    def parse(cls, data: bytes | str, *, strict: bool = True) -> SessionDescription:
+        """Parse an SDP body; LF or CRLF line ends; raise SipParseError (400) if invalid.
+
+        ``strict=False`` keeps a malformed known attribute instead of failing
+        (RFC 8866 §5.13); :attr:`problems` lists what was kept unparsed.
+        """
         if isinstance(data, bytes):
             text = data.decode("utf-8", "surrogateescape")
         elif isinstance(data, str):
@@ -348,7 +414,7 @@ class SessionDescription(_Attributes):
             text = data
         else:
             raise fail("body is neither bytes nor str")
-        return _Parser(text).parse()
+        return _Parser(text, strict).parse()
 
     def lines(self) -> Iterator[str]:
         yield f"v={self.version}"
@@ -400,7 +466,7 @@ class SessionDescription(_Attributes):
             timings=[Timing(t.start, t.stop, list(t.repeats)) for t in self.timings],
             zone=self.zone,
             key=self.key,
-            attributes=[Attribute(a.name, a.value) for a in self.attributes],
+            attributes=[Attribute(a.name, a.value, a.malformed) for a in self.attributes],
             media=[media.copy() for media in self.media],
         )
 
@@ -425,11 +491,25 @@ class SessionDescription(_Attributes):
         """The effective direction: media level, else session level, else sendrecv."""
         return media.direction or self.direction or Direction.SENDRECV
 
-    def validate(self) -> None:
-        self._validate_common()
-        self.groups  # noqa: B018 -- parsing validates
+    @property
+    def problems(self) -> list[str]:
+        """What a lenient parse kept but could not use: ``a=line: reason`` per attribute."""
+        sections = [self.attributes, *(media.attributes for media in self.media)]
+        return [
+            f"a={attribute}: {attribute.malformed}"
+            for attributes in sections
+            for attribute in attributes
+            if attribute.malformed is not None
+        ]
+
+    def validate(self, *, strict: bool = True) -> None:
+        """Parse every typed attribute once; raise SipParseError if one is malformed.
+
+        With ``strict=False`` a malformed attribute is marked and skipped instead.
+        """
+        self._validate_attributes(_SESSION_CHECKS, strict)
         for media in self.media:
-            media.validate()
+            media.validate(strict=strict)
 
 
 def _copy_origin(o: Origin) -> Origin:
@@ -449,8 +529,9 @@ _MEDIA_SINGLE = frozenset("ik")
 class _Parser:
     """Line-by-line SDP parser (RFC 8866 §5, §9 grammar; lenient about line order)."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, strict: bool = True) -> None:
         self.text = text
+        self.strict = strict
 
     def parse(self) -> SessionDescription:
         if "\x00" in self.text:
@@ -469,7 +550,7 @@ class _Parser:
                 session_lines.append((kind, value))
         session = self._session(session_lines)
         session.media = [self._media(section) for section in media_sections]
-        session.validate()
+        session.validate(strict=self.strict)
         return session
 
     def _lines(self) -> Iterable[tuple[str, str]]:

@@ -247,10 +247,16 @@ class Timing:
 
 @dataclass(slots=True)
 class Attribute:
-    """One ``a=`` line: a property (``a=rtcp-mux``, value None) or ``a=name:value``."""
+    """One ``a=`` line: a property (``a=rtcp-mux``, value None) or ``a=name:value``.
+
+    ``malformed`` is why a known attribute's value did not parse, set only by a
+    lenient parse (RFC 8866 §5.13: an attribute we cannot use is ignored). The
+    line is kept and serialized as it came; the typed views skip it.
+    """
 
     name: str
     value: str | None = None
+    malformed: str | None = field(default=None, compare=False)
 
     @classmethod
     def parse(cls, text: str) -> Attribute:

@@ -42,25 +42,46 @@ DEFAULT_TIMERS = TimerConfig()
 
 
 class Deadlines:
-    """A small set of named absolute deadlines (``"A"``, ``"B"`` ...)."""
+    """A small set of named absolute deadlines (``"A"``, ``"B"`` ...).
 
-    __slots__ = ("_at",)
+    The earliest one is kept up to date as timers are armed and cancelled, so
+    :meth:`earliest`, which the driver asks after every entry point of a
+    machine, is one attribute read, and :meth:`pop_due` returns at once when
+    nothing is due (the usual case).
+    """
+
+    __slots__ = ("_at", "_next")
 
     def __init__(self) -> None:
         self._at: dict[str, float] = {}
+        self._next: float | None = None
 
     def set(self, name: str, at: float) -> None:
         """Arm (or re-arm) timer ``name`` to fire at ``at``."""
-        self._at[name] = at
+        times = self._at
+        old = times.get(name)
+        times[name] = at
+        nxt = self._next
+        if nxt is None or at < nxt:
+            self._next = at
+        elif old is not None and old <= nxt:  # the earliest one moved later
+            self._next = min(times.values())
 
     def cancel(self, *names: str) -> None:
         """Disarm the named timers (missing names are ignored)."""
+        times = self._at
+        moved = False
         for name in names:
-            self._at.pop(name, None)
+            old = times.pop(name, None)
+            if old is not None and old == self._next:
+                moved = True
+        if moved:
+            self._next = min(times.values()) if times else None
 
     def clear(self) -> None:
         """Disarm everything."""
         self._at.clear()
+        self._next = None
 
     def __contains__(self, name: object) -> bool:
         return name in self._at
@@ -71,7 +92,7 @@ class Deadlines:
 
     def earliest(self) -> float | None:
         """The next deadline, or None when nothing is armed."""
-        return min(self._at.values()) if self._at else None
+        return self._next
 
     def pop_due(self, now: float) -> Iterator[str]:
         """Yield and disarm the timers due at ``now``, earliest first.
@@ -79,11 +100,14 @@ class Deadlines:
         The set is re-read after each yield, so a handler may arm or cancel
         timers (a re-armed timer that is already due fires in the same call).
         """
-        while self._at:
-            name = min(self._at, key=self._at.__getitem__)
-            if self._at[name] > now:
+        times = self._at
+        while True:
+            nxt = self._next
+            if nxt is None or nxt > now:
                 return
-            del self._at[name]
+            name = min(times, key=times.__getitem__)
+            del times[name]
+            self._next = min(times.values()) if times else None
             yield name
 
 

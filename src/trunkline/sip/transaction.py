@@ -96,7 +96,7 @@ class Transaction:
         self.outbox = outbox if outbox is not None else Outbox()
         self.state = self.INITIAL
         self.deadlines = Deadlines()
-        top = request.via[0] if request.via else None
+        top = request.top_via
         self.branch: str = (top.branch or "") if top is not None else ""
         self.method: str = request.method
         self.on_change: Callable[[Transaction], None] | None = None

@@ -42,6 +42,7 @@ from trunkline.sip.events import (
 from trunkline.sip.message import Request, Response
 from trunkline.sip.timers import DEFAULT_TIMERS, TimerConfig
 from trunkline.sip.transaction import (
+    MAGIC_COOKIE,
     ClientInviteTransaction,
     ClientNonInviteTransaction,
     ClientTransaction,
@@ -77,9 +78,8 @@ class _Rfc2543Id:
 
 def client_key(message: Request | Response) -> ClientKey | None:
     """The §17.1.3 key: top Via branch and CSeq method (None without a branch)."""
-    if not message.via:
-        return None
-    branch = message.via[0].branch
+    top = message.top_via
+    branch = top.branch if top is not None else None
     if not branch:
         return None
     return (branch, message.cseq.method)
@@ -91,13 +91,16 @@ def server_key(request: Request) -> ServerKey:
     With the magic cookie: branch, sent-by and method. Without it (RFC 2543
     peers): Request-URI, To tag, From tag, Call-ID, CSeq and top Via.
     """
-    via = request.via[0]
+    via = request.top_via
+    if via is None:
+        raise SipParseError("Missing Via header")
     branch = via.branch
-    method = "INVITE" if request.method == "ACK" else request.method
-    if is_rfc3261_branch(branch):
-        assert branch is not None
-        port = "" if via.port is None else str(via.port)
-        return ("3261", branch, via.host.lower(), port, method)
+    method = request.method
+    if method == "ACK":
+        method = "INVITE"
+    if branch is not None and branch.startswith(MAGIC_COOKIE):
+        port = via.port
+        return ("3261", branch, via.host.lower(), "" if port is None else str(port), method)
     return (
         "2543",
         str(request.uri),
@@ -231,7 +234,7 @@ class TransactionLayer:
         merged request answered 482. A request without Via raises
         :class:`~trunkline.sip.errors.SipParseError` (answer 400 statelessly).
         """
-        if not request.via:
+        if request.top_via is None:
             raise SipParseError("Missing Via header")
         if request.method == "ACK":
             self._receive_ack(request, peer, now)
@@ -308,7 +311,7 @@ class TransactionLayer:
         INVITE; for RFC 2543 peers the To tag of the CANCEL is ignored since
         it carries none.
         """
-        via = cancel.via[0] if cancel.via else None
+        via = cancel.top_via
         if via is None:
             return None
         if is_rfc3261_branch(via.branch):

@@ -9,6 +9,7 @@ transaction match, §17.2.3).
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -38,6 +39,12 @@ _RECEIVED_RE = re.compile(r";received=([^;]+)", re.IGNORECASE)
 _RPORT_RE = re.compile(r";rport(?:=([^;]*))?(?=;|$)", re.IGNORECASE)
 
 
+class _Unset(enum.Enum):
+    """Marks a cached value not computed yet (None is a valid branch: RFC 2543 peers)."""
+
+    UNSET = 0
+
+
 class Via(LazyParams):
     """One ``via-parm`` (RFC 3261 §20.42, §25.1), e.g. ``SIP/2.0/UDP h:5060;branch=z9..``.
 
@@ -46,12 +53,13 @@ class Via(LazyParams):
     accepted. Immutable: use :meth:`with_params` to derive a changed copy.
     """
 
-    __slots__ = ("host", "port", "protocol", "transport")
+    __slots__ = ("_branch", "host", "port", "protocol", "transport")
 
     transport: str
     host: str
     port: int | None
     protocol: str
+    _branch: str | None | _Unset
 
     def __init__(
         self,
@@ -65,6 +73,7 @@ class Via(LazyParams):
         set_slot(self, "host", host)
         set_slot(self, "port", port)
         set_slot(self, "protocol", protocol)
+        set_slot(self, "_branch", _Unset.UNSET)
         self._init_params(params)
 
     @classmethod
@@ -85,6 +94,7 @@ class Via(LazyParams):
             set_slot(via, "protocol", "SIP/2.0")
             set_slot(via, "_params", None)
             set_slot(via, "_params_text", params)
+            set_slot(via, "_branch", _Unset.UNSET)
             return via
         return cls._parse_slow(text)
 
@@ -123,11 +133,20 @@ class Via(LazyParams):
 
     @property
     def branch(self) -> str | None:
-        """The ``branch`` parameter (RFC 3261 §8.1.1.7), None when absent."""
-        if self._params is None:
-            m = _BRANCH_RE.search(self._params_text)
-            return None if m is None else m.group(1)
-        return self._params.get("branch")
+        """The ``branch`` parameter (RFC 3261 §8.1.1.7), None when absent.
+
+        Read for every transaction match (§17.1.3, §17.2.3), so it is found
+        once per (immutable, interned) value and kept.
+        """
+        branch = self._branch
+        if branch is _Unset.UNSET:
+            if self._params is None:
+                m = _BRANCH_RE.search(self._params_text)
+                branch = None if m is None else m.group(1)
+            else:
+                branch = self._params.get("branch")
+            set_slot(self, "_branch", branch)
+        return branch
 
     @property
     def received(self) -> str | None:

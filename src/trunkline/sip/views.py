@@ -84,6 +84,18 @@ class HeaderViews:
         self.headers.set_all("Via", [str(v) for v in value])
 
     @property
+    def top_via(self) -> Via | None:
+        """The first Via value (the sender's, RFC 3261 §8.1.1.7), None without Via.
+
+        What transaction matching (§17.1.3, §17.2.3) and response routing
+        (§18.2.2) read; unlike :attr:`via` it copies nothing.
+        """
+        vias = self.headers._cache.get("via")
+        if vias is None:
+            vias = self._typed("via", parse_vias)
+        return vias[0] if vias else None
+
+    @property
     def from_(self) -> NameAddr:
         """The From header (§20.20); raises SipParseError(400) when absent."""
         try:

@@ -83,8 +83,41 @@ MIGRATIONS: Sequence[str] = (
         PRIMARY KEY (aor, key)
     );
     """,
+    # 2: a counter of user changes, bumped by triggers whoever writes (any process,
+    # any tool), so a server's HA1 cache knows when to re-read (trunkline.store.users).
+    """
+    CREATE TABLE users_generation (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        generation INTEGER NOT NULL
+    );
+    INSERT INTO users_generation (id, generation) VALUES (1, 0);
+    CREATE TRIGGER users_inserted AFTER INSERT ON users BEGIN
+        UPDATE users_generation SET generation = generation + 1;
+    END;
+    CREATE TRIGGER users_updated AFTER UPDATE ON users BEGIN
+        UPDATE users_generation SET generation = generation + 1;
+    END;
+    CREATE TRIGGER users_deleted AFTER DELETE ON users BEGIN
+        UPDATE users_generation SET generation = generation + 1;
+    END;
+    """,
 )
 """Schema migrations, oldest first. Append; never edit one that has shipped."""
+
+
+def _statements(script: str) -> list[str]:
+    """The SQL statements of ``script``; a trigger body's ``;`` does not end its CREATE."""
+    statements: list[str] = []
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \t\n;"):
+                statements.append(pending)
+            pending = ""
+    if pending.strip(" \t\n;"):
+        raise ValueError(f"incomplete SQL statement: {pending.strip()[:60]!r}")
+    return statements
 
 
 def migrate(db: sqlite3.Connection) -> int:
@@ -109,9 +142,8 @@ def migrate(db: sqlite3.Connection) -> int:
                     f"({len(MIGRATIONS)}); upgrade Trunkline"
                 )
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in script.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
+                for statement in _statements(script):
+                    db.execute(statement)
                 db.execute("UPDATE schema_version SET version = ?", (number,))
                 version = number
         except BaseException:

@@ -7,9 +7,13 @@ realm. The password is hashed at ``add``/``passwd`` and forgotten.
 
 :meth:`UserStore.ha1` is the ``Ha1Lookup`` that
 ``trunkline.sip.digest.DigestServer.verify`` calls on every authenticated
-request, so it reads from an in-memory cache loaded once and refreshed after
-each change made through this store (:meth:`UserStore.reload` picks up
-changes made by another process, e.g. the ``trunkline users`` command).
+request, so it answers from an in-memory cache of every user. The cache is
+never stale: the ``users_generation`` counter (bumped by triggers on every
+insert, update and delete of ``users``, whichever process or tool writes;
+see ``trunkline.store.datadir``) is read before each lookup, one indexed
+single-row SELECT, and a change re-reads the table. So ``trunkline users
+passwd|remove`` run against a live server's data directory takes effect on
+the server's next request, even with several worker processes.
 """
 
 from __future__ import annotations
@@ -99,23 +103,50 @@ def _hashes(name: str, domain: str, password: str) -> dict[str, str]:
     return {algorithm: ha1(name, domain, password, algorithm) for algorithm in STORED_ALGORITHMS}
 
 
+_SELECT_USERS = "SELECT domain, name, ha1_md5, ha1_sha256, ha1_sha512_256, created_at FROM users"
+_SELECT_GENERATION = "SELECT generation FROM users_generation"
+_INSERT = (
+    "INSERT INTO users (domain, name, ha1_md5, ha1_sha256, ha1_sha512_256, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
 class UserStore:
     """Users in the ``users`` table of a data directory's database.
 
     ``now`` (wall-clock seconds) is only recorded as the creation time.
+    Every lookup first checks the database's user generation (see the module
+    docstring), so changes made by another connection are seen at once.
     """
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
         self._cache: dict[tuple[str, str], User] = {}
+        self._generation = -1
+        self.reloads = 0
+        """How many times the whole table was read (for tests and status)."""
         self.reload()
+
+    def _db_generation(self) -> int:
+        row = self._db.execute(_SELECT_GENERATION).fetchone()
+        return int(row[0]) if row is not None else 0
 
     def reload(self) -> None:
         """Re-read every user from the database into the lookup cache."""
-        rows = self._db.execute(
-            "SELECT domain, name, ha1_md5, ha1_sha256, ha1_sha512_256, created_at FROM users"
-        ).fetchall()
+        # The generation first: a change committed between the two reads leaves
+        # the cache newer than its generation, so the next refresh() reads again.
+        generation = self._db_generation()
+        rows = self._db.execute(_SELECT_USERS).fetchall()
         self._cache = {(str(r[1]), str(r[0])): self._user(r) for r in rows}
+        self._generation = generation
+        self.reloads += 1
+
+    def refresh(self) -> bool:
+        """Re-read the users if any changed since the cache was filled; True when re-read."""
+        if self._db_generation() == self._generation:
+            return False
+        self.reload()
+        return True
 
     @staticmethod
     def _user(row: tuple[object, ...]) -> User:
@@ -131,6 +162,11 @@ class UserStore:
             created_at=float(str(created)),
         )
 
+    def _users(self) -> dict[tuple[str, str], User]:
+        """The cache, brought up to date first."""
+        self.refresh()
+        return self._cache
+
     # -- lookups ----------------------------------------------------------------
 
     def ha1(self, username: str, realm: str, algorithm: str) -> str | None:
@@ -139,7 +175,7 @@ class UserStore:
         This is a ``trunkline.sip.digest.Ha1Lookup``; None for unknown users
         or unsupported algorithms.
         """
-        user = self._cache.get((username, realm))
+        user = self._users().get((username, realm))
         if user is None:
             return None
         try:
@@ -148,30 +184,70 @@ class UserStore:
             return None
 
     def get(self, name: str, domain: str) -> User | None:
-        return self._cache.get((name, domain.lower()))
+        return self._users().get((name, domain.lower()))
 
     def exists(self, name: str, domain: str) -> bool:
-        return (name, domain.lower()) in self._cache
+        return (name, domain.lower()) in self._users()
 
     def users(self, domain: str | None = None) -> list[User]:
         """Users sorted by domain then name; only ``domain``'s when given."""
         wanted = None if domain is None else domain.lower()
-        users = (u for u in self._cache.values() if wanted is None or u.domain == wanted)
+        users = (u for u in self._users().values() if wanted is None or u.domain == wanted)
         return sorted(users, key=lambda u: (u.domain, u.name))
 
     def domains(self) -> list[str]:
-        return sorted({u.domain for u in self._cache.values()})
+        return sorted({u.domain for u in self._users().values()})
 
     def __len__(self) -> int:
-        return len(self._cache)
+        return len(self._users())
 
     # -- changes -----------------------------------------------------------------
+
+    def _changed(
+        self, rows: int, users: Iterable[User] = (), removed: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        """After our own commit of ``rows`` row changes: update the cache in place.
+
+        Called inside the write transaction, so the generation read here is
+        ours; if it moved by more than ``rows`` another process changed users
+        too, and the whole table is re-read after the commit instead.
+        """
+        generation = self._db_generation()
+        if generation != self._generation + rows:
+            self._generation = -1  # refresh() re-reads
+            return
+        self._generation = generation
+        for user in users:
+            self._cache[(user.name, user.domain)] = user
+        for name, domain in removed:
+            self._cache.pop((name, domain), None)
 
     def add(self, name: str, domain: str, password: str, now: float) -> User:
         """Create ``name@domain``; raises UserError if it exists or is invalid."""
         domain = _check(name, domain)
         hashes = _hashes(name, domain, password)
         return self.add_ha1(name, domain, hashes, now)
+
+    def add_many(self, users: Iterable[tuple[str, str, str]], now: float) -> int:
+        """Create ``(name, domain, password)`` users in one transaction; returns how many.
+
+        All or nothing: one invalid or existing user and none is added
+        (UserError). For provisioning (and tests) of thousands of users.
+        """
+        created: list[User] = []
+        for name, domain, password in users:
+            realm = _check(name, domain)
+            created.append(User(realm, name, _hashes(name, realm, password), now))
+        rows = [
+            (u.domain, u.name, *(u.ha1.get(a, "") for a in STORED_ALGORITHMS), now) for u in created
+        ]
+        try:
+            with self._db:
+                self._db.executemany(_INSERT, rows)
+                self._changed(len(rows), created)
+        except sqlite3.IntegrityError:
+            raise UserError("a user to add already exists (none were added)") from None
+        return len(created)
 
     def add_ha1(self, name: str, domain: str, hashes: dict[str, str], now: float) -> User:
         """Create a user from precomputed HA1 values (e.g. from the config file).
@@ -182,17 +258,15 @@ class UserStore:
         """
         domain = _check(name, domain)
         stored = _normalize(hashes)
+        user = User(domain, name, stored, now)
         try:
             with self._db:
                 self._db.execute(
-                    "INSERT INTO users (domain, name, ha1_md5, ha1_sha256, ha1_sha512_256,"
-                    " created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (domain, name, *(stored.get(a, "") for a in STORED_ALGORITHMS), now),
+                    _INSERT, (domain, name, *(stored.get(a, "") for a in STORED_ALGORITHMS), now)
                 )
+                self._changed(1, [user])
         except sqlite3.IntegrityError:
             raise UserError(f"user {name}@{domain} already exists") from None
-        user = User(domain, name, stored, now)
-        self._cache[(name, domain)] = user
         return user
 
     def put(
@@ -214,14 +288,17 @@ class UserStore:
             raise UserError("give a password or HA1 values")
         with self._db:
             self._db.execute(
-                "INSERT INTO users (domain, name, ha1_md5, ha1_sha256, ha1_sha512_256,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (domain, name) DO UPDATE"
+                _INSERT + " ON CONFLICT (domain, name) DO UPDATE"
                 " SET ha1_md5 = excluded.ha1_md5, ha1_sha256 = excluded.ha1_sha256,"
                 " ha1_sha512_256 = excluded.ha1_sha512_256",
                 (domain, name, *(stored.get(a, "") for a in STORED_ALGORITHMS), now),
             )
-        self.reload()
-        return self._cache[(name, domain)]
+            row = self._db.execute(
+                _SELECT_USERS + " WHERE domain = ? AND name = ?", (domain, name)
+            ).fetchone()
+            user = self._user(row)
+            self._changed(1, [user])
+        return user
 
     def passwd(self, name: str, domain: str, password: str) -> User:
         """Change the password of ``name@domain``; raises UserError if unknown."""
@@ -233,10 +310,14 @@ class UserStore:
                 " WHERE domain = ? AND name = ?",
                 (*(hashes[a] for a in STORED_ALGORITHMS), domain, name),
             )
-        if cursor.rowcount == 0:
-            raise UserError(f"no user {name}@{domain}")
-        self.reload()
-        return self._cache[(name, domain)]
+            if cursor.rowcount == 0:
+                raise UserError(f"no user {name}@{domain}")
+            row = self._db.execute(
+                _SELECT_USERS + " WHERE domain = ? AND name = ?", (domain, name)
+            ).fetchone()
+            user = self._user(row)
+            self._changed(1, [user])
+        return user
 
     def remove(self, name: str, domain: str) -> None:
         """Delete ``name@domain``; raises UserError if unknown."""
@@ -245,9 +326,9 @@ class UserStore:
             cursor = self._db.execute(
                 "DELETE FROM users WHERE domain = ? AND name = ?", (domain, name)
             )
-        if cursor.rowcount == 0:
-            raise UserError(f"no user {name}@{domain}")
-        self._cache.pop((name, domain), None)
+            if cursor.rowcount == 0:
+                raise UserError(f"no user {name}@{domain}")
+            self._changed(1, removed=[(name, domain)])
 
 
 class ConfiguredUser(Protocol):

@@ -28,7 +28,9 @@ The call is asyncio application code: the SIP rules it relies on are the
 sans-IO layers below it; it only decides and sends. Its vocabulary (states,
 results, events, config) is :mod:`trunkline.ua.callevents`; its audio is
 :mod:`trunkline.ua.callmedia`; hold, resume and re-offers are
-:mod:`trunkline.ua.hold` and DTMF :mod:`trunkline.ua.dtmf` (mixins).
+:mod:`trunkline.ua.hold`, DTMF :mod:`trunkline.ua.dtmf`, answering an incoming
+INVITE :mod:`trunkline.ua.answering` and REFER/NOTIFY :mod:`trunkline.ua.calltransfer`
+(mixins).
 """
 
 from __future__ import annotations
@@ -40,26 +42,23 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 
 from trunkline.media.session import MediaSession, MediaStats
-from trunkline.sip.aio.calls import dialog_response_headers
 from trunkline.sip.aio.endpoint import IncomingRequest, SipEndpoint
 from trunkline.sip.aio.routing import Destination
 from trunkline.sip.aio.transport import Connection
 from trunkline.sip.auth import DigestClient
-from trunkline.sip.builder import make_request, make_response, new_call_id, new_tag
-from trunkline.sip.dialog import Dialog, DialogId, has_sdp
+from trunkline.sip.builder import make_request, new_call_id, new_tag
+from trunkline.sip.dialog import Dialog, has_sdp
 from trunkline.sip.errors import LocalSipError, SipError
-from trunkline.sip.headers import NameAddr, Replaces
+from trunkline.sip.headers import NameAddr
 from trunkline.sip.message import Request, Response
 from trunkline.sip.offeranswer import (
-    Answer,
     LocalSession,
     NegotiatedAudio,
-    NegotiationError,
     process_answer,
 )
 from trunkline.sip.sdp import Direction, SessionDescription
-from trunkline.sip.statuses import reason_phrase
 from trunkline.sip.transaction import ClientInviteTransaction
+from trunkline.ua.answering import ALLOW, AnsweringMixin
 from trunkline.ua.callevents import (
     TRANSITIONS,
     CallConfig,
@@ -73,10 +72,10 @@ from trunkline.ua.callevents import (
     TransferProgress,
     result_for_status,
 )
-from trunkline.ua.callmedia import CallMedia
+from trunkline.ua.callmedia import CallMedia, parse_peer_sdp
+from trunkline.ua.calltransfer import TransferMixin
 from trunkline.ua.dtmf import DtmfMixin
 from trunkline.ua.hold import SDP, HoldMixin
-from trunkline.ua.transfer import SIPFRAG, notify_headers, parse_sipfrag, refer_to_value, sipfrag
 
 __all__ = [
     "Call",
@@ -94,13 +93,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY"
 _MAX_AUTH_ROUNDS = 2
 BYE_WAIT = 4.0
 """Seconds :meth:`Call.hangup` waits for the BYE's response before calling the call over."""
 
 
-class Call(HoldMixin, DtmfMixin):
+class Call(AnsweringMixin, TransferMixin, HoldMixin, DtmfMixin):
     """One call; build it with :meth:`outgoing` or :meth:`incoming`."""
 
     def __init__(
@@ -360,7 +358,7 @@ class Call(HoldMixin, DtmfMixin):
             return
         if has_sdp(response) and self._offer is not None:
             try:
-                audio = process_answer(self._offer, SessionDescription.parse(response.body))
+                audio = process_answer(self._offer, parse_peer_sdp(response.body, self.call_id))
             except SipError as exc:
                 logger.info("call %s: early SDP ignored: %s", self.call_id, exc)
             else:
@@ -386,7 +384,7 @@ class Call(HoldMixin, DtmfMixin):
         self.dialog = dialog
         if has_sdp(response) and self._offer is not None:
             try:
-                audio = process_answer(self._offer, SessionDescription.parse(response.body))
+                audio = process_answer(self._offer, parse_peer_sdp(response.body, self.call_id))
             except SipError as exc:
                 self._set_state(CallState.CONNECTED, text)
                 self._spawn(self.hangup())
@@ -444,117 +442,11 @@ class Call(HoldMixin, DtmfMixin):
         call.connection = incoming.source.connection
         if has_sdp(request):
             try:
-                call._remote_offer = SessionDescription.parse(request.body)
+                call._remote_offer = parse_peer_sdp(request.body, call.call_id)
             except SipError as exc:
                 call._remote_offer = None
                 call.reject(400, f"Bad SDP: {exc}")
         return call
-
-    @property
-    def remote_display(self) -> str:
-        """Who is calling (display name and URI) for an incoming call."""
-        incoming = self.incoming_request
-        if incoming is None:
-            return self.remote_uri
-        name = incoming.request.from_.display_name
-        return f'"{name}" <{self.remote_uri}>' if name else self.remote_uri
-
-    def peer_cancelled(self) -> None:
-        """The caller's CANCEL won the race: the endpoint sent 200 and 487 (§9.2)."""
-        if self.direction is CallDirection.INCOMING and self.state in (
-            CallState.IDLE,
-            CallState.RINGING,
-            CallState.EARLY,
-        ):
-            self._finish(CallResult.CANCELLED, 487, "caller cancelled")
-
-    def ring(self) -> None:
-        """Send 180 Ringing (an early dialog with our To tag, §12.1.1)."""
-        incoming = self.incoming_request
-        if incoming is None or incoming.answered or self.state is CallState.ENDED:
-            return
-        headers = dialog_response_headers(incoming.request, self._contact_for(incoming))
-        incoming.respond(180, to_tag=self._to_tag, headers=[*headers, ("Allow", ALLOW)])
-        self._set_state(CallState.RINGING, "180 Ringing sent")
-
-    def reject(self, status: int = 486, reason: str | None = None) -> None:
-        """Refuse an incoming call (486 Busy Here, 603 Decline, ...)."""
-        incoming = self.incoming_request
-        if incoming is None or self.state is CallState.ENDED:
-            return
-        if not incoming.answered:
-            incoming.respond(status, reason, to_tag=self._to_tag)
-        result = CallResult.REJECTED if status != 480 else CallResult.NO_ANSWER
-        self._finish(result, status, f"{status} {reason or reason_phrase(status)} sent")
-
-    async def answer(self) -> bool:
-        """Answer with 200 OK and our SDP (§13.3.1.4); False if it is too late."""
-        incoming = self.incoming_request
-        if incoming is not None and incoming.cancelled:
-            self.peer_cancelled()
-        if incoming is None or incoming.answered or self.state is CallState.ENDED:
-            return False
-        try:
-            await self._media.open()
-        except OSError as exc:
-            self.reject(500, f"media: {exc}")
-            return False
-        if incoming.answered or self.ended.is_set():  # cancelled meanwhile
-            if incoming.cancelled:
-                self.peer_cancelled()
-            self._stop_media()
-            return False
-        assert self.media is not None
-        audio: NegotiatedAudio | None = None
-        if self._remote_offer is not None:
-            try:
-                answer = self._answer_offer(self._remote_offer)
-            except NegotiationError as exc:
-                self.reject(exc.status, "Not Acceptable Here")
-                return False
-            body = bytes(answer.sdp)
-            audio = answer.audio
-        else:  # late offer: we offer in the 200, the answer comes in the ACK (§13.2.1)
-            body = bytes(self._new_offer())
-        headers = [
-            *dialog_response_headers(incoming.request, self._contact_for(incoming)),
-            ("Allow", ALLOW),
-            *incoming.dialog_headers,
-        ]
-        response = make_response(
-            incoming.request,
-            200,
-            "OK",
-            to_tag=self._to_tag,
-            headers=headers,
-            body=body,
-            content_type=SDP,
-        )
-        incoming.send(response)
-        request = incoming.request
-        layer = self.endpoint.dialogs
-        if layer is not None:
-            self.dialog = layer.dialogs.get(
-                DialogId(request.call_id, self._to_tag, request.from_tag or "")
-            )
-        if audio is not None:
-            self._apply_media(audio)
-        self._set_state(CallState.CONNECTED, "200 OK sent")
-        return True
-
-    def _answer_offer(self, offer: SessionDescription) -> Answer:
-        direction = Direction.SENDONLY if self.local_hold else Direction.SENDRECV
-        return self._media.answer(offer, direction)
-
-    def _contact_for(self, incoming: IncomingRequest) -> str:
-        if self.contact:
-            return self.contact
-        source = incoming.source
-        ipv6 = ":" in source.host
-        try:
-            return f"<{self.endpoint.contact_uri(source.transport, ipv6=ipv6)}>"
-        except LocalSipError:
-            return f"<{self.endpoint.contact_uri('UDP', ipv6=ipv6)}>"
 
     # -- in-dialog requests from the peer -----------------------------------------------
     async def handle_request(self, incoming: IncomingRequest) -> None:
@@ -585,23 +477,6 @@ class Call(HoldMixin, DtmfMixin):
             incoming.respond(200, headers=[("Allow", ALLOW)])
         else:
             incoming.respond(501)
-
-    def _notify(self, incoming: IncomingRequest) -> None:
-        """A NOTIFY of the refer subscription (RFC 3515 §2.4.4): the referred call's status."""
-        request = incoming.request
-        event = (request.headers.get("Event") or "").split(";")[0].strip().lower()
-        if event != "refer":
-            incoming.respond(489, "Bad Event")
-            return
-        incoming.respond(200)
-        try:
-            status, reason = parse_sipfrag(request.body)
-        except SipError as exc:
-            logger.info("call %s: NOTIFY without a usable sipfrag: %s", self.call_id, exc)
-            return
-        self._emit(TransferProgress(self, status, reason))
-        if self._transfer_status is not None:
-            self._transfer_status.put_nowait((status, reason))
 
     # -- in-dialog requests from us -----------------------------------------------------
     def _route_now(self) -> tuple[Destination | None, Connection | None]:
@@ -673,58 +548,6 @@ class Call(HoldMixin, DtmfMixin):
             logger.info("call %s: BYE not sent: %s", self.call_id, exc)
         # A 481 means the peer hung up at the same moment: the call is over all the same.
         self._finish(CallResult.COMPLETED, status, reason)
-
-    async def transfer(
-        self, target: str, *, replaces: Replaces | None = None, timeout: float = 32.0
-    ) -> int:
-        """Transfer the peer to ``target`` with REFER (RFC 3515); hang up on success.
-
-        ``replaces`` names a dialog for an attended transfer (RFC 3891). Returns
-        the final status of the referred call as the NOTIFYs report it (or the
-        REFER's own failure status; 408 when no final NOTIFY came in time).
-        """
-        if not self.is_active or self.dialog is None:
-            raise LocalSipError("only a connected call can be transferred")
-        self._transfer_status = asyncio.Queue()
-        headers = [
-            ("Refer-To", refer_to_value(target, replaces)),
-            ("Referred-By", f"<{self.dialog.local.uri}>"),
-        ]
-        response = await self._request("REFER", extra_headers=headers)
-        if not 200 <= response.status < 300:
-            self._transfer_status = None
-            return response.status
-        status = 408
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            try:
-                status, _ = await asyncio.wait_for(
-                    self._transfer_status.get(), deadline - loop.time()
-                )
-            except TimeoutError:
-                status = 408
-                break
-            if status >= 200:
-                break
-        self._transfer_status = None
-        if 200 <= status < 300 and not self.ended.is_set():
-            await self.hangup()
-        return status
-
-    async def notify_transfer(self, status: int, reason: str | None = None) -> None:
-        """Report a referred call's progress to the transferor (NOTIFY, RFC 3515 §2.4.5)."""
-        if self.dialog is None or self.dialog.terminated:
-            return
-        try:
-            await self._request(
-                "NOTIFY",
-                body=sipfrag(status, reason),
-                content_type=SIPFRAG,
-                extra_headers=notify_headers(status),
-            )
-        except (LocalSipError, OSError, ValueError) as exc:
-            logger.info("call %s: NOTIFY not sent: %s", self.call_id, exc)
 
     def dialog_ended(self, reason: str) -> None:
         """The dialog layer ended the dialog (no ACK, session expired, our own BYE)."""

@@ -39,9 +39,23 @@ from trunkline.sip.sdp import Direction, SessionDescription
 from trunkline.ua.callevents import CallConfig
 from trunkline.ua.nat import discover_on_rtp
 
-__all__ = ["CallMedia", "MediaPlan"]
+__all__ = ["CallMedia", "MediaPlan", "parse_peer_sdp"]
 
 logger = logging.getLogger(__name__)
+
+
+def parse_peer_sdp(body: bytes, call_id: str) -> SessionDescription:
+    """The peer's SDP, parsed leniently: a call needs only what it understands.
+
+    RFC 8866 §5.13 has a receiver ignore attributes it does not understand; a
+    malformed instance of a known one (``a=rtpmap:31 LPC``) is kept unparsed
+    and logged instead of failing the whole offer or answer. Broken structure
+    (no ``o=``, a bad ``m=`` or ``c=``) still raises SipParseError (400).
+    """
+    sdp = SessionDescription.parse(body, strict=False)
+    for problem in sdp.problems:
+        logger.info("call %s: SDP attribute ignored: %s", call_id, problem)
+    return sdp
 
 
 @dataclass(slots=True)
@@ -176,9 +190,11 @@ class CallMedia:
             rtcp_mux=False,
         )
 
-    def accept_answer(self, offer: SessionDescription, body: bytes) -> NegotiatedAudio:
+    def accept_answer(
+        self, offer: SessionDescription, body: bytes, call_id: str = ""
+    ) -> NegotiatedAudio:
         """Process the answer to our ``offer`` (RFC 3264 §7) and use it; raises SipError."""
-        audio = process_answer(offer, SessionDescription.parse(body))
+        audio = process_answer(offer, parse_peer_sdp(body, call_id))
         self.apply(audio)
         return audio
 

@@ -23,6 +23,7 @@ from trunkline.sip.message import Response
 from trunkline.sip.offeranswer import Answer, NegotiatedAudio, NegotiationError, process_answer
 from trunkline.sip.sdp import Direction, SessionDescription
 from trunkline.ua.callevents import CallResult, CallState
+from trunkline.ua.callmedia import parse_peer_sdp
 
 if TYPE_CHECKING:
     from trunkline.media.session import MediaSession
@@ -141,7 +142,7 @@ class HoldMixin:
             incoming.respond(488)
             return
         try:
-            answer = self._answer_offer(SessionDescription.parse(request.body))
+            answer = self._answer_offer(parse_peer_sdp(request.body, self.call_id))
         except NegotiationError as exc:
             incoming.respond(exc.status, headers=[("Warning", f'{exc.warning or 399} - "{exc}"')])
             return
@@ -155,7 +156,7 @@ class HoldMixin:
     def _take_answer(self, body: bytes) -> None:
         assert self._offer is not None
         try:
-            audio = process_answer(self._offer, SessionDescription.parse(body))
+            audio = process_answer(self._offer, parse_peer_sdp(body, self.call_id))
         except SipError as exc:
             logger.info("call %s: bad SDP answer: %s", self.call_id, exc)
             return
