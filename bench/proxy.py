@@ -40,11 +40,10 @@ Record-Route, so calls spread over them by flow: with more than one worker
 SIPp's uac uses ``-t un`` (a socket per call) so that the kernel's per-flow
 hash spreads calls over the workers. Kamailio's children share one socket
 and need no such help, so its uac keeps SIPp's cheaper single socket (the
-peer gets its best setup; SIPp's CPU is printed for both). Past one core, workers scale as far as there are
-cores left: on this 2-core machine SIPp itself needs a good part of one core
-at the rates measured. ``--workers N`` overrides the count (N > 1: with a
-private Redis for the registrations; the CPU counted is every worker's plus
-Redis's).
+peer gets its best setup; SIPp's CPU is printed for both). Past one core,
+workers scale as far as there are cores left: on this 2-core machine SIPp
+itself needs a good part of one core at the rates measured. ``--workers N``
+overrides the count. The CPU counted is every worker's.
 
 Run: ``.venv/bin/python bench/proxy.py`` (needs ``sipp`` and ``kamailio``;
 about 8 minutes with the defaults; ``--quick`` for a short smoke run).
@@ -371,30 +370,6 @@ def add_users(data_dir: Path, count: int) -> None:
     db.close()
 
 
-@contextlib.contextmanager
-def redis_server(work: Path) -> Iterator[tuple[str, int]]:
-    """A private ``redis-server`` (no persistence) for the workers' shared location."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            *("redis-server", "--port", str(port), "--bind", "127.0.0.1"),
-            *("--save", "", "--appendonly", "no", "--dir", str(work)),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_tcp(port, proc)
-        yield f"redis://127.0.0.1:{port}/0", proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def trunkline_workers(workers: int | None) -> int:
     """How many SIP workers ``trunkline serve`` runs with the bench's config."""
     from trunkline.config import parse_config
@@ -406,43 +381,38 @@ def trunkline_workers(workers: int | None) -> int:
 
 @contextlib.contextmanager
 def trunkline(work: Path, users: int, workers: int | None = None) -> Iterator[int]:
-    """``trunkline serve`` with its default worker count, or ``workers`` (then Redis if > 1)."""
+    """``trunkline serve`` with its default worker count, or ``workers``."""
     port, http_port = free_port(), free_port()
     config = TRUNKLINE_CONFIG.format(port=port, http_port=http_port)
-    with contextlib.ExitStack() as stack:
-        extra: list[int] = []
-        if workers is not None and workers > 1:  # the override shares registrations in Redis
-            url, redis_pid = stack.enter_context(redis_server(work))
-            extra.append(redis_pid)
-            config = f'workers = {workers}\n{config}\n[location]\nbackend = "redis"\n'
-            config += f'redis_url = "{url}"\n'
-        (work / "trunkline.toml").write_text(config)
-        data = work / "trunkline-data"
-        add_users(data, users)
-        proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "trunkline.commands.serve"),
-                *("--config", str(work / "trunkline.toml"), "--data-dir", str(data)),
-                *("--legacy-digest", "--quiet"),
-            ],
-            cwd=work,
-            stdout=subprocess.DEVNULL,
-            stderr=(work / "trunkline.log").open("wb"),
-            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-            start_new_session=True,
-        )
+    if workers is not None:
+        config = f"workers = {workers}\n{config}"
+    (work / "trunkline.toml").write_text(config)
+    data = work / "trunkline-data"
+    add_users(data, users)
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "trunkline.commands.serve"),
+            *("--config", str(work / "trunkline.toml"), "--data-dir", str(data)),
+            *("--legacy-digest", "--quiet"),
+        ],
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "trunkline.log").open("wb"),
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        start_new_session=True,
+    )
+    try:
+        _wait_tcp(http_port, proc)
+        time.sleep(0.5)  # every worker bound
+        _PIDS[:] = process_group(proc.pid)
+        yield port
+    finally:
+        proc.send_signal(signal.SIGTERM)
         try:
-            _wait_tcp(http_port, proc)
-            time.sleep(0.5)  # every worker bound
-            _PIDS[:] = process_group(proc.pid) + extra
-            yield port
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def _wait_tcp(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -629,7 +599,7 @@ def main() -> None:
         "--workers",
         type=int,
         default=None,
-        help="trunkline SIP workers (default: trunkline's own default; >1 here: Redis location)",
+        help="trunkline SIP workers (default: trunkline's own default, one per CPU)",
     )
     args = parser.parse_args()
     if args.quick:
@@ -696,9 +666,8 @@ def main() -> None:
                 print(f"{kind:>8} {name:<10} {text}")
             if ours and theirs:
                 print(f"{kind:>8} ratio      {ours.rate / theirs.rate:.3f}x kamailio")
-        location = "Redis" if args.workers is not None and workers > 1 else "default"
         print(
-            f"workers: trunkline {workers} process(es) (uvloop, {location} location"
+            f"workers: trunkline {workers} process(es) (uvloop"
             + (", SIPp uac -t un" if workers > 1 else "")
             + f"); kamailio children={args.kamailio_children}"
         )

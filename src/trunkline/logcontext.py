@@ -28,7 +28,15 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["NO_CALL_ID", "CallIdFilter", "bound", "call_id", "install", "uninstall"]
+__all__ = [
+    "NO_CALL_ID",
+    "CallIdFilter",
+    "bound",
+    "call_id",
+    "install",
+    "printable",
+    "uninstall",
+]
 
 NO_CALL_ID = "-"
 
@@ -46,6 +54,17 @@ def bound(value: str | None) -> Iterator[None]:
         call_id.reset(token)
 
 
+def printable(value: str) -> str:
+    """``value`` as one token for a log line: spaces and control characters escaped.
+
+    A Call-ID comes from the network; escaping keeps a crafted one from
+    forging what a fail2ban filter reads after it.
+    """
+    if value.isprintable() and " " not in value:
+        return value
+    return value.encode("unicode_escape").decode("ascii").replace(" ", "\\x20")
+
+
 class CallIdFilter(logging.Filter):
     """Puts ``record.call_id`` on every record passing through (never drops one).
 
@@ -55,7 +74,7 @@ class CallIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "call_id"):
-            record.call_id = call_id.get()
+            record.call_id = printable(call_id.get())
         return True
 
 
@@ -76,7 +95,7 @@ def install() -> None:
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
-        record.call_id = call_id.get()
+        record.call_id = printable(call_id.get())
         return record
 
     _previous_factory = previous

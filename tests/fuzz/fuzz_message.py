@@ -24,20 +24,7 @@ with atheris.instrument_imports():
     import trunkline.sip.message
     import trunkline.sip.uri  # noqa: F401
 
-from tests.fuzz.harness import exercise, seeds
-
-
-def main() -> None:
-    corpus = [a for a in sys.argv[1:] if not a.startswith("-")]
-    if corpus:
-        first = Path(corpus[0])
-        first.mkdir(parents=True, exist_ok=True)
-        if not any(first.iterdir()):
-            for i, seed in enumerate(seeds()):
-                (first / f"seed-{i:03d}").write_bytes(seed)
-    atheris.Setup(sys.argv, exercise)
-    atheris.Fuzz()
-
+from tests.fuzz.targets import MESSAGE, atheris_main
 
 if __name__ == "__main__":
-    main()
+    atheris_main(MESSAGE)

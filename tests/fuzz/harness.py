@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from tests.fuzz.runner import Target
 from trunkline.sip import Limits, SipParseError, parse_message
 
 SEED_DIRS = (
@@ -55,6 +56,35 @@ VIEWS = (
     "authorization",
     "proxy_authorization",
 )
+
+TOKENS = [  # SIP-aware insertions for the mutator
+    b"\r\n",
+    b"\r\n ",
+    b":",
+    b";",
+    b",",
+    b"<",
+    b">",
+    b'"',
+    b"\\",
+    b"=",
+    b"[",
+    b"]",
+    b"@",
+    b"%00",
+    b"sip:",
+    b"SIP/2.0",
+    b";branch=z9hG4bK",
+    b";tag=",
+    b"Via: SIP/2.0/UDP h\r\n",
+    b"Content-Length: 9999\r\n",
+    b"l: -1\r\n",
+    b"CSeq: 1 X\r\n",
+    b"Contact: *\r\n",
+    b"\x00",
+    b"\xff",
+    "é".encode(),
+]
 
 LIMITS = Limits(max_message=65535, max_headers=256, max_line=8192)
 
@@ -104,3 +134,19 @@ def exercise(data: bytes) -> None:
         return
     assert reparsed.via[0].host == "fuzz.invalid"
     _touch_views(reparsed)
+
+
+MESSAGE = Target(
+    "message",
+    exercise,
+    seeds,
+    tokens=TOKENS,
+    modules=(
+        "trunkline.sip.grammar",
+        "trunkline.sip.headerfields",
+        "trunkline.sip.headers",
+        "trunkline.sip.message",
+        "trunkline.sip.uri",
+    ),
+)
+"""The SIP message parser as a fuzz target (short runs and atheris alike)."""

@@ -6,8 +6,8 @@ h11's "parse or raise our error, never anything else"): for any bytes it either
 returns or raises the parser's own error type; anything else -- another
 exception or a failed ``assert`` on a round trip -- is a bug. The atheris
 harnesses (``fuzz_<name>.py``) and the short in-suite runs
-(``test_fuzz_<name>.py``) share these functions; the SIP message target lives
-in ``harness.py`` (helper A).
+(``test_fuzz_<name>.py``) share these functions; the SIP message target
+(``MESSAGE``) lives in ``harness.py``.
 
 This module is the registry (:data:`TARGETS`) and the one import path for every
 target and for the runner; the targets live in :mod:`tests.fuzz.sip_targets`
@@ -21,6 +21,7 @@ files built by the project's own serializers.
 
 from __future__ import annotations
 
+from tests.fuzz.harness import MESSAGE
 from tests.fuzz.media_targets import RTCP, RTP, TELEPHONE_EVENT, WAV
 from tests.fuzz.runner import Target, atheris_main, mutate, run_short, write_dictionary
 from tests.fuzz.sip_targets import AUTH, CRYPTO, DATA, FRAMER, SDP, URI
@@ -31,6 +32,7 @@ __all__ = [
     "CONFIG",
     "CRYPTO",
     "FRAMER",
+    "MESSAGE",
     "RTCP",
     "RTP",
     "SDP",
@@ -98,5 +100,6 @@ CONFIG = Target(
 )
 
 TARGETS: dict[str, Target] = {
-    t.name: t for t in (SDP, URI, AUTH, FRAMER, RTP, RTCP, CRYPTO, TELEPHONE_EVENT, WAV, CONFIG)
+    t.name: t
+    for t in (MESSAGE, SDP, URI, AUTH, FRAMER, RTP, RTCP, CRYPTO, TELEPHONE_EVENT, WAV, CONFIG)
 }

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.peers import free_port
-from tests.support.sipp import SippResult, run_sipp, sipp_args, wait_bound
+from tests.support.sipp import SippResult, run_sipp, sipp_args, uac_args, wait_bound
 
 from trunkline.sip.builder import make_request, make_response
 from trunkline.sip.dialog import Dialog, DialogState
@@ -202,15 +202,8 @@ async def test_sipp_uac_calls_our_uas_core(tmp_path: Path, lost: int) -> None:
     core = await start_core(Peer("udp", "127.0.0.1", sipp_port))
     calls = 10
     try:
-        args = sipp_args(
-            *("-sn", "uac"),
-            remote=f"127.0.0.1:{core.port}",
-            port=sipp_port,
-            calls=calls,
-            rate=10,
-            timeout=60,
-            max_retrans=10,
-            lost=lost,
+        args = uac_args(
+            core.port, port=sipp_port, calls=calls, timeout=60, max_retrans=10, lost=lost
         )
         result = await run_sipp(args, tmp_path, timeout=80)
         assert result.returncode == 0, result.output

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.support.kamailio import TLS_CFG
 from tests.support.peers import free_port, require_peer
 
 from trunkline.sip.aio.endpoint import SipEndpoint
@@ -64,19 +65,6 @@ event_route[xhttp:request] {{
     }}
     xhttp_reply("404", "Not Found", "", "");
 }}
-"""
-
-TLS_CFG = """[server:default]
-method = TLSv1.2+
-verify_certificate = no
-require_certificate = no
-private_key = {key}
-certificate = {cert}
-
-[client:default]
-method = TLSv1.2+
-verify_certificate = no
-require_certificate = no
 """
 
 

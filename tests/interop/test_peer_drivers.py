@@ -43,7 +43,7 @@ USERS = {name: f"{name}-{secrets.token_hex(4)}" for name in ("alice", "bob", "ca
 ALICE_HZ = 1000.0  # baresip's microphone
 BOB_HZ = 600.0  # linphonec's microphone
 CAROL_HZ = 1400.0  # a second baresip's microphone
-TOLERANCE_HZ = 15.0
+TOLERANCE_HZ = audio.TONE_TOLERANCE_HZ
 
 
 @pytest.fixture(scope="module")
@@ -73,15 +73,6 @@ def bob(kam: Kamailio, tmp: Path, binary: str) -> Linphone:
     wav = audio.write_tone_wav(tmp / "bob-mic.wav", BOB_HZ, 40)
     account = LinphoneAccount("bob", registrar_port=kam.port, password=USERS["bob"])
     return Linphone(tmp / "bob", account, play_wav=wav, binary=binary)
-
-
-def assert_hears(path: Path, hz: float, what: str) -> None:
-    samples, rate = audio.read_wav(path)
-    heard = audio.active_part(samples, rate)
-    assert heard.size > rate, f"{what}: less than 1 s of audio in {path}"
-    peak = audio.dominant_frequency(heard, rate)
-    assert abs(peak - hz) < TOLERANCE_HZ, f"{what}: peak at {peak:.1f} Hz, want {hz}"
-    assert audio.has_tone(heard, rate, hz), f"{what}: {hz} Hz is not the main component"
 
 
 # -- audio helpers -----------------------------------------------------------
@@ -206,8 +197,8 @@ async def test_baresip_calls_linphone_audio_dtmf_hold(kamailio: Kamailio, tmp_pa
             await asyncio.sleep(0.3)  # sndfile closes its dump on call teardown
 
     [heard_by_alice] = a.recordings()
-    assert_hears(heard_by_alice, BOB_HZ, "baresip hears linphonec")
-    assert_hears(b.record_wav, ALICE_HZ, "linphonec hears baresip")
+    audio.assert_hears(heard_by_alice, BOB_HZ, "baresip hears linphonec")
+    audio.assert_hears(b.record_wav, ALICE_HZ, "linphonec hears baresip")
 
     # On the wire: G.711 each way with each side's tone, and RFC 4733 events
     # (a dynamic payload type) in alice's stream.
@@ -244,8 +235,8 @@ async def test_linphone_calls_baresip_dtmf_back(kamailio: Kamailio, tmp_path: Pa
         await asyncio.sleep(0.3)
 
     [heard_by_alice] = a.recordings()
-    assert_hears(heard_by_alice, BOB_HZ, "baresip hears linphonec")
-    assert_hears(b.record_wav, ALICE_HZ, "linphonec hears baresip")
+    audio.assert_hears(heard_by_alice, BOB_HZ, "baresip hears linphonec")
+    audio.assert_hears(b.record_wav, ALICE_HZ, "linphonec hears baresip")
 
 
 # Peers only (no Trunkline code): linphonec once, in a full CI run, did not
@@ -279,8 +270,8 @@ async def test_baresip_blind_transfer_of_linphone(kamailio: Kamailio, tmp_path: 
         await asyncio.sleep(0.3)
 
     [heard_by_carol] = c.recordings()
-    assert_hears(heard_by_carol, BOB_HZ, "carol hears bob")
-    assert_hears(b.record_wav, CAROL_HZ, "bob hears carol after the transfer")
+    audio.assert_hears(heard_by_carol, BOB_HZ, "carol hears bob")
+    audio.assert_hears(b.record_wav, CAROL_HZ, "bob hears carol after the transfer")
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
@@ -328,8 +319,8 @@ async def test_baresip_srtp_through_trusted_relay(
     assert re.search(rf"REQ INVITE sip:carol@\S+ from 127\.0\.0\.1:\d+/{transport}\n", log), log
     [heard_by_alice] = a.recordings()
     [heard_by_carol] = c.recordings()
-    assert_hears(heard_by_alice, CAROL_HZ, "alice hears carol over SRTP")
-    assert_hears(heard_by_carol, ALICE_HZ, "carol hears alice over SRTP")
+    audio.assert_hears(heard_by_alice, CAROL_HZ, "alice hears carol over SRTP")
+    audio.assert_hears(heard_by_carol, ALICE_HZ, "carol hears alice over SRTP")
     # On the wire the payload is ciphertext: decoded as G.711 it is no tone.
     sent = [s for s in capture.streams() if s.src_port in range(a.rtp_base, a.rtp_base + 41)]
     assert sent and sent[0].packets > 50, [(s.src, s.dst, s.packets) for s in sent]
@@ -360,4 +351,4 @@ async def test_factories_relay_forward_to_a_trunk(
     await trunk.wait_ended()
     assert "REQ INVITE sip:+15550100@trunk.invalid" in kam.log_text(100_000)
     await asyncio.sleep(0.3)
-    assert_hears(phone.recordings()[-1], BOB_HZ, "caller hears the trunk")
+    audio.assert_hears(phone.recordings()[-1], BOB_HZ, "caller hears the trunk")

@@ -40,7 +40,7 @@ DAVE_HZ = 800.0  # the Trunkline phone's microphone
 ALICE_HZ = 1000.0  # baresip
 BOB_HZ = 600.0  # linphonec
 CAROL_HZ = 1400.0  # a second baresip (transfer target)
-TOLERANCE_HZ = 15.0
+TOLERANCE_HZ = audio.TONE_TOLERANCE_HZ
 CALL_SECONDS = 5.0
 
 
@@ -63,17 +63,6 @@ def kamailio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kamailio]:
 def via(kam: Kamailio, user: str) -> str:
     """``user``'s AOR with Kamailio's port, so that the request goes through it."""
     return f"sip:{user}@{kam.domain}:{kam.port}"
-
-
-def assert_hears(path: Path, hz: float, what: str) -> None:
-    """``path`` holds at least 1 s of audio whose main component is ``hz``."""
-    assert path.exists(), f"{what}: no recording at {path}"
-    samples, rate = audio.read_wav(path)
-    heard = audio.active_part(samples, rate)
-    assert heard.size > rate, f"{what}: less than 1 s of audio in {path}"
-    peak = audio.dominant_frequency(heard, rate)
-    assert abs(peak - hz) < TOLERANCE_HZ, f"{what}: peak at {peak:.1f} Hz, want {hz}"
-    assert audio.has_tone(heard, rate, hz), f"{what}: {hz} Hz is not the main component"
 
 
 async def trunkline_phone(
@@ -155,22 +144,17 @@ async def cli_call_ends(
     await peer_ended()
 
 
-def assert_cli_call(
-    phone: PhoneProcess,
-    tmp_path: Path,
-    *,
-    peer: str,
-    peer_hz: float,
-    peer_recording: Path,
-    dtmf_to_phone: str,
-    dtmf_from_phone: str,
-    peer_received: str,
+def assert_dtmf_both_ways(
+    phone: PhoneProcess, *, to_phone: str, from_phone: str, peer_received: str
 ) -> None:
-    """DTMF both ways and each side hearing the other's tone."""
-    assert phone.received_dtmf() == dtmf_to_phone, phone.output()
-    assert peer_received == dtmf_from_phone
-    assert_hears(tmp_path / "dave" / "dave-heard.wav", peer_hz, f"trunkline hearing {peer}")
-    assert_hears(peer_recording, DAVE_HZ, f"{peer} hearing trunkline")
+    assert phone.received_dtmf() == to_phone, phone.output()
+    assert peer_received == from_phone
+
+
+def assert_audio_both_ways(tmp_path: Path, peer: str, peer_hz: float, peer_heard: Path) -> None:
+    """dave's recording holds the peer's tone and the peer's holds dave's."""
+    audio.assert_hears(tmp_path / "dave" / "dave-heard.wav", peer_hz, f"trunkline hearing {peer}")
+    audio.assert_hears(peer_heard, DAVE_HZ, f"{peer} hearing trunkline")
 
 
 async def test_phone_calls_baresip_audio_and_dtmf(
@@ -187,16 +171,10 @@ async def test_phone_calls_baresip_audio_and_dtmf(
     await bare.send_dtmf("37*")
     await cli_call_ends(phone, bare.wait_closed)
     assert "call completed" in phone.output()
-    assert_cli_call(
-        phone,
-        tmp_path,
-        peer="baresip",
-        peer_hz=ALICE_HZ,
-        peer_recording=bare.recordings()[-1],
-        dtmf_to_phone="37*",
-        dtmf_from_phone="159#",
-        peer_received=bare.received_dtmf(),
+    assert_dtmf_both_ways(
+        phone, to_phone="37*", from_phone="159#", peer_received=bare.received_dtmf()
     )
+    assert_audio_both_ways(tmp_path, "baresip", ALICE_HZ, bare.recordings()[-1])
 
 
 async def test_baresip_calls_phone_audio_and_dtmf(
@@ -213,16 +191,10 @@ async def test_baresip_calls_phone_audio_and_dtmf(
     await bare.send_dtmf("4#8")
     await cli_call_ends(phone, bare.wait_closed)
     assert "DTMF sent: 260 (info)" in phone.output()
-    assert_cli_call(
-        phone,
-        tmp_path,
-        peer="baresip",
-        peer_hz=ALICE_HZ,
-        peer_recording=bare.recordings()[-1],
-        dtmf_to_phone="4#8",
-        dtmf_from_phone="260",
-        peer_received=bare.received_dtmf(),
+    assert_dtmf_both_ways(
+        phone, to_phone="4#8", from_phone="260", peer_received=bare.received_dtmf()
     )
+    assert_audio_both_ways(tmp_path, "baresip", ALICE_HZ, bare.recordings()[-1])
 
 
 async def bob(factory: LinphoneFactory, kam: Kamailio, tmp: Path) -> Linphone:
@@ -245,16 +217,8 @@ async def test_phone_calls_linphone_audio_and_dtmf(
     await phone.expect(CONNECTED)
     await lin.send_dtmf("91")
     await cli_call_ends(phone, lin.wait_ended)
-    assert_cli_call(
-        phone,
-        tmp_path,
-        peer="linphonec",
-        peer_hz=BOB_HZ,
-        peer_recording=lin.record_wav,
-        dtmf_to_phone="91",
-        dtmf_from_phone="73",
-        peer_received=lin.received_dtmf(),
-    )
+    assert_dtmf_both_ways(phone, to_phone="91", from_phone="73", peer_received=lin.received_dtmf())
+    assert_audio_both_ways(tmp_path, "linphonec", BOB_HZ, lin.record_wav)
 
 
 async def test_linphone_calls_phone_audio_dtmf_hold(
@@ -277,16 +241,8 @@ async def test_linphone_calls_phone_audio_dtmf_hold(
     await phone.expect(r"^resumed \(", timeout=5.0)
     await cli_call_ends(phone, lin.wait_ended, CALL_SECONDS + 22)
     assert "DTMF sent: 5* (info)" in phone.output()
-    assert_cli_call(
-        phone,
-        tmp_path,
-        peer="linphonec",
-        peer_hz=BOB_HZ,
-        peer_recording=lin.record_wav,
-        dtmf_to_phone="06",
-        dtmf_from_phone="5*",
-        peer_received=lin.received_dtmf(),
-    )
+    assert_dtmf_both_ways(phone, to_phone="06", from_phone="5*", peer_received=lin.received_dtmf())
+    assert_audio_both_ways(tmp_path, "linphonec", BOB_HZ, lin.record_wav)
 
 
 # -- the library in-process: hold, resume and blind transfer with baresip -----------
@@ -418,7 +374,7 @@ async def test_hold_and_resume_both_ways_with_baresip(
     finally:
         capture.stop()
     assert call.result is CallResult.COMPLETED
-    assert_hears(tmp_path / "dave-heard.wav", ALICE_HZ, "trunkline hearing baresip")
+    audio.assert_hears(tmp_path / "dave-heard.wav", ALICE_HZ, "trunkline hearing baresip")
     assert call.media is not None
     ours = [s for s in capture.streams() if s.src_port == call.media.local_address[1]]
     assert len(ours) == 1, [(s.src, s.dst, s.packets) for s in capture.streams()]
@@ -462,7 +418,7 @@ async def test_phone_transfers_baresip_blind(
     await target.wait_established()
     await asyncio.sleep(2.0)
     await target.hangup()
-    assert_hears(target.recordings()[-1], ALICE_HZ, "carol hearing alice after the transfer")
+    audio.assert_hears(target.recordings()[-1], ALICE_HZ, "carol hearing alice after the transfer")
 
 
 async def test_baresip_transfers_phone_blind(
@@ -492,6 +448,6 @@ async def test_baresip_transfers_phone_blind(
     await second.hangup()
     await target.wait_closed()
     assert second.result is CallResult.COMPLETED
-    assert_hears(tmp_path / "dave-heard.wav", ALICE_HZ, "trunkline hearing alice before")
-    assert_hears(tmp_path / "dave-heard-carol.wav", CAROL_HZ, "trunkline hearing carol")
-    assert_hears(target.recordings()[-1], DAVE_HZ, "carol hearing trunkline")
+    audio.assert_hears(tmp_path / "dave-heard.wav", ALICE_HZ, "trunkline hearing alice before")
+    audio.assert_hears(tmp_path / "dave-heard-carol.wav", CAROL_HZ, "trunkline hearing carol")
+    audio.assert_hears(target.recordings()[-1], DAVE_HZ, "carol hearing trunkline")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.peers import free_port
-from tests.support.sipp import sipp_args, sipp_process, wait_bound_sync
+from tests.support.sipp import sipp_args, sipp_process, uac_args, wait_bound_sync
 
 pytestmark = pytest.mark.interop
 
@@ -107,9 +107,7 @@ def test_sipp_uac_calls_phone_listen(procs: list[subprocess.Popen[str]], tmp_pat
     procs.append(listener)
     assert listener.stdout is not None
     assert listener.stdout.readline().startswith("listening on")
-    args = sipp_args(
-        *("-sn", "uac"), remote=f"127.0.0.1:{port}", port=free_port(), calls=2, rate=2, timeout=30
-    )
+    args = uac_args(port, calls=2, rate=2, timeout=30)
     with sipp_process([*args, "-d", "500"], tmp_path) as uac:
         assert uac.wait(timeout=60) == 0, uac.output()
     lout, lerr = listener.communicate(timeout=20)

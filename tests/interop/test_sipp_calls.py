@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.peers import free_port
-from tests.support.sipp import run_sipp, sipp_args, wait_bound
+from tests.support.sipp import run_sipp, sipp_args, uac_args, wait_bound
 
 from trunkline.sip.aio.calls import Call, CallFailedError, CallManager, IncomingCall
 from trunkline.sip.aio.endpoint import SipEndpoint
@@ -88,18 +88,7 @@ async def test_sipp_uac_calls_trunkline_uas(
     port = await bind_udp_and_tcp(endpoint)
     app = Answering(endpoint)
     calls = 30 if lost else 20
-    args = sipp_args(
-        *("-sn", "uac"),
-        remote=f"127.0.0.1:{port}",
-        port=free_port(),
-        mode=mode,
-        calls=calls,
-        rate=10,
-        limit=10,
-        timeout=80,
-        max_retrans=10,
-        lost=lost,
-    )
+    args = uac_args(port, mode=mode, calls=calls, limit=10, timeout=80, max_retrans=10, lost=lost)
     result = await run_sipp(args, tmp_path, timeout=100)
     assert result.returncode == 0, result.output
     assert (result.successful, result.failed) == (calls, 0), result.output
@@ -220,15 +209,7 @@ async def test_calls_survive_malformed_flood(
     port = await bind_udp_and_tcp(endpoint)
     app = Answering(endpoint)
     calls = 20
-    args = sipp_args(
-        *("-sn", "uac"),
-        remote=f"127.0.0.1:{port}",
-        port=free_port(),
-        mode=mode,
-        calls=calls,
-        rate=10,
-        timeout=60,
-    )
+    args = uac_args(port, mode=mode, calls=calls, timeout=60)
     writers: list[asyncio.StreamWriter] = []
     try:
         sipp = asyncio.ensure_future(run_sipp(args, tmp_path, timeout=80))

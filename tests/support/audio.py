@@ -24,6 +24,9 @@ Samples = npt.NDArray[np.float64]
 #: Telephone line rate of G.711 (RFC 3551 section 4.5.14).
 RATE = 8000
 
+#: How far a recorded tone's FFT peak may sit from the tone sent (codec and jitter).
+TONE_TOLERANCE_HZ = 15.0
+
 #: DTMF keypad frequencies (low group, high group) in Hz, ITU-T Q.23.
 DTMF_LOW = (697.0, 770.0, 852.0, 941.0)
 DTMF_HIGH = (1209.0, 1336.0, 1477.0, 1633.0)
@@ -173,6 +176,21 @@ def has_tone(
 ) -> bool:
     """True when a tone at ``hz`` is loud enough and holds ``min_ratio`` of the power."""
     return rms_dbfs(samples) > min_dbfs and tone_ratio(samples, rate, hz) >= min_ratio
+
+
+def assert_hears(path: Path, hz: float, what: str, *, tolerance: float = TONE_TOLERANCE_HZ) -> None:
+    """``path`` holds at least 1 s of audio whose main component is ``hz``.
+
+    Checked twice: the FFT peak within ``tolerance`` and the Goertzel share of
+    the power (:func:`has_tone`), so that a peak over noise does not pass.
+    """
+    assert path.exists(), f"{what}: no recording at {path}"
+    samples, rate = read_wav(path)
+    heard = active_part(samples, rate)
+    assert heard.size > rate, f"{what}: less than 1 s of audio in {path}"
+    peak = dominant_frequency(heard, rate)
+    assert abs(peak - hz) < tolerance, f"{what}: peak at {peak:.1f} Hz, want {hz}"
+    assert has_tone(heard, rate, hz), f"{what}: {hz} Hz is not the main component"
 
 
 def detect_dtmf(

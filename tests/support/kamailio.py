@@ -23,10 +23,7 @@ Usage (sync, as a fixture)::
 
 from __future__ import annotations
 
-import contextlib
-import os
 import secrets
-import signal
 import socket
 import subprocess
 import time
@@ -38,6 +35,7 @@ from typing import Any, Literal
 
 import pytest
 
+from tests.support.peerprocess import spawn_logged, stop_group
 from tests.support.peers import free_port, require_peer
 
 Mode = Literal["registrar", "relay"]
@@ -425,14 +423,7 @@ class Kamailio:
             "-P",
             str(self.dir / "kamailio.pid"),
         ]
-        with self.log_path.open("ab") as out:
-            self.proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.proc = spawn_logged(argv, self.log_path, append=True)
 
     def _wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -448,21 +439,8 @@ class Kamailio:
     def stop(self) -> None:
         """SIGTERM the process group (Kamailio forks children), SIGKILL if it lingers."""
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-        else:
-            # The main process is gone; its children may not be.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+        if proc is not None:
+            stop_group(proc, grace=5.0)
 
     def __enter__(self) -> Kamailio:
         self.start()

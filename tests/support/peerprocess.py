@@ -36,6 +36,8 @@ __all__ = [
     "peer_process",
     "port_taken",
     "read_tail",
+    "spawn_logged",
+    "stop_group",
     "wait_port_bound",
 ]
 
@@ -177,6 +179,40 @@ class PeerFactory(Generic[P]):
             await peer.stop()
 
 
+def spawn_logged(
+    args: Sequence[str], log: Path, *, cwd: Path | None = None, append: bool = False
+) -> subprocess.Popen[bytes]:
+    """Start ``args`` in a session of its own, stdout and stderr to ``log``, no stdin."""
+    with log.open("ab" if append else "wb") as out:
+        return subprocess.Popen(
+            list(args),
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM the process group ``proc`` leads, SIGKILL it if it lingers past ``grace``.
+
+    When ``proc`` itself is gone already its children may not be: they get SIGKILL.
+    """
+    if proc.poll() is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=grace)
+
+
 @contextlib.contextmanager
 def peer_process(
     args: Sequence[str], log: Path, *, cwd: Path | None = None
@@ -186,27 +222,11 @@ def peer_process(
     SIGTERM first, SIGKILL if it lingers past 10 s; both go to the group the
     peer leads (its PID), which is nobody else's.
     """
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            list(args),
-            cwd=cwd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    proc = spawn_logged(args, log, cwd=cwd)
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_group(proc)
 
 
 def port_taken(port: int, transport: str = "UDP") -> bool:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.peerprocess import peer_process, port_taken, read_tail, wait_port_bound
-from tests.support.peers import require_peer
+from tests.support.peers import free_port, require_peer
 
 __all__ = [
     "SippProcess",
@@ -37,6 +37,7 @@ __all__ = [
     "sipp_args",
     "sipp_executable",
     "sipp_process",
+    "uac_args",
     "wait_bound",
     "wait_bound_sync",
 ]
@@ -213,3 +214,28 @@ def sipp_args(
     if lost:
         args += ["-lost", str(lost)]
     return args
+
+
+def uac_args(
+    target: int,
+    *,
+    port: int | None = None,
+    mode: str = "u1",
+    calls: int = 1,
+    rate: int | None = 10,
+    **options: int,
+) -> list[str]:
+    """SIPp's built-in ``uac`` calling 127.0.0.1:``target``, from ``port`` (a free one).
+
+    ``options`` are those of :func:`sipp_args` (``limit``, ``timeout``, ``max_retrans``, ``lost``).
+    """
+    return sipp_args(
+        "-sn",
+        "uac",
+        remote=f"127.0.0.1:{target}",
+        port=port if port is not None else free_port(),
+        mode=mode,
+        calls=calls,
+        rate=rate,
+        **options,
+    )

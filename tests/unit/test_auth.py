@@ -522,7 +522,19 @@ def test_tampered_foreign_and_expired_nonces() -> None:
     good = _answer(server, "alice", "wonderland", now=0.0)
     nonce = good.nonce or ""
     flipped = nonce[:-3] + ("A" if nonce[-3] != "A" else "B") + nonce[-2:]
-    for bad_nonce in (flipped, nonce[:-1], "x" * len(nonce), RFC7616_NONCE, "", "é" * len(nonce)):
+    respelled = nonce[:-1] + chr(ord(nonce[-1]) + 1)  # the same bytes, unused bits set
+    assert server._nonce_time(nonce) == 0.0
+    assert server._nonce_time(respelled) is None
+    for bad_nonce in (
+        flipped,
+        respelled,
+        nonce[:-1],
+        nonce + "=",
+        "x" * len(nonce),
+        RFC7616_NONCE,
+        "",
+        "é" * len(nonce),
+    ):
         forged = _answer_with_nonce(bad_nonce)
         assert server.verify(forged, "REGISTER", b"", lookup, now=1.0).status is AuthStatus.BAD
     other = DigestServer(REALM, b"another-secret-of-16+bytes")

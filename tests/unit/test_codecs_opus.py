@@ -57,9 +57,13 @@ def test_round_trip_snr(signal: str, floor: float) -> None:
 def test_toc_says_one_20ms_frame() -> None:
     payload = codecs.create_encoder("opus").encode(np.zeros(FRAME, dtype=np.int16))
     config = payload[0] >> 3
-    # RFC 6716 §3.1 Table 2: configs 3, 7, 11 (SILK), 15 (hybrid), 19/23/27/31 (CELT) are 20 ms.
-    assert config % 4 == 3 or config in (15,)
-    assert payload[0] & 0x03 == 0
+    # RFC 6716 §3.1 Table 2: 20 ms frames are configs 1, 5, 9 (SILK: 10/20/40/60 ms per
+    # bandwidth), 13, 15 (hybrid: 10/20 ms) and 19, 23, 27, 31 (CELT: 2.5/5/10/20 ms).
+    assert config in (1, 5, 9, 13, 15, 19, 23, 27, 31)
+    assert payload[0] & 0x03 == 0  # code 0: one frame in the packet
+    lib = libopus.load()
+    if lib is not None:
+        assert lib.packet_samples(payload, RATE) == FRAME
 
 
 def test_missing_packet_is_concealed_by_libopus() -> None:
@@ -226,3 +230,21 @@ def test_codecs_without_fec_conceal() -> None:
     assert not dec.supports_fec
     dec.decode(bytes(160))
     assert len(dec.decode_fec(bytes(160), 160)) == 160
+
+
+def test_native_encoder_matches_the_pyav_path() -> None:
+    """The ctypes encoder and the PyAV fallback drive the same libopus with the same
+    settings, so their packets are identical byte for byte."""
+    if not libopus.encoder_usable(libopus.load()):
+        pytest.skip("no usable libopus encoder here")
+    x = _signals(RATE)["chirp"]
+    native, fallback = OpusEncoder(complexity=7), OpusEncoder(complexity=7)
+    fallback._native = None  # force the PyAV path
+    for i in range(0, 10 * FRAME, FRAME):
+        assert native.encode(x[i : i + FRAME]) == fallback.encode(x[i : i + FRAME])
+
+
+def test_encoder_complexity_is_checked() -> None:
+    with pytest.raises(codecs.CodecError):
+        OpusEncoder(complexity=11)
+    assert OpusEncoder().complexity == 5

@@ -77,3 +77,10 @@ async def test_tasks_started_while_handling_a_message_keep_its_call_id() -> None
     await asyncio.gather(*tasks)
     assert sorted(stream.getvalue().splitlines()) == ["[one] one", "[two] two"]
     assert logcontext.call_id.get() == "-"
+
+
+def test_a_crafted_call_id_stays_one_token() -> None:
+    logger, stream = _capture("test.logcontext.crafted")
+    with logcontext.bound("x]: AUTH_FAILED src=192.0.2.1 user=\nroot"):
+        logger.info("hello")
+    assert stream.getvalue() == "[x]:\\x20AUTH_FAILED\\x20src=192.0.2.1\\x20user=\\nroot] hello\n"

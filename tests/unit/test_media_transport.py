@@ -92,3 +92,44 @@ async def test_fast_send_path_switches_to_the_queue_and_back() -> None:
     finally:
         transport.close()
         receiver.close()
+
+
+async def test_connected_rtp_socket_sends_to_the_peer_and_ignores_others() -> None:
+    t = await RtpTransport.open()
+    got: list[tuple[bytes, Address]] = []
+    t.set_handlers(lambda d, a: got.append((d, a)), lambda d, a: None)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for s in (peer, other):
+            s.bind(("127.0.0.1", 0))
+            s.settimeout(2)
+        port = t.local_rtp
+        assert t.send_rtp_connected is None
+        assert t.connect_rtp(peer.getsockname())
+        assert t.connected == peer.getsockname()
+        assert t.send_rtp_connected is not None
+        t.send_rtp_connected(b"hello")
+        assert peer.recvfrom(100) == (b"hello", port)
+        other.sendto(b"foreign", port)  # dropped by the kernel while connected
+        peer.sendto(b"peer", port)
+        for _ in range(100):
+            if got:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert [d for d, _ in got] == [b"peer"]
+        t.disconnect_rtp()
+        assert t.connected is None and t.send_rtp_connected is None
+        assert t.local_rtp == port  # still bound to its port
+        other.sendto(b"welcome", port)
+        for _ in range(100):
+            if len(got) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert got[-1] == (b"welcome", other.getsockname())
+    finally:
+        peer.close()
+        other.close()
+        t.close()
+    assert not t.connect_rtp(("127.0.0.1", 9))  # closed: never

@@ -14,8 +14,11 @@ from tests.support.peers import free_port
 
 from trunkline.config import Config
 from trunkline.proxy import workers
+from trunkline.proxy.location import ContactSpec, RegisterRequest, RegistrarPolicy
+from trunkline.proxy.location_sqlite import MemoryLocation
 from trunkline.proxy.workers import (
     MAX_AUTO_WORKERS,
+    FlowAwareLocation,
     StatusBoard,
     WorkerSpec,
     check_workers,
@@ -85,7 +88,7 @@ def test_a_worker_that_fails_to_start_stops_the_server(tmp_path: Path) -> None:
         signal.pause()
         return 0
 
-    assert run_workers(2, work, on_ready=lambda: pytest.fail("not ready")) == 1
+    assert run_workers(2, work, on_ready=lambda: pytest.fail("not ready")) == 3
 
 
 def test_a_worker_that_dies_is_restarted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -154,3 +157,43 @@ async def test_two_layers_share_one_port() -> None:
     finally:
         for layer in layers:
             await layer.close()
+
+
+async def test_flows_held_by_another_worker_are_not_used() -> None:
+    inner = MemoryLocation()
+    held = {("tcp", "192.0.2.5:40001")}
+    location = FlowAwareLocation(inner, lambda transport, received: (transport, received) in held)
+    policy = RegistrarPolicy()
+
+    def register(aor: str, transport: str, received: str) -> RegisterRequest:
+        return RegisterRequest(
+            aor=aor,
+            call_id=aor,
+            cseq=1,
+            contacts=(ContactSpec(f"{aor};transport={transport}"),),
+            received=received,
+            transport=transport,
+            flow=f"{transport.upper()}:{received}",
+        )
+
+    for aor, transport, received in (
+        ("sip:mine@192.0.2.5:5060", "tcp", "192.0.2.5:40001"),  # our connection
+        ("sip:theirs@192.0.2.6:5060", "tcp", "192.0.2.6:40002"),  # another worker's
+        ("sip:udp@192.0.2.7:5060", "udp", "198.51.100.7:7000"),  # UDP: no connection
+    ):
+        outcome = await location.apply_register(register(aor, transport, received), 0.0, policy)
+        assert outcome.ok
+    (mine,) = await location.lookup("sip:mine@192.0.2.5:5060", 1.0)
+    (theirs,) = await location.lookup("sip:theirs@192.0.2.6:5060", 1.0)
+    (udp,) = await location.lookup("sip:udp@192.0.2.7:5060", 1.0)
+    assert (mine.received, mine.flow) == ("192.0.2.5:40001", "TCP:192.0.2.5:40001")
+    assert (theirs.received, theirs.flow) == (None, None)  # resolve the Contact instead
+    assert theirs.contact_uri == "sip:theirs@192.0.2.6:5060;transport=tcp"
+    assert udp.received == "198.51.100.7:7000"
+    # The store itself keeps the flow (the worker that holds it uses it).
+    assert (await inner.lookup("sip:theirs@192.0.2.6:5060", 1.0))[0].flow is not None
+    assert (await location.counts(1.0)).bindings == 3
+    assert len(await location.all_bindings(1.0)) == 3
+    assert await location.purge_expired(10_000.0) == 3
+    await location.flush()
+    await location.close()

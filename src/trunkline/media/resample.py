@@ -47,6 +47,7 @@ class Resampler:
         self.in_rate = in_rate
         self.out_rate = out_rate
         self._pts = 0
+        self._time_base = Fraction(1, in_rate)  # made once: a Fraction per frame shows up
         self._swr: Any = None
         if in_rate != out_rate:
             self._swr = av.AudioResampler(format="s16", layout="mono", rate=out_rate)
@@ -63,7 +64,7 @@ class Resampler:
         frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = self.in_rate
         frame.pts = self._pts
-        frame.time_base = Fraction(1, self.in_rate)
+        frame.time_base = self._time_base
         self._pts += len(pcm)
         return _join(self._swr.resample(frame))
 

@@ -18,7 +18,11 @@ decodes it and hands it to the *sinks*. RTCP SR/RR + SDES go out every
 Symmetric RTP (RFC 4961): we send from the port we receive on, and latch the
 peer's address onto the source address of its first valid packets (NATs
 rewrite it); afterwards packets from other addresses are dropped unless the
-latched peer fell silent. Hold and re-negotiation call :meth:`apply` again
+latched peer fell silent. Once latched, the RTP socket is connected to the peer
+(:meth:`~trunkline.media.transport.RtpTransport.connect_rtp`: cheaper sends, and
+the kernel drops the other sources); it is disconnected when the peer has been
+silent for ``_RELATCH_AFTER`` seconds, so another source can take over, and on
+a re-negotiation that changes the remote address. Hold and re-negotiation call :meth:`apply` again
 with the new result: the sockets, SSRC, sequence numbers and (for an
 unchanged codec) the codec state survive.
 
@@ -116,7 +120,7 @@ class MediaStats:
     rtcp_invalid: int  # the same for RTCP (e.g. a peer's unprotected keep-alive)
     rtcp_received: int  # valid RTCP compounds from the peer
     reports_received: int  # report blocks about our stream (the source of rtt)
-    foreign: int  # from an address we did not latch onto
+    foreign: int  # from an address we did not latch onto (until the socket is connected)
     ssrc_changes: int
     ticks_skipped: int  # packet times the pacing skipped because the loop stalled
     r_factor: float
@@ -175,6 +179,7 @@ class MediaSession:
         self._remote_rtp: Address | None = None
         self._remote_rtcp: Address | None = None
         self._latched = False
+        self._relatch_when_silent = False  # connected to the latched peer: watch for silence
         self._last_rx = 0.0
         self._receive_pts: frozenset[int] = frozenset()
         self._rx_infos: dict[int, CodecInfo] = {}
@@ -279,6 +284,7 @@ class MediaSession:
         if remote != (self.audio and (self.audio.remote_address, self.audio.remote_port)):
             self._remote_rtp = remote
             self._latched = False
+            self.transport.disconnect_rtp()  # latch afresh, from any source
             if remote is None:
                 self._remote_rtcp = None
             elif audio.rtcp_mux:
@@ -362,15 +368,18 @@ class MediaSession:
             self.sender.restart_ticks()
 
     # -- the clock's callbacks (trunkline.media.clock.ClockedStream) ----------
+    def _current_tick(self) -> int:
+        """Our next tick: the shared clock's, counted from our tick 0 (no per-tick update)."""
+        clock = self._clock
+        if clock is not None and clock.schedule is not None:
+            return clock.schedule.tick - self._tick0
+        return self._schedule.tick if self._schedule is not None else 0
+
     def frame_to_send(self, tick: int) -> tuple[Encoder, Pcm] | None:
-        tick -= self._tick0
-        schedule = self._schedule
-        if schedule is not None:
-            schedule.tick = tick + 1
         if not self._sending:
             return None
         if self._dtmf_queue:
-            self._send_dtmf_packet(tick)
+            self._send_dtmf_packet(tick - self._tick0)
             return None  # audio is muted while an event is being sent (RFC 4733 §2.5.1.2)
         source = self.source
         encoder = self.encoder
@@ -390,8 +399,12 @@ class MediaSession:
         if self.srtp is not None:
             data = self.srtp.protect(data)
         transport = self.transport
+        send = transport.send_rtp_connected
         try:
-            transport.send_rtp_fast(data, remote)  # the socket's sendto, mostly
+            if send is not None:
+                send(data)  # the connected socket's send (latched peer)
+            else:
+                transport.send_rtp_fast(data, remote)  # the socket's sendto, mostly
         except OSError as exc:
             transport.send_rtp_failed(data, remote, exc)
 
@@ -399,6 +412,11 @@ class MediaSession:
         if now >= self._next_rtcp:
             self._next_rtcp = now + self.rtcp_interval * random.uniform(0.5, 1.5)
             self._send_report(now)
+        if self._relatch_when_silent and now - self._last_rx > _RELATCH_AFTER:
+            # The latched peer fell silent: listen to every source again (see _check_source).
+            self._relatch_when_silent = False
+            self._latched = False  # the next packet latches (and connects) again
+            self.transport.disconnect_rtp()
         dtmf_rx = self._dtmf_rx
         if dtmf_rx is not None and dtmf_rx.get_timer() is not None:
             for digit in dtmf_rx.handle_timer(now):
@@ -439,6 +457,8 @@ class MediaSession:
         self.play(decoder.conceal(self._frame_samples))
 
     def clock_failed(self, exc: Exception) -> None:
+        if self._schedule is not None:
+            self._schedule.tick = self._current_tick()
         self._clock = None
 
     def _send_dtmf_packet(self, tick: int) -> None:
@@ -464,7 +484,7 @@ class MediaSession:
         """Queue an RFC 4733 event; it starts at the next packet time."""
         if self._te_pt is None or self._schedule is None:
             raise CodecError("telephone-event was not negotiated (or the session is not started)")
-        start = self._schedule.tick
+        start = self._current_tick()
         if self._dtmf_queue:
             start = max(start, self._dtmf_queue[-1][0] + 3)
         ptime_ms = round(self._ptime * 1000)
@@ -557,6 +577,10 @@ class MediaSession:
             if self.transport.rtcp_mux:
                 self._remote_rtcp = source
         self._latched = True
+        if self.transport.connect_rtp(source):
+            # Others are now dropped by the kernel, not counted in ``foreign``; another
+            # source may take over after _RELATCH_AFTER of silence (frame_to_play).
+            self._relatch_when_silent = self.latch
         return source
 
     def _collision(self, source: Address) -> None:

@@ -22,14 +22,31 @@ the socket's own ``sendto`` (a C call, no Python frame) while nothing is
 queued, :meth:`RtpTransport.send_rtp` otherwise. It may raise ``OSError``;
 the caller hands that to :meth:`RtpTransport.send_rtp_failed`, which queues
 the datagram or counts the error exactly as ``send_rtp`` does.
+
+Once the session has latched onto its peer (RFC 4961) it may *connect* the RTP
+socket to it (:meth:`RtpTransport.connect_rtp`): then
+:attr:`RtpTransport.send_rtp_connected` is the socket's ``send``, which skips
+the address conversion and the kernel's per-datagram route lookup (about
+1.5-2 us of the ~12 us a send plus its receive cost with 600 sockets on
+uvloop, measured). A connected UDP socket only receives from its peer: the
+kernel drops datagrams from other addresses, which the session would have
+dropped as foreign anyway. To let another source take over (a NAT rebinding)
+the session disconnects again (:meth:`RtpTransport.disconnect_rtp`,
+``connect()`` with ``AF_UNSPEC``, RFC-less but POSIX and Linux behaviour;
+through ctypes, since Python's ``connect`` cannot pass ``AF_UNSPEC`` on an
+``AF_INET`` socket). Only sockets bound to an explicit port are connected:
+disconnecting a socket whose port the kernel chose would unbind it. Elsewhere
+than Linux the socket is never connected.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import random
 import socket
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +57,7 @@ log = logging.getLogger(__name__)
 Address = tuple[str, int]
 DatagramHandler = Callable[[bytes, Address], None]
 DatagramSender = Callable[[bytes, Address], Any]
+ConnectedSender = Callable[[bytes], Any]
 
 DEFAULT_PORT_RANGE = (20000, 60000)
 
@@ -72,6 +90,33 @@ def _ignore(data: bytes, addr: Address) -> None:
     """Default handler: drop the datagram."""
 
 
+_SOCKADDR_UNSPEC = bytes(32)  # sa_family 0 (AF_UNSPEC); larger than any sockaddr_in/in6
+
+
+def _libc_connect() -> Any:
+    """libc's ``connect``, for the ``AF_UNSPEC`` disconnect (Linux only, see above)."""
+    if sys.platform != "linux":
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        connect = libc.connect
+    except (OSError, AttributeError):
+        return None
+    connect.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+    connect.restype = ctypes.c_int
+    return connect
+
+
+_LIBC_CONNECT = _libc_connect()
+
+
+def _disconnect(sock: socket.socket) -> None:
+    """Dissolve a UDP socket's association: ``connect(fd, {AF_UNSPEC}, ...)``."""
+    if _LIBC_CONNECT is None or _LIBC_CONNECT(sock.fileno(), _SOCKADDR_UNSPEC, 16) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"cannot disconnect the RTP socket (errno {errno})")
+
+
 class RtpTransport:
     """An RTP socket and its RTCP companion, bound on ``host``."""
 
@@ -82,10 +127,17 @@ class RtpTransport:
         rtp_protocol: _Protocol,
         rtcp_protocol: _Protocol,
         rtp_socket: socket.socket | None = None,
+        *,
+        connectable: bool = False,
     ) -> None:
         self._rtp = rtp
         self._rtp_socket = rtp_socket
         self._queued = False  # the transport holds RTP we could not send at once
+        # Only a socket bound to a port of our choosing (see the module docstring).
+        self._connectable = connectable and rtp_socket is not None and _LIBC_CONNECT is not None
+        self.connected: Address | None = None  # the peer the RTP socket is connected to
+        #: ``send(data)`` on the connected socket while nothing is queued, else None.
+        self.send_rtp_connected: ConnectedSender | None = None
         self._rtcp = rtcp
         self._rtp_protocol = rtp_protocol
         self._rtcp_protocol = rtcp_protocol
@@ -137,7 +189,7 @@ class RtpTransport:
                 continue
             rtp_t, rtp_p = await loop.create_datagram_endpoint(_Protocol, sock=rtp_sock)
             rtcp_t, rtcp_p = await loop.create_datagram_endpoint(_Protocol, sock=rtcp_sock)
-            return cls(rtp_t, rtcp_t, rtp_p, rtcp_p, rtp_sock)
+            return cls(rtp_t, rtcp_t, rtp_p, rtcp_p, rtp_sock, connectable=True)
         raise OSError(f"no free RTP port pair on {host}: {last_error}")
 
     def set_handlers(self, on_rtp: DatagramHandler, on_rtcp: DatagramHandler) -> None:
@@ -184,6 +236,50 @@ class RtpTransport:
         self._queued = queued
         sock = self._rtp_socket
         self.send_rtp_fast = self.send_rtp if queued or sock is None else sock.sendto
+        self._update_connected_sender()
+
+    def _update_connected_sender(self) -> None:
+        sock = self._rtp_socket
+        usable = self.connected is not None and not self._queued and not self.closed
+        self.send_rtp_connected = sock.send if usable and sock is not None else None
+
+    def connect_rtp(self, peer: Address) -> bool:
+        """Connect the RTP socket to ``peer`` (the latched remote); False if not done.
+
+        Afterwards :attr:`send_rtp_connected` sends to it without an address, and
+        datagrams from anyone else are dropped by the kernel.
+        """
+        sock = self._rtp_socket
+        if not self._connectable or self.closed or sock is None:
+            return False
+        if self.connected == peer:
+            return True
+        try:
+            sock.connect(peer)
+        except OSError as exc:
+            log.debug("RTP socket not connected to %s: %s", peer, exc)
+            self._drop_connection()
+            return False
+        self.connected = peer
+        self._update_connected_sender()
+        return True
+
+    def disconnect_rtp(self) -> None:
+        """Receive from any address again (before re-latching)."""
+        if self.connected is not None:
+            self._drop_connection()
+
+    def _drop_connection(self) -> None:
+        sock = self._rtp_socket
+        self.connected = None
+        self._update_connected_sender()
+        if sock is None or self.closed:
+            return
+        try:
+            _disconnect(sock)
+        except OSError as exc:  # unexpected: never connect this socket again
+            log.warning("%s; RTP stays unconnected", exc)
+            self._connectable = False
 
     def send_rtcp(self, data: bytes, addr: Address) -> None:
         """Send RTCP from the RTCP port, or from the RTP port under rtcp-mux."""
@@ -194,5 +290,6 @@ class RtpTransport:
         if not self.closed:
             self.closed = True
             self.send_rtp_fast = self.send_rtp  # which now sends nothing
+            self.send_rtp_connected = None
             self._rtp.close()
             self._rtcp.close()

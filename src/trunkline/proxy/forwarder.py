@@ -207,7 +207,7 @@ class Forwarder:
     def _execute(self, live: _Live, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, SendBranch):
-                self.spawn(self._run_branch(live, action))
+                self._send_branch(live, action)
             elif isinstance(action, CancelBranch):
                 self._cancel_branch(live, action.index)
             elif isinstance(action, SendUpstream):
@@ -259,36 +259,70 @@ class Forwarder:
 
     # ------------------------------------------------------------------ branches
 
-    async def _run_branch(self, live: _Live, send: SendBranch) -> None:
-        endpoint = self.endpoint
-        loop = asyncio.get_running_loop()
+    def _send_branch(self, live: _Live, send: SendBranch) -> None:
+        """Start the branch's client transaction now; a task only when DNS is needed."""
+        try:
+            found = self._destination_now(send.request, send.target)
+        except (TransportError, LocalSipError, SipParseError, ValueError, OSError) as exc:
+            self._branch_error(live, send, exc)
+            return
+        if found is None:
+            self.spawn(self._resolve_branch(live, send))
+            return
+        self._start_branch(live, send, *found)
+
+    async def _resolve_branch(self, live: _Live, send: SendBranch) -> None:
+        """The branch's next hop is a name: RFC 3263 first, then the transaction."""
+        try:
+            destination = await self.endpoint.resolve(send.request)
+        except (TransportError, LocalSipError, SipParseError, ValueError, OSError) as exc:
+            self._branch_error(live, send, exc)
+            return
+        if not live.done:
+            self._start_branch(live, send, destination, None)
+
+    def _start_branch(
+        self,
+        live: _Live,
+        send: SendBranch,
+        destination: Destination,
+        connection: Connection | None,
+    ) -> None:
         index, request, target = send.index, send.request, send.target
         try:
-            destination, connection = await self._destination(request, target)
             self._stamp(request, live, destination.transport, send.branch)
-            txn = await endpoint.start_request(
+            txn = self.endpoint.start_request_now(
                 request,
                 destination,
                 connection=connection,
                 add_via=False,
                 on_provisional=partial(self._provisional, live, index, target),
+                on_final=partial(self._final, live, send),
             )
         except (TransportError, LocalSipError, SipParseError, ValueError, OSError) as exc:
-            log.info("branch to %s failed: %s", target.uri, exc)
-            self._report(live, target, 503)
-            self._execute(live, live.context.branch_failed(index, 503, loop.time()))
+            self._branch_error(live, send, exc)
             return
         live.txns[index] = txn
         if index in live.cancel_wanted:
             self._cancel_txn(txn)
-        response = await endpoint.wait_final(txn)
+
+    def _branch_error(self, live: _Live, send: SendBranch, exc: Exception) -> None:
+        log.info("branch to %s failed: %s", send.target.uri, exc)
+        self._report(live, send.target, 503)
+        loop = asyncio.get_running_loop()
+        self._execute(live, live.context.branch_failed(send.index, 503, loop.time()))
+
+    def _final(self, live: _Live, send: SendBranch, response: Response) -> None:
+        """The branch's final response (a 408/503 made up for a timeout or transport error)."""
         if live.done:
             if 200 <= response.status < 300:  # a late 2xx still goes upstream (§16.7 step 9)
                 self._upstream(live, _strip_via(response, send.branch))
             return
+        target = send.target
         self._fix_nat(live, target, response)
         self._report(live, target, response.status)
-        self._execute(live, live.context.receive_response(index, response, loop.time()))
+        now = asyncio.get_running_loop().time()
+        self._execute(live, live.context.receive_response(send.index, response, now))
 
     def _provisional(self, live: _Live, index: int, target: Target, response: Response) -> None:
         if live.done:
@@ -385,17 +419,19 @@ class Forwarder:
 
     # ------------------------------------------------------------------ next hop
 
-    async def _destination(
+    def _destination_now(
         self, request: Request, target: Target
-    ) -> tuple[Destination, Connection | None]:
-        """Where a branch goes: the registered flow or NAT binding, else §8.1.2 / RFC 3263."""
+    ) -> tuple[Destination, Connection | None] | None:
+        """Where a branch goes: the registered flow or NAT binding, else §8.1.2 when
+        the next hop is an address; None when it is a name (RFC 3263 needs DNS)."""
         endpoint = self.endpoint
         if target.destination is not None and not target.route:
             host, port = split_hostport(target.destination)
             transport = (target.transport or "udp").upper()
             connection = endpoint.transport.lookup(transport, (host, port))
             return Destination(transport, host, port), connection
-        return endpoint.resolve_now(request) or await endpoint.resolve(request), None
+        destination = endpoint.resolve_now(request)
+        return None if destination is None else (destination, None)
 
     def _stamp(self, request: Request, live: _Live, outbound: str, branch: str) -> None:
         """Record-Route (§16.6 item 4) and our Via with the loop-detecting branch (item 8)."""
@@ -421,18 +457,35 @@ class Forwarder:
 
     # ------------------------------------------------------------------ stateless
 
-    async def forward_stateless(self, request: Request) -> None:
-        """An ACK for a 2xx (or any request without a transaction): §16.11."""
-        endpoint = self.endpoint
+    def forward_stateless(self, request: Request) -> None:
+        """An ACK for a 2xx (or any request without a transaction): §16.11.
+
+        Sent at once when the next hop is an address; a name is resolved in a task.
+        """
         max_forwards = request.max_forwards
         if max_forwards is not None and max_forwards <= 0:
             return
         request.max_forwards = 70 if max_forwards is None else max_forwards - 1
         try:
-            destination = endpoint.resolve_now(request) or await endpoint.resolve(request)
+            destination = self.endpoint.resolve_now(request)
         except (TransportError, ValueError, OSError) as exc:
             log.info("stateless %s not forwarded: %s", request.method, exc)
             return
+        if destination is None:
+            self.spawn(self._resolve_stateless(request))
+        else:
+            self._send_stateless(request, destination)
+
+    async def _resolve_stateless(self, request: Request) -> None:
+        try:
+            destination = await self.endpoint.resolve(request)
+        except (TransportError, ValueError, OSError) as exc:
+            log.info("stateless %s not forwarded: %s", request.method, exc)
+            return
+        self._send_stateless(request, destination)
+
+    def _send_stateless(self, request: Request, destination: Destination) -> None:
+        endpoint = self.endpoint
         host, port = self.addresses.get(destination.transport) or self.addresses["UDP"]
         branch = MAGIC_COOKIE + random_hex(16)  # 128 bits, as builder.new_branch
         via = f"SIP/2.0/{destination.transport} {bracket(host)}:{port};branch={branch}"

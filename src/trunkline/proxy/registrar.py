@@ -78,7 +78,7 @@ def aor_of(uri: Uri) -> str | None:
     """
     if not isinstance(uri, SipUri) or uri.user is None:
         return None
-    return uri.copy(scheme="sip").aor
+    return uri.aor if uri.scheme == "sip" else uri.copy(scheme="sip").aor
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,15 +26,19 @@ Decisions are data; the server executes them:
 - :class:`Drop`: say nothing (floods, bans, scanners, stray ACKs).
 
 Only the location service and the registrar are awaited; the rest is sans-IO
-and ``now`` comes from the caller.
+and ``now`` comes from the caller. :meth:`Router.route_now` runs the same
+steps without awaiting: it returns the decision, or a :class:`Lookup` when the
+registrar or the location service must be awaited for it (the server's fast
+path: most in-dialog and relayed requests need neither).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from trunkline.proxy.antiflood import AntiFlood, TrustedNetworks, Verdict
 from trunkline.proxy.dispatcher import FAILOVER_STATUSES, Dispatcher, DispatchRule, retarget
@@ -52,6 +56,7 @@ __all__ = [
     "Decision",
     "Drop",
     "Forward",
+    "Lookup",
     "Relay",
     "Reply",
     "Router",
@@ -162,6 +167,13 @@ Decision = Reply | Forward | Relay | Cancel | Drop
 
 
 @dataclass(frozen=True, slots=True)
+class Lookup:
+    """The decision needs the registrar or the location service: ``await step()`` for it."""
+
+    step: Callable[[], Awaitable[Decision]]
+
+
+@dataclass(frozen=True, slots=True)
 class RouterConfig:
     """The proxy's identity and policy switches."""
 
@@ -209,14 +221,31 @@ class Router:
         Never raises for bad input: a header that fails to parse late (a
         From URI, a Route) gives the status its parse error carries.
         """
+        decision = self.route_now(request, origin, now, size=size)
+        if isinstance(decision, Lookup):
+            return await self.finish(decision)
+        return decision
+
+    def route_now(
+        self, request: Request, origin: Origin, now: float, *, size: int | None = None
+    ) -> Decision | Lookup:
+        """:meth:`route` without awaiting: the decision, or the :class:`Lookup` that
+        :meth:`finish` awaits (REGISTER, the location service)."""
         try:
-            return await self._route(request, origin, now, size)
+            return self._route(request, origin, now, size)
         except SipParseError as error:
             return Reply(error.status, error.reason)
 
-    async def _route(
+    async def finish(self, lookup: Lookup) -> Decision:
+        """The decision a :class:`Lookup` from :meth:`route_now` was waiting for."""
+        try:
+            return await lookup.step()
+        except SipParseError as error:
+            return Reply(error.status, error.reason)
+
+    def _route(
         self, request: Request, origin: Origin, now: float, size: int | None
-    ) -> Decision:
+    ) -> Decision | Lookup:
         decision = self.request_init(request, origin, now, size)
         if decision is not None:
             return decision
@@ -232,7 +261,7 @@ class Router:
         if request.method == "ACK":
             return Drop("ACK outside any transaction or dialog")
         if request.method == "REGISTER" and self._is_local(request.uri):
-            return await self.register(request, origin, now)
+            return Lookup(partial(self.register, request, origin, now))
         decision = self.authenticate(request, origin, now, trusted)
         if decision is not None:
             return decision
@@ -242,7 +271,7 @@ class Router:
             return decision
         if request.headers.get("Route") is not None or not self._is_local(request.uri):
             return self.relay(request, origin, trusted)
-        return await self.locate(request, now, trusted=trusted)
+        return Lookup(partial(self.locate, request, now, trusted=trusted))
 
     # ------------------------------------------------------- route(REQINIT)
 

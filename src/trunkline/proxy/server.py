@@ -36,7 +36,7 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from trunkline.config import Config
@@ -44,17 +44,23 @@ from trunkline.proxy import open_location, registrar_policy
 from trunkline.proxy.antiflood import AntiFlood, FloodPolicy, TrustedNetworks
 from trunkline.proxy.dispatch_config import build_dispatcher
 from trunkline.proxy.dispatcher import Dispatcher, DispatchRule
-from trunkline.proxy.forwarder import Forwarder, bracket
+from trunkline.proxy.forwarder import Forwarder, bracket, split_hostport
 from trunkline.proxy.housekeeping import Housekeeper
 from trunkline.proxy.location import LocationService
 from trunkline.proxy.location_sqlite import SharedSqliteLocation
 from trunkline.proxy.metrics import render_metrics
 from trunkline.proxy.nat import KeepAliveSchedule, Origin
 from trunkline.proxy.registrar import Authenticator, Registrar
-from trunkline.proxy.router import Drop, Forward, Relay, Router, RouterConfig
+from trunkline.proxy.router import Decision, Drop, Forward, Lookup, Relay, Router, RouterConfig
 from trunkline.proxy.status import HttpFront, ServerStats, merge_snapshots
 from trunkline.proxy.validation import Reply, ValidationPolicy
-from trunkline.proxy.workers import STATUS_INTERVAL, StatusBoard, WorkerSpec, listen_shared
+from trunkline.proxy.workers import (
+    STATUS_INTERVAL,
+    FlowAwareLocation,
+    StatusBoard,
+    WorkerSpec,
+    listen_shared,
+)
 from trunkline.sip.aio.endpoint import IncomingRequest, SipEndpoint, Source
 from trunkline.sip.aio.tls import server_ssl_context
 from trunkline.sip.aio.transport import Listener
@@ -204,6 +210,8 @@ class ProxyServer:
             self.location = await SharedSqliteLocation.open(self._db, now)
         else:
             self.location = await open_location(config.location, db=self._db, now=now)
+        if self.worker.shared:  # TCP/TLS/WS flows accepted by another worker are not ours
+            self.location = FlowAwareLocation(self.location, self._holds_flow)
 
         # No merged-request 482 (§8.2.2.2 is a UAS rule): a spiral has the same
         # From tag, Call-ID and CSeq and must be routed again (§16.3 item 4).
@@ -302,6 +310,16 @@ class ProxyServer:
         self._housekeeping = asyncio.ensure_future(housekeeper.run())
         if worker.shared and not worker.primary:
             self._publisher = asyncio.ensure_future(self._publish_status())
+
+    def _holds_flow(self, transport: str, received: str) -> bool:
+        """True when this worker has the connection a binding was registered over."""
+        if self.endpoint is None:
+            return False
+        try:
+            peer = split_hostport(received)
+        except ValueError:
+            return False
+        return self.endpoint.transport.lookup(transport, peer) is not None
 
     @property
     def status_board(self) -> StatusBoard:
@@ -407,20 +425,36 @@ class ProxyServer:
         flow = None if transport == "UDP" else f"{transport}:{bracket(source.host)}:{source.port}"
         return Origin(transport, source.host, source.port, flow)
 
-    async def _on_request(self, incoming: IncomingRequest) -> None:
+    def _on_request(self, incoming: IncomingRequest) -> Awaitable[None] | None:
+        """Route and execute at once; a task only when the registrar or the location
+        service must be awaited (the endpoint runs the returned coroutine)."""
         request = incoming.request
-        stats = self.stats
-        stats.count_request(request.method)
+        self.stats.count_request(request.method)
         router = self.router
-        forwarder = self.forwarder
         refuse = router is None or (not self.accepting and request.to_tag is None)
         if refuse and incoming.transaction is not None:  # starting up or shutting down
             incoming.respond(503, "Service Unavailable", headers=(("Retry-After", "5"),))
-            return
-        if router is None or forwarder is None:
-            return
+            return None
+        if router is None or self.forwarder is None:
+            return None
         origin = self._origin(incoming.source)
-        decision = await router.route(request, origin, self.clock(), size=len(bytes(request)))
+        size = incoming.wire_size or len(bytes(request))
+        decision = router.route_now(request, origin, self.clock(), size=size)
+        if isinstance(decision, Lookup):
+            return self._route_later(incoming, origin, decision)
+        self._execute(incoming, origin, decision)
+        return None
+
+    async def _route_later(self, incoming: IncomingRequest, origin: Origin, lookup: Lookup) -> None:
+        assert self.router is not None
+        self._execute(incoming, origin, await self.router.finish(lookup))
+
+    def _execute(self, incoming: IncomingRequest, origin: Origin, decision: Decision) -> None:
+        """Carry out the router's decision for ``incoming``."""
+        request = incoming.request
+        stats = self.stats
+        forwarder = self.forwarder
+        assert forwarder is not None
         if isinstance(decision, Reply):
             stats.replies += 1
             if incoming.transaction is not None:
@@ -433,7 +467,7 @@ class ProxyServer:
             if incoming.transaction is not None and self.endpoint is not None:
                 self.endpoint.transactions.discard(incoming.transaction)
         elif incoming.transaction is None:  # an ACK for a 2xx: stateless (§16.11)
-            await forwarder.forward_stateless(request)
+            forwarder.forward_stateless(request)
         elif not isinstance(decision, Forward | Relay):  # Cancel: the endpoint answers CANCEL
             incoming.respond(481)
         elif not forwarder.admit(decision.request, origin.host):

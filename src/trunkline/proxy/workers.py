@@ -38,8 +38,10 @@ seen by systemd than hidden).
 
 Connection-oriented flows (TCP, TLS, WS) belong to the worker that accepted
 them: a call for a phone registered over TCP is delivered through that flow
-only when the same worker handles it (otherwise the worker connects to the
-phone's Contact anew).
+only when the same worker handles it; the other workers see the binding
+through :class:`FlowAwareLocation`, without the flow, and connect to the
+phone's Contact anew (RFC 5626 §5.2 ideas: a flow that is not there is not
+used).
 """
 
 from __future__ import annotations
@@ -54,11 +56,19 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from trunkline.config import Config
+from trunkline.proxy.location import (
+    Binding,
+    LocationCounts,
+    LocationService,
+    RegisterOutcome,
+    RegisterRequest,
+    RegistrarPolicy,
+)
 from trunkline.sip.aio.transport import Listener, TransportLayer
 
 __all__ = [
@@ -66,6 +76,7 @@ __all__ = [
     "MAX_RESTARTS",
     "MIN_UPTIME",
     "STATUS_INTERVAL",
+    "FlowAwareLocation",
     "StatusBoard",
     "WorkerSpec",
     "check_workers",
@@ -155,6 +166,61 @@ async def listen_shared(layer: TransportLayer, kind: str, host: str, port: int) 
     return await layer.listen(name, host, port, reuse_port=True)
 
 
+# -- flows of other workers ----------------------------------------------------------------
+
+
+class FlowAwareLocation(LocationService):
+    """A worker's view of the shared location service: flows it does not hold are dropped.
+
+    A binding made over TCP, TLS or WS names the connection it came over
+    (``flow``, and ``received``: the phone's end of it). Only the worker that
+    accepted the connection can send over it; for any other worker
+    ``holds(transport, received)`` is False and :meth:`lookup` returns the
+    binding without ``received`` and ``flow``, so the proxy resolves the
+    Contact (RFC 3261 §8.1.2, RFC 3263) instead of connecting to the
+    phone's ephemeral source port. UDP bindings are returned as they are.
+    Everything else goes to ``inner`` unchanged.
+    """
+
+    def __init__(self, inner: LocationService, holds: Callable[[str, str], bool]) -> None:
+        self.inner = inner
+        self.holds = holds
+
+    def _local(self, binding: Binding) -> Binding:
+        transport = binding.transport
+        if (
+            binding.received is None
+            or transport is None
+            or transport.lower() == "udp"
+            or self.holds(transport, binding.received)
+        ):
+            return binding
+        return replace(binding, received=None, flow=None)
+
+    async def lookup(self, aor: str, now: float) -> list[Binding]:
+        return [self._local(binding) for binding in await self.inner.lookup(aor, now)]
+
+    async def apply_register(
+        self, request: RegisterRequest, now: float, policy: RegistrarPolicy
+    ) -> RegisterOutcome:
+        return await self.inner.apply_register(request, now, policy)
+
+    async def purge_expired(self, now: float) -> int:
+        return await self.inner.purge_expired(now)
+
+    async def counts(self, now: float) -> LocationCounts:
+        return await self.inner.counts(now)
+
+    async def all_bindings(self, now: float) -> list[Binding]:
+        return await self.inner.all_bindings(now)
+
+    async def flush(self) -> None:
+        await self.inner.flush()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
 # -- status of every worker ---------------------------------------------------------------
 
 
@@ -224,6 +290,8 @@ class _Supervisor:
         self.children: dict[int, tuple[int, float]] = {}  # pid -> (index, started)
         self.restarts: deque[float] = deque()
         self.stopping = False
+        self.failure = 0
+        """The exit status of a worker that died while starting."""
         self.read_fd, self.write_fd = os.pipe()
 
     def spawn(self, index: int) -> None:
@@ -264,6 +332,8 @@ class _Supervisor:
                 readable, _, _ = select.select([self.read_fd], [], [], min(remaining, 0.2))
                 if readable:
                     waiting.difference_update(os.read(self.read_fd, 64))
+            if not waiting:
+                break  # all ready (one that dies now is the supervisor's business)
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
@@ -272,6 +342,7 @@ class _Supervisor:
                 index, _ = self.children.pop(pid)
                 code = os.waitstatus_to_exitcode(status)
                 log.error("worker %d (pid %d) %s while starting", index, pid, _describe(code))
+                self.failure = max(self.failure, abs(code) or 1)
                 return False
         return not self.stopping
 
@@ -357,7 +428,7 @@ def run_workers(
         if failed:
             supervisor.forward(signal.SIGTERM)
         worst = supervisor.supervise()
-        return max(worst, 1) if failed else worst
+        return max(worst, supervisor.failure, 1) if failed else worst
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

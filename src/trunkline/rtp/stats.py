@@ -88,8 +88,9 @@ class ReceptionStats:
         self._last_transit: int | None = None
         self.duplicates = 0
         self.reordered = 0
-        self._seen = 0  # bit i set: extended_highest - i was received
-        self._seen_top = -1
+        self._seen = 0  # bit i set: _seen_at - i was received
+        self._seen_at = -1  # the extended seq that bit 0 of _seen stands for
+        self._seen_top = -1  # highest marked; everything in (_seen_at, _seen_top] was received
         self.last_sr_middle = 0  # LSR to echo back (§6.4.1)
         self.last_sr_arrival: float | None = None
         self.last_sr_ntp = 0
@@ -104,6 +105,7 @@ class ReceptionStats:
         self.received_prior = 0
         self.expected_prior = 0
         self._seen = 0
+        self._seen_at = -1
         self._seen_top = -1
 
     # -- A.1 ------------------------------------------------------------
@@ -149,13 +151,27 @@ class ReceptionStats:
         return True
 
     def _mark(self, ext: int) -> bool:
-        """Record extended seq ``ext`` as seen; False if it already was."""
-        if ext > self._seen_top:
-            shift = ext - self._seen_top
+        """Record extended seq ``ext`` as seen; False if it already was.
+
+        In-order packets (the fast path of :meth:`receive`) only move ``_seen_top``: the
+        bitmap catches up here, shifting in one set bit per packet it skipped, instead of
+        three big-integer operations per packet.
+        """
+        top = self._seen_top
+        run = top - self._seen_at
+        if run:
+            self._seen = (
+                _WINDOW_MASK
+                if run >= _WINDOW
+                else ((self._seen << run) | ((1 << run) - 1)) & _WINDOW_MASK
+            )
+            self._seen_at = top
+        if ext > top:
+            shift = ext - top
             self._seen = ((self._seen << shift) | 1) & _WINDOW_MASK
-            self._seen_top = ext
+            self._seen_top = self._seen_at = ext
             return True
-        back = self._seen_top - ext
+        back = top - ext
         if back >= _WINDOW:
             return True
         bit = 1 << back
@@ -184,8 +200,7 @@ class ReceptionStats:
             self.max_seq = seq
             top = self.cycles + seq
             if top == self._seen_top + 1:
-                self._seen = ((self._seen << 1) | 1) & _WINDOW_MASK
-                self._seen_top = top
+                self._seen_top = top  # received in order: _mark shifts the bitmap later
             else:
                 self._mark(top)
             self.received += 1

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from trunkline.sip.errors import LocalSipError
-from trunkline.sip.headerfields import Headers
+from trunkline.sip.headerfields import Headers, Values
 from trunkline.sip.headers import CSeq, NameAddr, Via
 from trunkline.sip.message import Request, Response
 from trunkline.sip.statuses import reason_phrase
@@ -126,21 +126,46 @@ def make_response(
     if body and content_type is None:
         raise LocalSipError("a response with a body needs a content_type")
     src = request.headers
-    fields = [("Via", value) for value in src._lines_by_key("via")]
-    to_value = _one(src, "to")
+    # The copied values were validated and unfolded when the request was
+    # parsed (or built), so the lines are written directly, and the typed
+    # values the request already parsed are shared (they are immutable):
+    # reading the response's Via, From, CSeq... parses nothing again.
+    vias = tuple([value.strip() for value in src._lines_by_key("via")])
+    from_value = _one(src, "from").strip()
+    to_value = _one(src, "to").strip()
+    call_id = _one(src, "call-id").strip()
+    cseq = _one(src, "cseq").strip()
+    to_addr: NameAddr | None = None
     if status != 100 and request.to_tag is None:
-        to_value = str(request.to.with_tag(to_tag or new_tag()))
-    fields += (
-        ("From", _one(src, "from")),
-        ("To", to_value),
-        ("Call-ID", _one(src, "call-id")),
-        ("CSeq", _one(src, "cseq")),
-    )
-    fields.extend(headers)
+        to_addr = request.to.with_tag(to_tag or new_tag())
+        to_value = str(to_addr)
+    lines = [f"Via: {value}" for value in vias]
+    lines += (f"From: {from_value}", f"To: {to_value}", f"Call-ID: {call_id}", f"CSeq: {cseq}")
+    keys = ["via"] * len(vias)
+    keys += ("from", "to", "call-id", "cseq")
+    index: dict[str, Values] = {
+        "from": (from_value,),
+        "to": (to_value,),
+        "call-id": (call_id,),
+        "cseq": (cseq,),
+    }
+    if vias:
+        index["via"] = vias
+    out = Headers._parsed(lines, keys, index)
+    out.dirty = True
+    cache = out._cache
+    parsed = src._cache
+    for key in ("via", "from", "to", "call-id", "cseq"):
+        value = parsed.get(key)
+        if value is not None:
+            cache[key] = value
+    if to_addr is not None:
+        cache["to"] = to_addr
+    for name, value in headers:
+        out.add(name, value)
     if content_type is not None:
-        fields.append(("Content-Type", content_type))
-    fields.append(("Content-Length", str(len(body))))
-    out = Headers(fields)
+        out.add("Content-Type", content_type)
+    out.add("Content-Length", str(len(body)))
     return Response(status, reason_phrase(status) if reason is None else reason, out, body)
 
 

@@ -22,10 +22,12 @@ RFC 8760. Everything here is sans-IO: the server takes ``now`` as a parameter.
 from __future__ import annotations
 
 import base64
+import binascii
 import enum
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import struct
 from collections import OrderedDict
@@ -346,6 +348,12 @@ LEGACY_ALGORITHMS: tuple[str, ...] = ("MD5",)
 _NONCE_STRUCT = struct.Struct("!Q8s")  # milliseconds since the epoch, salt
 _MAC_LENGTH = 16
 _CLOCK_SKEW = 5.0  # seconds a nonce may be "from the future" (workers' clocks differ)
+_NONCE_SIZE = _NONCE_STRUCT.size + _MAC_LENGTH
+# 32 bytes are 43 base64url characters, the last carrying 2 unused bits, zero in
+# every nonce we make: only that spelling is ours.
+_NONCE_TEXT = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
+_NONCE_PADDING = "="
+_FROM_URLSAFE = str.maketrans("-_", "+/")
 
 
 class DigestServer:
@@ -417,15 +425,14 @@ class DigestServer:
 
     def _nonce_time(self, nonce: str) -> float | None:
         """The issue time of a nonce we made, or None if it is not ours."""
-        size = _NONCE_STRUCT.size + _MAC_LENGTH
-        if len(nonce) != (size * 4 + 2) // 3 or not nonce.isascii():
+        if _NONCE_TEXT.fullmatch(nonce) is None:
             return None
-        try:
-            raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
-        except ValueError:
+        try:  # base64url without padding; the regex let through only its alphabet
+            raw = binascii.a2b_base64(nonce.translate(_FROM_URLSAFE) + _NONCE_PADDING)
+        except binascii.Error:
             return None
         head, mac = raw[: _NONCE_STRUCT.size], raw[_NONCE_STRUCT.size :]
-        if len(raw) != size or not hmac.compare_digest(mac, self._mac(head)):
+        if len(raw) != _NONCE_SIZE or not hmac.compare_digest(mac, self._mac(head)):
             return None
         millis, _salt = _NONCE_STRUCT.unpack(head)
         return float(millis) / 1000.0
@@ -604,10 +611,11 @@ class DigestServer:
         return True
 
 
+_NC_VALUE = re.compile(r"[0-9a-fA-F]{8}")
+
+
 def _parse_nc(value: str | None) -> int | None:
     """nc-value = 8LHEX (RFC 3261 §25.1)."""
-    if value is None or len(value) != 8:
-        return None
-    if not all(ch in "0123456789abcdefABCDEF" for ch in value):
+    if value is None or _NC_VALUE.fullmatch(value) is None:
         return None
     return int(value, 16)

@@ -26,6 +26,7 @@ __all__ = [
     "COMPACT_FORMS",
     "LIST_HEADERS",
     "Headers",
+    "Values",
     "canonical_key",
     "item_from_line",
     "register_list_view",
@@ -163,7 +164,10 @@ def item_from_line(line: str) -> tuple[str, str, str]:
 _VERSIONS = itertools.count(1)
 """Edit stamps, unique across every Headers object (so a stamp names one content)."""
 
-ListParser = Callable[[list[str]], list[Any]]
+Values = tuple[str, ...]
+"""The unfolded values of one header name, in order (a tuple: never changed in place)."""
+
+ListParser = Callable[[Values], list[Any]]
 _LIST_VIEWS: dict[str, ListParser] = {}
 
 
@@ -187,11 +191,13 @@ class Headers:
 
     Three parallel structures make edits cost one line, never the whole
     section: ``_lines`` (each line's text as received, or as rendered when
-    added), ``_keys`` (its canonical key) and ``_index`` (key to unfolded
-    values; each list is replaced, never changed in place, so copies share
-    them safely). ``_version`` is a stamp taken afresh at every edit, unique
-    across all Headers objects, so a message knows its serialized bytes are
-    still current when the stamp it rendered with is still there.
+    added), ``_keys`` (its canonical key) and ``_index`` (key to a tuple of
+    unfolded values, replaced at each edit, so copies share them safely;
+    tuples of text leave the garbage collector's lists, lists would stay
+    there for as long as a transaction keeps the message). ``_version`` is
+    a stamp taken afresh at every edit, unique across all Headers objects,
+    so a message knows its serialized bytes are still current when the
+    stamp it rendered with is still there.
     """
 
     __slots__ = ("_cache", "_index", "_keys", "_lines", "_version", "dirty")
@@ -199,17 +205,14 @@ class Headers:
     def __init__(self, fields: Iterable[tuple[str, str]] = ()) -> None:
         lines: list[str] = []
         keys: list[str] = []
-        index: dict[str, list[str]] = {}
+        index: dict[str, Values] = {}
         for name, raw_value in fields:
             key = canonical_key(name)
             value = str(raw_value).strip()
             lines.append(f"{name}: {value}")
             keys.append(key)
             values = index.get(key)
-            if values is None:
-                index[key] = [value]
-            else:
-                values.append(value)
+            index[key] = (value,) if values is None else (*values, value)
         self._lines = lines
         self._keys = keys
         self._index = index
@@ -218,7 +221,7 @@ class Headers:
         self.dirty = True
 
     @classmethod
-    def _parsed(cls, lines: list[str], keys: list[str], index: dict[str, list[str]]) -> Headers:
+    def _parsed(cls, lines: list[str], keys: list[str], index: dict[str, Values]) -> Headers:
         """Wrap the parser's validated raw lines, their keys and the index (not dirty)."""
         self = cls.__new__(cls)
         self._lines = lines
@@ -231,15 +234,15 @@ class Headers:
 
     # ------------------------------------------------------------- reading
 
-    def _get_index(self) -> dict[str, list[str]]:
+    def _get_index(self) -> dict[str, Values]:
         return self._index
 
     def lines(self, name: str) -> list[str]:
         """The value of every line with this name, in order, without comma splitting."""
         return list(self._index.get(canonical_key(name), ()))
 
-    def _lines_by_key(self, key: str) -> list[str]:
-        return self._index.get(key, [])
+    def _lines_by_key(self, key: str) -> Values:
+        return self._index.get(key, ())
 
     def get_all(self, name: str) -> list[str]:
         """Every value, lines split at commas where the header's grammar is a list."""
@@ -300,7 +303,7 @@ class Headers:
         clone = Headers.__new__(Headers)
         clone._lines = self._lines.copy()
         clone._keys = self._keys.copy()
-        clone._index = self._index.copy()  # the value lists are never changed in place
+        clone._index = self._index.copy()  # the value tuples are shared
         clone._cache = self._cache.copy()  # typed values are immutable
         clone._version = self._version
         clone.dirty = self.dirty
@@ -327,7 +330,7 @@ class Headers:
             del cache[key]
             return
         try:
-            items = parse([value])
+            items = parse((value,))
         except SipParseError:  # the view reports it when next read
             del cache[key]
             return
@@ -340,7 +343,7 @@ class Headers:
         self._keys.append(key)
         index = self._index
         old = index.get(key)
-        index[key] = [value] if old is None else [*old, value]
+        index[key] = (value,) if old is None else (*old, value)
         self._extend_view(key, value, front=False)
         self._edited()
 
@@ -351,10 +354,10 @@ class Headers:
         old = index.get(key)
         if old is None:
             pos = 0
-            index[key] = [value]
+            index[key] = (value,)
         else:
             pos = self._keys.index(key)
-            index[key] = [value, *old]
+            index[key] = (value, *old)
         self._lines.insert(pos, line)
         self._keys.insert(pos, key)
         self._extend_view(key, value, front=True)
@@ -366,7 +369,7 @@ class Headers:
         old = self._index.get(key)
         if old is not None and len(old) == 1:
             self._lines[self._keys.index(key)] = line  # the usual case: one line in place
-            self._index[key] = [value]
+            self._index[key] = (value,)
             self._cache.pop(key, None)
             self._edited()
             return
@@ -398,7 +401,7 @@ class Headers:
         self._lines = lines
         self._keys = keys
         if new_values:
-            self._index[key] = new_values
+            self._index[key] = tuple(new_values)
         else:
             self._index.pop(key, None)
         self._cache.pop(key, None)
@@ -438,7 +441,7 @@ class Headers:
                 rest = ", ".join(parts[1:])
                 name_as_written = self._lines[pos].partition(":")[0].rstrip(" \t")
                 self._lines[pos] = f"{name_as_written}: {rest}"
-                index[key] = [rest, *old[1:]]
+                index[key] = (rest, *old[1:])
                 self._edited()
                 return parts[0]
             value = parts[0] if parts else ""

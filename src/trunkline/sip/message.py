@@ -30,7 +30,7 @@ from typing import Self
 
 from trunkline.sip.errors import SipParseError
 from trunkline.sip.grammar import INTERN_LIMIT, is_digits, split_host_port
-from trunkline.sip.headerfields import _KEY_BY_NAME, Headers, canonical_key, unfold
+from trunkline.sip.headerfields import _KEY_BY_NAME, Headers, Values, canonical_key, unfold
 from trunkline.sip.headers import (
     CSeq,
     parse_contacts,
@@ -333,7 +333,7 @@ def _check_version(version: str) -> None:
         raise SipParseError("Malformed SIP version")
 
 
-def _split_head(head: str, limits: Limits) -> tuple[list[str], list[str], dict[str, list[str]]]:
+def _split_head(head: str, limits: Limits) -> tuple[list[str], list[str], dict[str, Values]]:
     """Split and index the header lines that follow the start line (RFC 3261 §7.3).
 
     ``head`` is the header section without the start line and without the
@@ -351,7 +351,7 @@ def _split_head(head: str, limits: Limits) -> tuple[list[str], list[str], dict[s
         lines = _unfold(lines)
     if len(head) > limits.max_line and max(map(len, lines)) > limits.max_line:
         raise SipParseError("Header line too long", 513)
-    index: dict[str, list[str]] = {}
+    index: dict[str, Values] = {}
     keys: list[str] = []
     add_key = keys.append
     known = _KEY_BY_NAME.get
@@ -365,10 +365,7 @@ def _split_head(head: str, limits: Limits) -> tuple[list[str], list[str], dict[s
         add_key(key)
         value = unfold(value) if folded and "\r\n" in value else value.strip(_WS)
         values = index.get(key)
-        if values is None:
-            index[key] = [value]
-        else:
-            values.append(value)
+        index[key] = (value,) if values is None else (*values, value)
     return lines, keys, index
 
 
@@ -456,8 +453,8 @@ def parse_message(
 
     # Mandatory header fields (§8.1.1; RFC 4475 §3.3.1 insuf, §3.3.8 multi01).
     get = index.get
-    call_id = _parse_call_id(get("call-id") or [])
-    cseq_text = _single(get("cseq") or [], "CSeq")
+    call_id = _parse_call_id(get("call-id") or ())
+    cseq_text = _single(get("cseq") or (), "CSeq")
     number, space, cseq_method = cseq_text.partition(" ")
     if space and method_text == cseq_method and len(number) < 10 and is_digits(number):
         # The usual request: the method is already known to be a token.
@@ -466,8 +463,8 @@ def parse_message(
         cseq = CSeq.parse(cseq_text)
         if method_text is not None and cseq.method != method_text:
             raise SipParseError("CSeq method does not match the request method")
-    from_ = intern_name_addr(_single(get("from") or [], "From"))
-    to = intern_name_addr(_single(get("to") or [], "To"))
+    from_ = intern_name_addr(_single(get("from") or (), "From"))
+    to = intern_name_addr(_single(get("to") or (), "To"))
     via_lines = get("via")
     if not via_lines:
         raise SipParseError("Missing Via header")
@@ -476,7 +473,7 @@ def parse_message(
     cache["from"] = from_
     cache["to"] = to
     cache["via"] = parse_vias(via_lines)
-    cache["max-forwards"] = _parse_max_forwards(index.get("max-forwards", []))
+    cache["max-forwards"] = _parse_max_forwards(index.get("max-forwards", ()))
     if method_text == "REGISTER":
         # A registrar binds these (RFC 4475 §3.1.2.13 regbadct); elsewhere the
         # Contact is parsed on first use, like every URI.

@@ -59,7 +59,7 @@ class Via(LazyParams):
     host: str
     port: int | None
     protocol: str
-    _branch: str | None | _Unset
+    _branch: str | _Unset | None
 
     def __init__(
         self,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from trunkline.sip.errors import SipParseError
 from trunkline.sip.grammar import is_digits, parse_uint
-from trunkline.sip.headerfields import Headers, register_list_view
+from trunkline.sip.headerfields import Headers, Values, register_list_view
 from trunkline.sip.headers import (
     Contact,
     CSeq,
@@ -60,7 +60,7 @@ class HeaderViews:
 
     headers: Headers
 
-    def _typed(self, key: str, parse: Callable[[list[str]], T]) -> T:
+    def _typed(self, key: str, parse: Callable[[Values], T]) -> T:
         cache = self.headers._cache
         try:
             return cache[key]  # type: ignore[no-any-return]
@@ -311,7 +311,7 @@ class HeaderViews:
 # ------------------------------------------------------------- typed parsers
 
 
-def _single(values: list[str], name: str) -> str:
+def _single(values: Values, name: str) -> str:
     if not values:
         raise SipParseError(f"Missing {name} header")
     if len(values) > 1:
@@ -319,48 +319,48 @@ def _single(values: list[str], name: str) -> str:
     return values[0]
 
 
-def _single_name_addr(name: str) -> Callable[[list[str]], NameAddr]:
-    def parse(values: list[str]) -> NameAddr:
+def _single_name_addr(name: str) -> Callable[[Values], NameAddr]:
+    def parse(values: Values) -> NameAddr:
         return NameAddr.parse(_single(values, name))
 
     return parse
 
 
-def _optional(parse: Callable[[str], T], name: str) -> Callable[[list[str]], T | None]:
-    def parse_optional(values: list[str]) -> T | None:
+def _optional(parse: Callable[[str], T], name: str) -> Callable[[Values], T | None]:
+    def parse_optional(values: Values) -> T | None:
         return None if not values else parse(_single(values, name))
 
     return parse_optional
 
 
-def _optional_name_addr(name: str) -> Callable[[list[str]], NameAddr | None]:
+def _optional_name_addr(name: str) -> Callable[[Values], NameAddr | None]:
     return _optional(NameAddr.parse, name)
 
 
-def _parse_call_id(values: list[str]) -> str:
+def _parse_call_id(values: Values) -> str:
     value = _single(values, "Call-ID")
     if _CALL_ID_RE.fullmatch(value) is None:
         raise SipParseError("Malformed Call-ID header")
     return value
 
 
-def _parse_cseq(values: list[str]) -> CSeq:
+def _parse_cseq(values: Values) -> CSeq:
     return CSeq.parse(_single(values, "CSeq"))
 
 
-def _parse_max_forwards(values: list[str]) -> int | None:
+def _parse_max_forwards(values: Values) -> int | None:
     if not values:
         return None
     return parse_uint(_single(values, "Max-Forwards"), "Max-Forwards", 255)
 
 
-def _parse_content_length(values: list[str]) -> int | None:
+def _parse_content_length(values: Values) -> int | None:
     if not values:
         return None
     return parse_uint(_single(values, "Content-Length"), "Content-Length")
 
 
-def _lenient_delta(values: list[str]) -> int | None:
+def _lenient_delta(values: Values) -> int | None:
     if len(values) != 1:
         return None
     value = values[0]
@@ -370,7 +370,7 @@ def _lenient_delta(values: list[str]) -> int | None:
     return number if number <= 2**32 - 1 else None
 
 
-def _parse_content_type(values: list[str]) -> str | None:
+def _parse_content_type(values: Values) -> str | None:
     if not values:
         return None
     media = _single(values, "Content-Type").split(";", 1)[0].strip()
@@ -382,14 +382,14 @@ def _parse_content_type(values: list[str]) -> str | None:
     return f"{kind.strip()}/{sub.strip()}".lower()
 
 
-def _challenges(values: list[str]) -> list[Challenge]:
+def _challenges(values: Values) -> list[Challenge]:
     # Imported here: the auth module builds on messages (no import cycle at load time).
     from trunkline.sip.auth import Challenge  # noqa: PLC0415
 
     return [Challenge.parse(v) for v in values]
 
 
-def _credentials(values: list[str]) -> list[Credentials]:
+def _credentials(values: Values) -> list[Credentials]:
     from trunkline.sip.auth import Credentials  # noqa: PLC0415
 
     return [Credentials.parse(v) for v in values]

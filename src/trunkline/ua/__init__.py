@@ -5,8 +5,9 @@ SIP core); :mod:`trunkline.ua.call` is one call (INVITE dialog, offer/answer,
 media, hold, DTMF, transfer) with its vocabulary in
 :mod:`trunkline.ua.callevents` and its audio in :mod:`trunkline.ua.callmedia`;
 :mod:`trunkline.ua.transfer` holds the REFER/Replaces pieces,
-:mod:`trunkline.ua.hold` and :mod:`trunkline.ua.dtmf` the hold and DTMF parts
-of a call; :mod:`trunkline.ua.stun` is the sans-IO STUN Binding (RFC 5389)
+:mod:`trunkline.ua.answering`, :mod:`trunkline.ua.calltransfer`,
+:mod:`trunkline.ua.hold` and :mod:`trunkline.ua.dtmf` the answering, transfer,
+hold and DTMF parts of a call; :mod:`trunkline.ua.stun` is the sans-IO STUN Binding (RFC 5389)
 that :mod:`trunkline.ua.nat` runs on the phone's SIP and RTP sockets; and
 :class:`~trunkline.ua.phone.Phone` ties them to one asyncio SIP endpoint.
 """

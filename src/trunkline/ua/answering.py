@@ -10,23 +10,17 @@ is the part of :class:`~trunkline.ua.call.Call` that does it.
 
 from __future__ import annotations
 
-import asyncio
-from typing import TYPE_CHECKING
-
 from trunkline.sip.aio.calls import dialog_response_headers
-from trunkline.sip.aio.endpoint import IncomingRequest, SipEndpoint
+from trunkline.sip.aio.endpoint import IncomingRequest
 from trunkline.sip.builder import make_response
-from trunkline.sip.dialog import Dialog, DialogId
+from trunkline.sip.dialog import DialogId
 from trunkline.sip.errors import LocalSipError
 from trunkline.sip.offeranswer import Answer, NegotiatedAudio, NegotiationError
 from trunkline.sip.sdp import Direction, SessionDescription
 from trunkline.sip.statuses import reason_phrase
 from trunkline.ua.callevents import CallDirection, CallResult, CallState
+from trunkline.ua.callpart import CallPart
 from trunkline.ua.hold import SDP
-
-if TYPE_CHECKING:
-    from trunkline.media.session import MediaSession
-    from trunkline.ua.callmedia import CallMedia
 
 __all__ = ["ALLOW", "AnsweringMixin"]
 
@@ -34,35 +28,8 @@ ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY"
 """The methods a call accepts in its dialog (``Allow``, RFC 3261 §20.5)."""
 
 
-class AnsweringMixin:
+class AnsweringMixin(CallPart):
     """Ring, answer, reject an incoming call; mixed into :class:`~trunkline.ua.call.Call`."""
-
-    if TYPE_CHECKING:
-        endpoint: SipEndpoint
-        direction: CallDirection
-        state: CallState
-        dialog: Dialog | None
-        remote_uri: str
-        contact: str
-        local_hold: bool
-        incoming_request: IncomingRequest | None
-        ended: asyncio.Event
-        _media: CallMedia
-        _remote_offer: SessionDescription | None
-        _to_tag: str
-
-        @property
-        def media(self) -> MediaSession | None: ...
-
-        def _set_state(self, new: CallState, reason: str = "") -> None: ...
-
-        def _finish(self, result: CallResult, status: int | None, reason: str) -> None: ...
-
-        def _apply_media(self, audio: NegotiatedAudio) -> None: ...
-
-        def _stop_media(self) -> None: ...
-
-        def _new_offer(self, direction: Direction = Direction.SENDRECV) -> SessionDescription: ...
 
     @property
     def remote_display(self) -> str:

@@ -30,7 +30,7 @@ results, events, config) is :mod:`trunkline.ua.callevents`; its audio is
 :mod:`trunkline.ua.callmedia`; hold, resume and re-offers are
 :mod:`trunkline.ua.hold`, DTMF :mod:`trunkline.ua.dtmf`, answering an incoming
 INVITE :mod:`trunkline.ua.answering` and REFER/NOTIFY :mod:`trunkline.ua.calltransfer`
-(mixins).
+(mixins on :class:`~trunkline.ua.callpart.CallPart`, which declares what they share).
 """
 
 from __future__ import annotations

@@ -13,49 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, cast
 
 from trunkline.sip.aio.endpoint import IncomingRequest
-from trunkline.sip.dialog import Dialog
 from trunkline.sip.errors import LocalSipError, SipError
 from trunkline.sip.headers import Replaces
-from trunkline.sip.message import Response
-from trunkline.ua.callevents import CallEvent, TransferProgress
+from trunkline.ua.callevents import TransferProgress
+from trunkline.ua.callpart import CallPart
 from trunkline.ua.transfer import SIPFRAG, notify_headers, parse_sipfrag, refer_to_value, sipfrag
-
-if TYPE_CHECKING:
-    from trunkline.ua.call import Call
 
 __all__ = ["TransferMixin"]
 
 logger = logging.getLogger("trunkline.ua.call")
 
 
-class TransferMixin:
+class TransferMixin(CallPart):
     """REFER and its NOTIFYs; mixed into :class:`~trunkline.ua.call.Call`."""
-
-    if TYPE_CHECKING:
-        call_id: str
-        dialog: Dialog | None
-        ended: asyncio.Event
-        _transfer_status: asyncio.Queue[tuple[int, str]] | None
-
-        @property
-        def is_active(self) -> bool: ...
-
-        def _emit(self, event: CallEvent) -> None: ...
-
-        async def hangup(self) -> None: ...
-
-        async def _request(
-            self,
-            method: str,
-            *,
-            body: bytes = b"",
-            content_type: str | None = None,
-            extra_headers: Sequence[tuple[str, str]] = (),
-        ) -> Response: ...
 
     def _notify(self, incoming: IncomingRequest) -> None:
         """A NOTIFY of the refer subscription (RFC 3515 §2.4.4): the referred call's status."""
@@ -70,7 +42,7 @@ class TransferMixin:
         except SipError as exc:
             logger.info("call %s: NOTIFY without a usable sipfrag: %s", self.call_id, exc)
             return
-        self._emit(TransferProgress(cast("Call", self), status, reason))
+        self._emit(TransferProgress(self._as_call(), status, reason))
         if self._transfer_status is not None:
             self._transfer_status.put_nowait((status, reason))
 

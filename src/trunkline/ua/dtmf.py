@@ -11,18 +11,13 @@ INFO bodies as ``Signal=5`` / ``Duration=160`` lines (the de facto
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, cast
 
 from trunkline.media.codecs.base import CodecError
 from trunkline.media.codecs.telephone_event import DigitReceived
 from trunkline.sip.aio.endpoint import IncomingRequest
-from trunkline.sip.message import Request, Response
-from trunkline.ua.callevents import CallEvent, DtmfReceived
-
-if TYPE_CHECKING:
-    from trunkline.media.session import MediaSession
-    from trunkline.ua.call import Call
+from trunkline.sip.message import Request
+from trunkline.ua.callevents import DtmfReceived
+from trunkline.ua.callpart import CallPart
 
 __all__ = ["DTMF_DIGITS", "DTMF_RELAY", "DtmfMixin", "dtmf_relay_body", "parse_dtmf_info"]
 
@@ -56,27 +51,8 @@ def parse_dtmf_info(request: Request) -> tuple[str, float] | None:
     return digit, duration
 
 
-class DtmfMixin:
+class DtmfMixin(CallPart):
     """Sending and receiving DTMF; mixed into :class:`~trunkline.ua.call.Call`."""
-
-    if TYPE_CHECKING:
-
-        @property
-        def media(self) -> MediaSession | None: ...
-
-        def _emit(self, event: CallEvent) -> None: ...
-
-        async def _request(
-            self,
-            method: str,
-            *,
-            body: bytes = b"",
-            content_type: str | None = None,
-            extra_headers: Sequence[tuple[str, str]] = (),
-        ) -> Response: ...
-
-    def _as_call(self) -> Call:
-        return cast("Call", self)  # the mixin only ever lives in a Call
 
     def _on_rfc4733(self, digit: DigitReceived) -> None:
         self._emit(DtmfReceived(self._as_call(), digit.digit, digit.duration_ms, "rfc4733"))

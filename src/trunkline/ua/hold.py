@@ -11,22 +11,16 @@ answer in the ACK (RFC 3261 §14.2). :class:`HoldMixin` is the part of
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from trunkline.sip.aio.endpoint import IncomingRequest
-from trunkline.sip.dialog import Dialog, has_sdp
+from trunkline.sip.dialog import has_sdp
 from trunkline.sip.errors import LocalSipError, SipError
-from trunkline.sip.message import Response
-from trunkline.sip.offeranswer import Answer, NegotiatedAudio, NegotiationError, process_answer
-from trunkline.sip.sdp import Direction, SessionDescription
+from trunkline.sip.offeranswer import NegotiationError, process_answer
+from trunkline.sip.sdp import Direction
 from trunkline.ua.callevents import CallResult, CallState
 from trunkline.ua.callmedia import parse_peer_sdp
-
-if TYPE_CHECKING:
-    from trunkline.media.session import MediaSession
+from trunkline.ua.callpart import CallPart
 
 __all__ = ["SDP", "HoldMixin"]
 
@@ -35,44 +29,8 @@ logger = logging.getLogger("trunkline.ua.call")
 SDP = "application/sdp"
 
 
-class HoldMixin:
+class HoldMixin(CallPart):
     """Hold and resume, and answering re-offers; mixed into :class:`~trunkline.ua.call.Call`."""
-
-    if TYPE_CHECKING:
-        state: CallState
-        call_id: str
-        dialog: Dialog | None
-        local_hold: bool
-        remote_hold: bool
-        _offer: SessionDescription | None
-        _busy: asyncio.Lock
-
-        @property
-        def media(self) -> MediaSession | None: ...
-
-        @property
-        def is_active(self) -> bool: ...
-
-        def _set_state(self, new: CallState, reason: str = "") -> None: ...
-
-        def _finish(self, result: CallResult, status: int | None, reason: str) -> None: ...
-
-        def _apply_media(self, audio: NegotiatedAudio) -> None: ...
-
-        def _new_offer(self, direction: Direction = Direction.SENDRECV) -> SessionDescription: ...
-
-        def _answer_offer(self, offer: SessionDescription) -> Answer: ...
-
-        def _contact_for(self, incoming: IncomingRequest) -> str: ...
-
-        async def _request(
-            self,
-            method: str,
-            *,
-            body: bytes = b"",
-            content_type: str | None = None,
-            extra_headers: Sequence[tuple[str, str]] = (),
-        ) -> Response: ...
 
     async def hold(self) -> bool:
         """Put the peer on hold: re-INVITE with ``sendonly`` (RFC 3264 §8.4, RFC 6337 §5.3)."""

@@ -142,6 +142,9 @@ class G711Decoder(Decoder):
         super().__init__(info)
         self.table = table  # read by decode_many, per frame: a plain attribute
         self._plc = WaveformPlc(info.sample_rate)
+        # What decode_many calls per frame: the concealment history's update itself,
+        # bound once, rather than through the ``decoded`` method (one call less).
+        self.finish = self._plc.update
 
     def decode(self, payload: bytes) -> Pcm:
         if not payload:
@@ -215,11 +218,11 @@ def decode_many(decoders: Sequence[G711Decoder], payloads: Sequence[bytes]) -> l
         size = lengths[0]
         if lengths.count(size) == len(lengths):  # one frame size: rows are views made in C
             for i, row in zip(members, pcm.reshape(-1, size), strict=True):
-                out[i] = decoders[i].decoded(row)
+                out[i] = decoders[i].finish(row)
             continue
         start = 0
         for i, n in zip(members, lengths, strict=True):
-            out[i] = decoders[i].decoded(pcm[start : start + n])
+            out[i] = decoders[i].finish(pcm[start : start + n])
             start += n
     return out
 

@@ -1,10 +1,12 @@
-"""Opus (RFC 6716): encoding through PyAV, decoding with in-band FEC through libopus; RFC 7587.
+"""Opus (RFC 6716): encoding and decoding (with in-band FEC) through libopus; RFC 7587.
 
 RTP: dynamic payload type, ``a=rtpmap:<pt> opus/48000/2`` -- the clock is always 48 kHz and
 the channel count always 2 in SDP whatever is actually sent (RFC 7587 §4.1, §7). Trunkline
 encodes and decodes mono at 48 kHz (``sample_rate``); a 20 ms packet holds 960 samples and
 advances the RTP timestamp by 960.
 
+Both directions call the libopus that PyAV's wheel bundles through ctypes
+(:mod:`trunkline.media.codecs.libopus`); PyAV is the fallback when it does not load.
 What PyAV exposes (PyAV 18 / FFmpeg, checked with ``ctx.supported_options.private``):
 
 * encoder ``libopus`` options ``application`` (we use ``voip``), ``frame_duration`` (the
@@ -44,6 +46,7 @@ from trunkline.media.codecs.base import CodecError, CodecInfo, Decoder, Encoder,
 SAMPLE_RATE = 48000
 DEFAULT_BITRATE = 32000
 EXPECTED_LOSS_PERCENT = 10
+DEFAULT_COMPLEXITY = 5  # see OpusEncoder
 _FRAME_DURATIONS = {
     SAMPLE_RATE * tenths // 10000: f"{tenths / 10:g}" for tenths in (25, 50, 100, 200, 400, 600)
 }  # samples per frame -> FFmpeg "frame_duration" (ms)
@@ -54,36 +57,65 @@ class OpusEncoder(Encoder):
     """Mono Opus encoder, ``voip`` application, in-band FEC on.
 
     The frame duration follows the frames it is given (2.5, 5, 10, 20, 40 or 60 ms, i.e.
-    the negotiated ptime): the libopus context is opened for the first frame's length and
-    reopened if the length changes.
+    the negotiated ptime). libopus is called directly through ctypes
+    (:class:`~trunkline.media.codecs.libopus.NativeEncoder`) where it loads; otherwise
+    through PyAV, whose context is opened for the first frame's length and reopened if the
+    length changes.
+
+    ``complexity`` (0-10) trades CPU for quality. The default, 5, encodes a 20 ms frame in
+    about 70 % of the time complexity 10 takes (FFmpeg's default; 175 vs 250 us measured on
+    the development VM) at the same bit rate; the round-trip SNR of the tests' 440 Hz tone
+    drops from 34.3 to 32.9 dB and that of their chirp stays at 17 dB. Pass 10 where CPU
+    is plentiful.
     """
 
-    def __init__(self, bitrate: int = DEFAULT_BITRATE) -> None:
+    def __init__(
+        self, bitrate: int = DEFAULT_BITRATE, complexity: int = DEFAULT_COMPLEXITY
+    ) -> None:
         super().__init__(OPUS)
+        if not 0 <= complexity <= 10:
+            raise CodecError(f"Opus complexity is 0-10, not {complexity}")
         self._bitrate = bitrate
+        self.complexity = complexity
+        lib = libopus.load()
+        self._native: libopus.NativeEncoder | None = None
+        if libopus.encoder_usable(lib):
+            assert lib is not None
+            self._native = libopus.NativeEncoder(
+                lib,
+                SAMPLE_RATE,
+                bitrate=bitrate,
+                complexity=complexity,
+                fec=True,
+                loss_percent=EXPECTED_LOSS_PERCENT,
+            )
         self._ctx: Any = None
         self._frame = 0
         self._pts = 0
 
     def encode(self, pcm: Pcm) -> bytes:
         pcm = as_pcm(pcm)
-        if self._ctx is None or len(pcm) != self._frame:
-            duration = _FRAME_DURATIONS.get(len(pcm))
-            if duration is None:
+        if len(pcm) != self._frame:
+            if len(pcm) not in _FRAME_DURATIONS:
                 raise CodecError(
                     f"Opus frames are 2.5/5/10/20/40/60 ms ({sorted(_FRAME_DURATIONS)} "
                     f"samples at 48 kHz), got {len(pcm)}"
                 )
+            self._frame = len(pcm)
+            self._ctx = None
+        if self._native is not None:
+            return self._native.encode(pcm)
+        if self._ctx is None:
             options = {
                 "application": "voip",
-                "frame_duration": duration,
+                "frame_duration": _FRAME_DURATIONS[len(pcm)],
                 "fec": "1",
                 "packet_loss": str(EXPECTED_LOSS_PERCENT),
+                "compression_level": str(self.complexity),
             }
             self._ctx = _av.open_context(
                 "libopus", "w", SAMPLE_RATE, options, bit_rate=self._bitrate
             )
-            self._frame = len(pcm)
         payload = _av.encode_frame(self._ctx, pcm, self._pts)
         self._pts += len(pcm)
         return payload

@@ -36,6 +36,7 @@ __all__ = ["TIMEOUT_STATUS", "TRANSPORT_ERROR_STATUS", "ClientRequests", "Provis
 logger = logging.getLogger("trunkline.sip.endpoint")
 
 ProvisionalCallback = Callable[[Response], None]
+FinalCallback = Callable[[Response], None]
 
 #: §8.1.3.1 / §17.1.4: what the TU sees when the transaction fails locally.
 TIMEOUT_STATUS = (408, "Request Timeout")
@@ -44,12 +45,36 @@ TRANSPORT_ERROR_STATUS = (503, "Service Unavailable")
 
 @dataclass(slots=True)
 class _Pending:
-    """A client transaction the TU awaits."""
+    """A client transaction the TU awaits (``future``) or is called back for (``on_final``)."""
 
-    future: asyncio.Future[Response]
+    future: asyncio.Future[Response] | None
     on_provisional: ProvisionalCallback | None
     responses: list[Response] = field(default_factory=list)
     failover: FailoverPlan | None = None
+    on_final: FinalCallback | None = None
+    done: bool = False
+
+    @property
+    def finished(self) -> bool:
+        """Resolved, abandoned, or its awaiting task was cancelled."""
+        return self.done or (self.future is not None and self.future.done())
+
+    def resolve(self, response: Response) -> None:
+        """Hand over the final response, once."""
+        self.done = True
+        if self.on_final is not None:
+            try:
+                self.on_final(response)
+            except Exception:  # the TU's bug must not stop the endpoint's pump
+                logger.exception("final response callback failed")
+        elif self.future is not None and not self.future.done():
+            self.future.set_result(response)
+
+    def abandon(self) -> None:
+        """The endpoint closes: nobody will get a response."""
+        self.done = True
+        if self.future is not None and not self.future.done():
+            self.future.cancel()
 
 
 class ClientRequests(Sender):
@@ -114,6 +139,32 @@ class ClientRequests(Sender):
         self.pump()
         return txn
 
+    def start_request_now(
+        self,
+        request: Request,
+        destination: Destination,
+        *,
+        on_final: FinalCallback,
+        connection: Connection | None = None,
+        add_via: bool | None = None,
+        on_provisional: ProvisionalCallback | None = None,
+    ) -> ClientTransaction:
+        """Start a client transaction to a known ``destination`` without awaiting anything.
+
+        The callback twin of :meth:`start_request` for a TU driven by events (a
+        proxy): ``on_provisional`` gets each 1xx and ``on_final`` the final
+        response, a 408 on a timeout or a 503 on a transport error
+        (§8.1.3.1), from inside the endpoint's event handling. With a
+        destination given there is no RFC 3263 failover.
+        """
+        if request.method == "ACK":
+            raise LocalSipError("an ACK is sent with send_ack(), outside transactions")
+        destination = self._prepare_now(request, destination, connection, add_via)
+        pending = _Pending(None, on_provisional, on_final=on_final)
+        txn = self._launch(request, destination, connection, pending, self.loop.time())
+        self.pump()
+        return txn
+
     def _launch(
         self,
         request: Request,
@@ -155,6 +206,8 @@ class ClientRequests(Sender):
                     pending = self._pending.get(id(plan.current))
         if pending is None:
             return txn.last_response or make_response(txn.request, *TIMEOUT_STATUS)
+        if pending.future is None:
+            raise LocalSipError("this transaction reports its final response to a callback")
         return await pending.future
 
     def cancel(self, txn: ClientInviteTransaction) -> None:
@@ -186,7 +239,7 @@ class ClientRequests(Sender):
         ``local`` marks a response made up for a timeout or a transport error.
         """
         pending = self._pending.pop(id(txn), None)
-        if pending is None or pending.future.done():
+        if pending is None or pending.finished:
             return False
         plan = pending.failover
         if plan is not None:
@@ -196,7 +249,7 @@ class ClientRequests(Sender):
             origin = plan.origin
             if origin is not None and origin.state is TransactionState.TERMINATED:
                 self._moved.pop(id(origin), None)
-        pending.future.set_result(response)
+        pending.resolve(response)
         return False
 
     def _fail_over(

@@ -9,7 +9,7 @@ next hop of §8.1.2, switched from UDP to TCP above 1300 bytes, §18.1.1).
 
 The transaction user (a softphone, a proxy, a PBX) sees::
 
-    endpoint.on_request = handler          # async def handler(incoming: IncomingRequest)
+    endpoint.on_request = handler          # def or async def handler(incoming: IncomingRequest)
     await incoming.respond(180)            # through the server transaction
     response = await endpoint.send_request(request, on_provisional=cb)
     endpoint.send_stateless(message, destination)   # proxies (§16.11)
@@ -48,6 +48,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from trunkline import logcontext
 from trunkline.sip.aio import websocket as _websocket  # registers WS and WSS
 from trunkline.sip.aio.client import (
     TIMEOUT_STATUS,
@@ -103,7 +104,10 @@ logger = logging.getLogger("trunkline.sip.endpoint")
 
 assert _websocket.SIP_SUBPROTOCOL == "sip"
 
-RequestHandler = Callable[[IncomingRequest], Awaitable[None]]
+RequestHandler = Callable[[IncomingRequest], Awaitable[None] | None]
+"""The TU's request handler: a coroutine function (run in a task), or a plain function
+that handles the request at once and returns None (no task: the proxy's fast path) or
+an awaitable for the part that must wait (run in a task)."""
 StrayResponseHandler = Callable[[Response], None]
 ForeignDatagramHandler = Callable[[bytes, Source], bool]
 
@@ -171,6 +175,7 @@ class SipEndpoint(ClientRequests):
         self._timer_hooks: list[tuple[Callable[[], float | None], Callable[[float], None]]] = []
         self._current_source: Source | None = None
         self._current_size = 0
+        self._pumping = False
         self._closed = False
         self.dialogs: DialogLayer | None = DialogLayer(timers) if dialogs else None
         """The dialog layer (RFC 3261 §12-§15); None for a proxy, which keeps no dialogs."""
@@ -200,8 +205,7 @@ class SipEndpoint(ClientRequests):
             self._timer.cancel()
             self._timer = None
         for pending in self._pending.values():
-            if not pending.future.done():
-                pending.future.cancel()
+            pending.abandon()
         self._pending.clear()
         self._moved.clear()
         for task in list(self._tasks):
@@ -356,7 +360,22 @@ class SipEndpoint(ClientRequests):
 
     # -- the pump: transmits out, events up, one timer ---------------------------------
     def pump(self) -> None:
-        """Send what the layers queued, hand events to the TU, re-arm the timer."""
+        """Send what the layers queued, hand events to the TU, re-arm the timer.
+
+        A TU that answers or forwards from inside an event (a synchronous
+        handler) calls back in here: the running pump's loop picks up what it
+        queued, so the nested call returns at once.
+        """
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            self._pump()
+        finally:
+            self._pumping = False
+        self.rearm()
+
+    def _pump(self) -> None:
         ours = self.transactions.outbox
         theirs = self.dialogs.outbox if self.dialogs is not None else None
         for _ in range(1000):  # events can queue transmits and vice versa; bounded
@@ -374,7 +393,6 @@ class SipEndpoint(ClientRequests):
                 self._transmit(transmit)
             for event in events:
                 self._dispatch(event)
-        self.rearm()
 
     def rearm(self) -> None:
         """Arm one ``call_at`` at the earliest deadline of all layers.
@@ -416,13 +434,22 @@ class SipEndpoint(ClientRequests):
             if source is None:
                 peer = event.peer or Peer("udp", "", 0)
                 source = Source(peer.transport.upper(), peer.host, peer.port, ("", 0))
-            self._deliver_request(event.request, event.transaction, source)
+            # The Call-ID on every log line of the handling (and of the tasks it starts).
+            token = logcontext.call_id.set(event.request.call_id)
+            try:
+                self._deliver_request(event.request, event.transaction, source)
+            finally:
+                logcontext.call_id.reset(token)
         elif isinstance(event, ResponseReceived):
-            if self.dialogs is not None:
-                verdict = self.dialogs.response_received(event.response, self.loop.time())
-                if not verdict.fresh:
-                    return  # a 2xx retransmission, re-ACKed by the dialog layer (§13.2.2.4)
-            self._deliver_response(event.response, event.transaction)
+            token = logcontext.call_id.set(event.response.call_id)
+            try:
+                if self.dialogs is not None:
+                    verdict = self.dialogs.response_received(event.response, self.loop.time())
+                    if not verdict.fresh:
+                        return  # a 2xx retransmission, re-ACKed by the dialog layer (§13.2.2.4)
+                self._deliver_response(event.response, event.transaction)
+            finally:
+                logcontext.call_id.reset(token)
         elif isinstance(event, SendRequest):
             self._spawn(self._send_layer_request(event.request))
         elif isinstance(event, TransactionTimedOut | TransactionTransportError):
@@ -475,16 +502,25 @@ class SipEndpoint(ClientRequests):
             if txn is not None:
                 self._default_answer(incoming)
             return
-        self._spawn(self._run_handler(handler, incoming))
-
-    async def _run_handler(self, handler: RequestHandler, incoming: IncomingRequest) -> None:
         try:
-            await handler(incoming)
+            pending = handler(incoming)
         except Exception:
-            logger.exception("request handler failed for %s", incoming.request.method)
-            if incoming.transaction is not None and not incoming.answered:
-                with contextlib.suppress(LocalSipError):
-                    incoming.respond(500, "Server Internal Error")
+            self._handler_failed(incoming)
+            return
+        if pending is not None:  # a coroutine (or the rest of the work): in a task
+            self._spawn(self._run_handler(pending, incoming))
+
+    async def _run_handler(self, pending: Awaitable[None], incoming: IncomingRequest) -> None:
+        try:
+            await pending
+        except Exception:
+            self._handler_failed(incoming)
+
+    def _handler_failed(self, incoming: IncomingRequest) -> None:
+        logger.exception("request handler failed for %s", incoming.request.method)
+        if incoming.transaction is not None and not incoming.answered:
+            with contextlib.suppress(LocalSipError):
+                incoming.respond(500, "Server Internal Error")
 
     def _default_answer(self, incoming: IncomingRequest) -> None:
         if incoming.request.method == "OPTIONS":
