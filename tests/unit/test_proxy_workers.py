@@ -14,11 +14,14 @@ from tests.support.peers import free_port
 
 from trunkline.config import Config
 from trunkline.proxy import workers
+from trunkline.proxy.antiflood import FloodPolicy, Verdict
 from trunkline.proxy.location import ContactSpec, RegisterRequest, RegistrarPolicy
 from trunkline.proxy.location_sqlite import MemoryLocation
 from trunkline.proxy.workers import (
     MAX_AUTO_WORKERS,
+    BanRelay,
     FlowAwareLocation,
+    SharedAntiFlood,
     StatusBoard,
     WorkerSpec,
     check_workers,
@@ -197,3 +200,48 @@ async def test_flows_held_by_another_worker_are_not_used() -> None:
     assert await location.purge_expired(10_000.0) == 3
     await location.flush()
     await location.close()
+
+
+def test_a_ban_made_by_one_worker_applies_in_the_others(tmp_path: Path) -> None:
+    """Three real workers: worker 1 bans a flooding source; 0 and 2 drop it too."""
+    policy = FloodPolicy(requests_per_second=1.0, burst=2, flood_ban_seconds=60.0)
+
+    def work(spec: WorkerSpec) -> int:
+        async def run() -> int:
+            relay = BanRelay(spec)
+            antiflood = SharedAntiFlood(policy, None, relay)
+            relay.start(lambda host, until: antiflood.ban_from_peer(host, until, time.time()))
+            spec.announce_ready()
+            try:
+                if spec.index == 1:
+                    await asyncio.sleep(0.2)  # the others read their inbox by now
+                    verdicts = [antiflood.check("192.0.2.66", None, time.time()) for _ in range(3)]
+                    assert verdicts[-1] is Verdict.FLOOD
+                for _ in range(200):  # at most 2 s
+                    if antiflood.is_banned("192.0.2.66", time.time()):
+                        break
+                    await asyncio.sleep(0.01)
+                else:
+                    return 5
+                # Each worker drops the source; only the worker that banned counts the ban.
+                assert antiflood.check("192.0.2.66", None, time.time()) is Verdict.BANNED
+                assert antiflood.counters.bans == (1 if spec.index == 1 else 0)
+                (tmp_path / f"banned-{spec.index}").touch()
+                await asyncio.sleep(10)  # until the test's SIGTERM
+                return 0
+            finally:
+                relay.close()
+
+        try:
+            return asyncio.run(run())
+        except KeyboardInterrupt:
+            return 0
+
+    def ready() -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(list(tmp_path.glob("banned-*"))) < 3:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    assert run_workers(3, work, on_ready=ready) == 0
+    assert sorted(p.name for p in tmp_path.glob("banned-*")) == [f"banned-{i}" for i in range(3)]

@@ -56,12 +56,15 @@ from trunkline.proxy.status import HttpFront, ServerStats, merge_snapshots
 from trunkline.proxy.validation import Reply, ValidationPolicy
 from trunkline.proxy.workers import (
     STATUS_INTERVAL,
+    BanRelay,
     FlowAwareLocation,
+    SharedAntiFlood,
     StatusBoard,
     WorkerSpec,
     listen_shared,
 )
 from trunkline.sip.aio.endpoint import IncomingRequest, SipEndpoint, Source
+from trunkline.sip.aio.gcpolicy import ServingCollector
 from trunkline.sip.aio.tls import server_ssl_context
 from trunkline.sip.aio.transport import Listener
 from trunkline.sip.aio.websocket import WebSocketConnection
@@ -166,11 +169,13 @@ class ProxyServer:
         self.dispatcher = dispatcher
         self._housekeeping: asyncio.Task[None] | None = None
         self._publisher: asyncio.Task[None] | None = None
+        self._ban_relay: BanRelay | None = None
         self.dispatch_rules = dispatch_rules
         self.worker = worker or WorkerSpec()
         self.shared: dict[str, tuple[str, int]] = {}
         """The SIP port shared with the other workers, per transport (several workers only)."""
         self._stopped = asyncio.Event()
+        self._collector: ServingCollector | None = None
 
     # ------------------------------------------------------------------ start
 
@@ -257,7 +262,13 @@ class ProxyServer:
             flood_ban_seconds=config.limits.flood_ban_seconds,
             auth_failure_window=config.limits.auth_failure_window,
         )
-        self.antiflood = AntiFlood(policy, trusted)
+        if worker.shared:  # a ban made by one worker applies in all (proxy.workers)
+            relay = self._ban_relay = BanRelay(worker)
+            shared = SharedAntiFlood(policy, trusted, relay)
+            relay.start(lambda host, until: shared.ban_from_peer(host, until, self.clock()))
+            self.antiflood = shared
+        else:
+            self.antiflood = AntiFlood(policy, trusted)
         self._data_version = self._read_data_version()
         authenticator = Authenticator(
             self.data_dir.nonce_secret(),
@@ -308,6 +319,8 @@ class ProxyServer:
             refresh_users=self.refresh_users,
         )
         self._housekeeping = asyncio.ensure_future(housekeeper.run())
+        self._collector = ServingCollector(asyncio.get_running_loop())  # see sip.aio.gcpolicy
+        self._collector.start()
         if worker.shared and not worker.primary:
             self._publisher = asyncio.ensure_future(self._publish_status())
 
@@ -400,6 +413,9 @@ class ProxyServer:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self._ban_relay is not None:
+            self._ban_relay.close()
+            self._ban_relay = None
         if forwarder is not None:
             forwarder.cancel_tasks()
         if self.http is not None:
@@ -409,6 +425,8 @@ class ProxyServer:
         if self.location is not None:
             await self.location.close()
         self.close_database()
+        if self._collector is not None:
+            self._collector.stop()
         self._stopped.set()
 
     async def wait_stopped(self) -> None:

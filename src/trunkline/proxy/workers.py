@@ -25,7 +25,10 @@ on its own event loop:
   their counters and calls every second (:class:`StatusBoard`, a JSON file
   each under ``<data dir>/run/``), and the first one adds them up, so
   ``trunkline status`` and ``/metrics`` cover every worker (at most about
-  one second old for the others; each worker's age is shown).
+  one second old for the others; each worker's age is shown);
+- a ban (flood, failed passwords) made by one worker is passed to the others
+  at once (:class:`BanRelay`, :class:`SharedAntiFlood`): the kernel spreads
+  a source's flows over the workers, a ban must follow the source.
 
 The parent process supervises (:func:`run_workers`): it starts the first
 worker, waits until it listens, starts the others, and prints the banner
@@ -46,12 +49,15 @@ used).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import os
 import select
 import signal
+import socket
 import sys
 import time
 from collections import deque
@@ -61,6 +67,7 @@ from pathlib import Path
 from typing import Any
 
 from trunkline.config import Config
+from trunkline.proxy.antiflood import AntiFlood, FloodPolicy, TrustedNetworks
 from trunkline.proxy.location import (
     Binding,
     LocationCounts,
@@ -76,7 +83,9 @@ __all__ = [
     "MAX_RESTARTS",
     "MIN_UPTIME",
     "STATUS_INTERVAL",
+    "BanRelay",
     "FlowAwareLocation",
+    "SharedAntiFlood",
     "StatusBoard",
     "WorkerSpec",
     "check_workers",
@@ -104,12 +113,15 @@ class WorkerSpec:
     """Which worker this process is (``index`` of ``count``).
 
     ``ready_fd``: the pipe on which :meth:`announce_ready` tells the parent
-    the worker listens (-1: nobody waits).
+    the worker listens (-1: nobody waits). ``inbox`` and ``peers``: the
+    datagram sockets of :class:`BanRelay` (this worker's, the others').
     """
 
     index: int = 0
     count: int = 1
     ready_fd: int = -1
+    inbox: int = -1
+    peers: tuple[int, ...] = ()
 
     @property
     def primary(self) -> bool:
@@ -221,6 +233,92 @@ class FlowAwareLocation(LocationService):
         await self.inner.close()
 
 
+# -- bans shared by the workers ------------------------------------------------------------
+
+
+class BanRelay:
+    """Passes every ban a worker makes to the other workers, at once.
+
+    The kernel spreads flows, not sources, over the workers: a source that
+    is banned on one worker could go on through the others from new ports.
+    :func:`run_workers` makes one datagram socket pair per worker before
+    forking (nothing on the file system, nothing another local user can
+    reach); a worker reads its own ``inbox`` and writes ``host until`` to
+    every peer's. A peer that is busy or restarting misses the message (its
+    queue is full, or nobody reads): bans are a defence, not a ledger.
+    """
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.inbox = socket.socket(fileno=os.dup(spec.inbox)) if spec.inbox >= 0 else None
+        self.peers = [socket.socket(fileno=os.dup(fd)) for fd in spec.peers]
+        for sock in (*self.peers, *((self.inbox,) if self.inbox else ())):
+            sock.setblocking(False)
+        self._reading = False
+
+    def start(self, on_ban: Callable[[str, float], None]) -> None:
+        """Call ``on_ban(host, until)`` for each ban another worker announces."""
+        if self.inbox is None:
+            return
+        inbox = self.inbox
+
+        def receive() -> None:
+            for _ in range(64):  # bounded: the loop has other work
+                try:
+                    data = inbox.recv(256)
+                except (BlockingIOError, InterruptedError):
+                    return
+                host, _, until = data.decode("ascii", "replace").partition(" ")
+                try:
+                    ipaddress.ip_address(host)
+                    when = float(until)
+                except ValueError:
+                    continue
+                on_ban(host, when)
+
+        asyncio.get_running_loop().add_reader(inbox.fileno(), receive)
+        self._reading = True
+
+    def announce(self, host: str, until: float) -> None:
+        message = f"{host} {until!r}".encode("ascii", "replace")
+        for peer in self.peers:
+            with contextlib.suppress(OSError):  # full or gone: see the class docstring
+                peer.send(message)
+
+    def close(self) -> None:
+        if self._reading and self.inbox is not None:
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().remove_reader(self.inbox.fileno())
+            self._reading = False
+        for sock in (*self.peers, *((self.inbox,) if self.inbox else ())):
+            sock.close()
+
+
+class SharedAntiFlood(AntiFlood):
+    """An :class:`AntiFlood` whose bans reach every worker through a :class:`BanRelay`.
+
+    Rate limits and failed-authentication counts stay per worker (a phone's
+    flow stays on one worker); a ban applies everywhere. A ban received from
+    another worker is logged once more (``reason=shared``) but not counted
+    again, so the summed ``bans`` counter counts each ban once.
+    """
+
+    def __init__(
+        self, policy: FloodPolicy, trusted: TrustedNetworks | None, relay: BanRelay
+    ) -> None:
+        super().__init__(policy, trusted)
+        self.relay = relay
+
+    def ban(self, host: str, now: float, seconds: float, reason: str) -> None:
+        super().ban(host, now, seconds, reason)
+        self.relay.announce(host, now + seconds)
+
+    def ban_from_peer(self, host: str, until: float, now: float) -> None:
+        """Apply a ban another worker made (not announced again, not counted again)."""
+        if until > now:
+            AntiFlood.ban(self, host, now, until - now, "shared")
+            self.counters.bans -= 1
+
+
 # -- status of every worker ---------------------------------------------------------------
 
 
@@ -293,6 +391,8 @@ class _Supervisor:
         self.failure = 0
         """The exit status of a worker that died while starting."""
         self.read_fd, self.write_fd = os.pipe()
+        # BanRelay: worker i reads pairs[i][0]; the others write to pairs[i][1].
+        self.pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM) for _ in range(count)]
 
     def spawn(self, index: int) -> None:
         pid = os.fork()
@@ -302,7 +402,9 @@ class _Supervisor:
                 for signum in (signal.SIGTERM, signal.SIGINT):
                     signal.signal(signum, signal.SIG_DFL)  # not the parent's forwarder
                 os.close(self.read_fd)
-                code = self.work(WorkerSpec(index, self.count, self.write_fd))
+                inbox = self.pairs[index][0].fileno()
+                peers = tuple(w.fileno() for i, (_, w) in enumerate(self.pairs) if i != index)
+                code = self.work(WorkerSpec(index, self.count, self.write_fd, inbox, peers))
             except BaseException as error:  # reported, then the process ends
                 print(f"worker {index}: {error!r}", file=sys.stderr)
             finally:
@@ -395,6 +497,9 @@ class _Supervisor:
         for fd in (self.read_fd, self.write_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
+        for pair in self.pairs:
+            for sock in pair:
+                sock.close()
 
 
 def run_workers(

@@ -22,7 +22,8 @@ The attributes with typed views, and where they are defined:
 
 The value types (:class:`Origin`, :class:`Connection`, :class:`RtpMap`,
 :class:`Crypto`, :class:`Candidate`...) live in :mod:`trunkline.sip.sdpfields`
-and are re-exported here. Bad input never raises anything but
+and are re-exported here; the attribute lookups and their validation shared by
+both levels in :mod:`trunkline.sip.sdpattributes`. Bad input never raises anything but
 :class:`SipParseError` (status 400): ``parse()`` validates the typed
 attributes eagerly, so the typed views of a parsed description do not raise
 afterwards. Text is UTF-8; undecodable bytes are kept (surrogateescape) so
@@ -42,14 +43,12 @@ default) rejects any malformed known attribute with 400.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from trunkline.sip.errors import SipParseError
+from trunkline.sip.sdpattributes import MEDIA_CHECKS, SESSION_CHECKS, Attributes, check_milliseconds
 from trunkline.sip.sdpfields import (
     DIGITS,
-    DIRECTIONS,
-    FRACTION,
     Attribute,
     Bandwidth,
     Candidate,
@@ -90,141 +89,9 @@ __all__ = [
     "parse_fmtp_params",
 ]
 
-_SETUP_ROLES = frozenset({"active", "passive", "actpass", "holdconn"})
-
-
-def _check_setup(value: str) -> None:
-    if value not in _SETUP_ROLES:
-        raise fail(f"unknown setup role: {value[:40]!r}")
-
-
-def _check_milliseconds(name: str) -> Callable[[str], None]:
-    def check(value: str) -> None:
-        if not FRACTION.fullmatch(value.strip()):
-            raise fail(f"a={name} is not a number: {value[:40]!r}")
-
-    return check
-
-
-_COMMON_CHECKS: Mapping[str, Callable[[str], object]] = {
-    "fingerprint": Fingerprint.parse,
-    "setup": _check_setup,
-}
-_SESSION_CHECKS: Mapping[str, Callable[[str], object]] = {**_COMMON_CHECKS, "group": Group.parse}
-_MEDIA_CHECKS: Mapping[str, Callable[[str], object]] = {
-    **_COMMON_CHECKS,
-    "rtpmap": RtpMap.parse,
-    "ptime": _check_milliseconds("ptime"),
-    "maxptime": _check_milliseconds("maxptime"),
-    "rtcp": Rtcp.parse,
-    "crypto": Crypto.parse,
-    "candidate": Candidate.parse,
-}
-"""The attributes with typed views at each level, and the parser that validates each."""
-
-
-class _Attributes:
-    """Attribute helpers shared by the session and media levels."""
-
-    __slots__ = ()
-    attributes: list[Attribute]
-
-    def get(self, name: str) -> str | None:
-        """The value of the first ``a=name`` ("" for a property attribute)."""
-        for attribute in self.attributes:
-            if attribute.name == name and attribute.malformed is None:
-                return "" if attribute.value is None else attribute.value
-        return None
-
-    def get_all(self, name: str) -> list[str]:
-        """The values of every well-formed ``a=name`` in order."""
-        return [a.value or "" for a in self.attributes if a.name == name and a.malformed is None]
-
-    def has(self, name: str) -> bool:
-        return any(a.name == name and a.malformed is None for a in self.attributes)
-
-    def add(self, name: str, value: str | None = None) -> None:
-        self.attributes.append(Attribute(name, value))
-
-    def remove(self, name: str) -> int:
-        """Remove every ``a=name``; return how many were removed."""
-        before = len(self.attributes)
-        self.attributes[:] = [a for a in self.attributes if a.name != name]
-        return before - len(self.attributes)
-
-    @property
-    def direction(self) -> Direction | None:
-        """The direction attribute written at this level, if any (RFC 8866 §6.7)."""
-        for attribute in self.attributes:
-            if attribute.value is None and attribute.name in DIRECTIONS:
-                return DIRECTIONS[attribute.name]
-        return None
-
-    def set_direction(self, direction: Direction | None) -> None:
-        """Replace the direction attributes at this level (None removes them)."""
-        kept = [a for a in self.attributes if a.name not in DIRECTIONS]
-        if direction is not None:
-            kept.append(Attribute(direction.value))
-        self.attributes[:] = kept
-
-    @property
-    def ice_ufrag(self) -> str | None:
-        return self.get("ice-ufrag")
-
-    @property
-    def ice_pwd(self) -> str | None:
-        return self.get("ice-pwd")
-
-    @property
-    def ice_options(self) -> list[str]:
-        return [option for value in self.get_all("ice-options") for option in value.split()]
-
-    @property
-    def fingerprints(self) -> list[Fingerprint]:
-        return [Fingerprint.parse(value) for value in self.get_all("fingerprint")]
-
-    @property
-    def setup(self) -> str | None:
-        """The DTLS/TCP connection role (RFC 4145 §4): active, passive, actpass, holdconn."""
-        value = self.get("setup")
-        if value is not None:
-            _check_setup(value)
-        return value
-
-    @property
-    def malformed(self) -> list[Attribute]:
-        """The attributes a lenient parse kept but could not use, in order."""
-        return [a for a in self.attributes if a.malformed is not None]
-
-    def _validate_attributes(
-        self, checks: Mapping[str, Callable[[str], object]], strict: bool
-    ) -> None:
-        """Parse every attribute with a typed view once (RFC 8866 §5.13 when lenient).
-
-        Strict: the first malformed one raises SipParseError (400). Lenient: it
-        is marked :attr:`Attribute.malformed` and the typed views skip it (and
-        later validations too).
-        """
-        for attribute in self.attributes:
-            name = attribute.name
-            if attribute.malformed is not None:
-                continue  # already kept as unparsed by a lenient parse
-            try:
-                if name in DIRECTIONS:
-                    if attribute.value is not None:
-                        raise fail(f"direction attribute with a value: a={attribute}"[:80])
-                    continue
-                check = checks.get(name)
-                if check is not None:
-                    check(attribute.value or "")
-            except SipParseError as exc:
-                if strict:
-                    raise
-                attribute.malformed = exc.reason
-
 
 @dataclass(slots=True)
-class MediaDescription(_Attributes):
+class MediaDescription(Attributes):
     """One ``m=`` section: ``m=<media> <port>[/<count>] <proto> <fmt> ...`` (§5.14)."""
 
     media: str
@@ -307,7 +174,7 @@ class MediaDescription(_Attributes):
         value = self.get(name)
         if value is None:
             return None
-        _check_milliseconds(name)(value)
+        check_milliseconds(name)(value)
         return round(float(value))
 
     @property
@@ -344,7 +211,7 @@ class MediaDescription(_Attributes):
 
         With ``strict=False`` a malformed attribute is marked and skipped instead.
         """
-        self._validate_attributes(_MEDIA_CHECKS, strict)
+        self._validate_attributes(MEDIA_CHECKS, strict)
 
     def copy(self) -> MediaDescription:
         """A deep copy, safe to edit."""
@@ -379,7 +246,7 @@ class MediaDescription(_Attributes):
 
 
 @dataclass(slots=True)
-class SessionDescription(_Attributes):
+class SessionDescription(Attributes):
     """A whole SDP body (RFC 8866 §5): the session section and its media sections."""
 
     origin: Origin
@@ -507,7 +374,7 @@ class SessionDescription(_Attributes):
 
         With ``strict=False`` a malformed attribute is marked and skipped instead.
         """
-        self._validate_attributes(_SESSION_CHECKS, strict)
+        self._validate_attributes(SESSION_CHECKS, strict)
         for media in self.media:
             media.validate(strict=strict)
 

@@ -9,7 +9,8 @@ media, hold, DTMF, transfer) with its vocabulary in
 :mod:`trunkline.ua.hold` and :mod:`trunkline.ua.dtmf` the answering, transfer,
 hold and DTMF parts of a call; :mod:`trunkline.ua.stun` is the sans-IO STUN Binding (RFC 5389)
 that :mod:`trunkline.ua.nat` runs on the phone's SIP and RTP sockets; and
-:class:`~trunkline.ua.phone.Phone` ties them to one asyncio SIP endpoint.
+:class:`~trunkline.ua.phone.Phone` ties them to one asyncio SIP endpoint
+(its configuration and events: :mod:`trunkline.ua.phoneevents`).
 """
 
 from __future__ import annotations

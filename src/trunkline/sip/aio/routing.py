@@ -42,12 +42,27 @@ class Destination:
 
 
 def is_ip_literal(host: str) -> bool:
-    """True for an IPv4 or (bracketed or bare) IPv6 address."""
+    """True for an IPv4 or (bracketed or bare) IPv6 address.
+
+    Asked for the next hop of every request sent, mostly about the same few
+    hosts: answers are remembered (up to :data:`_LITERAL_CACHE_SIZE` hosts).
+    """
+    known = _literal_cache.get(host)
+    if known is not None:
+        return known
     try:
         ipaddress.ip_address(normalize_host(host))
+        known = True
     except ValueError:
-        return False
-    return True
+        known = False
+    if len(_literal_cache) >= _LITERAL_CACHE_SIZE:
+        _literal_cache.clear()
+    _literal_cache[host] = known
+    return known
+
+
+_LITERAL_CACHE_SIZE = 4096
+_literal_cache: dict[str, bool] = {}
 
 
 def same_address(a: str, b: str) -> bool:
