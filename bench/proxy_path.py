@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import re
 import secrets
 import sys
 import time
@@ -58,8 +59,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from trunkline.sip import parse_message
 from trunkline.sip.builder import make_response
+from trunkline.sip.events import Peer
 from trunkline.sip.headers import Via
 from trunkline.sip.message import Request, Response
+from trunkline.sip.transaction import ServerTransaction
+from trunkline.sip.transaction_table import TransactionLayer
 from trunkline.sip.uri import SipUri
 
 PROXY = ("127.0.0.1", 5060)
@@ -168,6 +172,16 @@ def _tl_request(
 ) -> bytes:
     request = parse_message(data)
     assert isinstance(request, Request)
+    out = _tl_forward(request, stateful=stateful, target=target, trying=trying)
+    wire = bytes(out)
+    assert len(bytes(out)) == len(wire)
+    return wire
+
+
+def _tl_forward(
+    request: Request, *, stateful: bool, target: str | None, trying: list[bytes] | None = None
+) -> Request:
+    """The request to send on (§16.3-§16.6, or §16.11 for the 2xx ACK), not yet serialized."""
     top = request.via[0]
     server_key = (top.branch, top.host, top.port, request.cseq.method)
     # route(REQINIT): §16.3 (validation.validate_request)
@@ -218,9 +232,8 @@ def _tl_request(
     via = Via("UDP", PROXY[0], PROXY[1], {"branch": branch, "rport": None})
     headers.prepend("Via", str(via))
     client_key = (out.via[0].branch, out.cseq.method)
-    wire = bytes(out)
-    assert len(bytes(out)) == len(wire) and server_key and client_key
-    return wire
+    assert server_key and client_key
+    return out
 
 
 def _tl_response(data: bytes, *, forward: bool) -> bytes:
@@ -250,6 +263,105 @@ def trunkline_call(messages: tuple[bytes, ...]) -> list[bytes]:
         _tl_request(bye, stateful=True, target=None),
         _tl_response(ok_bye, forward=True),
     ]
+
+
+# ------------------------------------------------- Trunkline, with transaction state
+#
+# The same call again, now through the transaction layer a stateful proxy runs
+# (RFC 3261 §17, §16.2, §16.7): a server transaction per request, a client
+# transaction per forwarded request, responses matched, forwarded upstream
+# through the server transaction and serialized, timers fired on a simulated
+# clock. Transactions stay alive for their RFC timers (L, M, J: 64*T1 = 32 s;
+# K: 5 s), so at ``rate`` calls/s thousands of calls' transactions are live,
+# as in a running proxy; that is the state the garbage collector walks.
+
+UAC = Peer("udp", "127.0.0.1", 5061)
+UAS = Peer("udp", "127.0.0.1", 5062)
+_UAS_BRANCH = re.compile(rb"branch=(z9hG4bK-tl-[^;]+);")
+
+
+def _relay(layer: TransactionLayer, server: ServerTransaction, data: bytes, now: float) -> None:
+    """A response from the uas: its client transaction (§17.1.3), then upstream (§16.7)."""
+    response = parse_message(data)
+    assert isinstance(response, Response)
+    assert layer.receive_response(response, now) is not None
+    if response.status == 100:
+        return  # §16.7 step 5: a 100 is not forwarded
+    response.headers.pop_first("Via")
+    server.send_response(response, now)
+
+
+def _flush(layer: TransactionLayer) -> None:
+    """What the transport does with the layer's output: serialize every message."""
+    for transmit in layer.drain_transmits():
+        bytes(transmit.message)
+    layer.drain_events()
+
+
+def stateful_call(layer: TransactionLayer, messages: tuple[bytes, ...], now: float) -> None:
+    """One call (INVITE/100/180/200/ACK/BYE/200) through ``layer``, all at ``now``.
+
+    The uas's responses carry the branch of the proxy's Via in the templates;
+    it is replaced by the branch the proxy really sent (what the uas echoes).
+    """
+    invite_in, trying_in, ringing, ok_invite, ack_in, bye_in, ok_bye = messages
+    invite = parse_message(invite_in)
+    assert isinstance(invite, Request)
+    server = layer.receive_request(invite, UAC, now)
+    assert server is not None
+    server.send_response(make_response(invite, 100, "Trying"), now)  # §16.2
+    out = _tl_forward(invite, stateful=True, target=TARGET)
+    layer.send_request(out, UAS, now)
+    found = _UAS_BRANCH.search(trying_in)
+    assert found is not None
+    theirs, ours = found.group(1), str(out.via[0].branch).encode()
+    for data in (trying_in, ringing, ok_invite):
+        _relay(layer, server, data.replace(theirs, ours), now)
+    _flush(layer)
+    ack = parse_message(ack_in)  # the 2xx ACK: no transaction (RFC 6026 §8.7), §16.11
+    assert isinstance(ack, Request)
+    assert layer.receive_request(ack, UAC, now) is None
+    bytes(_tl_forward(ack, stateful=False, target=None))
+    bye = parse_message(bye_in)
+    assert isinstance(bye, Request)
+    server = layer.receive_request(bye, UAC, now)
+    assert server is not None
+    out = _tl_forward(bye, stateful=True, target=None)
+    layer.send_request(out, UAS, now)
+    _relay(layer, server, ok_bye.replace(theirs + b"b", str(out.via[0].branch).encode()), now)
+    _flush(layer)
+    layer.handle_timer(now)
+
+
+def stateful(rate: float, seconds: float, warmup: float = 35.0) -> tuple[float, int]:
+    """CPU-seconds per call at ``rate`` calls/s once transactions reach steady state.
+
+    The first ``warmup`` simulated seconds fill the table (past Timer L, M and
+    J); then ``seconds`` of simulated calls are timed: make it longer than the
+    transactions live, so the full garbage collections that their state costs
+    fall into the window in proportion. Every call is new
+    (its number goes into Call-ID, tags and branches, built as it starts: that
+    ``bytes.replace`` is timed too). Returns (seconds per call, live transactions).
+    """
+    layer = TransactionLayer(reject_merged=False)  # a proxy forwards merged requests
+    step = 1.0 / rate
+    now = 0.0
+    number = 0
+
+    def run_until(end: float) -> None:
+        nonlocal now, number
+        while now < end:
+            number += 1
+            tag = str(number).encode()
+            stateful_call(layer, tuple(t.replace(b"@N@", tag) for t in TEMPLATES), now)
+            now += step
+
+    run_until(warmup)
+    live = len(layer)
+    first = number
+    start = time.process_time()
+    run_until(warmup + seconds)
+    return (time.process_time() - start) / (number - first), live
 
 
 # ----------------------------------------------------------------- sipmessage
@@ -437,7 +549,26 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0, help="length of one round")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per library (best kept)")
     parser.add_argument("--profile", action="store_true", help="cProfile Trunkline's side")
+    parser.add_argument(
+        "--stateful",
+        action="store_true",
+        help="Trunkline only: the calls through the transaction layer, with live state",
+    )
+    parser.add_argument("--rate", type=float, default=300.0, help="calls/s for --stateful")
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=40.0,
+        help="simulated seconds timed by --stateful (long enough to include full collections)",
+    )
     args = parser.parse_args()
+    if args.stateful:
+        per_call, live = stateful(args.rate, args.window)
+        print(
+            f"stateful: {per_call * 1e6:.0f} us of CPU per call at {args.rate:g} calls/s "
+            f"({live} live transactions)"
+        )
+        return
 
     calls = make_calls()
     check_same_work(calls)

@@ -11,6 +11,7 @@ and a second start must not print passwords again.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import socket
@@ -22,7 +23,10 @@ from pathlib import Path
 
 import pytest
 from tests.support.peers import free_port
+from tests.support.server import running_server
 
+from trunkline.config import Config
+from trunkline.proxy.workers import worker_count
 from trunkline.sip.auth import DigestClient
 from trunkline.sip.builder import make_request, new_branch
 from trunkline.sip.message import Response, parse_message
@@ -94,6 +98,7 @@ def register(port: int, user: str, password: str, domain: str) -> Response:
         sock.settimeout(5.0)
         local = sock.getsockname()[1]
         call_id = new_branch()
+        last: Response | None = None
         for cseq in (1, 2):
             request = make_request(
                 "REGISTER",
@@ -110,9 +115,11 @@ def register(port: int, user: str, password: str, domain: str) -> Response:
             sock.sendto(bytes(request), ("127.0.0.1", port))
             response = parse_message(sock.recv(65536))
             assert isinstance(response, Response)
+            last = response
             if response.status != 401 or not digest.challenged(response.www_authenticate):
-                return response
-    return response
+                break
+    assert last is not None
+    return last
 
 
 def test_zero_config_serve(tmp_path: Path, servers: list[Served]) -> None:
@@ -148,6 +155,8 @@ def test_zero_config_serve(tmp_path: Path, servers: list[Served]) -> None:
     servers.append(again)
     banner = again.wait_ready()
     assert "password" not in banner.split("To call:")[0], banner  # shown once only
+    assert "password as above" not in banner  # none is above on a restart
+    assert "trunkline users passwd alice --data-dir trunkline-data" in banner, banner
     status = subprocess.run(
         [*TRUNKLINE, "status", "--http-port", str(again.http_port), "--json"],
         capture_output=True,
@@ -173,3 +182,29 @@ def test_bad_config_names_file_line_and_field(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "trunkline.toml" in result.stderr and ":4" in result.stderr, result.stderr
     assert "port" in result.stderr
+
+
+def test_logging_section_writes_json_lines_with_the_call_id(tmp_path: Path) -> None:
+    """``[logging] format = "json"`` and ``file``: every worker appends there, Call-ID on each."""
+    log_file = tmp_path / "logs" / "trunkline.log"
+    config = (
+        'domains = ["127.0.0.1"]\n[[users]]\nname = "alice"\npassword = "right-pw"\n'
+        f'[logging]\nformat = "json"\nfile = "{log_file}"\n'
+    )
+    with running_server(tmp_path, config=config) as server:
+        wrong = register(server.sip_port, "alice", "wrong-pw", "127.0.0.1")
+        assert wrong.status in (401, 403)
+        lines: list[dict[str, object]] = []
+        for _ in range(50):  # the line is written as the REGISTER is refused; 5 s at most
+            lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+            if any("AUTH_FAILED" in str(line["message"]) for line in lines):
+                break
+            time.sleep(0.1)
+    failed = [line for line in lines if "AUTH_FAILED" in str(line["message"])]
+    assert failed, lines
+    assert failed[0]["call_id"] == wrong.call_id
+    assert (failed[0]["logger"], failed[0]["level"]) == ("trunkline.security", "WARNING")
+    assert {line["call_id"] for line in lines if "listening on" in str(line["message"])} == {"-"}
+    workers = {line["pid"] for line in lines if "listening on UDP" in str(line["message"])}
+    assert len(workers) == worker_count(Config()), lines  # each worker wrote to the file
+    assert "AUTH_FAILED" not in server.output  # not on stderr

@@ -9,7 +9,9 @@ loopback ports. SIPp plays the phones with the scenarios in
 - ``uac_rr.xml`` -> proxy -> ``uas_rr.xml``: the uas copies Record-Route
   into its responses (SIPp's built-in uas does not), the uac sends ACK and
   BYE along the route set, and the uas fails the call unless ACK and BYE
-  arrived through the proxy (their top Via carries the proxy's branch).
+  arrived through the proxy (a proxy's Via above the uac's; a BYE without
+  one is refused with 403). Both scenarios tolerate the reorderings of a
+  proxy with several workers (a late 180, a BYE before the ACK).
   The uac's source is ``--trusted`` (as a carrier's would be), so the
   proxy relays by Request-URI to the uas on 127.0.0.2.
 - ``uac_auth_rr.xml``: a local user calling another local user who

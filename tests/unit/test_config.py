@@ -266,10 +266,10 @@ def _documents(draw: st.DrawFn) -> tuple[str, dict[tuple[str | int, ...], int], 
                 lines.append("]")
                 target[name] = values
             else:
-                value = draw(_scalars)
-                lines.append(f"{name} = {_render_scalar(value)}  # note")
+                scalar = draw(_scalars)
+                lines.append(f"{name} = {_render_scalar(scalar)}  # note")
                 where[(*prefix, name)] = len(lines)
-                target[name] = value
+                target[name] = scalar
 
     key_values((), data)
     used = set(data)

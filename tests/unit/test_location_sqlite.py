@@ -142,3 +142,22 @@ def test_concurrent_registers_lose_no_update(data: DataDir) -> None:
             thread.join(30)
         location = SharedSqliteLocation(dbs[0])
         assert len(asyncio.run(location.lookup(AOR, T0))) == 2 * per_writer
+
+
+async def test_a_locked_database_is_waited_for_without_blocking_the_loop(data: DataDir) -> None:
+    with connections(data) as (db_a, db_b):
+        a = await SharedSqliteLocation.open(db_a, T0)
+        db_b.execute("BEGIN IMMEDIATE")  # another worker in the middle of a write
+        register = asyncio.ensure_future(a.apply_register(reg("sip:bob@h"), T0, POLICY))
+        ticks = 0
+        for _ in range(20):  # the loop keeps running while the REGISTER waits
+            await asyncio.sleep(0.005)
+            ticks += 1
+        assert not register.done() and ticks == 20
+        db_b.commit()
+        outcome = await asyncio.wait_for(register, 5)
+        assert outcome.ok and a.lock_waits > 0
+        assert db_a.execute("PRAGMA busy_timeout").fetchone()[0] == 10000  # restored
+        b = SharedSqliteLocation(db_b)
+        assert len(await b.lookup(AOR, T0)) == 1
+        assert await b.purge_expired(T0 + 7200) == 1

@@ -68,6 +68,8 @@ def test_counters_latency_calls_and_bans_are_summed() -> None:
     assert 'trunkline_sip_requests_total{method="INVITE"} 5.0' in text
     assert "trunkline_active_dialogs 2.0" in text
     assert 'trunkline_request_latency_seconds_count{method="INVITE"} 5.0' in text
+    assert "trunkline_workers 2.0" in text
+    assert 'trunkline_worker_status_age_seconds{worker="1"} 0.5' in text
     assert "workers: 2" in render_status(merged)
 
 

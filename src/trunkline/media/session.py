@@ -96,6 +96,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _parse_rtp = RtpPacket.parse  # bound once: the receive path calls it per datagram
+#: RFC 5761 §4: RTCP packet types 192-223 in the second octet (as 1-byte slices).
+_RTCP_SECOND_OCTETS = frozenset(bytes((t,)) for t in range(192, 224))
 
 RTCP_INTERVAL = 5.0
 _RELATCH_AFTER = 2.0  # seconds of silence from the latched peer before another may take over
@@ -501,7 +503,8 @@ class MediaSession:
 
     # -- receiving -----------------------------------------------------------
     def _on_rtp(self, data: bytes, addr: Any) -> None:
-        if len(data) >= 2 and 192 <= data[1] <= 223:  # RFC 5761 §4 demux
+        if data[1:2] in _RTCP_SECOND_OCTETS:  # RFC 5761 §4 demux (half the bytecode of
+            # a length check and a chained comparison; shorter data fails RTP parsing)
             self._on_rtcp(data, addr)
             return
         loop = self._loop

@@ -4,7 +4,8 @@ The hot path only bumps plain counters in :class:`~trunkline.proxy.status.Server
 this module turns a status snapshot into metric families at scrape time with
 ``prometheus-client``'s custom-collector API, so scraping costs nothing when
 nobody scrapes. Names follow the Prometheus conventions (``_total`` for
-counters, base units in seconds).
+counters, base units in seconds). With several workers the snapshot is
+already the sum over all of them (:func:`trunkline.proxy.status.merge_snapshots`).
 """
 
 from __future__ import annotations
@@ -90,6 +91,18 @@ class SnapshotCollector:
             "Calls answered and not hung up",
             data.get("active_dialogs", 0),
         )
+        workers = data.get("workers", [])
+        yield GaugeMetricFamily(
+            "trunkline_workers", "SIP worker processes reporting", max(1, len(workers))
+        )
+        ages = GaugeMetricFamily(
+            "trunkline_worker_status_age_seconds",
+            "How old each worker's part of these metrics is (stale ones are not summed)",
+            labels=["worker"],
+        )
+        for worker in workers:
+            ages.add_metric([str(worker["index"])], worker["age"])
+        yield ages
         latency = HistogramMetricFamily(
             "trunkline_request_latency_seconds",
             "From a request's arrival to its final response upstream",
