@@ -319,8 +319,24 @@ def search(step: Callable[[int], Step], start: int, budget: float, label: str) -
             rate = (best.rate + failed_at) // 2
             if rate in (best.rate, failed_at):
                 break
-        time.sleep(1.0)  # let retransmissions and timers of the last step drain
+        settle()  # let retransmissions and timers of the last step drain
     return best
+
+
+def settle(limit: float = 40.0) -> None:
+    """Wait until the proxy is idle again (under 5% of a core over half a second).
+
+    An overloaded step leaves transactions retransmitting to a uas that is
+    gone (Timer A/E up to 32 s, RFC 3261 §17.1); the next step must not pay
+    for them. Both proxies get the same wait.
+    """
+    deadline = time.monotonic() + limit
+    time.sleep(1.0)
+    while time.monotonic() < deadline:
+        before = cpu_seconds(_PIDS)
+        time.sleep(0.5)
+        if cpu_seconds(_PIDS) - before < 0.025:
+            return
 
 
 # -- the two proxies --------------------------------------------------------------------------
@@ -603,7 +619,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.quick:
-        args.step_seconds, args.budget, args.users, args.contacts = 3.0, 30.0, 1000, 10_000
+        args.step_seconds, args.budget, args.users, args.contacts = 3.0, 45.0, 1000, 10_000
     workers = trunkline_workers(args.workers)
     for tool in ("sipp", "kamailio"):
         if shutil.which(tool) is None:

@@ -499,12 +499,13 @@ async def test_opus_in_band_fec_through_impairment_relay(sessions: list[MediaSes
 async def test_latched_socket_is_connected_and_reopens_when_the_peer_falls_silent(
     sessions: list[MediaSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """After latching, the RTP socket is connected to the peer; when the peer is silent
-    for the re-latch delay it is disconnected, so a new source (a NAT rebinding) can
-    take over, and the session connects to that one."""
+    """Once the latched peer has kept sending a while, the RTP socket is connected to
+    it; when the peer is silent for the re-latch delay it is disconnected, so a new
+    source (a NAT rebinding) can take over, and the session connects to that one."""
     import trunkline.media.session as session_module
 
     monkeypatch.setattr(session_module, "_RELATCH_AFTER", 0.2)
+    monkeypatch.setattr(session_module, "_CONNECT_AFTER", 0.2)
     a, b = await pair()
     sessions += [a, b]
     a.source = ToneSource(1000, 8000)
@@ -518,16 +519,15 @@ async def test_latched_socket_is_connected_and_reopens_when_the_peer_falls_silen
     a.close()  # the peer goes away...
     await asyncio.sleep(0.4)
     assert b.transport.connected is None
-    # ...and comes back from another port.
+    # ...and comes back from another port, sending every 20 ms.
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         assert a.sender is not None
-        for seq in range(3):
+        for seq in range(50):
             pkt = RtpPacket(0, 100 + seq, 160 * seq, a.sender.ssrc, b"\xff" * 160)
             s.sendto(bytes(pkt), b.local_address)
-        for _ in range(100):
+            await asyncio.sleep(0.02)
             if b.transport.connected is not None:
                 break
-            await asyncio.sleep(0.01)
         assert b.remote_address == s.getsockname()
         assert b.transport.connected == s.getsockname()

@@ -72,7 +72,7 @@ def test_a_version_1_database_gets_the_user_generation(tmp_path: Path) -> None:
         db.execute("INSERT INTO users VALUES ('example.com', 'old', 'x', '', '', 0)")
         db.commit()
     with contextlib.closing(open_database(path)) as db:
-        store = UserStore(db)
+        store = UserStore(db, max_staleness=0.0)
         assert store.exists("old", "example.com")
         with db:
             db.execute("DELETE FROM users")
@@ -186,19 +186,35 @@ def test_passwd_remove_and_listing(store: UserStore) -> None:
         store.passwd("ghost", "b.example", "pw")
 
 
-def test_changes_from_another_connection_are_seen_at_once(tmp_path: Path) -> None:
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_changes_from_another_connection_are_seen_within_max_staleness(tmp_path: Path) -> None:
     """``trunkline users passwd|remove`` against a running server's data directory."""
     directory = DataDir(tmp_path / "data")
+    clock = FakeClock()
     with (
         contextlib.closing(directory.database()) as first,
         contextlib.closing(directory.database()) as second,
     ):
-        server, admin = UserStore(first), UserStore(second)
+        server = UserStore(first, max_staleness=1.0, clock=clock)
+        admin = UserStore(second)
         admin.add("dave", "example.com", "pw", NOW)
+        assert server.ha1("dave", "example.com", "MD5") is None  # checked under a second ago
+        clock.now += 1.0
         assert server.ha1("dave", "example.com", "MD5") == ha1("dave", "example.com", "pw")
         admin.passwd("dave", "example.com", "new")
+        clock.now += 0.5
+        assert server.ha1("dave", "example.com", "MD5") == ha1("dave", "example.com", "pw")
+        clock.now += 0.5
         assert server.ha1("dave", "example.com", "MD5") == ha1("dave", "example.com", "new")
         admin.remove("dave", "example.com")
+        clock.now += 1.0
         assert server.ha1("dave", "example.com", "MD5") is None
         assert not server.exists("dave", "example.com")
         # A writer that does not go through UserStore (raw SQL) is seen too: triggers.
@@ -207,7 +223,12 @@ def test_changes_from_another_connection_are_seen_at_once(tmp_path: Path) -> Non
                 "INSERT INTO users VALUES ('example.com', 'erin', ?, '', '', 0)",
                 (ha1("erin", "example.com", "pw"),),
             )
+        clock.now += 1.0
         assert server.ha1("erin", "example.com", "MD5") == ha1("erin", "example.com", "pw")
+        # max_staleness=0: every lookup checks.
+        strict = UserStore(first, max_staleness=0.0, clock=clock)
+        admin.remove("erin", "example.com")
+        assert strict.ha1("erin", "example.com", "MD5") is None
 
 
 def test_lookups_read_the_table_only_after_a_change(tmp_path: Path) -> None:
@@ -216,7 +237,7 @@ def test_lookups_read_the_table_only_after_a_change(tmp_path: Path) -> None:
         contextlib.closing(directory.database()) as first,
         contextlib.closing(directory.database()) as second,
     ):
-        server, admin = UserStore(first), UserStore(second)
+        server, admin = UserStore(first, max_staleness=0.0), UserStore(second)
         server.add("alice", "example.com", "a", NOW)  # our own change: cache updated in place
         assert server.add_many([(f"u{i}", "example.com", f"p{i}") for i in range(50)], NOW) == 50
         server.passwd("alice", "example.com", "b")

@@ -18,11 +18,13 @@ decodes it and hands it to the *sinks*. RTCP SR/RR + SDES go out every
 Symmetric RTP (RFC 4961): we send from the port we receive on, and latch the
 peer's address onto the source address of its first valid packets (NATs
 rewrite it); afterwards packets from other addresses are dropped unless the
-latched peer fell silent. Once latched, the RTP socket is connected to the peer
+latched peer fell silent. Once the latched peer has kept sending for
+``_CONNECT_AFTER`` seconds, the RTP socket is connected to it
 (:meth:`~trunkline.media.transport.RtpTransport.connect_rtp`: cheaper sends, and
-the kernel drops the other sources); it is disconnected when the peer has been
-silent for ``_RELATCH_AFTER`` seconds, so another source can take over, and on
-a re-negotiation that changes the remote address. Hold and re-negotiation call :meth:`apply` again
+the kernel drops the other sources, which are then not counted as foreign); it
+is disconnected when the peer has been silent for ``_RELATCH_AFTER`` seconds,
+so another source can take over, and on a re-negotiation that changes the
+remote address. Hold and re-negotiation call :meth:`apply` again
 with the new result: the sockets, SSRC, sequence numbers and (for an
 unchanged codec) the codec state survive.
 
@@ -101,6 +103,8 @@ _RTCP_SECOND_OCTETS = frozenset(bytes((t,)) for t in range(192, 224))
 
 RTCP_INTERVAL = 5.0
 _RELATCH_AFTER = 2.0  # seconds of silence from the latched peer before another may take over
+_CONNECT_AFTER = 1.0  # seconds a latched peer keeps sending before the socket is connected
+_LINK_CHECK = 0.1  # how often the playout tick looks at that (seconds)
 
 
 @dataclass(slots=True, frozen=True)
@@ -181,7 +185,8 @@ class MediaSession:
         self._remote_rtp: Address | None = None
         self._remote_rtcp: Address | None = None
         self._latched = False
-        self._relatch_when_silent = False  # connected to the latched peer: watch for silence
+        self._latched_at = 0.0
+        self._link_check = 0.0  # when _check_link looks at the RTP socket's connection next
         self._last_rx = 0.0
         self._receive_pts: frozenset[int] = frozenset()
         self._rx_infos: dict[int, CodecInfo] = {}
@@ -414,11 +419,8 @@ class MediaSession:
         if now >= self._next_rtcp:
             self._next_rtcp = now + self.rtcp_interval * random.uniform(0.5, 1.5)
             self._send_report(now)
-        if self._relatch_when_silent and now - self._last_rx > _RELATCH_AFTER:
-            # The latched peer fell silent: listen to every source again (see _check_source).
-            self._relatch_when_silent = False
-            self._latched = False  # the next packet latches (and connects) again
-            self.transport.disconnect_rtp()
+        if now >= self._link_check:
+            self._check_link(now)
         dtmf_rx = self._dtmf_rx
         if dtmf_rx is not None and dtmf_rx.get_timer() is not None:
             for digit in dtmf_rx.handle_timer(now):
@@ -577,14 +579,41 @@ class MediaSession:
                 return None
             log.info("RTP latched onto %s:%d (SDP said %s)", *source, self._remote_rtp)
             self._remote_rtp = source
+            self._latched_at = now
             if self.transport.rtcp_mux:
                 self._remote_rtcp = source
-        self._latched = True
-        if self.transport.connect_rtp(source):
-            # Others are now dropped by the kernel, not counted in ``foreign``; another
-            # source may take over after _RELATCH_AFTER of silence (frame_to_play).
-            self._relatch_when_silent = self.latch
+        if not self._latched:
+            self._latched = True
+            self._latched_at = now
         return source
+
+    def _check_link(self, now: float) -> None:
+        """Every ``_LINK_CHECK`` seconds: connect the RTP socket to a peer that has kept
+        sending from the latched address for ``_CONNECT_AFTER`` seconds, or reopen it
+        when that peer has been silent for ``_RELATCH_AFTER`` (see the module docstring).
+
+        Connecting only a steady peer leaves the start of a call, while latching may
+        still move, exactly as it is without connecting. (Connecting at the first packet
+        made the three-phone relay test, ``tests/interop/test_phone_impairment.py``,
+        lose the transferred call's audio in 4 runs of 5.)
+        """
+        self._link_check = now + _LINK_CHECK
+        transport = self.transport
+        if transport.connected is not None:
+            if now - self._last_rx > _RELATCH_AFTER:
+                # The latched peer fell silent: listen to every source again. Others are
+                # dropped by the kernel while connected, so they were not counted in
+                # ``foreign``; the next packet from anyone latches (_check_source).
+                transport.disconnect_rtp()
+                if self.latch:
+                    self._latched = False
+        elif (
+            self._latched
+            and self._remote_rtp is not None
+            and now - self._latched_at >= _CONNECT_AFTER
+            and now - self._last_rx < _LINK_CHECK
+        ):
+            transport.connect_rtp(self._remote_rtp)
 
     def _collision(self, source: Address) -> None:
         """Our SSRC came back from ``source`` (RFC 3550 §8.2).

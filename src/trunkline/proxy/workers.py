@@ -395,23 +395,34 @@ class _Supervisor:
         self.pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM) for _ in range(count)]
 
     def spawn(self, index: int) -> None:
-        pid = os.fork()
-        if pid == 0:  # the worker
-            code = 1
-            try:
-                for signum in (signal.SIGTERM, signal.SIGINT):
-                    signal.signal(signum, signal.SIG_DFL)  # not the parent's forwarder
-                os.close(self.read_fd)
-                inbox = self.pairs[index][0].fileno()
-                peers = tuple(w.fileno() for i, (_, w) in enumerate(self.pairs) if i != index)
-                code = self.work(WorkerSpec(index, self.count, self.write_fd, inbox, peers))
-            except BaseException as error:  # reported, then the process ends
-                print(f"worker {index}: {error!r}", file=sys.stderr)
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-        self.children[pid] = (index, time.monotonic())
+        # SIGTERM/SIGINT are held back across the fork: the child must not run the
+        # parent's forwarder, and the parent must know the child before forwarding.
+        stop_signals = {signal.SIGTERM, signal.SIGINT}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        try:
+            pid = os.fork()
+            if pid == 0:  # the worker
+                code = 1
+                try:
+                    for signum in stop_signals:
+                        signal.signal(signum, signal.SIG_DFL)  # until its loop takes them
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+                    os.close(self.read_fd)
+                    inbox = self.pairs[index][0].fileno()
+                    peers = tuple(w.fileno() for i, (_, w) in enumerate(self.pairs) if i != index)
+                    code = self.work(WorkerSpec(index, self.count, self.write_fd, inbox, peers))
+                except BaseException as error:  # reported, then the process ends
+                    print(f"worker {index}: {error!r}", file=sys.stderr)
+                finally:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os._exit(code)
+            self.children[pid] = (index, time.monotonic())
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+        if self.stopping:  # a SIGTERM came while this one was being made
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
 
     def forward(self, signum: int, frame: object = None) -> None:
         del frame

@@ -151,7 +151,7 @@ def make_response(
     }
     if vias:
         index["via"] = vias
-    out = Headers._parsed(lines, keys, index)
+    out = Headers._parsed(tuple(lines), tuple(keys), index)
     out.dirty = True
     cache = out._cache
     parsed = src._cache

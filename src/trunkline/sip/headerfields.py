@@ -191,10 +191,12 @@ class Headers:
 
     Three parallel structures make edits cost one line, never the whole
     section: ``_lines`` (each line's text as received, or as rendered when
-    added), ``_keys`` (its canonical key) and ``_index`` (key to a tuple of
-    unfolded values, replaced at each edit, so copies share them safely;
-    tuples of text leave the garbage collector's lists, lists would stay
-    there for as long as a transaction keeps the message). ``_version`` is
+    added), ``_keys`` (its canonical key) and ``_index`` (key to the
+    unfolded values). All three hold tuples of text, replaced (never changed
+    in place) at each edit, so a copy shares them until either side is
+    edited, and the garbage collector stops tracking them: a transaction
+    keeps its messages for 32 s (RFC 3261 §17, Timers J, L, M), and every
+    list it kept would be walked by each full collection. ``_version`` is
     a stamp taken afresh at every edit, unique across all Headers objects,
     so a message knows its serialized bytes are still current when the
     stamp it rendered with is still there.
@@ -213,15 +215,17 @@ class Headers:
             keys.append(key)
             values = index.get(key)
             index[key] = (value,) if values is None else (*values, value)
-        self._lines = lines
-        self._keys = keys
+        self._lines: tuple[str, ...] = tuple(lines)
+        self._keys: tuple[str, ...] = tuple(keys)
         self._index = index
         self._cache: dict[str, Any] = {}
         self._version = next(_VERSIONS)
         self.dirty = True
 
     @classmethod
-    def _parsed(cls, lines: list[str], keys: list[str], index: dict[str, Values]) -> Headers:
+    def _parsed(
+        cls, lines: tuple[str, ...], keys: tuple[str, ...], index: dict[str, Values]
+    ) -> Headers:
         """Wrap the parser's validated raw lines, their keys and the index (not dirty)."""
         self = cls.__new__(cls)
         self._lines = lines
@@ -301,8 +305,8 @@ class Headers:
     def copy(self) -> Headers:
         """An independent copy: lines keep their text, typed views stay parsed."""
         clone = Headers.__new__(Headers)
-        clone._lines = self._lines.copy()
-        clone._keys = self._keys.copy()
+        clone._lines = self._lines  # tuples: shared until either side is edited
+        clone._keys = self._keys
         clone._index = self._index.copy()  # the value tuples are shared
         clone._cache = self._cache.copy()  # typed values are immutable
         clone._version = self._version
@@ -339,8 +343,8 @@ class Headers:
     def add(self, name: str, value: str) -> None:
         """Append a line at the end."""
         key, line, value = self._new_line(name, value)
-        self._lines.append(line)
-        self._keys.append(key)
+        self._lines += (line,)
+        self._keys += (key,)
         index = self._index
         old = index.get(key)
         index[key] = (value,) if old is None else (*old, value)
@@ -358,8 +362,9 @@ class Headers:
         else:
             pos = self._keys.index(key)
             index[key] = (value, *old)
-        self._lines.insert(pos, line)
-        self._keys.insert(pos, key)
+        lines, keys = self._lines, self._keys
+        self._lines = (*lines[:pos], line, *lines[pos:])
+        self._keys = (*keys[:pos], key, *keys[pos:])
         self._extend_view(key, value, front=True)
         self._edited()
 
@@ -368,7 +373,9 @@ class Headers:
         key, line, value = self._new_line(name, value)
         old = self._index.get(key)
         if old is not None and len(old) == 1:
-            self._lines[self._keys.index(key)] = line  # the usual case: one line in place
+            pos = self._keys.index(key)  # the usual case: one line, replaced in place
+            lines = self._lines
+            self._lines = (*lines[:pos], line, *lines[pos + 1 :])
             self._index[key] = (value,)
             self._cache.pop(key, None)
             self._edited()
@@ -398,8 +405,8 @@ class Headers:
         if not placed:
             lines.extend(new_lines)
             keys.extend([key] * len(new_lines))
-        self._lines = lines
-        self._keys = keys
+        self._lines = tuple(lines)
+        self._keys = tuple(keys)
         if new_values:
             self._index[key] = tuple(new_values)
         else:
@@ -440,7 +447,8 @@ class Headers:
             if len(parts) > 1:
                 rest = ", ".join(parts[1:])
                 name_as_written = self._lines[pos].partition(":")[0].rstrip(" \t")
-                self._lines[pos] = f"{name_as_written}: {rest}"
+                lines = self._lines
+                self._lines = (*lines[:pos], f"{name_as_written}: {rest}", *lines[pos + 1 :])
                 index[key] = (rest, *old[1:])
                 self._edited()
                 return parts[0]
@@ -448,8 +456,9 @@ class Headers:
         else:
             cache.pop(key, None)
             value = first
-        del self._lines[pos]
-        del self._keys[pos]
+        lines, keys = self._lines, self._keys
+        self._lines = (*lines[:pos], *lines[pos + 1 :])
+        self._keys = (*keys[:pos], *keys[pos + 1 :])
         if len(old) > 1:
             index[key] = old[1:]
         else:

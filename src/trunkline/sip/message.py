@@ -66,6 +66,9 @@ _SIP_URI_FAST_RE = re.compile(
 )
 _STATUS_RE = re.compile(r"[1-6][0-9][0-9]")
 _URIS: dict[str, Uri] = {}
+_CSEQS: dict[str, CSeq] = {}
+"""CSeq values by text: most calls' requests say ``1 INVITE``, ``2 BYE``... (interned, as
+From and To are: a named tuple stays tracked by the garbage collector, a shared one costs once)."""
 _WS = " \t"
 
 
@@ -333,7 +336,9 @@ def _check_version(version: str) -> None:
         raise SipParseError("Malformed SIP version")
 
 
-def _split_head(head: str, limits: Limits) -> tuple[list[str], list[str], dict[str, Values]]:
+def _split_head(
+    head: str, limits: Limits
+) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, Values]]:
     """Split and index the header lines that follow the start line (RFC 3261 §7.3).
 
     ``head`` is the header section without the start line and without the
@@ -366,7 +371,7 @@ def _split_head(head: str, limits: Limits) -> tuple[list[str], list[str], dict[s
         value = unfold(value) if folded and "\r\n" in value else value.strip(_WS)
         values = index.get(key)
         index[key] = (value,) if values is None else (*values, value)
-    return lines, keys, index
+    return tuple(lines), tuple(keys), index
 
 
 def _unfold(lines: list[str]) -> list[str]:
@@ -413,7 +418,7 @@ def parse_message(
         start_line, lines = head[:first], head[first + 2 :]
     if len(start_line) > limits.max_line:
         raise SipParseError("Start line too long", 513)
-    raw_lines, keys, index = _split_head(lines, limits) if lines else ([], [], {})
+    raw_lines, keys, index = _split_head(lines, limits) if lines else ((), (), {})
     headers = Headers._parsed(raw_lines, keys, index)
     cache = headers._cache
 
@@ -455,14 +460,19 @@ def parse_message(
     get = index.get
     call_id = _parse_call_id(get("call-id") or ())
     cseq_text = _single(get("cseq") or (), "CSeq")
-    number, space, cseq_method = cseq_text.partition(" ")
-    if space and method_text == cseq_method and len(number) < 10 and is_digits(number):
-        # The usual request: the method is already known to be a token.
-        cseq = CSeq(int(number), cseq_method)
-    else:
-        cseq = CSeq.parse(cseq_text)
-        if method_text is not None and cseq.method != method_text:
-            raise SipParseError("CSeq method does not match the request method")
+    cseq = _CSEQS.get(cseq_text)
+    if cseq is None:
+        number, space, cseq_method = cseq_text.partition(" ")
+        if space and method_text == cseq_method and len(number) < 10 and is_digits(number):
+            # The usual request: the method is already known to be a token.
+            cseq = CSeq(int(number), cseq_method)
+        else:
+            cseq = CSeq.parse(cseq_text)
+        if len(_CSEQS) >= INTERN_LIMIT:
+            _CSEQS.clear()
+        _CSEQS[cseq_text] = cseq
+    if method_text is not None and cseq.method != method_text:
+        raise SipParseError("CSeq method does not match the request method")
     from_ = intern_name_addr(_single(get("from") or (), "From"))
     to = intern_name_addr(_single(get("to") or (), "To"))
     via_lines = get("via")

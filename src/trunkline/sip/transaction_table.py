@@ -147,6 +147,8 @@ class TransactionLayer:
         self._heap: list[tuple[float, int, Transaction]] = []
         self._filed: dict[int, float] = {}
         self._seq = itertools.count()
+        self._on_change = self._changed
+        """One bound method shared by every transaction (not one object per transaction)."""
 
     # -- outputs ------------------------------------------------------------
 
@@ -175,7 +177,7 @@ class TransactionLayer:
         kind = ClientInviteTransaction if request.method == "INVITE" else ClientNonInviteTransaction
         txn = kind(request, peer=peer, reliable=reliable, timers=self.timers, outbox=self.outbox)
         self._clients[key] = txn
-        txn.on_change = self._changed
+        txn.on_change = self._on_change
         txn.start(now)
         return txn
 
@@ -259,7 +261,7 @@ class TransactionLayer:
         self._keys[id(txn)] = (key, None)
         if key[0] == "2543" and isinstance(txn, ServerInviteTransaction):
             self._rfc2543_invites.setdefault(_rfc2543_id(request), []).append(txn)
-        txn.on_change = self._changed
+        txn.on_change = self._on_change
         merged = self.reject_merged and self._is_merged(request, txn)
         txn.start(now)
         if merged:
