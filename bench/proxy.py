@@ -625,6 +625,11 @@ def main() -> None:
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not installed (scripts/install-peers)")
 
+    load = os.getloadavg()[0]
+    cpus = os.cpu_count() or 1
+    print(f"machine: {cpus} CPUs, load average {load:.2f} before the run", flush=True)
+    if load > 0.5:
+        print("  (other processes share the cores: compare the ratios of one run, not runs)")
     with tempfile.TemporaryDirectory(prefix="bench-proxy-") as tmp:
         work = Path(tmp)
         users_csv = work / "users.csv"

@@ -364,6 +364,125 @@ def stateful(rate: float, seconds: float, warmup: float = 35.0) -> tuple[float, 
     return (time.process_time() - start) / (number - first), live
 
 
+def micro(calls: list[tuple[bytes, ...]], rounds: int) -> list[tuple[str, float]]:
+    """Microseconds of CPU per item for each step a proxy takes per message (best of rounds).
+
+    Parsing (lazy) and reading the top Via, CSeq, Call-ID, tags and
+    Max-Forwards; a request's edits (§16.6: Route popped, Max-Forwards
+    decremented, Record-Route and Via prepended) and serialization; a
+    response's Via popped (§16.7) and serialization; the 100 Trying; one
+    server and one client transaction of each kind with its responses and
+    timers (§17), fed parsed messages.
+    """
+    invites = [Request.parse(c[0]) for c in calls]
+    byes = [Request.parse(c[5]) for c in calls]
+    forwarded = [_tl_forward(m, stateful=True, target=TARGET) for m in invites]
+    forwarded_byes = [_tl_forward(m, stateful=True, target=None) for m in byes]
+
+    def responses(requests: list[Request], status: int, tag: str | None) -> list[Response]:
+        return [make_response(m, status, to_tag=tag) for m in requests]
+
+    ringing, ok = responses(invites, 180, "t"), responses(invites, 200, "t")
+    bye_ok = responses(byes, 200, None)
+    ringing_in, ok_in = responses(forwarded, 180, "t"), responses(forwarded, 200, "t")
+    bye_ok_in = responses(forwarded_byes, 200, None)
+
+    def parse_invite() -> None:
+        for c in calls:
+            parse_message(c[0])
+
+    def parse_ringing() -> None:
+        for c in calls:
+            parse_message(c[2])
+
+    def reads() -> None:
+        for m in invites:
+            top = m.via[0]
+            _ = (top.branch, top.sent_by, m.cseq, m.call_id, m.from_tag, m.to_tag, m.max_forwards)
+
+    def request_edits() -> None:
+        for c in calls:
+            m = parse_message(c[5])
+            max_forwards = m.max_forwards
+            m.headers.pop_first("Route")
+            m.headers.set("Max-Forwards", str((max_forwards or 70) - 1))
+            m.headers.prepend("Record-Route", RECORD_ROUTE)
+            m.headers.prepend("Via", f"SIP/2.0/UDP 127.0.0.1:5060;branch={COOKIE}{m.call_id}")
+            bytes(m)
+
+    def response_edits() -> None:
+        for c in calls:
+            m = parse_message(c[2])
+            m.headers.pop_first("Via")
+            upstream = m.via[0]
+            _ = (upstream.received, upstream.rport, upstream.host)
+            bytes(m)
+
+    def trying() -> None:
+        for m in invites:
+            bytes(make_response(m, 100, "Trying"))
+
+    def server_invite() -> None:
+        layer = TransactionLayer(reject_merged=False)
+        for m, r1, r2 in zip(invites, ringing, ok, strict=True):
+            txn = layer.receive_request(m, UAC, 0.0)
+            assert txn is not None
+            layer.receive_request(m, UAC, 0.0)  # a retransmission
+            txn.send_response(r1, 0.0)
+            txn.send_response(r2, 0.0)
+        layer.handle_timer(100.0)  # Timer L
+        _flush(layer)
+
+    def server_bye() -> None:
+        layer = TransactionLayer(reject_merged=False)
+        for m, r in zip(byes, bye_ok, strict=True):
+            txn = layer.receive_request(m, UAC, 0.0)
+            assert txn is not None
+            txn.send_response(r, 0.0)
+        layer.handle_timer(100.0)  # Timer J
+        _flush(layer)
+
+    def client_invite() -> None:
+        layer = TransactionLayer(reject_merged=False)
+        for m, r1, r2 in zip(forwarded, ringing_in, ok_in, strict=True):
+            layer.send_request(m, UAS, 0.0)
+            layer.receive_response(r1, 0.0)
+            layer.receive_response(r2, 0.0)
+        layer.handle_timer(100.0)  # Timer M
+        _flush(layer)
+
+    def client_bye() -> None:
+        layer = TransactionLayer(reject_merged=False)
+        for m, r in zip(forwarded_byes, bye_ok_in, strict=True):
+            layer.send_request(m, UAS, 0.0)
+            layer.receive_response(r, 0.0)
+        layer.handle_timer(0.6)  # nothing due: the 200 cancelled Timer E
+        layer.handle_timer(100.0)  # Timer K
+        _flush(layer)
+
+    steps: list[tuple[str, Callable[[], None]]] = [
+        ("parse INVITE", parse_invite),
+        ("parse 180", parse_ringing),
+        ("read Via/CSeq/Call-ID/tags/Max-Forwards", reads),
+        ("parse BYE + §16.6 edits + serialize", request_edits),
+        ("parse 180 + pop Via + serialize", response_edits),
+        ("100 Trying built + serialized", trying),
+        ("server INVITE txn: 180, 200, Timer L", server_invite),
+        ("server BYE txn: 200, Timer J", server_bye),
+        ("client INVITE txn: 180, 200, Timer M", client_invite),
+        ("client BYE txn: 200, Timer K", client_bye),
+    ]
+    results: list[tuple[str, float]] = []
+    for name, step in steps:
+        best = float("inf")
+        for _ in range(rounds):
+            start = time.process_time()
+            step()
+            best = min(best, time.process_time() - start)
+        results.append((name, best / len(calls) * 1e6))
+    return results
+
+
 # ----------------------------------------------------------------- sipmessage
 
 
@@ -561,7 +680,14 @@ def main() -> None:
         default=40.0,
         help="simulated seconds timed by --stateful (long enough to include full collections)",
     )
+    parser.add_argument(
+        "--micro", action="store_true", help="Trunkline only: microseconds per proxy step"
+    )
     args = parser.parse_args()
+    if args.micro:
+        for name, micros in micro(make_calls(300), max(args.rounds, 20)):
+            print(f"{name:>42}: {micros:7.2f} us")
+        return
     if args.stateful:
         per_call, live = stateful(args.rate, args.window)
         print(

@@ -155,5 +155,16 @@ async def test_call_hold_resume_transfer_hangup_under_5_percent_loss(
     assert_hears(bob_heard, TONES["alice"], "bob hears alice")
     assert_hears(bob_heard_2, TONES["carol"], "bob hears carol after the transfer")
     assert_hears(carol_heard, TONES["bob"], "carol hears bob")
-    for side in (alice, bob, carol):
-        assert side.dropped() > 0, f"{side.name}: the relays dropped nothing"
+    # Every relay that carried a call's media lost some of it. Which of the two relays
+    # of a call carries its media depends on which end latched first (symmetric RTP,
+    # RFC 4961), so a phone's own relays may have carried only SIP.
+    busy = [
+        (side.name, relay)
+        for side in (alice, bob, carol)
+        for relay in side.relays
+        if relay.stats["a"].received + relay.stats["b"].received >= 200
+    ]
+    assert len(busy) >= 2  # at least one media path per call
+    for name, relay in busy:
+        dropped = relay.stats["a"].dropped + relay.stats["b"].dropped
+        assert dropped > 0, f"{name}: a relay carried media and dropped nothing"

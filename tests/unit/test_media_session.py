@@ -531,3 +531,43 @@ async def test_latched_socket_is_connected_and_reopens_when_the_peer_falls_silen
                 break
         assert b.remote_address == s.getsockname()
         assert b.transport.connected == s.getsockname()
+
+
+async def test_both_ends_latching_at_once_through_two_relays_converge(
+    sessions: list[MediaSession],
+) -> None:
+    """Each session sits behind its own relay that forwards from its other side (as a
+    TURN server does) and both start on the same tick: each first hears the other's
+    packets through its *own* relay and latches there, then answers into a path the
+    other no longer listens on. The end with the lower SSRC follows the stream to its
+    new address (``_stream_moved``) at once instead of both waiting 2 s in silence."""
+    from tests.support.impairment import Impairment, ImpairmentRelay
+
+    a = await MediaSession.open()
+    b = await MediaSession.open()
+    sessions += [a, b]
+    relay_a = await ImpairmentRelay(Impairment(), b=a.local_address).start()
+    relay_b = await ImpairmentRelay(Impairment(), b=b.local_address).start()
+    try:
+        # A announces its relay's A side, B its own: each sends to the other's relay.
+        offer = create_offer([PCMU], "127.0.0.1", relay_a.port_a)
+        answer = create_answer(offer, [PCMU], "127.0.0.1", relay_b.port_a)
+        a.apply(process_answer(offer, answer.sdp))
+        b.apply(answer.audio)
+        got_a = QueueSource(max_samples=80000)
+        got_b = QueueSource(max_samples=80000)
+        a.sinks.append(got_a)
+        b.sinks.append(got_b)
+        a.source = ToneSource(500, 8000)
+        b.source = ToneSource(900, 8000)
+        a.start()
+        b.start()  # same clock tick as A
+        await asyncio.sleep(0.8)
+        sa, sb = a.stats(), b.stats()
+        # Without following, both would receive only their first packet or two.
+        assert sa.packets_received > 20 and sb.packets_received > 20
+        assert got_a.read(1600) is not None and got_b.read(1600) is not None
+        assert sa.foreign + sb.foreign < 10  # a couple of packets before following
+    finally:
+        relay_a.close()
+        relay_b.close()

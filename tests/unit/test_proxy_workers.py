@@ -63,24 +63,28 @@ def _wait_for(path: Path, timeout: float = 10.0) -> bool:
     return False
 
 
-def test_the_first_worker_starts_alone_and_the_banner_waits_for_all(tmp_path: Path) -> None:
+def test_workers_bind_together_once_all_are_prepared(tmp_path: Path) -> None:
     banner: list[list[str]] = []
 
     def work(spec: WorkerSpec) -> int:
-        # The others are forked only once the first one is ready.
-        if spec.index > 0 and not (tmp_path / "0").exists():
+        time.sleep(0.1 * spec.index)  # prepared at different times
+        (tmp_path / f"prepared-{spec.index}").touch()
+        spec.announce_prepared()
+        asyncio.run(spec.wait_go())
+        # Told to go only once every worker is prepared.
+        if len(list(tmp_path.glob("prepared-*"))) != 3:
             return 9
-        (tmp_path / str(spec.index)).touch()
+        (tmp_path / f"listening-{spec.index}").touch()
         spec.announce_ready()
         signal.pause()  # until run_workers passes SIGTERM on
         return 0
 
     def ready() -> None:
-        banner.append(sorted(p.name for p in tmp_path.iterdir()))
+        banner.append(sorted(p.name for p in tmp_path.glob("listening-*")))
         os.kill(os.getpid(), signal.SIGTERM)  # as an admin would: every worker drains
 
     assert run_workers(3, work, on_ready=ready) == 0
-    assert banner == [["0", "1", "2"]]
+    assert banner == [["listening-0", "listening-1", "listening-2"]]
 
 
 def test_a_worker_that_fails_to_start_stops_the_server(tmp_path: Path) -> None:
@@ -112,7 +116,7 @@ def test_a_worker_that_dies_is_restarted(tmp_path: Path, monkeypatch: pytest.Mon
         return 0
 
     assert run_workers(2, work) == 0
-    assert log.read_text().split("\n")[:-1] == ["start 0", "start 1", "start 1"]
+    assert sorted(log.read_text().split("\n")[:-1]) == ["start 0", "start 1", "start 1"]
 
 
 def test_a_crash_loop_is_not_restarted_forever(tmp_path: Path) -> None:

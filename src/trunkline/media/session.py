@@ -103,6 +103,7 @@ _RTCP_SECOND_OCTETS = frozenset(bytes((t,)) for t in range(192, 224))
 
 RTCP_INTERVAL = 5.0
 _RELATCH_AFTER = 2.0  # seconds of silence from the latched peer before another may take over
+_MOVED_SEQ_WINDOW = 16  # see MediaSession._stream_moved
 _CONNECT_AFTER = 1.0  # seconds a latched peer keeps sending before the socket is connected
 _LINK_CHECK = 0.1  # how often the playout tick looks at that (seconds)
 
@@ -528,7 +529,7 @@ class MediaSession:
         now = loop.time()
         source: Address | None = addr  # (host, port); IPv6 adds flowinfo and scope id
         if source != self._remote_rtp or not self._latched:
-            source = self._check_source(addr, now)
+            source = self._check_source(addr, now, packet)
             if source is None:
                 return
         self._last_rx = now
@@ -570,11 +571,15 @@ class MediaSession:
         else:
             self.unknown_payload += 1
 
-    def _check_source(self, addr: Any, now: float) -> Address | None:
+    def _check_source(self, addr: Any, now: float, packet: RtpPacket) -> Address | None:
         """Symmetric RTP latching (RFC 4961): the address to answer, or None to drop."""
         source: Address = (addr[0], addr[1])
         if source != self._remote_rtp:
-            if not self.latch or (self._latched and now - self._last_rx < _RELATCH_AFTER):
+            if not self.latch or (
+                self._latched
+                and now - self._last_rx < _RELATCH_AFTER
+                and not self._stream_moved(packet, now)
+            ):
                 self.foreign += 1
                 return None
             log.info("RTP latched onto %s:%d (SDP said %s)", *source, self._remote_rtp)
@@ -587,15 +592,38 @@ class MediaSession:
             self._latched_at = now
         return source
 
+    def _stream_moved(self, packet: RtpPacket, now: float) -> bool:
+        """Whether a packet from another address continues the stream we latched onto,
+        whose address has gone quiet, so that we should follow it at once.
+
+        Both ends latch at the same moment when each sees the other's first packets
+        through a different relay (two TURN-like relays, one in front of each phone,
+        as in ``tests/interop/test_phone_impairment.py``): each then answers into a
+        path the other no longer listens on, and without this both would wait
+        ``_RELATCH_AFTER`` in silence. Only one end may follow, or they would swap
+        paths together forever: the end whose SSRC is the lower one. The packet must
+        carry the SSRC we receive and a sequence number just after the last one, and
+        the latched address must have been silent for two packet times.
+        """
+        stats = self.sources.current if self.sources is not None else None
+        sender = self.sender
+        return (
+            stats is not None
+            and sender is not None
+            and packet.ssrc == stats.ssrc
+            and sender.ssrc < packet.ssrc
+            and now - self._last_rx > 2 * self._ptime
+            and 0 < (packet.sequence_number - stats.max_seq) & 0xFFFF <= _MOVED_SEQ_WINDOW
+        )
+
     def _check_link(self, now: float) -> None:
         """Every ``_LINK_CHECK`` seconds: connect the RTP socket to a peer that has kept
         sending from the latched address for ``_CONNECT_AFTER`` seconds, or reopen it
         when that peer has been silent for ``_RELATCH_AFTER`` (see the module docstring).
 
         Connecting only a steady peer leaves the start of a call, while latching may
-        still move, exactly as it is without connecting. (Connecting at the first packet
-        made the three-phone relay test, ``tests/interop/test_phone_impairment.py``,
-        lose the transferred call's audio in 4 runs of 5.)
+        still move (:meth:`_stream_moved`), as it is without connecting: a connected
+        socket would hide the packets that move it.
         """
         self._link_check = now + _LINK_CHECK
         transport = self.transport

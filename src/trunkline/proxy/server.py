@@ -233,10 +233,9 @@ class ProxyServer:
             if not spec.enabled or (kind == "tls" and not worker.primary):
                 continue
             if worker.shared and kind != "tls":
-                # Our own port first (Via, Record-Route, the source of what we send),
-                # then the port every worker shares (see trunkline.proxy.workers).
+                # Our own port first (Via, Record-Route, the source of what we send);
+                # the port every worker shares at the end (see trunkline.proxy.workers).
                 mine = await endpoint.listen(kind, spec.host, 0)
-                await listen_shared(endpoint.transport, kind, spec.host, spec.port)
                 self.addresses[kind.upper()] = (advertised_host(spec.host), mine.port)
                 self.shared[kind.upper()] = (advertised_host(spec.host), spec.port)
                 continue
@@ -323,6 +322,12 @@ class ProxyServer:
         self._collector.start()
         if worker.shared and not worker.primary:
             self._publisher = asyncio.ensure_future(self._publish_status())
+        if self.shared:  # all workers join the port's SO_REUSEPORT group together
+            worker.announce_prepared()
+            await worker.wait_go()
+            for name, (_, port) in self.shared.items():
+                host = getattr(listen, name.lower()).host
+                await listen_shared(endpoint.transport, name, host, port)
 
     def _holds_flow(self, transport: str, received: str) -> bool:
         """True when this worker has the connection a binding was registered over."""

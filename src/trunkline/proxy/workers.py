@@ -30,10 +30,11 @@ on its own event loop:
   at once (:class:`BanRelay`, :class:`SharedAntiFlood`): the kernel spreads
   a source's flows over the workers, a ban must follow the source.
 
-The parent process supervises (:func:`run_workers`): it starts the first
-worker, waits until it listens, starts the others, and prints the banner
-once all are ready. SIGTERM/SIGINT are passed on to every worker, each of
-which drains gracefully. A worker that dies is logged; it is started again
+The parent process supervises (:func:`run_workers`): it starts the
+workers, lets them bind the shared port together once all are prepared
+(:meth:`WorkerSpec.wait_go`), and prints the banner once all listen.
+SIGTERM/SIGINT are passed on to every worker, each of which drains
+gracefully. A worker that dies is logged; it is started again
 if it had run for :data:`MIN_UPTIME` seconds and fewer than
 :data:`MAX_RESTARTS` restarts happened in the last minute; otherwise every
 worker is stopped and the server exits non-zero (a crash loop is better
@@ -105,6 +106,7 @@ MAX_RESTARTS = 5
 STATUS_INTERVAL = 1.0
 """How often the workers other than the first publish their status (seconds)."""
 STATUS_STALE = 5.0
+_LISTENING = 128  # readiness byte: index (prepared) or _LISTENING + index (listening)
 """A published status older than this is left out of the sums (its worker is stuck)."""
 
 
@@ -112,9 +114,11 @@ STATUS_STALE = 5.0
 class WorkerSpec:
     """Which worker this process is (``index`` of ``count``).
 
-    ``ready_fd``: the pipe on which :meth:`announce_ready` tells the parent
-    the worker listens (-1: nobody waits). ``inbox`` and ``peers``: the
-    datagram sockets of :class:`BanRelay` (this worker's, the others').
+    ``ready_fd``: the pipe on which the worker tells the parent it is
+    prepared (:meth:`announce_prepared`) and then listening
+    (:meth:`announce_ready`); ``go_fd``: where the parent says all are
+    prepared (:meth:`wait_go`); -1: nobody waits. ``inbox`` and ``peers``:
+    the datagram sockets of :class:`BanRelay` (this worker's, the others').
     """
 
     index: int = 0
@@ -122,6 +126,7 @@ class WorkerSpec:
     ready_fd: int = -1
     inbox: int = -1
     peers: tuple[int, ...] = ()
+    go_fd: int = -1
 
     @property
     def primary(self) -> bool:
@@ -133,11 +138,46 @@ class WorkerSpec:
         """True when the SIP port is shared with other workers."""
         return self.count > 1
 
-    def announce_ready(self) -> None:
-        """Tell :func:`run_workers` this worker is listening (once, after start)."""
+    def _tell(self, value: int) -> None:
         if self.ready_fd >= 0:
             with contextlib.suppress(OSError):
-                os.write(self.ready_fd, bytes([self.index]))
+                os.write(self.ready_fd, bytes([value]))
+
+    def announce_prepared(self) -> None:
+        """Tell :func:`run_workers` this worker is ready to bind the shared port."""
+        self._tell(self.index)
+
+    def announce_ready(self) -> None:
+        """Tell :func:`run_workers` this worker is listening (once, after start)."""
+        self._tell(_LISTENING + self.index)
+
+    async def wait_go(self) -> None:
+        """Wait (without blocking the loop) until every worker is prepared.
+
+        Then all bind the shared port at about the same moment: the kernel's
+        SO_REUSEPORT hash maps each flow to one of the sockets of the group,
+        and a socket joining later would take flows over in the middle of
+        their transactions.
+        """
+        if self.go_fd < 0:
+            return
+        loop = asyncio.get_running_loop()
+        go: asyncio.Future[bytes] = loop.create_future()
+        fd = self.go_fd
+
+        def readable() -> None:
+            try:
+                data = os.read(fd, 1)
+            except (BlockingIOError, InterruptedError):
+                return
+            if not go.done():
+                go.set_result(data)
+
+        loop.add_reader(fd, readable)
+        try:
+            await go
+        finally:
+            loop.remove_reader(fd)
 
 
 def worker_count(config: Config) -> int:
@@ -391,6 +431,9 @@ class _Supervisor:
         self.failure = 0
         """The exit status of a worker that died while starting."""
         self.read_fd, self.write_fd = os.pipe()
+        self.go = [os.pipe() for _ in range(count)]  # parent writes [1], worker reads [0]
+        self.prepared: set[int] = set()
+        self.listening: set[int] = set()
         # BanRelay: worker i reads pairs[i][0]; the others write to pairs[i][1].
         self.pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM) for _ in range(count)]
 
@@ -410,7 +453,9 @@ class _Supervisor:
                     os.close(self.read_fd)
                     inbox = self.pairs[index][0].fileno()
                     peers = tuple(w.fileno() for i, (_, w) in enumerate(self.pairs) if i != index)
-                    code = self.work(WorkerSpec(index, self.count, self.write_fd, inbox, peers))
+                    go = self.go[index][0]
+                    spec = WorkerSpec(index, self.count, self.write_fd, inbox, peers, go)
+                    code = self.work(spec)
                 except BaseException as error:  # reported, then the process ends
                     print(f"worker {index}: {error!r}", file=sys.stderr)
                 finally:
@@ -432,21 +477,31 @@ class _Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
 
-    def wait_ready(self, indexes: set[int], timeout: float) -> bool:
-        """Read readiness bytes until ``indexes`` all said so; False if one died first."""
-        waiting = set(indexes)
+    def _read_ready(self, data: bytes) -> None:
+        for value in data:
+            if value >= _LISTENING:
+                self.listening.add(value - _LISTENING)
+                self.prepared.add(value - _LISTENING)
+            else:
+                self.prepared.add(value)
+
+    def wait_ready(self, indexes: set[int], timeout: float, *, listening: bool) -> bool:
+        """Read readiness bytes until ``indexes`` are prepared (or listening); False if one
+        died or the time ran out first."""
+        seen = self.listening if listening else self.prepared
         deadline = time.monotonic() + timeout
-        while waiting and not self.stopping:
+        while not indexes <= seen and not self.stopping:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                log.error("workers %s did not start in %.0f s", sorted(waiting), timeout)
+                late = sorted(indexes - seen)
+                log.error("workers %s did not start in %.0f s", late, timeout)
                 return False
             with contextlib.suppress(InterruptedError):
                 readable, _, _ = select.select([self.read_fd], [], [], min(remaining, 0.2))
                 if readable:
-                    waiting.difference_update(os.read(self.read_fd, 64))
-            if not waiting:
-                break  # all ready (one that dies now is the supervisor's business)
+                    self._read_ready(os.read(self.read_fd, 64))
+            if indexes <= seen:
+                break  # all there (one that dies now is the supervisor's business)
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
@@ -458,6 +513,10 @@ class _Supervisor:
                 self.failure = max(self.failure, abs(code) or 1)
                 return False
         return not self.stopping
+
+    def send_go(self, index: int) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self.go[index][1], b"g")
 
     def drain_ready(self) -> None:
         """Empty the readiness pipe (restarted workers write to it too)."""
@@ -498,6 +557,7 @@ class _Supervisor:
             if self.may_restart(started):
                 log.warning("restarting worker %d", index)
                 self.spawn(index)
+                self.send_go(index)  # the others are up: no need to wait
                 continue
             log.error("worker %d keeps failing: stopping the server", index)
             worst = max(worst, abs(code) or 1)
@@ -511,6 +571,10 @@ class _Supervisor:
         for pair in self.pairs:
             for sock in pair:
                 sock.close()
+        for pipe in self.go:
+            for fd in pipe:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
 
 def run_workers(
@@ -522,22 +586,27 @@ def run_workers(
 ) -> int:
     """Fork ``count`` workers running ``work(spec)``, supervise them, return the exit status.
 
-    The first worker starts alone (it binds TLS and the HTTP port); the others
-    follow once it said :meth:`WorkerSpec.announce_ready`. ``on_ready`` runs
-    when every worker is ready (the banner). See the module docstring for
-    signals and restarts. Call it before any event loop or thread exists in
+    The workers start together; each prepares (data, own ports, HTTP for the
+    first) and says so (:meth:`WorkerSpec.announce_prepared`); when all have,
+    each is told to bind the shared port (:meth:`WorkerSpec.wait_go`), so the
+    SO_REUSEPORT group is complete before any client is served. ``on_ready``
+    runs when every worker said :meth:`WorkerSpec.announce_ready` (the banner).
+    A ``work`` that announces ready without the two steps before is fine. See
+    the module docstring for signals and restarts. Call it before any event loop or thread exists in
     this process. A worker that does not announce itself within
     ``ready_timeout`` seconds (or dies first) stops the server (status 1).
     """
     supervisor = _Supervisor(count, work)
     previous = {s: signal.signal(s, supervisor.forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        supervisor.spawn(0)
-        ready = supervisor.wait_ready({0}, ready_timeout)
+        everyone = set(range(count))
+        for index in everyone:
+            supervisor.spawn(index)
+        ready = supervisor.wait_ready(everyone, ready_timeout, listening=False)
         if ready:
-            for index in range(1, count):
-                supervisor.spawn(index)
-            ready = supervisor.wait_ready(set(range(1, count)), ready_timeout)
+            for index in everyone:
+                supervisor.send_go(index)
+            ready = supervisor.wait_ready(everyone, ready_timeout, listening=True)
         if ready and on_ready is not None:
             on_ready()
         failed = not ready and not supervisor.stopping
