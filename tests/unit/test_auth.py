@@ -326,15 +326,23 @@ def test_fast_path_agrees_with_the_scanner(
     st.sampled_from([",", ", ", " ,\r\n\t", "\t,"]),
 )
 def test_fast_path_takes_rendered_headers(params: dict[str, str], separator: str) -> None:
-    """What we (and phones) send takes the fast path and reads back the same values."""
+    """What we (and phones) send takes the fast path and reads back the same values.
+
+    A folded header (CRLF inside) is left to the scanner, which reads the same.
+    """
     rendered = separator.join(f"{name}={quote(value)}" for name, value in params.items())
     text = f"Digest {rendered}"
     fast = authheaders._parse_simple(text)
     if len({name.lower() for name in params}) < len(params):
         assert fast is None
         return
-    assert fast == authheaders._scan_items(text)
-    assert fast == [("Digest", None, [(name.lower(), value) for name, value in params.items()])]
+    expected = [("Digest", None, [(name.lower(), value) for name, value in params.items()])]
+    assert authheaders._scan_items(text) == expected
+    assert authheaders._parse_items(text) == expected
+    if "\r\n" in text:
+        assert fast is None
+    else:
+        assert fast == expected
 
 
 _names = st.from_regex(r"[a-z][a-z0-9\-]{0,10}", fullmatch=True)
