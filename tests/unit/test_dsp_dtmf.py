@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from trunkline.media.codecs import g711
@@ -173,6 +173,9 @@ def test_a_digit_is_reported_once_per_press() -> None:
 def test_random_dialling_is_decoded_exactly(
     presses: list[tuple[str, int, int, float, float]],
 ) -> None:
+    # Both tones must fit G.711's range (+3.17 dBm0 is full scale): a high tone at +3.5 dBm0
+    # is clipped by the codec before any detector sees it, so it is not a valid input.
+    assume(all(level + twist <= -4.0 for _, _, _, level, twist in presses))
     parts = []
     for key, on_ms, off_ms, level, twist in presses:
         low, high = DTMF_FREQUENCIES[key]
