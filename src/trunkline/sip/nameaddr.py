@@ -50,11 +50,12 @@ class NameAddr(LazyParams):
     Immutable: derive changed copies with :meth:`with_tag`/:meth:`with_params`.
     """
 
-    __slots__ = ("_uri", "_uri_text", "display_name")
+    __slots__ = ("_tag", "_uri", "_uri_text", "display_name")
 
     display_name: str | None
     _uri: Uri | None
     _uri_text: str
+    _tag: str | None
 
     def __init__(
         self,
@@ -137,11 +138,23 @@ class NameAddr(LazyParams):
 
     @property
     def tag(self) -> str | None:
-        """The ``tag`` parameter (RFC 3261 §19.3)."""
+        """The ``tag`` parameter (RFC 3261 §19.3).
+
+        Read for every message (dialog and transaction matching, §12.2, §17.2.3)
+        from values shared by a whole call (interned From and To), so it is
+        found once per value and kept in a slot, set on first read.
+        """
+        try:
+            return self._tag
+        except AttributeError:
+            pass
         if self._params is None:
             m = _TAG_RE.search(self._params_text)
-            return None if m is None else m.group(1)
-        return self._params.get("tag")
+            tag = None if m is None else m.group(1)
+        else:
+            tag = self._params.get("tag")
+        set_slot(self, "_tag", tag)
+        return tag
 
     def with_tag(self, tag: str) -> Self:
         """A copy with ``;tag=`` set."""
