@@ -162,7 +162,6 @@ class ProxyServer:
         self.addresses: dict[str, tuple[str, int]] = {}
         """Advertised ``(host, port)`` per transport (Via, Record-Route)."""
         self._db: sqlite3.Connection | None = None
-        self._data_version = 0
         self.forwarder: Forwarder | None = None
         if dispatcher is None:
             dispatcher, dispatch_rules = build_dispatcher(config.dispatcher)
@@ -268,7 +267,6 @@ class ProxyServer:
             self.antiflood = shared
         else:
             self.antiflood = AntiFlood(policy, trusted)
-        self._data_version = self._read_data_version()
         authenticator = Authenticator(
             self.data_dir.nonce_secret(),
             self._ha1,
@@ -357,24 +355,17 @@ class ProxyServer:
 
     # -- the user store, re-read when ``trunkline users`` changed it ------------------
 
-    def _read_data_version(self) -> int:
-        """SQLite's ``data_version``: changes when another connection commits (§2.1 of the
-        SQLite pragma docs), i.e. when ``trunkline users add|remove|passwd`` ran."""
-        if self._db is None:
-            return 0
-        row = self._db.execute("PRAGMA data_version").fetchone()
-        return int(row[0]) if row else 0
-
     def refresh_users(self) -> bool:
-        """Reload the user cache if the database changed under us; True when reloaded."""
-        if self.users is None or self._db is None:
+        """Re-read the user cache if the database changed under us; True when re-read.
+
+        Called on a miss: a user added while we run is found at once. Checking costs one
+        indexed SQLite read; re-reading happens only after a change. The store watches its
+        own generation counter (bumped by SQLite triggers on any change to ``users``, from
+        any process), not SQLite's ``data_version``, which every location write by another
+        worker would move."""
+        if self.users is None:
             return False
-        version = self._read_data_version()
-        if version == self._data_version:
-            return False
-        self._data_version = version
-        self.users.reload()
-        return True
+        return self.users.refresh()
 
     def _ha1(self, username: str, realm: str, algorithm: str) -> str | None:
         assert self.users is not None

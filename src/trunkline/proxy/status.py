@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import time
@@ -142,9 +143,11 @@ class ServerStats:
                 }
                 for method, entry in self.latency.items()
             },
-            "dialogs": [
+            "dialogs": [  # the newest 1000, oldest first (without copying all of them)
                 {"call_id": key[0], "from": caller, "to": callee, "duration": now - started}
-                for key, (started, caller, callee) in list(self.dialogs.items())[-1000:]
+                for key, (started, caller, callee) in reversed(
+                    list(itertools.islice(reversed(self.dialogs.items()), 1000))
+                )
             ],
             "active_dialogs": len(self.dialogs),
             **extra,
