@@ -34,6 +34,7 @@ path: most in-dialog and relayed requests need neither).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
@@ -498,8 +499,10 @@ class Router:
         )
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_ip_literal(host: str) -> bool:
-    """An IPv4 or (bracketed) IPv6 address rather than a domain name."""
+    """An IPv4 or (bracketed) IPv6 address rather than a domain name (cached: the same few
+    hosts come in every request)."""
     try:
         ipaddress.ip_address(host.strip("[]"))
     except ValueError:
