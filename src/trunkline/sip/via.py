@@ -36,6 +36,7 @@ _VIA_FAST_RE = re.compile(
 )
 _BRANCH_RE = re.compile(r";branch=([^;]+)", re.IGNORECASE)
 _RECEIVED_RE = re.compile(r";received=([^;]+)", re.IGNORECASE)
+_MADDR_RE = re.compile(r";maddr=([^;]+)", re.IGNORECASE)
 _RPORT_RE = re.compile(r";rport(?:=([^;]*))?(?=;|$)", re.IGNORECASE)
 
 
@@ -177,8 +178,15 @@ class Via(LazyParams):
 
     @property
     def maddr(self) -> str | None:
-        """The ``maddr`` parameter."""
-        return self.params.get("maddr")
+        """The ``maddr`` parameter (read for every response sent, RFC 3261 §18.2.2).
+
+        Canonical text is searched without building the parameter dict, as
+        for ``branch`` and ``received``.
+        """
+        if self._params is None:
+            m = _MADDR_RE.search(self._params_text)
+            return None if m is None else m.group(1)
+        return self._params.get("maddr")
 
     @property
     def ttl(self) -> int | None:
