@@ -494,7 +494,7 @@ class Forwarder:
         endpoint.send_stateless(request, destination)
 
     def send_stateless_response(self, response: Response) -> None:
-        if response.via:
+        if response.top_via is not None:
             self.stats.stateless += 1
             self.endpoint.send_stateless(response)
 

@@ -286,7 +286,7 @@ class SipEndpoint(ClientRequests):
 
     def _receive_request(self, request: Request, source: Source) -> None:
         # Touch the fields every layer needs so a malformed one raises here (§8.2).
-        if not request.via:
+        if request.top_via is None:
             raise SipParseError("Missing Via header")
         _ = (request.call_id, request.cseq, request.from_, request.to)
         if request.cseq.method != request.method:
@@ -352,7 +352,7 @@ class SipEndpoint(ClientRequests):
         return self._incoming.get(id(transaction))
 
     def _receive_response(self, response: Response) -> None:
-        if not response.via:
+        if response.top_via is None:
             raise SipParseError("Missing Via header")
         _ = (response.call_id, response.cseq)
         self.stats.responses += 1

@@ -169,10 +169,11 @@ class Sender:
                     return
                 except TransportError:
                     pass
-        if not response.via:
+        top = response.top_via
+        if top is None:
             logger.info("response %d without Via dropped", response.status)
             return
-        self._send_bytes(data, response_destination(response.via[0]))
+        self._send_bytes(data, response_destination(top))
 
     def send_response(self, transaction: ServerTransaction, response: Response) -> None:
         """Answer through a server transaction (it retransmits as §17.2 says)."""
