@@ -32,8 +32,8 @@ does not drop datagrams in SIPp's own sockets.
   100,000 contacts registered into its location service prints its
   resident set size (goal: under 150 MB).
 
-Workers: Trunkline runs with its default worker count (``workers = 0``:
-one uvloop process per CPU, ``trunkline.proxy.workers``), Kamailio with
+Workers: Trunkline runs with its default worker count (one uvloop process;
+``--workers 0`` measures one per CPU, ``trunkline.proxy.workers``), Kamailio with
 ``children=2`` UDP workers plus its helper processes. Trunkline's workers
 share one SO_REUSEPORT port, each with its own port for Via and
 Record-Route, so calls spread over them by flow: with more than one worker
@@ -615,7 +615,7 @@ def main() -> None:
         "--workers",
         type=int,
         default=None,
-        help="trunkline SIP workers (default: trunkline's own default, one per CPU)",
+        help="trunkline SIP workers (default: trunkline's own default, 1; 0: one per CPU)",
     )
     args = parser.parse_args()
     if args.quick:

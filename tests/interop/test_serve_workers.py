@@ -7,8 +7,8 @@ Record-Route of the worker that took it, and the in-dialog ACK and BYE sent
 along that Record-Route must come back through the same worker (its own
 port), which holds the client transactions of the call.
 
-With the default configuration (one worker per CPU, registrations in the
-data directory's SQLite database, no Redis) the worker that did not take
+With ``workers = 0`` (one worker per CPU, registrations in the data
+directory's SQLite database, no Redis) the worker that did not take
 the REGISTER routes calls to Bob, sees his un-REGISTER at once, the status
 adds up every worker's counters, a killed worker is started again and a
 restart keeps the registration. The same with Redis as the shared store.
@@ -200,16 +200,15 @@ def test_two_workers_share_the_port_and_the_registrations(tmp_path: Path, redis_
             sock.sock.close()
 
 
-# -- the default: one worker per CPU, registrations in SQLite -----------------------------
+# -- workers = 0: one worker per CPU, registrations in SQLite ------------------------------
 
 WORKERS = 2
 
 
 def _default_config() -> str:
-    """No ``workers`` and no ``[location]``: the defaults (set 2 only on a one-CPU machine)."""
+    """``workers = 0`` (one per CPU; 2 on a one-CPU machine) and no ``[location]``."""
     text = f'domains = ["{DOMAIN}"]\n'
-    if (os.cpu_count() or 1) < WORKERS:
-        text += f"workers = {WORKERS}\n"
+    text += f"workers = {WORKERS if (os.cpu_count() or 1) < WORKERS else 0}\n"
     return text + f'[[users]]\nname = "bob"\npassword = "{BOB_PASSWORD}"\n'
 
 
@@ -260,7 +259,7 @@ def _invite_status(alice: Socket, server: ServerProcess, number: int) -> int:
     return response.status
 
 
-def test_default_workers_share_registrations_status_and_survive_restarts(tmp_path: Path) -> None:
+def test_per_cpu_workers_share_registrations_status_and_survive_restarts(tmp_path: Path) -> None:
     bob = Socket()
     callers = [Socket() for _ in range(CALLS)]
     server = start_server(tmp_path, config=_default_config(), trusted=["127.0.0.0/8"])

@@ -1,10 +1,11 @@
 """Several SIP worker processes behind one port (DESIGN.md "Scaling out").
 
-``trunkline serve`` runs one worker per CPU by default (``workers = 0``,
-at most :data:`MAX_AUTO_WORKERS`); ``workers = 1`` is the single process of
-old. With several, the command prepares the data directory once, then forks
-the workers; each is a whole :class:`~trunkline.proxy.server.ProxyServer`
-on its own event loop:
+``trunkline serve`` runs one worker by default; ``workers = 0`` runs one per
+CPU (at most :data:`MAX_AUTO_WORKERS`), ``workers = N`` runs N. Not the default
+because a worker sends requests to phones from its own port (below), which a
+phone behind a port-restricted NAT drops. With several, the command prepares
+the data directory once, then forks the workers; each is a whole
+:class:`~trunkline.proxy.server.ProxyServer` on its own event loop:
 
 - the configured UDP and TCP port is bound by every worker with
   ``SO_REUSEPORT``: the kernel hashes each flow (source and destination
