@@ -26,7 +26,6 @@ may fail on SIPp's own retransmission races.
 from __future__ import annotations
 
 import asyncio
-import csv
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -34,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.support.peers import free_port, require_peer
+from tests.support.peers import free_port
+from tests.support.sipp import run_sipp
 
 from trunkline.store.datadir import DataDir
 from trunkline.store.users import UserStore
@@ -43,53 +43,6 @@ pytestmark = pytest.mark.interop
 
 SCENARIOS = Path(__file__).parent.parent / "data" / "sipp" / "proxy"
 UAS_HOST = "127.0.0.2"  # not the proxy's address: a relay target, not a local domain
-
-
-@dataclass(frozen=True)
-class SippResult:
-    returncode: int
-    successful: int
-    failed: int
-    output: str
-
-
-async def run_sipp(args: list[str], workdir: Path, *, timeout: float = 90.0) -> SippResult:
-    """Run ``sipp`` with ``-trace_stat``; kill it if it overstays ``timeout``."""
-    sipp = require_peer("sipp", "sip-tester")
-    run = len(list(workdir.iterdir()))
-    stat = workdir / f"stat-{run}.csv"
-    errors = workdir / f"errors-{run}.log"
-    proc = await asyncio.create_subprocess_exec(
-        sipp,
-        *args,
-        "-nostdin",
-        "-trace_stat",
-        "-stf",
-        str(stat),
-        "-fd",
-        "1",
-        "-trace_err",
-        "-error_file",
-        str(errors),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        cwd=workdir,
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGKILL)
-            await proc.wait()
-    rows = list(csv.reader(stat.read_text().splitlines(), delimiter=";")) if stat.exists() else []
-    last = dict(zip(rows[0], rows[-1], strict=False)) if len(rows) > 1 else {}
-    return SippResult(
-        returncode=proc.returncode if proc.returncode is not None else -1,
-        successful=int(last.get("SuccessfulCall(C)", "0") or 0),
-        failed=int(last.get("FailedCall(C)", "0") or 0),
-        output=out.decode(errors="replace")[-1500:]
-        + (errors.read_text(errors="replace")[-2500:] if errors.exists() else ""),
-    )
 
 
 @dataclass

@@ -141,13 +141,17 @@ class RtpCapture:
         raise RuntimeError(f"tshark did not start capturing:\n{log_text}")
 
     def stop(self) -> None:
-        """SIGINT (tshark then writes out what it has), SIGKILL after 5 s."""
+        """SIGINT (tshark then writes out what it has), SIGKILL after 15 s.
+
+        The wait is long because a loaded machine (a full CI run) can keep tshark and
+        its dumpcap child from flushing the file for seconds; a kill before then leaves
+        an empty capture (seen once in a full run: no stream at all)."""
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
         proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(timeout=5)
+            proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
