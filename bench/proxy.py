@@ -32,18 +32,21 @@ does not drop datagrams in SIPp's own sockets.
   100,000 contacts registered into its location service prints its
   resident set size (goal: under 150 MB).
 
-Workers: Trunkline runs with its default worker count (one uvloop process;
-``--workers 0`` measures one per CPU, ``trunkline.proxy.workers``), Kamailio with
+Workers: Trunkline runs with its default worker count (one uvloop process
+per CPU, at most 4: two here; ``trunkline.proxy.workers``), Kamailio with
 ``children=2`` UDP workers plus its helper processes. Trunkline's workers
-share one SO_REUSEPORT port, each with its own port for Via and
-Record-Route, so calls spread over them by flow: with more than one worker
-SIPp's uac uses ``-t un`` (a socket per call) so that the kernel's per-flow
-hash spreads calls over the workers. Kamailio's children share one socket
-and need no such help, so its uac keeps SIPp's cheaper single socket (the
-peer gets its best setup; SIPp's CPU is printed for both). Past one core,
-workers scale as far as there are cores left: on this 2-core machine SIPp
-itself needs a good part of one core at the rates measured. ``--workers N``
-overrides the count. The CPU counted is every worker's.
+share one SO_REUSEPORT port and send from it (Via and Record-Route name it),
+so calls spread over them by flow: with more than one worker SIPp's uac uses
+``-t un`` (a socket per call) so that the kernel's per-flow hash spreads
+calls over the workers. The uas answers from one socket, so all its
+responses reach one worker, which hands the other workers' ones over
+(``trunkline.proxy.handoff``: a few microseconds each). Kamailio's children
+share one socket and need no such help, so its uac keeps SIPp's cheaper
+single socket (the peer gets its best setup; SIPp's CPU is printed for
+both). Past one core, workers scale as far as there are cores left: on this
+2-core machine SIPp itself needs a good part of one core at the rates
+measured. ``--workers N`` overrides the count (``--workers 1`` to compare).
+The CPU counted is every worker's.
 
 Run: ``.venv/bin/python bench/proxy.py`` (needs ``sipp`` and ``kamailio``;
 about 8 minutes with the defaults; ``--quick`` for a short smoke run).
@@ -615,7 +618,7 @@ def main() -> None:
         "--workers",
         type=int,
         default=None,
-        help="trunkline SIP workers (default: trunkline's own default, 1; 0: one per CPU)",
+        help="trunkline SIP workers (default: trunkline's own, 0: one per CPU, at most 4)",
     )
     args = parser.parse_args()
     if args.quick:

@@ -608,6 +608,209 @@ def sipmessage_call(messages: tuple[bytes, ...]) -> list[bytes]:
     ]
 
 
+# ------------------------------------------------- the whole server, in process
+
+
+_SERVER_INVITE = (
+    "INVITE sip:service@127.0.0.2:5062 SIP/2.0\r\n"
+    "Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-100-{n}-0\r\n"
+    "From: sipp <sip:sipp@127.0.0.1:5061>;tag=100SIPpTag00{n}\r\n"
+    "To: service <sip:service@127.0.0.2:5062>\r\n"
+    "Call-ID: {n}-100@127.0.0.1\r\n"
+    "CSeq: 1 INVITE\r\n"
+    "Contact: sip:sipp@127.0.0.1:5061\r\n"
+    "Max-Forwards: 70\r\n"
+    "Subject: Performance Test\r\n"
+    "Content-Type: application/sdp\r\n"
+    "Content-Length: {length}\r\n\r\n"
+)
+_SERVER_UAC = ("127.0.0.1", 5061)
+_SERVER_UAS = ("127.0.0.2", 5062)
+
+
+def _server_response(
+    status: str, vias: list[str], rr: list[str], n: int, *, cseq: str, body: bytes
+) -> bytes:
+    """What SIPp's ``uas_rr.xml`` answers: the received Vias and Record-Routes copied."""
+    lines = [
+        f"SIP/2.0 {status}",
+        *vias,
+        *rr,
+        f"From: sipp <sip:sipp@127.0.0.1:5061>;tag=100SIPpTag00{n}",
+        f"To: service <sip:service@127.0.0.2:5062>;tag=uas{n}",
+        f"Call-ID: {n}-100@127.0.0.1",
+        f"CSeq: {cseq}",
+        "Contact: <sip:127.0.0.2:5062;transport=UDP>",
+    ]
+    if body:
+        lines.append("Content-Type: application/sdp")
+    lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def _server_in_dialog(method: str, n: int, cseq: int, routes: list[str], branch: int) -> bytes:
+    """What SIPp's ``uac_rr.xml`` sends in the dialog: Route from the 200's Record-Route."""
+    return (
+        f"{method} sip:127.0.0.2:5062;transport=UDP SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-100-{n}-{branch}\r\n"
+        + "".join(f"Route: {route}\r\n" for route in routes)
+        + f"From: sipp <sip:sipp@127.0.0.1:5061>;tag=100SIPpTag00{n}\r\n"
+        f"To: service <sip:service@127.0.0.2:5062>;tag=uas{n}\r\n"
+        f"Call-ID: {n}-100@127.0.0.1\r\n"
+        f"CSeq: {cseq} {method}\r\n"
+        "Contact: sip:sipp@127.0.0.1:5061\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def _server_calls(first: int, count: int, proxy_via: str, rr: str) -> list[tuple[bytes, ...]]:
+    """The six messages the proxy receives per call (the uas sends no 100, as SIPp's);
+    ``@BRANCH@`` stands for the proxy's branch, known once it forwarded the request."""
+    uac_via = "Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-100-{n}-{b}"
+    calls: list[tuple[bytes, ...]] = []
+    for n in range(first, first + count):
+        invite = _SERVER_INVITE.format(n=n, length=len(SDP)).encode() + SDP
+        vias = [proxy_via, uac_via.format(n=n, b=0)]
+        bye_vias = [proxy_via, uac_via.format(n=n, b=6)]
+        calls.append(
+            (
+                invite,
+                _server_response("180 Ringing", vias, [rr], n, cseq="1 INVITE", body=b""),
+                _server_response("200 OK", vias, [rr], n, cseq="1 INVITE", body=SDP),
+                _server_in_dialog("ACK", n, 1, [rr[len("Record-Route: ") :]], 5),
+                _server_in_dialog("BYE", n, 2, [rr[len("Record-Route: ") :]], 6),
+                _server_response("200 OK", bye_vias, [], n, cseq="2 BYE", body=b""),
+            )
+        )
+    return calls
+
+
+def _branch_of(data: bytes) -> bytes:
+    """The branch of the first Via of a message the proxy sent."""
+    start = data.index(b";branch=") + 8
+    end = start
+    while data[end : end + 1] not in (b";", b"\r", b","):
+        end += 1
+    return data[start:end]
+
+
+async def _server_run(count: int, profile: bool) -> tuple[float, float, int, int]:
+    """(us of CPU per call, us of the driver's empty loop turns, function calls per call,
+    calls completed) for ``count`` calls through a real :class:`ProxyServer`."""
+    import asyncio
+    import cProfile
+    import pstats
+    import socket
+    import tempfile
+
+    from trunkline.config import Config
+    from trunkline.proxy.server import ProxyServer
+    from trunkline.sip.aio import transport as transport_module
+    from trunkline.sip.aio.transport import Inbound
+
+    sent: list[tuple[bytes, tuple[str, int]]] = []
+
+    def capture(self: object, data: bytes, peer: tuple[str, int]) -> None:
+        sent.append((data, peer))
+
+    transport_module.UdpSocket.sendto = capture  # type: ignore[method-assign]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    listen = {"host": "127.0.0.1", "port": port}
+    config = Config.model_validate(
+        {
+            "data_dir": tempfile.mkdtemp(prefix="proxy-path-"),
+            "domains": ["127.0.0.1"],
+            "trusted": ["127.0.0.1/32"],
+            "workers": 1,
+            "listen": {
+                "udp": listen,
+                "tcp": listen,
+                "tls": {**listen, "enabled": False},
+                "ws": {**listen, "enabled": False},
+            },
+            "limits": {
+                "requests_per_second": 10**6,
+                "burst": 10**6,
+                "max_transactions_per_source": 10**6,
+                "max_dialogs_per_source": 10**6,
+            },
+        }
+    )
+    server = ProxyServer(config)
+    await server.start()
+    endpoint = server.endpoint
+    assert endpoint is not None
+    listener = endpoint.transport.listeners[0]
+    local = (listener.host, listener.port)
+    deliver = endpoint.transport._deliver
+    proxy_via = f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=@BRANCH@;rport=5062"
+    rr = f"Record-Route: <sip:127.0.0.1:{port};lr>"
+
+    async def feed(data: bytes, peer: tuple[str, int], until: int) -> None:
+        deliver(Inbound(data, "UDP", peer, local, None))
+        await asyncio.sleep(0)  # one loop turn per datagram, as on the wire
+        for _ in range(20):
+            if len(sent) >= until:
+                return
+            await asyncio.sleep(0)
+        raise SystemExit(f"the proxy sent {len(sent)} of {until} messages: {sent!r}")
+
+    async def call(messages: tuple[bytes, ...]) -> None:
+        invite, ringing, ok, ack, bye, ok_bye = messages
+        sent.clear()
+        await feed(invite, _SERVER_UAC, 2)  # 100 Trying upstream, the INVITE downstream
+        branch = _branch_of(next(d for d, p in sent if p == _SERVER_UAS))
+        await feed(ringing.replace(b"@BRANCH@", branch), _SERVER_UAS, 3)
+        await feed(ok.replace(b"@BRANCH@", branch), _SERVER_UAS, 4)
+        await feed(ack, _SERVER_UAC, 5)
+        await feed(bye, _SERVER_UAC, 6)
+        branch = _branch_of(sent[-1][0])
+        await feed(ok_bye.replace(b"@BRANCH@", branch), _SERVER_UAS, 7)
+        assert sent[-1][1] == _SERVER_UAC and sent[-1][0].startswith(b"SIP/2.0 200"), sent
+
+    for messages in _server_calls(1, 300, proxy_via, rr):  # warm up
+        await call(messages)
+    calls = _server_calls(100_000, count, proxy_via, rr)
+    profiler = cProfile.Profile() if profile else None
+    start = time.process_time()
+    if profiler is not None:
+        profiler.enable()
+    for messages in calls:
+        await call(messages)
+    if profiler is not None:
+        profiler.disable()
+    elapsed = time.process_time() - start
+    start = time.process_time()
+    for _ in range(count):  # the driver's own loop turns, nothing delivered
+        for _ in range(6):
+            await asyncio.sleep(0)
+    idle = time.process_time() - start
+    function_calls = 0
+    if profiler is not None:
+        stats = pstats.Stats(profiler)
+        function_calls = int(stats.total_calls)  # type: ignore[attr-defined]
+        stats.sort_stats("tottime").print_stats(45)
+        stats.sort_stats("cumtime").print_stats(45)
+    await server.stop(grace=0.1)
+    return 1e6 * elapsed / count, 1e6 * idle / count, function_calls // count, count
+
+
+def server_path(count: int, profile: bool) -> None:
+    """Print the CPU per call of a real ProxyServer, sends captured (no syscalls)."""
+    import asyncio
+
+    from trunkline.sip.aio import new_event_loop
+
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        per_call, idle, function_calls, done = runner.run(_server_run(count, profile))
+    extra = f", {function_calls} function calls per call" if profile else ""
+    print(
+        f"server: {per_call:.0f} us of CPU per call in process ({done} calls, sends captured; "
+        f"{idle:.0f} us of it the driver's 6 empty loop turns{extra})"
+    )
+
+
 # ----------------------------------------------------------------- the bench
 
 
@@ -683,7 +886,16 @@ def main() -> None:
     parser.add_argument(
         "--micro", action="store_true", help="Trunkline only: microseconds per proxy step"
     )
+    parser.add_argument(
+        "--server",
+        type=int,
+        metavar="CALLS",
+        help="Trunkline only: CALLS calls through a real ProxyServer in process, sends captured",
+    )
     args = parser.parse_args()
+    if args.server:
+        server_path(args.server, args.profile)
+        return
     if args.micro:
         for name, micros in micro(make_calls(300), max(args.rounds, 20)):
             print(f"{name:>42}: {micros:7.2f} us")

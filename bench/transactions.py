@@ -21,10 +21,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import csv
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,7 +30,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))  # for tests.support (SIPp command lines, free ports)
 
 GOAL = 0.1
 MAX_FAILED = 0.005
@@ -40,20 +40,6 @@ SDP = (
     b"v=0\r\no=trunkline 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
     b"t=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
 )
-
-
-def free_port() -> int:
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port")
 
 
 def pin_process(pid: int, cpu: int) -> None:
@@ -109,34 +95,21 @@ class Step:
 
 
 def run_uac(sipp: str, port: int, *, rate: int, seconds: float, workdir: Path, cpu: int) -> Step:
+    from tests.support.sipp import uac_args
+    from tests.support.sippstat import read_counts, trace_args
+
     calls = max(int(rate * seconds), 10)
     stat = workdir / f"uac-{port}-{rate}-{time.monotonic_ns()}.csv"
+    load = uac_args(
+        port, calls=calls, rate=rate, limit=max(rate * 4, 100), timeout=int(seconds + 8)
+    )
     args = [
         sipp,
-        "-sn",
-        "uac",
-        f"127.0.0.1:{port}",
-        "-i",
-        "127.0.0.1",
-        "-p",
-        str(free_port()),
-        "-m",
-        str(calls),
-        "-r",
-        str(rate),
-        "-l",
-        str(max(rate * 4, 100)),
+        *load,
         "-recv_timeout",
         "4000",
-        "-timeout",
-        str(int(seconds + 8)),
-        "-timeout_error",
         "-nostdin",
-        "-trace_stat",
-        "-stf",
-        str(stat),
-        "-fd",
-        "1",
+        *trace_args(stat),
         "-max_socket",
         "1024",
     ]
@@ -154,17 +127,14 @@ def run_uac(sipp: str, port: int, *, rate: int, seconds: float, workdir: Path, c
         proc.kill()
         rc = proc.wait()
     elapsed = time.monotonic() - start
-    rows = list(csv.reader(stat.read_text().splitlines(), delimiter=";")) if stat.exists() else []
-    last = dict(zip(rows[0], rows[-1], strict=False)) if len(rows) > 1 else {}
-    successful = int(last.get("SuccessfulCall(C)", "0") or 0)
-    failed = int(last.get("FailedCall(C)", "0") or 0)
+    counts = read_counts(stat)
     ok = (
         rc == 0
-        and successful + failed >= calls
-        and failed <= MAX_FAILED * calls
+        and counts.successful + counts.failed >= calls
+        and counts.failed <= MAX_FAILED * calls
         and elapsed <= seconds * 1.5 + 3
     )
-    return Step(rate, calls, successful, failed, elapsed, ok)
+    return Step(rate, calls, counts.successful, counts.failed, elapsed, ok)
 
 
 class Server:
@@ -179,6 +149,8 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> int:
+        from tests.support.peers import free_port
+
         self.stop()
         self.port = free_port()
         argv = [arg.replace("{port}", str(self.port)) for arg in self.command]

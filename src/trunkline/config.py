@@ -277,12 +277,13 @@ class Config(_Model):
     logging: LoggingConfig = LoggingConfig()
     location: LocationConfig = LocationConfig()
     dispatcher: DispatcherConfig = DispatcherConfig()
-    workers: int = Field(default=1, ge=0, le=64)
-    """SIP worker processes of ``trunkline serve``: 1 by default, 0 means one per CPU
-    (at most 4). Several workers send requests to phones from their own ports, which
-    phones behind port-filtering NATs drop (docs/server.md). Several workers share the
-    SIP port (SO_REUSEPORT) and the registrations (the data directory's SQLite database,
-    or Redis); see ``trunkline.proxy.workers``."""
+    workers: int = Field(default=0, ge=0, le=64)
+    """SIP worker processes of ``trunkline serve``: 0 (the default) means one per CPU
+    (at most 4; one when a SIP port is 0), N means N. Several workers share the SIP
+    port (SO_REUSEPORT), send UDP from it (phones behind NAT see one address; a
+    response reaching the wrong worker is handed to the right one) and share the
+    registrations (the data directory's SQLite database, or Redis); see
+    ``trunkline.proxy.workers`` and docs/server.md."""
 
     @field_validator("domains")
     @classmethod

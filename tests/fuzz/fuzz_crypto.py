@@ -1,6 +1,6 @@
 """atheris (libFuzzer) harness for SDES ``a=crypto`` values.
 
-Targets ``CryptoAttribute.parse`` (SRTP keys) and ``sdpfields.Crypto`` (the SDP view).
+Targets ``CryptoAttribute.parse`` (SRTP keys) and ``sdpcrypto.Crypto`` (the SDP view).
 
 Invariant (``tests/fuzz/targets.py``): any input parses or raises SrtpError / SipParseError, and
 whatever parses survives the round trip checks. Long run, one million inputs:
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 with atheris.instrument_imports():
     import trunkline.media.srtp
-    import trunkline.sip.sdpfields  # noqa: F401
+    import trunkline.sip.sdpcrypto  # noqa: F401
 
 from tests.fuzz.targets import CRYPTO, atheris_main
 

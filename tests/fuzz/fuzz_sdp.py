@@ -21,7 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 with atheris.instrument_imports():
     import trunkline.sip.sdp
-    import trunkline.sip.sdpfields  # noqa: F401
+    import trunkline.sip.sdpcodecs
+    import trunkline.sip.sdpcrypto
+    import trunkline.sip.sdpfields
+    import trunkline.sip.sdpsyntax  # noqa: F401
 
 from tests.fuzz.targets import SDP, atheris_main
 

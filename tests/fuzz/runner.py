@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -104,7 +105,9 @@ def atheris_main(target: Target) -> None:
     """The body of every ``fuzz_<name>.py``: libFuzzer options and corpus dirs in argv.
 
     The first corpus directory is seeded from ``target.seeds()`` when empty, and
-    ``target.tokens`` are passed as ``-dict`` unless one is given. Warnings are
+    ``target.tokens`` are passed as ``-dict`` unless one is given: a temporary
+    file, deleted once libFuzzer has read it (kept, and named on stderr, when
+    ``-jobs``/``-workers``/``-fork`` start processes that each read it). Warnings are
     errors, as in the test suite; ``TRUNKLINE_FUZZ_WARNINGS=default`` only prints
     them, to keep fuzzing past a known warning bug while its fix is pending.
     """
@@ -120,9 +123,36 @@ def atheris_main(target: Target) -> None:
         if not any(first.iterdir()):
             for i, data in enumerate(target.seeds()):
                 (first / f"seed-{i:03d}").write_bytes(data)
+    exercise = target.exercise
     if target.tokens and not any(a.startswith("-dict=") for a in argv):
-        path = Path(tempfile.gettempdir()) / f"trunkline-fuzz-{target.name}-{os.getpid()}.dict"
+        folder = Path(tempfile.mkdtemp(prefix=f"trunkline-fuzz-{target.name}-"))
+        path = folder / f"{target.name}.dict"
         write_dictionary(target, path)
         argv.append(f"-dict={path}")
-    atheris.Setup(argv, target.exercise)
+        if any(a.startswith(PARALLEL_OPTIONS) for a in argv):
+            print(f"fuzz dictionary: {path} (remove it after the run)", file=sys.stderr)
+        else:
+            exercise = _removing_first(folder, exercise)
+    atheris.Setup(argv, exercise)
     atheris.Fuzz()
+
+
+#: libFuzzer options that start worker processes, each of which reads ``-dict`` itself.
+PARALLEL_OPTIONS = ("-jobs=", "-workers=", "-fork=")
+
+
+def _removing_first(folder: Path, exercise: Callable[[bytes], None]) -> Callable[[bytes], None]:
+    """``exercise``, deleting ``folder`` (the ``-dict`` file's) before the first input.
+
+    libFuzzer reads its dictionary before it calls the target, and it leaves
+    the process with ``exit()``, so no ``finally`` or ``atexit`` would run
+    after the last input: the first input is the one moment to clean up.
+    """
+    pending = [folder]
+
+    def run(data: bytes) -> None:
+        if pending:
+            shutil.rmtree(pending.pop(), ignore_errors=True)
+        exercise(data)
+
+    return run

@@ -21,7 +21,7 @@ from trunkline.sip.authheaders import Challenge, Credentials, parse_challenges
 from trunkline.sip.errors import SipFramingError, SipParseError
 from trunkline.sip.framer import KeepAlive, StreamFramer
 from trunkline.sip.sdp import SessionDescription
-from trunkline.sip.sdpfields import Crypto
+from trunkline.sip.sdpcrypto import Crypto
 from trunkline.sip.uri import SipUri, TelUri, parse_uri
 
 __all__ = ["AUTH", "CRYPTO", "DATA", "FRAMER", "SDP", "URI", "sdp_seeds"]
@@ -144,7 +144,13 @@ SDP = Target(
         b"\x00",
         b"\xff",
     ],
-    modules=["trunkline.sip.sdp", "trunkline.sip.sdpfields"],
+    modules=[
+        "trunkline.sip.sdp",
+        "trunkline.sip.sdpcodecs",
+        "trunkline.sip.sdpcrypto",
+        "trunkline.sip.sdpfields",
+        "trunkline.sip.sdpsyntax",
+    ],
 )
 
 
@@ -422,7 +428,7 @@ FRAMER = Target(
 )
 
 
-# -- SRTP a=crypto (trunkline.media.srtp and sdpfields.Crypto) ----------------------
+# -- SRTP a=crypto (trunkline.media.srtp and sdpcrypto.Crypto) ----------------------
 
 
 def crypto_seeds() -> list[bytes]:
@@ -478,5 +484,5 @@ CRYPTO = Target(
         b"a=crypto:",
         b"999999999",
     ],
-    modules=["trunkline.media.srtp", "trunkline.sip.sdpfields"],
+    modules=["trunkline.media.srtp", "trunkline.sip.sdpcrypto"],
 )

@@ -48,7 +48,6 @@ ANN_HZ = 1000.0  # baresip
 BEN_HZ = 600.0  # linphonec
 TOM_HZ = 800.0  # Trunkline phone on UDP
 TINA_HZ = 1200.0  # Trunkline phone on TCP
-TOLERANCE_HZ = 15.0
 CALL_SECONDS = 5.0
 
 
@@ -121,17 +120,6 @@ def linphone_account(server: ServerProcess, user: str) -> LinphoneAccount:
         password=USERS[user],
         route_via_registrar=True,
     )
-
-
-def assert_hears(path: Path, hz: float, what: str) -> None:
-    """``path`` holds at least 1 s of audio whose main component is ``hz``."""
-    assert path.exists(), f"{what}: no recording at {path}"
-    samples, rate = audio.read_wav(path)
-    heard = audio.active_part(samples, rate)
-    assert heard.size > rate, f"{what}: less than 1 s of audio in {path}"
-    peak = audio.dominant_frequency(heard, rate)
-    assert abs(peak - hz) < TOLERANCE_HZ, f"{what}: peak at {peak:.1f} Hz, want {hz}"
-    assert audio.has_tone(heard, rate, hz), f"{what}: {hz} Hz is not the main component"
 
 
 def challenge(server: ServerProcess, user: str) -> list[str]:
@@ -221,8 +209,8 @@ async def test_baresip_and_linphone_call_each_other(
     await lin.wait_ended()
     assert lin.received_dtmf() == "12"
     assert bare.received_dtmf() == "9#"
-    assert_hears(lin.record_wav, ANN_HZ, "linphonec hearing baresip")
-    assert_hears(bare.recordings()[-1], BEN_HZ, "baresip hearing linphonec")
+    audio.assert_hears(lin.record_wav, ANN_HZ, "linphonec hearing baresip")
+    audio.assert_hears(bare.recordings()[-1], BEN_HZ, "baresip hearing linphonec")
 
     # linphonec calls baresip back.
     await lin.set_recording(tmp_path / "ben-heard-2.wav")
@@ -233,8 +221,8 @@ async def test_baresip_and_linphone_call_each_other(
     await asyncio.sleep(2.5)
     await lin.terminate()
     await bare.wait_closed()
-    assert_hears(tmp_path / "ben-heard-2.wav", ANN_HZ, "linphonec hearing baresip (2)")
-    assert_hears(bare.recordings()[-1], BEN_HZ, "baresip hearing linphonec (2)")
+    audio.assert_hears(tmp_path / "ben-heard-2.wav", ANN_HZ, "linphonec hearing baresip (2)")
+    audio.assert_hears(bare.recordings()[-1], BEN_HZ, "baresip hearing linphonec (2)")
 
 
 async def test_linphone_registers_with_default_offer(
@@ -303,8 +291,8 @@ async def test_trunkline_udp_calls_trunkline_tcp(
     assert await tina.wait(10) == 0, tina.output()
     assert tom.received_dtmf() == "47", tom.output()
     assert tina.received_dtmf() == "*0", tina.output()
-    assert_hears(tom_heard, TINA_HZ, "UDP phone hearing the TCP phone")
-    assert_hears(tina_heard, TOM_HZ, "TCP phone hearing the UDP phone")
+    audio.assert_hears(tom_heard, TINA_HZ, "UDP phone hearing the TCP phone")
+    audio.assert_hears(tina_heard, TOM_HZ, "TCP phone hearing the UDP phone")
 
 
 # -- users added at run time; a known router bug --------------------------------

@@ -22,7 +22,6 @@ the same time); a start that loses a port race is retried on new ports.
 from __future__ import annotations
 
 import contextlib
-import csv
 import os
 import secrets
 import signal
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.peers import free_port, require_peer
+from tests.support.sippstat import read_counts, trace_args
 from trunkline.proxy.status import fetch_status
 
 __all__ = [
@@ -361,12 +361,11 @@ class SippProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(5)
-        rows = list(csv.reader(_read(self.stat).splitlines(), delimiter=";"))
-        last = dict(zip(rows[0], rows[-1], strict=False)) if len(rows) > 1 else {}
+        counts = read_counts(self.stat)
         return SippResult(
             returncode=int(self.process.returncode),
-            successful=int(last.get("SuccessfulCall(C)", "0") or 0),
-            failed=int(last.get("FailedCall(C)", "0") or 0),
+            successful=counts.successful,
+            failed=counts.failed,
             output=_read(self.log)[-1500:] + _read(self.errors)[-2500:],
         )
 
@@ -389,19 +388,9 @@ def start_sipp(args: Sequence[str], workdir: Path) -> SippProcess:
     workdir.mkdir(parents=True, exist_ok=True)
     run = secrets.token_hex(4)
     stat, log, errors = (workdir / f"sipp-{run}.{kind}" for kind in ("csv", "log", "err"))
-    traces = [
-        "-trace_stat",
-        "-stf",
-        str(stat),
-        "-fd",
-        "1",
-        "-trace_err",
-        "-error_file",
-        str(errors),
-    ]
     with log.open("wb") as log_file:
         process = subprocess.Popen(
-            [sipp, *args, "-nostdin", *traces],
+            [sipp, *args, "-nostdin", *trace_args(stat, errors)],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

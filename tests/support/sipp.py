@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from tests.support.peerprocess import peer_process, port_taken, read_tail, wait_port_bound
 from tests.support.peers import free_port, require_peer
+from tests.support.sippstat import read_counts, trace_args
 
 __all__ = [
     "SippProcess",
@@ -87,14 +87,7 @@ async def run_sipp(
         sipp_executable(),
         *args,
         "-nostdin",
-        "-trace_stat",
-        "-stf",
-        str(stat),
-        "-fd",
-        "1",
-        "-trace_err",
-        "-error_file",
-        str(errors),
+        *trace_args(stat, errors),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         cwd=workdir,
@@ -108,13 +101,12 @@ async def run_sipp(
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGKILL)
             await proc.wait()
-    rows = list(csv.reader(stat.read_text().splitlines(), delimiter=";")) if stat.exists() else []
-    last = dict(zip(rows[0], rows[-1], strict=False)) if len(rows) > 1 else {}
+    counts = read_counts(stat)
     return SippResult(
         returncode=proc.returncode if proc.returncode is not None else -1,
-        successful=int(last.get("SuccessfulCall(C)", "0") or 0),
-        failed=int(last.get("FailedCall(C)", "0") or 0),
-        retransmissions=int(last.get("Retransmissions(C)", "0") or 0),
+        successful=counts.successful,
+        failed=counts.failed,
+        retransmissions=counts.retransmissions,
         output=out.decode(errors="replace")[-2000:] + _tail(errors),
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import os
 import sqlite3
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.support.registers import T0, register_request
 
 from trunkline.config import LocationConfig
 from trunkline.proxy import open_location, registrar_policy
@@ -28,24 +30,11 @@ from trunkline.proxy.location_sqlite import MemoryLocation
 from trunkline.sip import Request, SipParseError, parse_message, parse_uri
 from trunkline.store.datadir import DataDir
 
-T0 = 1_800_000_000.0
 AOR = "sip:alice@example.com"
 POLICY = RegistrarPolicy(default_expires=3600, min_expires=60, max_expires=7200, max_contacts=4)
 
 
-def reg(
-    *contacts: ContactSpec | str,
-    call_id: str = "c1",
-    cseq: int = 1,
-    expires: int | None = None,
-    star: bool = False,
-    aor: str = AOR,
-    **extra: object,
-) -> RegisterRequest:
-    specs = tuple(ContactSpec(c) if isinstance(c, str) else c for c in contacts)
-    return RegisterRequest(
-        aor=aor, call_id=call_id, cseq=cseq, contacts=specs, expires=expires, star=star, **extra
-    )  # type: ignore[arg-type]
+reg = functools.partial(register_request, aor=AOR)
 
 
 @pytest.fixture

@@ -4,34 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.registers import T0, register_request
 
-from trunkline.proxy.location import ContactSpec, RegisterRequest, RegistrarPolicy
+from trunkline.proxy.location import ContactSpec, RegistrarPolicy
 from trunkline.proxy.location_sqlite import MemoryLocation, SharedSqliteLocation
 from trunkline.store.datadir import DataDir
 
-T0 = 1_800_000_000.0
 AOR = "sip:bob@example.com"
 POLICY = RegistrarPolicy(default_expires=3600, min_expires=60, max_expires=7200, max_contacts=64)
 
 
-def reg(
-    *contacts: ContactSpec | str,
-    call_id: str = "c1",
-    cseq: int = 1,
-    expires: int | None = None,
-    star: bool = False,
-    aor: str = AOR,
-) -> RegisterRequest:
-    specs = tuple(ContactSpec(c) if isinstance(c, str) else c for c in contacts)
-    return RegisterRequest(
-        aor=aor, call_id=call_id, cseq=cseq, contacts=specs, expires=expires, star=star
-    )
+reg = functools.partial(register_request, aor=AOR)
 
 
 @pytest.fixture

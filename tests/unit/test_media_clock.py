@@ -10,7 +10,7 @@ import pytest
 
 from trunkline.media.clock import MediaClock
 from trunkline.media.codecs import Decoder, Encoder, Pcm, get
-from trunkline.media.codecs.g711 import G711Encoder, ulaw2lin
+from trunkline.media.codecs.g711 import G711Decoder, G711Encoder, ulaw2lin
 
 
 class FakeStream:
@@ -21,6 +21,9 @@ class FakeStream:
         assert info.make_encoder is not None and info.make_decoder is not None
         self.encoder: Encoder = info.make_encoder()
         self.decoder: Decoder = info.make_decoder()
+        assert isinstance(self.encoder, G711Encoder) and isinstance(self.decoder, G711Decoder)
+        self.send_table = self.encoder.table
+        self.play_table = self.decoder.table
         self.samples = info.samples_per_frame()
         self.fail_at = fail_at
         self.ticks: list[int] = []
@@ -29,24 +32,21 @@ class FakeStream:
         self.played: list[Pcm] = []
         self.failed: Exception | None = None
 
-    def frame_to_send(self, tick: int) -> tuple[Encoder, Pcm] | None:
+    def frame_to_send(self, tick: int) -> Pcm | None:
         if len(self.ticks) == self.fail_at:
             raise RuntimeError("source broke")
         self.ticks.append(tick)
         self.times.append(asyncio.get_running_loop().time())
-        return self.encoder, np.full(self.samples, 1000 * (tick % 8), dtype=np.int16)
+        return np.full(self.samples, 1000 * (tick % 8), dtype=np.int16)
 
     def send_frame(self, tick: int, payload: bytes) -> None:
         self.sent.append(payload)
 
-    def frame_to_play(self, now: float) -> tuple[Decoder, bytes] | None:
-        return (self.decoder, self.sent[-1]) if self.sent else None
+    def frame_to_play(self, now: float) -> bytes | None:
+        return self.sent[-1] if self.sent else None
 
-    def play(self, pcm: Pcm) -> None:
+    def play_decoded(self, pcm: Pcm) -> None:
         self.played.append(pcm)
-
-    def conceal(self, decoder: Decoder) -> None:
-        self.played.append(decoder.conceal(self.samples))
 
     def clock_failed(self, exc: Exception) -> None:
         self.failed = exc

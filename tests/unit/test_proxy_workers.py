@@ -42,7 +42,7 @@ def _ports(port: int) -> Config:
 
 def test_worker_count_and_checks() -> None:
     auto = max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS))
-    assert worker_count(Config()) == 1  # the default: one process
+    assert worker_count(Config()) == auto  # the default: one per CPU, capped
     assert worker_count(Config.model_validate({"workers": 0})) == auto  # one per CPU, capped
     assert worker_count(Config.model_validate({"workers": 1})) == 1
     assert worker_count(Config.model_validate({"workers": 3})) == 3

@@ -120,9 +120,7 @@ def serve(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no banner")] = False,
     workers: Annotated[
         int | None,
-        typer.Option(
-            "--workers", help="SIP worker processes (default 1; 0: one per CPU, at most 4)"
-        ),
+        typer.Option("--workers", help="SIP worker processes (default 0: one per CPU, at most 4)"),
     ] = None,
 ) -> None:
     """Run the registrar/proxy server (zero config: creates ./trunkline-data/ and demo users)."""

@@ -9,16 +9,23 @@ arms one ``call_at`` per packet time (deadlines ``start + n * ptime`` from a
 into drift) and services every session that joined it, in two phases per
 tick:
 
-1. **send**: each stream gives the frame it wants to send (its source read,
-   or nothing: silence, or an RFC 4733 event it sent itself); the clock
-   encodes them and hands each payload back to be numbered and sent. G.711
-   frames of all streams are coded together with one table lookup per law
-   (:func:`trunkline.media.codecs.g711.encode_many`); other codecs encode
-   one by one.
-2. **playout**: each stream pulls its jitter buffer and gives the payload to
-   decode (or handles concealment itself); G.711 payloads are decoded
-   together (:func:`~trunkline.media.codecs.g711.decode_many`), the rest one
-   by one, and each frame goes to the stream's sinks.
+1. **send**: each stream gives the G.711 frame it wants to send (its source
+   read), or ``None`` when it has nothing for the batch (silence, or it sent
+   by itself: an RFC 4733 event, a frame of another codec). The frames of all
+   streams are coded together with one table lookup when they share a law
+   and a length (the usual case; else frame by frame), and each payload goes
+   back to its stream to be numbered and sent.
+2. **playout**: each stream pulls its jitter buffer and gives the G.711
+   payload to decode, or ``None`` when it played by itself (concealment,
+   another codec, a change of payload type) or has nothing; the payloads are
+   decoded together the same way and each frame goes back to its stream
+   (concealment history, then the sinks).
+
+Per stream and tick that is one call into it and one back per phase, with
+nothing built but the batch lists: the per-packet work stays in the stream.
+The calls into the streams go through ``map`` (a loop in C) and the batch is
+picked out with ``itertools.compress``; when a stream raises, the ones before
+it keep their results and the loop resumes after it.
 
 A stream joins at the clock's next tick; its own tick numbers start at 0
 there, so its RTP timestamps and SR timing stay those of a private schedule
@@ -32,34 +39,49 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from typing import Protocol
+from collections.abc import Callable, Iterator
+from itertools import compress, repeat
+from operator import attrgetter, is_not, methodcaller
+from typing import Any, Protocol
 
-from trunkline.media.codecs import CodecError, Decoder, Encoder, Pcm
-from trunkline.media.codecs.g711 import G711Decoder, G711Encoder, decode_many, encode_many
+import numpy as np
+import numpy.typing as npt
+
+from trunkline.media.codecs import Pcm
+from trunkline.media.codecs.g711 import encode_with
 from trunkline.rtp.pacing import PacingSchedule
 
 __all__ = ["ClockedStream", "MediaClock"]
 
 log = logging.getLogger(__name__)
 
+_send_table_of = attrgetter("send_table")
+_play_table_of = attrgetter("play_table")
+_tobytes = np.ndarray.tobytes
+
 
 class ClockedStream(Protocol):
     """What the clock needs from a stream (a media session)."""
 
-    def frame_to_send(self, tick: int) -> tuple[Encoder, Pcm] | None:
-        """The encoder and PCM frame to send at clock tick ``tick``, if any."""
+    #: The G.711 encode table of the frames ``frame_to_send`` gives
+    #: (:data:`trunkline.media.codecs.g711.ULAW_ENCODE` or ``ALAW_ENCODE``).
+    send_table: npt.NDArray[np.uint8]
+    #: The G.711 decode table of the payloads ``frame_to_play`` gives.
+    play_table: npt.NDArray[np.int16]
+
+    def frame_to_send(self, tick: int) -> Pcm | None:
+        """The PCM frame to G.711-encode and send at clock tick ``tick``, or None
+        (nothing to send, or the stream sent by itself)."""
 
     def send_frame(self, tick: int, payload: bytes) -> None:
         """Number and send the encoded frame of ``tick``."""
 
-    def frame_to_play(self, now: float) -> tuple[Decoder, bytes] | None:
-        """The payload to decode for this playout slot (``None``: handled or nothing)."""
+    def frame_to_play(self, now: float) -> bytes | None:
+        """The G.711 payload to decode for this playout slot, or None (the stream
+        played by itself, or had nothing to play)."""
 
-    def play(self, pcm: Pcm) -> None:
-        """Give a decoded (or concealed) frame to the sinks."""
-
-    def conceal(self, decoder: Decoder) -> None:
-        """The payload did not decode: play concealment instead."""
+    def play_decoded(self, pcm: Pcm) -> None:
+        """Play a frame decoded from the payload ``frame_to_play`` gave."""
 
     def clock_failed(self, exc: Exception) -> None:
         """A callback raised; the stream has been dropped from the clock."""
@@ -78,6 +100,7 @@ class MediaClock:
         self.ptime = ptime
         self.schedule: PacingSchedule | None = None
         self.streams: dict[ClockedStream, None] = {}  # an insertion-ordered set
+        self._order: tuple[ClockedStream, ...] = ()  # the same, iterated per tick
         self._timer: asyncio.TimerHandle | None = None
 
     @classmethod
@@ -101,12 +124,14 @@ class MediaClock:
             self.schedule = PacingSchedule(now, self.ptime)
             self._timer = self.loop.call_at(now, self._on_timer)
         self.streams[stream] = None
+        self._order = tuple(self.streams)
         tick = self.schedule.tick
         return tick, self.schedule.time_of(tick)
 
     def leave(self, stream: ClockedStream) -> None:
         """Stop servicing ``stream``; the timer stops with the last one."""
         self.streams.pop(stream, None)
+        self._order = tuple(self.streams)
         if not self.streams and self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -124,75 +149,88 @@ class MediaClock:
             self._timer = self.loop.call_at(schedule.get_timer(), self._on_timer)
 
     def _fail(self, stream: ClockedStream, exc: Exception) -> None:
+        if stream not in self.streams:
+            return  # already failed in this tick
         log.error("media stream %r failed and left the clock", stream, exc_info=exc)
         self.leave(stream)
         stream.clock_failed(exc)
 
-    def _send(self, tick: int) -> None:
-        streams: list[ClockedStream] = []  # the G.711 batch, in three parallel lists
-        encoders: list[G711Encoder] = []
-        frames: list[Pcm] = []
-        for stream in list(self.streams):
+    def _collect(self, call: Callable[[ClockedStream], Any]) -> tuple[list[Any], list[Any]]:
+        """``call`` on every stream: the streams that gave something, and what they gave.
+
+        A stream that raises leaves the clock; the others are called regardless.
+        """
+        order = self._order
+        results: list[Any] = []
+        remaining: Iterator[ClockedStream] = iter(order)
+        while True:
             try:
-                frame = stream.frame_to_send(tick)
-                if frame is None:
-                    continue
-                encoder, pcm = frame
-                if isinstance(encoder, G711Encoder):
-                    streams.append(stream)
-                    encoders.append(encoder)
-                    frames.append(pcm)
-                else:
-                    stream.send_frame(tick, encoder.encode(pcm))
+                results.extend(map(call, remaining))
+                break
             except Exception as exc:  # one broken stream must not stop the others
-                self._fail(stream, exc)
+                self._fail(order[len(results)], exc)
+                results.append(None)
+        given = list(map(is_not, results, repeat(None)))
+        return list(compress(order, given)), list(compress(results, given))
+
+    def _send(self, tick: int) -> None:
+        streams, frames = self._collect(methodcaller("frame_to_send", tick))
         if not streams:
             return
-        try:
-            payloads = encode_many(encoders, frames)
-        except Exception:  # a bad frame: find it, encode the others one by one
-            payloads = []
-            for stream, encoder, pcm in zip(streams, encoders, frames, strict=True):
-                try:
-                    payloads.append(encoder.encode(pcm))
-                except Exception as exc:
-                    self._fail(stream, exc)
-                    payloads.append(b"")
-        for stream, payload in zip(streams, payloads, strict=True):
-            if not payload:
-                continue
+        pairs = zip(streams, self._encode(streams, frames), strict=True)
+        while True:
             try:
-                stream.send_frame(tick, payload)
+                for stream, payload in pairs:
+                    if payload is not None:
+                        stream.send_frame(tick, payload)
+                break
             except Exception as exc:
                 self._fail(stream, exc)
 
-    def _playout(self, now: float) -> None:
-        streams: list[ClockedStream] = []
-        decoders: list[G711Decoder] = []
-        payloads: list[bytes] = []
-        for stream in list(self.streams):
+    def _encode(self, streams: list[ClockedStream], frames: list[Pcm]) -> list[bytes | None]:
+        """The G.711 payloads of ``frames`` (None where a frame cannot be coded)."""
+        table = streams[0].send_table
+        if len(set(map(id, map(_send_table_of, streams)))) == 1 and len(set(map(len, frames))) == 1:
             try:
-                frame = stream.frame_to_play(now)
-                if frame is None:
-                    continue
-                decoder, payload = frame
-                if isinstance(decoder, G711Decoder) and payload:
-                    streams.append(stream)
-                    decoders.append(decoder)
-                    payloads.append(payload)
-                    continue
-                try:
-                    pcm = decoder.decode(payload)
-                except CodecError:
-                    stream.conceal(decoder)
-                else:
-                    stream.play(pcm)
+                joined = np.concatenate(frames)
+            except ValueError:  # not all 1-D: the per-frame path reports it
+                joined = None
+            if joined is not None and joined.dtype == np.int16 and joined.ndim == 1:
+                # int16 -> encode-table index: the bits as uint16 with the top one flipped.
+                coded = table.take(joined.view(np.uint16) ^ np.uint16(0x8000))
+                return list(map(_tobytes, coded.reshape(len(frames), -1)))
+        payloads: list[bytes | None] = []
+        for stream, pcm in zip(streams, frames, strict=True):
+            try:
+                payloads.append(encode_with(stream.send_table, pcm))
             except Exception as exc:
                 self._fail(stream, exc)
+                payloads.append(None)
+        return payloads
+
+    def _playout(self, now: float) -> None:
+        streams, payloads = self._collect(methodcaller("frame_to_play", now))
         if not streams:
             return
-        for stream, pcm in zip(streams, decode_many(decoders, payloads), strict=True):
+        table = streams[0].play_table
+        frames: npt.NDArray[np.int16] | list[Pcm]
+        if (
+            len(set(map(len, payloads))) == 1
+            and len(set(map(id, map(_play_table_of, streams)))) == 1
+        ):
+            # One law and one frame size (the usual case): rows of one array, views made in C.
+            joined = np.frombuffer(b"".join(payloads), dtype=np.uint8)
+            frames = table.take(joined).reshape(len(payloads), -1)
+        else:
+            frames = [
+                s.play_table.take(np.frombuffer(p, dtype=np.uint8))
+                for s, p in zip(streams, payloads, strict=True)
+            ]
+        pairs = zip(streams, frames, strict=True)
+        while True:
             try:
-                stream.play(pcm)
+                for stream, pcm in pairs:
+                    stream.play_decoded(pcm)
+                break
             except Exception as exc:
                 self._fail(stream, exc)

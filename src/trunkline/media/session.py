@@ -43,6 +43,19 @@ The receive path runs once per datagram and does the minimum: RFC 5761
 demultiplexing on the second octet, SRTP when negotiated, the fixed-header
 fast path of :meth:`RtpPacket.parse`, latching, RFC 3550 A.1/A.8
 statistics and the jitter buffer; nothing is logged on it.
+
+Nearly every packet takes a fused path instead (:meth:`MediaSession._on_rtp`):
+when the previous packet left the session in its steady state (latched source,
+no SRTP, receiving, statistics past probation and in order, the jitter buffer
+expecting the same next number), the session *arms* the exact first four
+octets it expects next (version 2, no padding, extension or CSRC, no marker,
+the same payload type, the next sequence number), the SSRC and the source
+address. A datagram matching all three is accounted with one
+``struct.unpack_from``, no :class:`RtpPacket`: the in-order case of
+:meth:`ReceptionStats.receive` inline (RFC 3550 A.1 and the A.8 jitter, the
+same arithmetic) and :meth:`JitterBuffer.put_next` with plain values.
+Everything else (marker bit, reordering, loss, wrap-around, SSRC change, RTCP,
+DTMF, a new source address) takes the general path, which re-arms.
 """
 
 from __future__ import annotations
@@ -50,6 +63,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import struct
 import time
 from collections import deque
 from collections.abc import Callable
@@ -59,6 +73,8 @@ from typing import Any
 from trunkline.media import codecs
 from trunkline.media.clock import MediaClock
 from trunkline.media.codecs import CodecError, CodecInfo, Decoder, Encoder, Pcm, libopus
+from trunkline.media.codecs.g711 import ULAW_DECODE, ULAW_ENCODE, G711Decoder, G711Encoder
+from trunkline.media.codecs.plc import WaveformPlc
 from trunkline.media.codecs.telephone_event import (
     DigitReceived,
     TelephoneEventReceiver,
@@ -69,7 +85,7 @@ from trunkline.media.sources import AudioSource, PcmSource, QueueSource, ToneSou
 from trunkline.media.srtp import SrtpContext, SrtpError
 from trunkline.media.transport import Address, RtpTransport
 from trunkline.rtp.emodel import score_call
-from trunkline.rtp.jitterbuffer import Concealment, JitterBuffer, JitterStats
+from trunkline.rtp.jitterbuffer import Concealment, Entry, JitterBuffer, JitterStats
 from trunkline.rtp.pacing import PacingSchedule, RtpSender
 from trunkline.rtp.packet import RtpPacket, RtpParseError
 from trunkline.rtp.rtcp import (
@@ -81,7 +97,7 @@ from trunkline.rtp.rtcp import (
     build_compound,
     parse_compound,
 )
-from trunkline.rtp.stats import SourceTable, arrival_middle, round_trip_time
+from trunkline.rtp.stats import ReceptionStats, SourceTable, arrival_middle, round_trip_time
 from trunkline.sip.offeranswer import NegotiatedAudio
 
 __all__ = [
@@ -98,6 +114,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _parse_rtp = RtpPacket.parse  # bound once: the receive path calls it per datagram
+#: The fused receive path: the first two octets as one number, sequence, timestamp, SSRC.
+_unpack_fixed = struct.Struct("!HHII").unpack_from
+_struct_error = struct.error
+_NOT_ARMED = -1  # _rx_seq when the fused receive path is off (no sequence equals it)
 #: RFC 5761 §4: RTCP packet types 192-223 in the second octet (as 1-byte slices).
 _RTCP_SECOND_OCTETS = frozenset(bytes((t,)) for t in range(192, 224))
 
@@ -165,7 +185,7 @@ class MediaSession:
         self.latch = latch
         self.fec = fec
         self.jitter_options = jitter_options or {}
-        self.source: AudioSource | None = None
+        self._source: AudioSource | None = None
         self.sinks: list[AudioSink] = []
         self.on_dtmf: Callable[[DigitReceived], None] | None = None
         self.on_bye: Callable[[int], None] | None = None
@@ -207,6 +227,25 @@ class MediaSession:
         self._packets_at_last_report = 0
         self._conflicts: set[Address] = set()
         self._rx_ssrc: int | None = None
+        # The fused receive path (see the module docstring and _arm): the first word,
+        # SSRC and source address it accepts, and what it updates.
+        self._rx_seq = _NOT_ARMED
+        self._rx_head = 0  # the first two octets it accepts: V=2, no P/X/CC/M, the type
+        self._rx_addr: Any = None
+        self._rx_stats: ReceptionStats | None = None
+        self._rx_pt = 0
+        self._rx_put: Callable[[int, bytes, int, float, float], None] | None = None
+        # The send side as the clock uses it (see _update_send_path): whether the
+        # clock may batch our frames, with which G.711 table, and the sender's build.
+        self._send_fast = False
+        self.send_table = ULAW_ENCODE
+        self._build: Callable[[int, bytes], bytes] | None = None
+        # The playout side: the payload type whose frames the clock decodes in its
+        # batch (-1: none yet), its G.711 table and the decoder's history update.
+        self._play_pt = -1
+        self.play_table = ULAW_DECODE
+        self._play_plc: WaveformPlc | None = None
+        self._chores_at = 0.0  # next playout slot with RTCP, link or DTMF timer work
         self.rtt: float | None = None
         self.remote_fraction_lost: float | None = None
         self.remote_jitter: float | None = None
@@ -224,6 +263,33 @@ class MediaSession:
     async def open(cls, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> MediaSession:
         """Bind a fresh RTP/RTCP port pair on ``host`` and wrap it."""
         return cls(await RtpTransport.open(host, port), **kwargs)
+
+    @property
+    def source(self) -> AudioSource | None:
+        """Where the audio we send comes from (``None``: send nothing)."""
+        return self._source
+
+    @source.setter
+    def source(self, source: AudioSource | None) -> None:
+        self._source = source
+        self._update_send_path()
+
+    def _update_send_path(self) -> None:
+        """Whether the clock may take our frames for its G.711 batch (steady sending:
+        a source, a G.711 encoder, no RFC 4733 event queued)."""
+        encoder = self.encoder
+        sender = self.sender
+        if isinstance(encoder, G711Encoder):
+            self.send_table = encoder.table
+        self._build = sender.build if sender is not None else None
+        self._send_fast = (
+            self._sending
+            and not self._dtmf_queue
+            and self._source is not None
+            and isinstance(encoder, G711Encoder)
+            and sender is not None
+            and self._remote_rtp is not None
+        )
 
     @property
     def local_address(self) -> Address:
@@ -246,6 +312,7 @@ class MediaSession:
     # -- negotiation -------------------------------------------------------
     def apply(self, audio: NegotiatedAudio) -> None:
         """Use a (new) offer/answer result; safe to call again on re-INVITE."""
+        self._rx_seq = _NOT_ARMED
         info = codecs.get(audio.codec.name, audio.codec.clock_rate)
         if not info.is_audio:
             raise CodecError(f"{info.rtpmap()} is not an audio codec")
@@ -303,6 +370,7 @@ class MediaSession:
         self._receiving = audio.direction.receives
         self._apply_srtp(audio)
         self.audio = audio
+        self._update_send_path()
         if self._clock is not None and self._clock.ptime != self._ptime:
             self._join_clock()
 
@@ -338,6 +406,7 @@ class MediaSession:
                 decoders[pt] = other.make_decoder()
         self._rx_infos = wanted
         self._decoders = decoders
+        self._play_pt = -1  # the next frame picks its decoder again
         self._receive_pts = frozenset(wanted)
 
     def _apply_srtp(self, audio: NegotiatedAudio) -> None:
@@ -383,27 +452,30 @@ class MediaSession:
             return clock.schedule.tick - self._tick0
         return self._schedule.tick if self._schedule is not None else 0
 
-    def frame_to_send(self, tick: int) -> tuple[Encoder, Pcm] | None:
+    def frame_to_send(self, tick: int) -> Pcm | None:
+        if self._send_fast:
+            return self._source.read(self._frame_samples)  # type: ignore[union-attr]
+        self._send_other(tick)
+        return None
+
+    def _send_other(self, tick: int) -> None:
+        """Not the clock's G.711 batch: an RFC 4733 event, another codec, or nothing."""
         if not self._sending:
-            return None
+            return
         if self._dtmf_queue:
             self._send_dtmf_packet(tick - self._tick0)
-            return None  # audio is muted while an event is being sent (RFC 4733 §2.5.1.2)
-        source = self.source
+            return  # audio is muted while an event is being sent (RFC 4733 §2.5.1.2)
+        source = self._source
         encoder = self.encoder
-        if source is None or encoder is None:
-            return None
+        if source is None or encoder is None or self.sender is None or self._remote_rtp is None:
+            return
         pcm = source.read(self._frame_samples)
         if pcm is None:
-            return None
-        return encoder, pcm  # the encoder coerces other array types (as_pcm)
+            return
+        self.send_frame(tick, encoder.encode(pcm))  # the encoder coerces other arrays
 
     def send_frame(self, tick: int, payload: bytes) -> None:
-        sender = self.sender
-        remote = self._remote_rtp
-        if sender is None or remote is None:
-            return
-        data = sender.build(tick - self._tick0, payload)
+        data = self._build(tick - self._tick0, payload)  # type: ignore[misc]
         if self.srtp is not None:
             data = self.srtp.protect(data)
         transport = self.transport
@@ -412,34 +484,66 @@ class MediaSession:
             if send is not None:
                 send(data)  # the connected socket's send (latched peer)
             else:
-                transport.send_rtp_fast(data, remote)  # the socket's sendto, mostly
+                transport.send_rtp_fast(data, self._remote_rtp)  # type: ignore[arg-type]
         except OSError as exc:
-            transport.send_rtp_failed(data, remote, exc)
+            transport.send_rtp_failed(data, self._remote_rtp, exc)  # type: ignore[arg-type]
 
-    def frame_to_play(self, now: float) -> tuple[Decoder, bytes] | None:
+    def frame_to_play(self, now: float) -> bytes | None:
+        if now >= self._chores_at:
+            self._chores(now)
+        jitter = self.jitter
+        if jitter is None:
+            return None
+        out = jitter.pop(now)
+        if out.__class__ is tuple:
+            payload_type, payload, _, _ = out  # type: ignore[misc]
+            if payload_type == self._play_pt and payload and self.sinks:
+                return payload  # type: ignore[no-any-return]  # for the clock's batch
+        if out is not None:
+            self._play_other(out)  # type: ignore[arg-type]
+        return None
+
+    def _chores(self, now: float) -> None:
+        """RTCP reports, the socket's connection and the DTMF timeout, when due."""
         if now >= self._next_rtcp:
             self._next_rtcp = now + self.rtcp_interval * random.uniform(0.5, 1.5)
             self._send_report(now)
         if now >= self._link_check:
             self._check_link(now)
+        due = min(self._next_rtcp, self._link_check)
         dtmf_rx = self._dtmf_rx
         if dtmf_rx is not None and dtmf_rx.get_timer() is not None:
             for digit in dtmf_rx.handle_timer(now):
                 self._digit(digit)
-        jitter = self.jitter
-        if jitter is None:
-            return None
-        out = jitter.get(now)
-        if out is None or not self.sinks:
-            return None
+            if dtmf_rx.get_timer() is not None:
+                due = now  # look again at the next playout slot
+        self._chores_at = due
+
+    def _play_other(self, out: Entry | Concealment) -> None:
+        """Play what the clock's batch does not: concealment, a frame of another
+        payload type than the last (which picks its decoder), another codec."""
+        if not self.sinks:
+            return
         decoder = self._last_decoder or self.decoder
         if decoder is None:
-            return None
-        if type(out) is RtpPacket:
-            decoder = self._decoders.get(out.payload_type, decoder)
+            return
+        if isinstance(out, tuple):
+            payload_type, payload, _, _ = out
+            decoder = self._decoders.get(payload_type, decoder)
             self._last_decoder = decoder
-            return decoder, out.payload
-        assert isinstance(out, Concealment)
+            if isinstance(decoder, G711Decoder):
+                self._play_pt = payload_type
+                self.play_table = decoder.table
+                self._play_plc = decoder.plc
+            else:
+                self._play_pt = -1
+            try:
+                pcm = decoder.decode(payload)
+            except CodecError:
+                self.conceal(decoder)
+            else:
+                self.play(pcm)
+            return
         following = out.following
         if (
             following is not None
@@ -449,10 +553,19 @@ class MediaSession:
             and carries_fec(following.payload)
         ):
             self.play(decoder.decode_fec(following.payload, self._frame_samples))
-            jitter.note_recovered()
-            return None
+            self.jitter.note_recovered()  # type: ignore[union-attr]
+            return
         self.conceal(decoder)
-        return None
+
+    def play_decoded(self, pcm: Pcm) -> None:
+        """A frame the clock decoded in its batch: concealment history, then the sinks."""
+        plc: WaveformPlc = self._play_plc  # type: ignore[assignment]
+        if len(pcm) == plc.steady_frame:
+            plc.keep(pcm)  # WaveformPlc.update's hot path: keep it as history
+        else:
+            pcm = plc.update(pcm)
+        for sink in self.sinks:
+            sink(pcm)
 
     def play(self, pcm: Pcm) -> None:
         for sink in self.sinks:
@@ -472,6 +585,8 @@ class MediaSession:
         if sender is None or due > tick:
             return
         self._dtmf_queue.popleft()
+        if not self._dtmf_queue:
+            self._update_send_path()  # audio again, through the clock's batch
         packet = sender.packet(
             tick,
             payload,
@@ -499,6 +614,7 @@ class MediaSession:
             self._dtmf_queue.append(
                 (start + p.send_offset_ms // ptime_ms, p.payload, p.marker, start)
             )
+        self._update_send_path()
 
     def _digit(self, digit: DigitReceived) -> None:
         if self.on_dtmf is not None:
@@ -506,6 +622,68 @@ class MediaSession:
 
     # -- receiving -----------------------------------------------------------
     def _on_rtp(self, data: bytes, addr: Any) -> None:
+        """Every datagram on the RTP port: the fused path, else :meth:`_receive`."""
+        try:
+            head, seq, timestamp, ssrc = _unpack_fixed(data)
+        except _struct_error:
+            seq = _NOT_ARMED
+        if (
+            seq == self._rx_seq
+            and head == self._rx_head
+            and ssrc == self._rx_ssrc
+            and addr == self._rx_addr
+        ):
+            now = self._loop.time()  # type: ignore[union-attr]  # armed: not None
+            self._rx_seq = seq + 1  # 65536 after 65535: the wrap-around takes _receive
+            self._last_rx = now
+            # ReceptionStats.receive, in-order case (RFC 3550 A.1 udelta 1, A.8).
+            stats: ReceptionStats = self._rx_stats  # type: ignore[assignment]
+            stats.max_seq = seq
+            stats.seen_top += 1
+            stats.received += 1
+            transit = int(now * stats.clock_rate) - timestamp
+            d = (transit - stats.last_transit) & 0xFFFFFFFF  # type: ignore[operator]
+            if d >= 0x80000000:
+                d = 0x100000000 - d
+            jitter = stats.jitter = stats.jitter + (d - stats.jitter) / 15.0
+            stats.last_transit = transit
+            self._rx_put(self._rx_pt, data[12:], timestamp, now, jitter)  # type: ignore[misc]
+            return
+        self._receive(data, addr)
+
+    def _arm(self, addr: Any, packet: RtpPacket, stats: ReceptionStats) -> None:
+        """Arm the fused receive path for the packet after ``packet`` (just accounted
+        by the general path) if the session is in its steady state."""
+        jitter = self.jitter
+        sources = self.sources
+        seq = packet.sequence_number
+        if (
+            self.srtp is None
+            and self._receiving
+            and self._latched
+            and self._loop is not None
+            and jitter is not None
+            and sources is not None
+            and sources.current is stats
+            and stats.ssrc == self._rx_ssrc != sources.local_ssrc
+            and not stats.probation
+            and stats.max_seq == seq
+            and stats.seen_top == stats.cycles + seq
+            and stats.last_transit is not None
+            and jitter.next_sequence() == seq + 1
+        ):
+            self._rx_seq = seq + 1
+            self._rx_head = 0x8000 | packet.payload_type
+            self._rx_addr = addr
+            self._rx_stats = stats
+            self._rx_pt = packet.payload_type
+            self._rx_put = jitter.put_next
+        else:
+            self._rx_seq = _NOT_ARMED
+
+    def _receive(self, data: bytes, addr: Any) -> None:
+        """The general receive path (RTCP, SRTP, anything unusual)."""
+        self._rx_seq = _NOT_ARMED
         if data[1:2] in _RTCP_SECOND_OCTETS:  # RFC 5761 §4 demux (half the bytecode of
             # a length check and a chained comparison; shorter data fails RTP parsing)
             self._on_rtcp(data, addr)
@@ -560,6 +738,8 @@ class MediaSession:
             if self._receiving:
                 # The statistics keep the RFC 3550 jitter already: share it.
                 jitter.put(packet, now, stats.jitter)
+                if type(data) is bytes:
+                    self._arm(addr, packet, stats)
         elif pt in self._te_rx_pts and self._dtmf_rx is not None:
             # RFC 4733 §2.1: events share the audio's SSRC and sequence space, so they count
             # as received (sequence only: their timestamp is the event start, not for jitter).
@@ -568,6 +748,7 @@ class MediaSession:
                 current.update_seq(packet.sequence_number)
             for digit in self._dtmf_rx.feed(packet.payload, packet.timestamp, now):
                 self._digit(digit)
+            self._chores_at = 0.0  # the playout slots watch the event's timeout
         else:
             self.unknown_payload += 1
 
@@ -635,6 +816,7 @@ class MediaSession:
                 transport.disconnect_rtp()
                 if self.latch:
                     self._latched = False
+                    self._rx_seq = _NOT_ARMED
         elif (
             self._latched
             and self._remote_rtp is not None
@@ -701,6 +883,7 @@ class MediaSession:
                     self.remote_fraction_lost = block.fraction_lost / 256
                     self.remote_jitter = block.jitter / clock
             elif isinstance(p, Bye):
+                self._rx_seq = _NOT_ARMED
                 for ssrc in p.sources:
                     self.sources.forget(ssrc)
                     if self.on_bye is not None:
@@ -782,6 +965,7 @@ class MediaSession:
         """Send RTCP BYE (RFC 3550 §6.6), stop the timer, close the sockets."""
         if self.closed:
             return
+        self._rx_seq = _NOT_ARMED
         if self._clock is not None and self.sender is not None and self._loop is not None:
             try:
                 self._send_rtcp([*self._report(self._loop.time())[:1], Bye([self.sender.ssrc])])

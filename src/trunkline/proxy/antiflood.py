@@ -125,7 +125,9 @@ class FloodPolicy:
         return cls(
             requests_per_second=limits.requests_per_second,
             burst=limits.burst,
+            flood_ban_seconds=limits.flood_ban_seconds,
             auth_failures_before_ban=limits.auth_failures_before_ban,
+            auth_failure_window=limits.auth_failure_window,
             ban_seconds=limits.ban_seconds,
             max_transactions_per_source=limits.max_transactions_per_source,
             max_dialogs_per_source=limits.max_dialogs_per_source,

@@ -174,8 +174,8 @@ def branch_request(request: Request, target: Target, record_route: str | None) -
 def _without_our_via(response: Response, branch: str) -> Response:
     """§16.7 step 3: remove the topmost Via (ours) before forwarding."""
     forwarded = response.copy()
-    vias = forwarded.via
-    if vias and vias[0].branch == branch:
+    top = forwarded.top_via
+    if top is not None and top.branch == branch:
         forwarded.headers.pop_first("Via")
     return forwarded
 

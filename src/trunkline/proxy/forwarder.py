@@ -59,6 +59,7 @@ from trunkline.sip.builder import MAGIC_COOKIE
 from trunkline.sip.errors import LocalSipError, SipParseError
 from trunkline.sip.message import Request, Response
 from trunkline.sip.transaction import ClientInviteTransaction, ClientTransaction, ServerTransaction
+from trunkline.sip.via import Via
 
 __all__ = ["CANCEL_GRACE", "TIMER_C", "Forwarder", "bracket", "split_hostport"]
 
@@ -178,7 +179,7 @@ class Forwarder:
         if incoming.answered or transaction is None:  # cancelled (487) while routing
             self._release(request, source, established=False)
             return
-        loop = asyncio.get_running_loop()
+        loop = self.endpoint.loop
         context = ResponseContext(request, targets, timer_c=TIMER_C, failover=failover)
         live = _Live(
             incoming,
@@ -201,7 +202,7 @@ class Forwarder:
         live = self.contexts.get(id(invite))
         if live is None:
             return False
-        self._execute(live, live.context.cancel(asyncio.get_running_loop().time()))
+        self._execute(live, live.context.cancel(self.endpoint.loop.time()))
         return True
 
     def _execute(self, live: _Live, actions: list[Action]) -> None:
@@ -227,13 +228,13 @@ class Forwarder:
             live.timer = None
         live.timer_at = when
         if when is not None:
-            live.timer = asyncio.get_running_loop().call_at(when, self._on_timer, live)
+            live.timer = self.endpoint.loop.call_at(when, self._on_timer, live)
 
     def _on_timer(self, live: _Live) -> None:
         live.timer = None
         live.timer_at = None
         if not live.done:
-            self._execute(live, live.context.handle_timer(asyncio.get_running_loop().time()))
+            self._execute(live, live.context.handle_timer(self.endpoint.loop.time()))
 
     def _finish(self, live: _Live) -> None:
         if live.done:
@@ -321,7 +322,7 @@ class Forwarder:
         target = send.target
         self._fix_nat(live, target, response)
         self._report(live, target, response.status)
-        now = asyncio.get_running_loop().time()
+        now = self.endpoint.loop.time()
         self._execute(live, live.context.receive_response(send.index, response, now))
 
     def _provisional(self, live: _Live, index: int, target: Target, response: Response) -> None:
@@ -329,7 +330,7 @@ class Forwarder:
             return
         self._fix_nat(live, target, response)
         self._execute(
-            live, live.context.receive_response(index, response, asyncio.get_running_loop().time())
+            live, live.context.receive_response(index, response, self.endpoint.loop.time())
         )
 
     def _cancel_branch(self, live: _Live, index: int) -> None:
@@ -353,7 +354,7 @@ class Forwarder:
         if live.done:
             return
         txn = live.txns.get(index)
-        actions = live.context.branch_failed(index, 408, asyncio.get_running_loop().time())
+        actions = live.context.branch_failed(index, 408, self.endpoint.loop.time())
         if actions and txn is not None:
             self.endpoint.transactions.discard(txn)
         self._execute(live, actions)
@@ -411,7 +412,7 @@ class Forwarder:
             self.send_stateless_response(response)
         stats.count_response(status)
         method = live.context.request.method
-        stats.observe_latency(method, asyncio.get_running_loop().time() - live.started)
+        stats.observe_latency(method, self.endpoint.loop.time() - live.started)
         if method == "INVITE" and 200 <= status < 300:
             stats.dialog_started(response, self.clock())
         elif method == "BYE":
@@ -443,7 +444,10 @@ class Forwarder:
             if outside != inside:
                 headers.prepend("Record-Route", outside)
         host, port = self.addresses.get(outbound) or self.addresses["UDP"]
-        headers.prepend("Via", f"SIP/2.0/{outbound} {bracket(host)}:{port};branch={branch};rport")
+        host = bracket(host)
+        params = f";branch={branch};rport"
+        via = Via.canonical(outbound, host, port, params)
+        headers.prepend("Via", f"SIP/2.0/{outbound} {host}:{port}{params}", parsed=via)
 
     def rr_value(self, transport: str) -> str:
         """Our Record-Route entry for ``transport`` (cached: addresses do not change)."""
@@ -488,8 +492,11 @@ class Forwarder:
         endpoint = self.endpoint
         host, port = self.addresses.get(destination.transport) or self.addresses["UDP"]
         branch = MAGIC_COOKIE + random_hex(16)  # 128 bits, as builder.new_branch
-        via = f"SIP/2.0/{destination.transport} {bracket(host)}:{port};branch={branch}"
-        request.headers.prepend("Via", via)
+        host = bracket(host)
+        params = f";branch={branch}"
+        via = Via.canonical(destination.transport, host, port, params)
+        text = f"SIP/2.0/{destination.transport} {host}:{port}{params}"
+        request.headers.prepend("Via", text, parsed=via)
         self.stats.stateless += 1
         endpoint.send_stateless(request, destination)
 

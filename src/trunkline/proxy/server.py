@@ -45,6 +45,7 @@ from trunkline.proxy.antiflood import AntiFlood, FloodPolicy, TrustedNetworks
 from trunkline.proxy.dispatch_config import build_dispatcher
 from trunkline.proxy.dispatcher import Dispatcher, DispatchRule
 from trunkline.proxy.forwarder import Forwarder, bracket, split_hostport
+from trunkline.proxy.handoff import ResponseHandoff, worker_suffix
 from trunkline.proxy.housekeeping import Housekeeper
 from trunkline.proxy.location import LocationService
 from trunkline.proxy.location_sqlite import SharedSqliteLocation
@@ -68,8 +69,10 @@ from trunkline.sip.aio.gcpolicy import ServingCollector
 from trunkline.sip.aio.tls import server_ssl_context
 from trunkline.sip.aio.transport import Listener
 from trunkline.sip.aio.websocket import WebSocketConnection
+from trunkline.sip.builder import set_branch_suffix
 from trunkline.sip.digest import DEFAULT_ALGORITHMS, LEGACY_ALGORITHMS
-from trunkline.sip.message import Response
+from trunkline.sip.errors import SipParseError
+from trunkline.sip.message import Request, Response, parse_message
 from trunkline.sip.transaction import ServerTransaction, TransactionState
 from trunkline.store.datadir import DataDir
 from trunkline.store.users import UserStore, ensure_demo_users, load_config_users
@@ -169,6 +172,7 @@ class ProxyServer:
         self._housekeeping: asyncio.Task[None] | None = None
         self._publisher: asyncio.Task[None] | None = None
         self._ban_relay: BanRelay | None = None
+        self._handoff: ResponseHandoff | None = None
         self.dispatch_rules = dispatch_rules
         self.worker = worker or WorkerSpec()
         self.shared: dict[str, tuple[str, int]] = {}
@@ -231,12 +235,17 @@ class ProxyServer:
             spec = getattr(listen, kind)
             if not spec.enabled or (kind == "tls" and not worker.primary):
                 continue
-            if worker.shared and kind != "tls":
+            if worker.shared and kind == "udp":
+                # Only the shared port, bound with the others at the end: what we send
+                # leaves from it, so phones behind NAT see one address (proxy.handoff).
+                self.addresses["UDP"] = self.shared["UDP"] = (advertised_host(spec.host), spec.port)
+                continue
+            if worker.shared and kind == "tcp":
                 # Our own port first (Via, Record-Route, the source of what we send);
                 # the port every worker shares at the end (see trunkline.proxy.workers).
                 mine = await endpoint.listen(kind, spec.host, 0)
-                self.addresses[kind.upper()] = (advertised_host(spec.host), mine.port)
-                self.shared[kind.upper()] = (advertised_host(spec.host), spec.port)
+                self.addresses["TCP"] = (advertised_host(spec.host), mine.port)
+                self.shared["TCP"] = (advertised_host(spec.host), spec.port)
                 continue
             ssl_context = None
             if kind == "tls":
@@ -315,17 +324,39 @@ class ProxyServer:
             dispatcher=self.dispatcher,
             refresh_users=self.refresh_users,
         )
-        self._housekeeping = asyncio.ensure_future(housekeeper.run())
         self._collector = ServingCollector(asyncio.get_running_loop())  # see sip.aio.gcpolicy
         self._collector.start()
-        if worker.shared and not worker.primary:
-            self._publisher = asyncio.ensure_future(self._publish_status())
+        if worker.shared:  # responses come to any worker of the UDP port (proxy.handoff)
+            set_branch_suffix(worker_suffix(worker.index))
+            handoff = self._handoff = ResponseHandoff(
+                worker.index, worker.handoff_inbox, worker.handoff_peers
+            )
+            handoff.start(endpoint.transport.deliver_datagram, self._holds_invite)
+            endpoint.transport.steer_datagram = handoff.steer
         if self.shared:  # all workers join the port's SO_REUSEPORT group together
             worker.announce_prepared()
             await worker.wait_go()
             for name, (_, port) in self.shared.items():
                 host = getattr(listen, name.lower()).host
                 await listen_shared(endpoint.transport, name, host, port)
+        # After the binding: the NAT pings are sent from the (shared) UDP port, and a
+        # published status means this worker takes its share of the flows.
+        self._housekeeping = asyncio.ensure_future(housekeeper.run())
+        if worker.shared and not worker.primary:
+            self._publisher = asyncio.ensure_future(self._publish_status())
+
+    def _holds_invite(self, data: bytes) -> bool | None:
+        """Is the INVITE the CANCEL datagram ``data`` targets one of this worker's
+        transactions? None when ``data`` is no readable CANCEL (proxy.handoff)."""
+        if self.endpoint is None:
+            return None
+        try:
+            message = parse_message(data)
+            if not isinstance(message, Request) or message.method != "CANCEL":
+                return None
+            return self.endpoint.transactions.find_cancelled(message) is not None
+        except (SipParseError, ValueError):
+            return None
 
     def _holds_flow(self, transport: str, received: str) -> bool:
         """True when this worker has the connection a binding was registered over."""
@@ -412,6 +443,9 @@ class ProxyServer:
         if self._ban_relay is not None:
             self._ban_relay.close()
             self._ban_relay = None
+        if self._handoff is not None:
+            self._handoff.close()
+            self._handoff = None
         if forwarder is not None:
             forwarder.cancel_tasks()
         if self.http is not None:

@@ -33,8 +33,9 @@ import os
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from trunkline.sip.builder import MAGIC_COOKIE
+from trunkline.sip.builder import MAGIC_COOKIE, branch_suffix
 from trunkline.sip.errors import SipParseError
+from trunkline.sip.headerfields import Headers
 from trunkline.sip.message import Request
 from trunkline.sip.statuses import reason_phrase
 
@@ -106,18 +107,25 @@ class ValidationPolicy:
 def loop_hash(request: Request) -> str:
     """The §16.6 item 8 hash of the fields a loop leaves unchanged (hex, 16 chars)."""
     headers = request.headers
-    parts = [
+    parts = (
         request.uri_text,
         request.to_tag or "",
         request.from_tag or "",
         request.call_id,
         str(request.cseq.number),
-        "\x1f".join(headers.get_all("Route")),
-        "\x1f".join(headers.get_all("Proxy-Require")),
-        "\x1f".join(headers.lines("Proxy-Authorization")),
-    ]
+        _list_text(headers, "route", "Route"),
+        _list_text(headers, "proxy-require", "Proxy-Require"),
+        "\x1f".join(headers._index.get("proxy-authorization", ())),
+    )
     digest = hashlib.blake2b("\x1e".join(parts).encode("utf-8", "surrogateescape"), digest_size=8)
     return digest.hexdigest()
+
+
+def _list_text(headers: Headers, key: str, name: str) -> str:
+    """The elements of a list header joined by US (its lines as they are when none holds
+    a comma, the usual case: no list is split)."""
+    text = "\x1f".join(headers._index.get(key, ()))
+    return "\x1f".join(headers.get_all(name)) if "," in text else text
 
 
 class _RandomPool:
@@ -165,8 +173,11 @@ def random_hex(size: int = 8) -> str:
 
 
 def loop_branch(request: Request) -> str:
-    """A fresh branch for a copy of ``request`` that carries its loop hash (§16.6 item 8)."""
-    return f"{LOOP_BRANCH_PREFIX}{loop_hash(request)}.{_POOL.hex(8)}"
+    """A fresh branch for a copy of ``request`` that carries its loop hash (§16.6 item 8).
+
+    It ends with the worker's :func:`~trunkline.sip.builder.branch_suffix`
+    (:mod:`trunkline.proxy.handoff`)."""
+    return f"{LOOP_BRANCH_PREFIX}{loop_hash(request)}.{_POOL.hex(8)}{branch_suffix()}"
 
 
 def _branch_hash(branch: str | None) -> str | None:

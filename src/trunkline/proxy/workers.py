@@ -1,21 +1,27 @@
 """Several SIP worker processes behind one port (DESIGN.md "Scaling out").
 
-``trunkline serve`` runs one worker by default; ``workers = 0`` runs one per
-CPU (at most :data:`MAX_AUTO_WORKERS`), ``workers = N`` runs N. Not the default
-because a worker sends requests to phones from its own port (below), which a
-phone behind a port-restricted NAT drops. With several, the command prepares
-the data directory once, then forks the workers; each is a whole
+``trunkline serve`` runs one worker per CPU by default (``workers = 0``, at
+most :data:`MAX_AUTO_WORKERS`; one when a SIP port is 0), ``workers = N``
+runs N. With several, the command prepares the data directory once, then
+forks the workers; each is a whole
 :class:`~trunkline.proxy.server.ProxyServer` on its own event loop:
 
 - the configured UDP and TCP port is bound by every worker with
   ``SO_REUSEPORT``: the kernel hashes each flow (source and destination
   address and port) to one worker, so a client's retransmissions reach the
   worker holding its server transaction (RFC 3261 §17.2.3);
-- each worker also binds a port of its own and writes it in its Via and
-  Record-Route, so responses (§18.2.2 sends them to the Via) and in-dialog
-  requests (§16.12 follows the Record-Route) come back to the worker that
-  holds the client transactions of the call; requests it forwards go out
-  from that port;
+- UDP: a worker sends everything from that shared port and names it in its
+  Via and Record-Route, so a phone behind a NAT that filters by source port
+  only ever sees the address it registered with. A response (§18.2.2 sends
+  it to the Via) may then reach another worker than the one holding the
+  client transaction: every worker ends its branches with its index, and a
+  worker that receives a response of another hands the datagram over
+  (:mod:`trunkline.proxy.handoff`; so is a CANCEL from another port than its
+  INVITE). In-dialog requests need no hand-off: any worker routes them by
+  their Route (§16.12);
+- TCP: each worker also binds a port of its own and writes it in its Via
+  and Record-Route (a connection belongs to the worker that holds it;
+  phones connect to the proxy, so no NAT filters these);
 - registrations are shared: with the default ``memory`` backend every
   worker reads and writes the data directory's SQLite database directly
   (:class:`~trunkline.proxy.location_sqlite.SharedSqliteLocation`: WAL,
@@ -120,6 +126,9 @@ class WorkerSpec:
     (:meth:`announce_ready`); ``go_fd``: where the parent says all are
     prepared (:meth:`wait_go`); -1: nobody waits. ``inbox`` and ``peers``:
     the datagram sockets of :class:`BanRelay` (this worker's, the others').
+    ``handoff_inbox`` and ``handoff_peers``: those of the
+    :class:`~trunkline.proxy.handoff.ResponseHandoff` (``handoff_peers`` by
+    worker index, -1 in this worker's place).
     """
 
     index: int = 0
@@ -128,6 +137,8 @@ class WorkerSpec:
     inbox: int = -1
     peers: tuple[int, ...] = ()
     go_fd: int = -1
+    handoff_inbox: int = -1
+    handoff_peers: tuple[int, ...] = ()
 
     @property
     def primary(self) -> bool:
@@ -210,8 +221,7 @@ def check_workers(config: Config, count: int) -> str | None:
 async def listen_shared(layer: TransportLayer, kind: str, host: str, port: int) -> Listener:
     """Bind UDP or TCP ``host:port`` on ``layer`` with ``SO_REUSEPORT`` (shared by workers).
 
-    Bind the worker's own port first: the first UDP socket is the one
-    requests are sent from.
+    A worker binds no other UDP port: this socket is the one it sends from.
     """
     name = kind.upper()
     if name not in ("UDP", "TCP"):
@@ -437,6 +447,9 @@ class _Supervisor:
         self.listening: set[int] = set()
         # BanRelay: worker i reads pairs[i][0]; the others write to pairs[i][1].
         self.pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM) for _ in range(count)]
+        # ResponseHandoff: the same shape. A socket pair, not a named socket: the
+        # kernel's max_dgram_qlen (often 10) does not apply between connected peers.
+        self.handoff = [socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM) for _ in range(count)]
 
     def spawn(self, index: int) -> None:
         # SIGTERM/SIGINT are held back across the fork: the child must not run the
@@ -455,7 +468,19 @@ class _Supervisor:
                     inbox = self.pairs[index][0].fileno()
                     peers = tuple(w.fileno() for i, (_, w) in enumerate(self.pairs) if i != index)
                     go = self.go[index][0]
-                    spec = WorkerSpec(index, self.count, self.write_fd, inbox, peers, go)
+                    handoff = tuple(
+                        -1 if i == index else w.fileno() for i, (_, w) in enumerate(self.handoff)
+                    )
+                    spec = WorkerSpec(
+                        index,
+                        self.count,
+                        self.write_fd,
+                        inbox,
+                        peers,
+                        go,
+                        self.handoff[index][0].fileno(),
+                        handoff,
+                    )
                     code = self.work(spec)
                 except BaseException as error:  # reported, then the process ends
                     print(f"worker {index}: {error!r}", file=sys.stderr)
@@ -569,7 +594,7 @@ class _Supervisor:
         for fd in (self.read_fd, self.write_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
-        for pair in self.pairs:
+        for pair in (*self.pairs, *self.handoff):
             for sock in pair:
                 sock.close()
         for pipe in self.go:

@@ -37,6 +37,13 @@ What it does, and why:
   costs nothing on the other frames).
 
 Everything takes ``now`` in seconds (any monotonic clock); no clock is read.
+
+The media session's per-packet path uses two leaner calls on plain values
+(no :class:`RtpPacket` per packet): :meth:`JitterBuffer.put_next` for the
+packet right after the highest one received (nearly every packet; the caller
+has checked that with :meth:`JitterBuffer.next_sequence`), and
+:meth:`JitterBuffer.pop`, which returns an :data:`Entry` tuple instead of a
+packet. ``put`` and ``get`` remain the general interface and share the state.
 """
 
 from __future__ import annotations
@@ -47,7 +54,10 @@ from dataclasses import dataclass
 
 from .packet import RtpPacket
 
-__all__ = ["ConcealReason", "Concealment", "JitterBuffer", "JitterStats"]
+__all__ = ["ConcealReason", "Concealment", "Entry", "JitterBuffer", "JitterStats"]
+
+#: A buffered frame: (payload type, payload, RTP timestamp, arrival time).
+Entry = tuple[int, bytes, int, float]
 
 _MAX_JUMP = 3000  # a larger sequence jump means the stream restarted (RFC 3550 A.1)
 _RECENT = 512  # how many received sequence numbers are remembered for duplicates
@@ -124,8 +134,12 @@ class JitterBuffer:
         self.frame_samples = max(1, round(clock_rate * ptime))
         self._capacity = 2 * int(max_delay / ptime) + 8
         self._initial_target = min(max_delay, max(min_delay, initial_delay))
-        self._packets: dict[int, tuple[RtpPacket, float]] = {}
+        self._packets: dict[int, Entry] = {}
+        self.ssrc = 0  # of the last packet given to put(): what get() rebuilds packets with
         self._recent: list[int] = [-1] * _RECENT  # slot ext % _RECENT: last ext seen there
+        # put_next does not write _recent: every ext in (_recent_to, _highest] came
+        # through it, in order, and put() writes them before it looks (_catch_up).
+        self._recent_to = 0
         self._highest: int | None = None  # highest extended seq received
         self._next: int | None = None  # extended seq to play next
         self._next_ts: int | None = None
@@ -139,6 +153,11 @@ class JitterBuffer:
         self._last_ts_unwrapped = 0.0
         self._wait = 0.0
         self._waits: deque[float] = deque(maxlen=_WAIT_WINDOW)
+        # pop's fast path (see there): it plays while ``played + 1 < _fast_until``
+        # (0: never), and leaves the waits of what it played in _pending for _sync.
+        self._fast_until = 0
+        self._played_at_sync = 0
+        self._pending: list[float] = []
         self.received = 0
         self.played = 0
         self.late = 0
@@ -162,6 +181,8 @@ class JitterBuffer:
         """
         seq = packet.sequence_number
         highest = self._highest
+        if highest is not None and self._recent_to < highest:
+            self._catch_up(highest)
         if highest is None:
             ext = seq + 0x10000  # room below for packets reordered before the first
         else:
@@ -186,15 +207,40 @@ class JitterBuffer:
             self._update_jitter(packet.timestamp, now)
         else:
             self._jitter = jitter  # the target follows it: see target_delay
+        self.ssrc = packet.ssrc
         packets = self._packets
-        packets[ext] = (packet, now)
+        packets[ext] = (packet.payload_type, packet.payload, packet.timestamp, now)
         if highest is None or ext > highest:
-            self._highest = ext
-        if self._filling_since is None:
-            self._filling_since = now
+            self._highest = self._recent_to = ext
         if len(packets) > self._capacity:
             self._overflow()
         return True
+
+    def _catch_up(self, highest: int) -> None:
+        """Mark in ``_recent`` what :meth:`put_next` took since the last ``put``."""
+        recent = self._recent
+        for ext in range(max(self._recent_to + 1, highest - _RECENT + 1), highest + 1):
+            recent[ext & _RECENT_MASK] = ext
+        self._recent_to = highest
+
+    def next_sequence(self) -> int | None:
+        """The sequence number after the highest received (what :meth:`put_next` takes)."""
+        highest = self._highest
+        return None if highest is None else (highest + 1) & 0xFFFF
+
+    def put_next(
+        self, payload_type: int, payload: bytes, timestamp: int, now: float, jitter: float
+    ) -> None:
+        """``put`` for the packet numbered :meth:`next_sequence` (the caller checked):
+        it cannot be a duplicate or late, so only the bookkeeping of a new highest
+        packet is left. ``jitter`` as for ``put`` (timestamp units)."""
+        ext = self._highest = self._highest + 1  # type: ignore[operator]  # next_sequence was
+        self.received += 1
+        self._jitter = jitter
+        packets = self._packets
+        packets[ext] = (payload_type, payload, timestamp, now)
+        if len(packets) > self._capacity:
+            self._overflow()
 
     def _overflow(self) -> None:
         """The consumer stalled: drop the oldest packets down to capacity."""
@@ -242,12 +288,64 @@ class JitterBuffer:
         self._next_ts = None
         self._filling_since = None
         self._buffering = True
+        self._fast_until = 0
         self._last_transit = None
         self._last_ts = None
 
     # -- playout side -------------------------------------------------------
     def get(self, now: float) -> RtpPacket | Concealment | None:
         """The frame for this playout slot (call once per packet time)."""
+        out = self.pop(now)
+        if type(out) is tuple:
+            payload_type, payload, timestamp, _ = out
+            return RtpPacket(
+                payload_type, (self._next - 1) & 0xFFFF, timestamp, self.ssrc, payload  # type: ignore[operator]
+            )
+        return out  # type: ignore[return-value]
+
+    def _packet(self, ext: int, entry: Entry) -> RtpPacket:
+        return RtpPacket(entry[0], ext & 0xFFFF, entry[2], self.ssrc, entry[1])
+
+    def pop(self, now: float) -> Entry | Concealment | None:
+        """:meth:`get` with the frame as an :data:`Entry` tuple instead of a packet.
+
+        The fast path plays the next frame when it is here and nothing else is due:
+        not buffering, no concealment run to end, no delay adaptation at this slot
+        (the general path sets ``_fast_until`` to the played count where that
+        comes). It only counts and queues the frame's wait; :meth:`_sync` folds
+        the waits into the delay estimate before anything reads it.
+        """
+        played = self.played + 1
+        if played < self._fast_until:
+            entry = self._packets.pop(self._next, None)  # type: ignore[arg-type]
+            if entry is not None:
+                self.played = played
+                self._next += 1  # type: ignore[operator]
+                self._next_ts = entry[2] + self.frame_samples
+                self._pending.append(now - entry[3])
+                return entry
+        self._sync()
+        out = self._pop(now)
+        self._played_at_sync = self.played
+        if self._buffering or self._consecutive or not self.played:
+            self._fast_until = 0
+        else:
+            self._fast_until = self.played + self.adapt_interval - self._since_adapt
+        return out
+
+    def _sync(self) -> None:
+        """Catch up with what the fast path of :meth:`pop` played."""
+        self._since_adapt += self.played - self._played_at_sync
+        self._played_at_sync = self.played
+        pending = self._pending
+        if pending:  # all after the first frame played: the 1/16 average applies
+            waits = self._waits
+            for wait in pending:
+                self._wait += (wait - self._wait) / 16.0
+                waits.append(wait)
+            pending.clear()
+
+    def _pop(self, now: float) -> Entry | Concealment | None:
         if self._buffering:
             if not self._refilled(now):
                 if self._next is None:
@@ -277,9 +375,9 @@ class JitterBuffer:
         packets = self._packets
         entry = packets.pop(nxt, None)
         if entry is not None:
-            packet, arrival = entry
+            arrival = entry[3]
             self._next = nxt + 1
-            self._next_ts = packet.timestamp + self.frame_samples
+            self._next_ts = entry[2] + self.frame_samples
             self._consecutive = 0
             played = self.played = self.played + 1
             wait = now - arrival
@@ -288,14 +386,14 @@ class JitterBuffer:
             else:
                 self._wait = wait
             self._waits.append(wait)
-            return packet
+            return entry
         if packets:
             self.lost += 1
             following = packets.get(nxt + 1)
             return self._conceal(
                 ConcealReason.LOST,
                 advance=True,
-                following=following[0] if following is not None else None,
+                following=self._packet(nxt + 1, following) if following is not None else None,
             )
         self.underruns += 1
         self._buffering = True
@@ -303,8 +401,11 @@ class JitterBuffer:
         return self._conceal(ConcealReason.UNDERRUN, advance=False)
 
     def _refilled(self, now: float) -> bool:
-        if not self._packets or self._filling_since is None:
+        packets = self._packets
+        if not packets:
             return False
+        if self._filling_since is None:  # since the first packet that came while empty
+            self._filling_since = min(entry[3] for entry in packets.values())
         if now - self._filling_since >= self.target_delay:
             return True
         if self._next is not None and self._highest is not None:
@@ -345,6 +446,7 @@ class JitterBuffer:
     @property
     def current_delay(self) -> float:
         """Smoothed wait between arrival and playout, in seconds."""
+        self._sync()
         return self._wait
 
     @property

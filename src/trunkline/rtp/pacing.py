@@ -27,7 +27,9 @@ from .rtcp import SenderReport, ntp_from_unix
 
 __all__ = ["PacingSchedule", "RtpSender"]
 
-_FIXED_HEADER = struct.Struct("!BBHII")  # RFC 3550 §5.1, no CSRC/extension/padding
+#: RFC 3550 §5.1 without CSRC/extension/padding: V/P/X/CC, M/PT and sequence as one
+#: word, timestamp, SSRC.
+_pack_header = struct.Struct("!III").pack
 
 
 class PacingSchedule:
@@ -71,7 +73,13 @@ class PacingSchedule:
 
 
 class RtpSender:
-    """Sequence numbers, timestamps and marker bits of one outgoing stream."""
+    """Sequence numbers, timestamps and marker bits of one outgoing stream.
+
+    Per packet the state moves by one counter (``_n``, packets numbered so far:
+    the sequence number and ``packets_sent`` derive from it), the octet count
+    and the tick of the talkspurt; ``sequence``, ``packets_sent`` and
+    ``last_timestamp`` are computed when read.
+    """
 
     def __init__(
         self,
@@ -84,24 +92,59 @@ class RtpSender:
     ) -> None:
         # RFC 3550 §5.1: sequence number and timestamp start random.
         self.ssrc = secrets.randbits(32) if ssrc is None else ssrc
+        self._word = 0x80000000  # first header word (V=2) without marker and sequence
         self.payload_type = payload_type
         self.samples_per_frame = samples_per_frame
-        self.sequence = secrets.randbits(16) if initial_sequence is None else initial_sequence
+        self._n = 0  # packets numbered so far
+        self._n0 = 0  # _n when the counters (packets_sent, octets_sent) last restarted
+        self._seq0 = secrets.randbits(16) if initial_sequence is None else initial_sequence
         self.timestamp_base = (
             secrets.randbits(32) if initial_timestamp is None else initial_timestamp
         )
-        self.packets_sent = 0
         self.octets_sent = 0
-        self.last_timestamp: int | None = None
         self._last_tick: int | None = None
-        self._mark_next = True  # the very first packet starts a talkspurt
+        # The tick that continues the talkspurt without a marker; None: mark the next.
+        self._continue: int | None = None
+        self._last_ts: int | None = None  # set by packet(): its timestamp may be overridden
+        self._last_ts_tick: int | None = None  # the tick _last_ts belongs to
+
+    @property
+    def payload_type(self) -> int:
+        return (self._word >> 16) & 0x7F
+
+    @payload_type.setter
+    def payload_type(self, value: int) -> None:
+        self._word = 0x80000000 | ((value & 0x7F) << 16)
+
+    @property
+    def sequence(self) -> int:
+        """The sequence number of the next packet."""
+        return (self._seq0 + self._n) & 0xFFFF
+
+    @sequence.setter
+    def sequence(self, value: int) -> None:
+        self._seq0 = value - self._n
+
+    @property
+    def packets_sent(self) -> int:
+        return self._n - self._n0
+
+    @property
+    def last_timestamp(self) -> int | None:
+        """The timestamp of the last packet numbered, if any."""
+        last = self._last_tick
+        if last is None:
+            return None
+        if last == self._last_ts_tick:
+            return self._last_ts
+        return self.timestamp_of(last)
 
     def timestamp_of(self, tick: int) -> int:
         return ts_add(self.timestamp_base, tick * self.samples_per_frame)
 
     def mark_next(self) -> None:
         """Set the marker on the next packet (e.g. after a source change)."""
-        self._mark_next = True
+        self._continue = None
 
     def packet(
         self,
@@ -116,13 +159,12 @@ class RtpSender:
 
         ``timestamp`` and ``marker`` override the defaults for payloads with
         their own timing rules (an RFC 4733 event keeps the timestamp of its
-        start and marks only its first packet).
+        start and marks only its first packet). A tick that does not follow
+        the last one (ticks were skipped: silence) starts a talkspurt.
         """
-        if self._last_tick is not None and tick > self._last_tick + 1:
-            self._mark_next = True  # ticks were skipped: silence, new talkspurt
         if marker is None:
-            marker = self._mark_next
-        self._mark_next = False
+            marker = tick != self._continue
+        self._continue = tick + 1
         self._last_tick = tick
         ts = self.timestamp_of(tick) if timestamp is None else timestamp
         pkt = RtpPacket(
@@ -133,10 +175,10 @@ class RtpSender:
             payload=payload,
             marker=marker,
         )
-        self.sequence = (self.sequence + 1) & 0xFFFF
-        self.packets_sent += 1
+        self._n += 1
         self.octets_sent += len(payload)
-        self.last_timestamp = ts
+        self._last_ts = ts
+        self._last_ts_tick = tick
         return pkt
 
     def build(self, tick: int, payload: bytes) -> bytes:
@@ -146,26 +188,35 @@ class RtpSender:
         rules as :meth:`packet`, packed straight into the 12-byte fixed
         header without building an :class:`RtpPacket`.
         """
-        marker = self._mark_next or (self._last_tick is not None and tick > self._last_tick + 1)
-        self._mark_next = False
-        self._last_tick = tick
-        ts = (self.timestamp_base + tick * self.samples_per_frame) & 0xFFFFFFFF
-        sequence = self.sequence
-        self.sequence = (sequence + 1) & 0xFFFF
-        self.packets_sent += 1
+        n = self._n
+        self._n = n + 1
         self.octets_sent += len(payload)
-        self.last_timestamp = ts
-        header = _FIXED_HEADER.pack(
-            0x80, (0x80 if marker else 0) | (self.payload_type & 0x7F), sequence, ts, self.ssrc
+        if tick == self._continue:
+            word = self._word | ((self._seq0 + n) & 0xFFFF)
+        else:
+            word = self._word | 0x800000 | ((self._seq0 + n) & 0xFFFF)
+        self._continue = tick + 1
+        self._last_tick = tick
+        return (
+            _pack_header(
+                word,
+                (self.timestamp_base + tick * self.samples_per_frame) & 0xFFFFFFFF,
+                self.ssrc,
+            )
+            + payload
         )
-        return header + payload
 
     def restart_ticks(self) -> None:
         """The schedule restarted at tick 0 (e.g. a new ptime): timestamps
         continue from the last packet sent instead of jumping."""
-        if self._last_tick is not None:
-            self.timestamp_base = self.timestamp_of(self._last_tick + 1)
-            self._last_tick = -1
+        last = self._last_tick
+        if last is not None:
+            last_ts = self.last_timestamp
+            self.timestamp_base = self.timestamp_of(last + 1)
+            self._last_tick = self._last_ts_tick = -1
+            self._last_ts = last_ts
+            if self._continue is not None:
+                self._continue = 0
 
     def change_ssrc(self, ssrc: int | None = None) -> int:
         """Pick a new SSRC after a collision (RFC 3550 §8.2); counters restart."""
@@ -174,9 +225,9 @@ class RtpSender:
             self.ssrc = secrets.randbits(32) if ssrc is None else ssrc
             if self.ssrc != old or ssrc is not None:
                 break
-        self.packets_sent = 0
+        self._n0 = self._n
         self.octets_sent = 0
-        self._mark_next = True
+        self._continue = None
         return old
 
     def sender_report(self, schedule: PacingSchedule, now: float, wallclock: float) -> SenderReport:

@@ -75,7 +75,13 @@ class StatsSnapshot:
 
 
 class ReceptionStats:
-    """Reception state of one RTP source (RFC 3550 Appendix A.1, A.3, A.8)."""
+    """Reception state of one RTP source (RFC 3550 Appendix A.1, A.3, A.8).
+
+    This is the reference implementation. The media session's fused receive
+    path (:meth:`trunkline.media.session.MediaSession._on_rtp`) repeats the
+    in-order case of :meth:`receive` inline on ``max_seq``, ``seen_top``,
+    ``received``, ``jitter`` and ``last_transit`` (and is tested against it).
+    """
 
     def __init__(self, ssrc: int, clock_rate: int, first_seq: int) -> None:
         self.ssrc = ssrc
@@ -85,12 +91,12 @@ class ReceptionStats:
         self.max_seq = (first_seq - 1) & 0xFFFF
         self.probation = MIN_SEQUENTIAL
         self.jitter = 0.0  # timestamp units, A.8
-        self._last_transit: int | None = None
+        self.last_transit: int | None = None
         self.duplicates = 0
         self.reordered = 0
         self._seen = 0  # bit i set: _seen_at - i was received
         self._seen_at = -1  # the extended seq that bit 0 of _seen stands for
-        self._seen_top = -1  # highest marked; everything in (_seen_at, _seen_top] was received
+        self.seen_top = -1  # highest marked; everything in (_seen_at, seen_top] was received
         self.last_sr_middle = 0  # LSR to echo back (§6.4.1)
         self.last_sr_arrival: float | None = None
         self.last_sr_ntp = 0
@@ -106,7 +112,7 @@ class ReceptionStats:
         self.expected_prior = 0
         self._seen = 0
         self._seen_at = -1
-        self._seen_top = -1
+        self.seen_top = -1
 
     # -- A.1 ------------------------------------------------------------
     def update_seq(self, seq: int) -> bool:
@@ -135,7 +141,7 @@ class ReceptionStats:
             if seq == self.bad_seq:
                 # Two sequential packets after a big jump: the source restarted.
                 self._init_seq(seq)
-                self._last_transit = None
+                self.last_transit = None
                 self._mark(self.extended_highest)
             else:
                 self.bad_seq = (seq + 1) & 0xFFFF
@@ -153,11 +159,11 @@ class ReceptionStats:
     def _mark(self, ext: int) -> bool:
         """Record extended seq ``ext`` as seen; False if it already was.
 
-        In-order packets (the fast path of :meth:`receive`) only move ``_seen_top``: the
+        In-order packets (the fast path of :meth:`receive`) only move ``seen_top``: the
         bitmap catches up here, shifting in one set bit per packet it skipped, instead of
         three big-integer operations per packet.
         """
-        top = self._seen_top
+        top = self.seen_top
         run = top - self._seen_at
         if run:
             self._seen = (
@@ -169,7 +175,7 @@ class ReceptionStats:
         if ext > top:
             shift = ext - top
             self._seen = ((self._seen << shift) | 1) & _WINDOW_MASK
-            self._seen_top = self._seen_at = ext
+            self.seen_top = self._seen_at = ext
             return True
         back = top - ext
         if back >= _WINDOW:
@@ -185,10 +191,10 @@ class ReceptionStats:
         """Interarrival jitter J += (|D| - J) / 16 (RFC 3550 §6.4.1, A.8)."""
         arrival = int(now * self.clock_rate)
         transit = arrival - timestamp
-        if self._last_transit is not None:
-            d = ts_diff(transit & 0xFFFFFFFF, self._last_transit & 0xFFFFFFFF)
+        if self.last_transit is not None:
+            d = ts_diff(transit & 0xFFFFFFFF, self.last_transit & 0xFFFFFFFF)
             self.jitter += (abs(d) - self.jitter) / 16.0
-        self._last_transit = transit
+        self.last_transit = transit
 
     def receive(self, packet: RtpPacket, now: float) -> bool:
         """Account one packet; True if it counts (valid, past probation)."""
@@ -199,19 +205,19 @@ class ReceptionStats:
             # update_jitter.
             self.max_seq = seq
             top = self.cycles + seq
-            if top == self._seen_top + 1:
-                self._seen_top = top  # received in order: _mark shifts the bitmap later
+            if top == self.seen_top + 1:
+                self.seen_top = top  # received in order: _mark shifts the bitmap later
             else:
                 self._mark(top)
             self.received += 1
             transit = int(now * self.clock_rate) - packet.timestamp
-            last = self._last_transit
+            last = self.last_transit
             if last is not None:
                 d = (transit - last) & 0xFFFFFFFF
                 if d >= 0x80000000:
                     d = 0x100000000 - d
                 self.jitter += (d - self.jitter) / 16.0
-            self._last_transit = transit
+            self.last_transit = transit
             return True
         before = self.duplicates
         valid = self.update_seq(packet.sequence_number)

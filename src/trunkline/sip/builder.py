@@ -24,20 +24,42 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAGIC_COOKIE",
+    "branch_suffix",
     "make_request",
     "make_response",
     "new_branch",
     "new_call_id",
     "new_tag",
+    "set_branch_suffix",
 ]
 
 MAGIC_COOKIE = "z9hG4bK"
 """RFC 3261 §8.1.1.7: every RFC 3261 branch starts with this."""
 
 
+_branch_suffix = ""
+
+
+def set_branch_suffix(suffix: str) -> None:
+    """End every branch made from now on in this process with ``suffix``.
+
+    A proxy worker names itself in the branches it makes, so a response that
+    the kernel gives to another worker of the same port can be handed to it
+    (:mod:`trunkline.proxy.handoff`). ``suffix`` must be token characters
+    (§25.1); the empty string (the default) adds nothing.
+    """
+    global _branch_suffix
+    _branch_suffix = suffix
+
+
+def branch_suffix() -> str:
+    """What :func:`set_branch_suffix` set ("" unless a proxy worker set it)."""
+    return _branch_suffix
+
+
 def new_branch() -> str:
-    """A fresh Via branch: the magic cookie plus 128 random bits."""
-    return MAGIC_COOKIE + secrets.token_hex(16)
+    """A fresh Via branch: the magic cookie, 128 random bits and :func:`branch_suffix`."""
+    return MAGIC_COOKIE + secrets.token_hex(16) + _branch_suffix
 
 
 def new_tag() -> str:

@@ -323,11 +323,18 @@ class Headers:
         value = str(value).strip()
         return canonical_key(name), f"{name}: {value}", value
 
-    def _extend_view(self, key: str, value: str, *, front: bool) -> None:
-        """Keep a cached list view current after one value was added at one end."""
+    def _extend_view(self, key: str, value: str, *, front: bool, parsed: Any = None) -> None:
+        """Keep a cached list view current after one value was added at one end.
+
+        ``parsed`` is the value's item when the caller has it already (a proxy's own
+        Via, built from its parts): then nothing is parsed.
+        """
         cache = self._cache
         cached = cache.get(key)
         if cached is None:
+            return
+        if parsed is not None and key in _LIST_VIEWS:
+            cache[key] = [parsed, *cached] if front else [*cached, parsed]
             return
         parse = _LIST_VIEWS.get(key)
         if parse is None:
@@ -351,8 +358,13 @@ class Headers:
         self._extend_view(key, value, front=False)
         self._edited()
 
-    def prepend(self, name: str, value: str) -> None:
-        """Insert a line before the first line of that name, or at the top (Via, Record-Route)."""
+    def prepend(self, name: str, value: str, *, parsed: Any = None) -> None:
+        """Insert a line before the first line of that name, or at the top (Via, Record-Route).
+
+        ``parsed``: the typed item of ``value`` (one list element, e.g. a
+        :class:`~trunkline.sip.via.Via` equal to ``Via.parse(value)``) when the
+        caller built it; the cached view then takes it instead of parsing ``value``.
+        """
         key, line, value = self._new_line(name, value)
         index = self._index
         old = index.get(key)
@@ -365,7 +377,7 @@ class Headers:
         lines, keys = self._lines, self._keys
         self._lines = (*lines[:pos], line, *lines[pos:])
         self._keys = (*keys[:pos], key, *keys[pos:])
-        self._extend_view(key, value, front=True)
+        self._extend_view(key, value, front=True, parsed=parsed)
         self._edited()
 
     def set(self, name: str, value: str) -> None:

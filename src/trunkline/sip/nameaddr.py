@@ -9,6 +9,7 @@ is read.
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Self, TypeVar
@@ -40,6 +41,12 @@ _BAD_ADDR_SPEC_RE = re.compile(r"[\s,?<>\"]")
 _BAD_URI_RE = re.compile(r"[\s<>\"]")
 
 
+class _Unset(enum.Enum):
+    """Marks the tag not looked up yet (None is a valid answer: no tag)."""
+
+    UNSET = 0
+
+
 class NameAddr(LazyParams):
     """``name-addr`` / ``addr-spec`` with header parameters (RFC 3261 §20.10, §20.20).
 
@@ -55,7 +62,7 @@ class NameAddr(LazyParams):
     display_name: str | None
     _uri: Uri | None
     _uri_text: str
-    _tag: str | None
+    _tag: str | _Unset | None
 
     def __init__(
         self,
@@ -70,6 +77,7 @@ class NameAddr(LazyParams):
         else:
             set_slot(self, "_uri", uri)
             set_slot(self, "_uri_text", str(uri))
+        set_slot(self, "_tag", _Unset.UNSET)
         self._init_params(params)
 
     @classmethod
@@ -102,6 +110,7 @@ class NameAddr(LazyParams):
             set_slot(self, "_uri_text", uri_text)
             set_slot(self, "_params", None)
             set_slot(self, "_params_text", params)
+            set_slot(self, "_tag", _Unset.UNSET)
             return self
         return cls(display, uri_text, params)
 
@@ -144,10 +153,9 @@ class NameAddr(LazyParams):
         from values shared by a whole call (interned From and To), so it is
         found once per value and kept in a slot, set on first read.
         """
-        try:
-            return self._tag
-        except AttributeError:
-            pass
+        tag = self._tag
+        if tag is not _Unset.UNSET:
+            return tag
         if self._params is None:
             m = _TAG_RE.search(self._params_text)
             tag = None if m is None else m.group(1)
@@ -175,6 +183,7 @@ class NameAddr(LazyParams):
         set_slot(clone, "display_name", self.display_name)
         set_slot(clone, "_uri", self._uri)
         set_slot(clone, "_uri_text", self._uri_text)
+        set_slot(clone, "_tag", _Unset.UNSET)
         clone._init_params(params)
         return clone
 

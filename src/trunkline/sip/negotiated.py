@@ -23,7 +23,7 @@ from trunkline.sip.sdp import (
     MediaDescription,
     SessionDescription,
 )
-from trunkline.sip.sdpfields import STATIC_PAYLOAD_TYPES, Codec
+from trunkline.sip.sdpcodecs import STATIC_PAYLOAD_TYPES, Codec
 
 __all__ = [
     "DEFAULT_EVENTS",

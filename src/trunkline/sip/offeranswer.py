@@ -23,8 +23,8 @@ This module is the one import path for all of it; the parts live in
 :mod:`trunkline.sip.negotiated` (results, parameters, reading the peer's
 stream), :mod:`trunkline.sip.sdpoffer` (``o=`` and offers) and
 :mod:`trunkline.sip.sdpanswer` (answers). :class:`Codec`, the common codecs
-(``PCMU``, ``OPUS``, ``TELEPHONE_EVENT``...) and :func:`make_crypto` are
-defined in :mod:`trunkline.sip.sdpfields`.
+(``PCMU``, ``OPUS``, ``TELEPHONE_EVENT``...) are defined in
+:mod:`trunkline.sip.sdpcodecs`, :func:`make_crypto` in :mod:`trunkline.sip.sdpcrypto`.
 """
 
 from __future__ import annotations
@@ -41,18 +41,17 @@ from trunkline.sip.negotiated import (
     media_codecs,
 )
 from trunkline.sip.sdpanswer import create_answer, process_answer
-from trunkline.sip.sdpfields import (
+from trunkline.sip.sdpcodecs import (
     CN,
     G722,
     OPUS,
     PCMA,
     PCMU,
     STATIC_PAYLOAD_TYPES,
-    SUPPORTED_SRTP_SUITES,
     TELEPHONE_EVENT,
     Codec,
-    make_crypto,
 )
+from trunkline.sip.sdpcrypto import SUPPORTED_SRTP_SUITES, make_crypto
 from trunkline.sip.sdpoffer import LocalSession, create_offer
 
 __all__ = [

@@ -20,8 +20,9 @@ The attributes with typed views, and where they are defined:
 - ``mid``, ``group``: RFC 5888 §4-5 (``group:BUNDLE``: RFC 8843);
   ``msid``: RFC 8830 §2.
 
-The value types (:class:`Origin`, :class:`Connection`, :class:`RtpMap`,
-:class:`Crypto`, :class:`Candidate`...) live in :mod:`trunkline.sip.sdpfields`
+The value types (:class:`Origin`, :class:`Connection`, :class:`Candidate`...)
+live in :mod:`trunkline.sip.sdpfields`, :class:`RtpMap` in
+:mod:`trunkline.sip.sdpcodecs` and :class:`Crypto` in :mod:`trunkline.sip.sdpcrypto`,
 and are re-exported here; the attribute lookups and their validation shared by
 both levels in :mod:`trunkline.sip.sdpattributes`. Bad input never raises anything but
 :class:`SipParseError` (status 400): ``parse()`` validates the typed
@@ -47,28 +48,20 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from trunkline.sip.sdpattributes import MEDIA_CHECKS, SESSION_CHECKS, Attributes, check_milliseconds
+from trunkline.sip.sdpcodecs import RtpMap, parse_fmtp_params
+from trunkline.sip.sdpcrypto import Crypto, CryptoKey, Fingerprint
 from trunkline.sip.sdpfields import (
-    DIGITS,
     Attribute,
     Bandwidth,
     Candidate,
     Connection,
-    Crypto,
-    CryptoKey,
     Direction,
-    Fingerprint,
     Group,
     Origin,
     Rtcp,
-    RtpMap,
     Timing,
-    fail,
-    parse_fmtp_params,
-    parse_int,
-    parse_proto,
-    parse_token,
-    split_fields,
 )
+from trunkline.sip.sdpsyntax import DIGITS, fail, parse_int, parse_proto, parse_token, split_fields
 
 __all__ = [
     "Attribute",

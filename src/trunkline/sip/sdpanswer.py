@@ -34,7 +34,8 @@ from trunkline.sip.negotiated import (
     same_codec,
 )
 from trunkline.sip.sdp import Crypto, Direction, MediaDescription, SessionDescription
-from trunkline.sip.sdpfields import SUPPORTED_SRTP_SUITES, Codec, make_crypto
+from trunkline.sip.sdpcodecs import Codec
+from trunkline.sip.sdpcrypto import SUPPORTED_SRTP_SUITES, make_crypto
 from trunkline.sip.sdpoffer import LocalSession, audio_media, session_description
 
 __all__ = ["create_answer", "process_answer"]

@@ -15,19 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from trunkline.sip.errors import SipParseError
-from trunkline.sip.sdpfields import (
-    DIRECTIONS,
-    FRACTION,
-    Attribute,
-    Candidate,
-    Crypto,
-    Direction,
-    Fingerprint,
-    Group,
-    Rtcp,
-    RtpMap,
-    fail,
-)
+from trunkline.sip.sdpcodecs import RtpMap
+from trunkline.sip.sdpcrypto import Crypto, Fingerprint
+from trunkline.sip.sdpfields import DIRECTIONS, Attribute, Candidate, Direction, Group, Rtcp
+from trunkline.sip.sdpsyntax import FRACTION, fail
 
 __all__ = [
     "MEDIA_CHECKS",

@@ -7,97 +7,63 @@ parser); this module holds the values it is made of, each a dataclass with
 - lines: ``o=`` :class:`Origin`, ``c=`` :class:`Connection` (multicast
   suffixes), ``b=`` :class:`Bandwidth`, ``t=``/``r=`` :class:`Timing`, and
   ``a=`` :class:`Attribute`; media direction is :class:`Direction`;
-- attribute values: ``rtpmap`` :class:`RtpMap` and :func:`parse_fmtp_params`
-  (RFC 8866 §6.6, RFC 4855), ``rtcp`` :class:`Rtcp` (RFC 3605), ``crypto``
-  :class:`Crypto`/:class:`CryptoKey` (RFC 4568 §9.1), ``candidate``
-  :class:`Candidate` (RFC 8839 §5.1), ``fingerprint`` :class:`Fingerprint`
-  (RFC 8122 §5), ``group`` :class:`Group` (RFC 5888 §5);
-- payload formats: :class:`Codec` (an rtpmap + fmtp pair with a preferred
-  payload type), the RFC 3551 static table and common codecs; SDES keys for
-  a new ``a=crypto`` line: :func:`make_crypto`.
+- attribute values: ``rtcp`` :class:`Rtcp` (RFC 3605), ``candidate``
+  :class:`Candidate` (RFC 8839 §5.1), ``group`` :class:`Group` (RFC 5888 §5).
 
-Every ``parse`` raises :class:`SipParseError` (400) and nothing else.
-The line and attribute values are re-exported by :mod:`trunkline.sip.sdp`,
-the payload formats by :mod:`trunkline.sip.offeranswer`.
+Payload formats (``rtpmap``, ``fmtp``, :class:`~trunkline.sip.sdpcodecs.Codec`)
+are in :mod:`trunkline.sip.sdpcodecs`, SRTP keys (``crypto``, ``fingerprint``)
+in :mod:`trunkline.sip.sdpcrypto`, the lexical helpers in
+:mod:`trunkline.sip.sdpsyntax`. Every ``parse`` raises :class:`SipParseError`
+(400) and nothing else. The values are re-exported by :mod:`trunkline.sip.sdp`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
-import re
-import secrets
 from dataclasses import dataclass, field
 
-from trunkline.sip.errors import LocalSipError, SipParseError
+from trunkline.sip.sdpcodecs import (
+    G722,
+    OPUS,
+    PCMU,
+    STATIC_PAYLOAD_TYPES,
+    Codec,
+    RtpMap,
+    parse_fmtp_params,
+)
+from trunkline.sip.sdpcrypto import Crypto, CryptoKey, Fingerprint, make_crypto
+from trunkline.sip.sdpsyntax import fail, parse_int, parse_token, split_fields
 
 __all__ = [
-    "CN",
-    "G722",
-    "OPUS",
-    "PCMA",
-    "PCMU",
-    "STATIC_PAYLOAD_TYPES",
-    "SUPPORTED_SRTP_SUITES",
-    "TELEPHONE_EVENT",
+    "DIRECTIONS",
+    "HOLD_ADDRESSES",
     "Attribute",
     "Bandwidth",
     "Candidate",
-    "Codec",
     "Connection",
-    "Crypto",
-    "CryptoKey",
     "Direction",
-    "Fingerprint",
     "Group",
     "Origin",
     "Rtcp",
-    "RtpMap",
     "Timing",
+]
+# Re-exported for tests/unit/test_sdpfields.py, which imports the payload formats and SRTP
+# keys from here, their home before they got modules of their own.
+__all__ += [
+    "G722",
+    "OPUS",
+    "PCMU",
+    "STATIC_PAYLOAD_TYPES",
+    "Codec",
+    "Crypto",
+    "CryptoKey",
+    "Fingerprint",
+    "RtpMap",
     "make_crypto",
     "parse_fmtp_params",
 ]
 
-DIGITS = re.compile(r"[0-9]{1,20}")
-TOKEN = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")
-PROTO = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+(?:/[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+)*")
-FRACTION = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,6})?")
 HOLD_ADDRESSES = frozenset({"0.0.0.0", "::", "0:0:0:0:0:0:0:0"})
-
-
-def fail(reason: str) -> SipParseError:
-    return SipParseError(f"Bad SDP: {reason}", 400)
-
-
-def parse_int(text: str, what: str, maximum: int | None = None) -> int:
-    """Parse a decimal integer field (ASCII digits only, RFC 8866 §9)."""
-    if not DIGITS.fullmatch(text):
-        raise fail(f"{what} is not a number: {text[:40]!r}")
-    value = int(text)
-    if maximum is not None and value > maximum:
-        raise fail(f"{what} out of range: {value}")
-    return value
-
-
-def parse_token(text: str, what: str) -> str:
-    if not TOKEN.fullmatch(text):
-        raise fail(f"{what} is not a token: {text[:40]!r}")
-    return text
-
-
-def parse_proto(text: str) -> str:
-    """``m=`` transport protocol: tokens joined by ``/`` (RFC 8866 §9, ``proto``)."""
-    if not PROTO.fullmatch(text):
-        raise fail(f"m= proto is malformed: {text[:40]!r}")
-    return text
-
-
-def split_fields(text: str, what: str, minimum: int, maximum: int | None = None) -> list[str]:
-    parts = text.split()
-    if len(parts) < minimum or (maximum is not None and len(parts) > maximum):
-        raise fail(f"malformed {what}: {text[:60]!r}")
-    return parts
 
 
 class Direction(enum.Enum):
@@ -267,60 +233,6 @@ class Attribute:
         return self.name if self.value is None else f"{self.name}:{self.value}"
 
 
-_RTPMAP = re.compile(
-    r"\s*([0-9]{1,3})\s+([!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+)/([0-9]{1,20})(?:/([0-9]{1,3}))?\s*"
-)
-
-
-@dataclass(slots=True, frozen=True)
-class RtpMap:
-    """``a=rtpmap:<payload type> <encoding>/<clock rate>[/<channels>]`` (§6.6)."""
-
-    payload_type: int
-    encoding: str
-    clock_rate: int
-    channels: int | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> RtpMap:
-        match = _RTPMAP.fullmatch(text)
-        if match is not None:  # the common, well-formed case in one regex
-            pt_text, name, rate, channels_text = match.groups()
-            channels_value = None if channels_text is None else int(channels_text)
-            if int(pt_text) <= 127 and (channels_value is None or channels_value <= 255):
-                return cls(int(pt_text), name, int(rate), channels_value)
-        pt, encoding = split_fields(text, "rtpmap", 2, 2)
-        parts = encoding.split("/")
-        if len(parts) not in (2, 3) or not parts[0]:
-            raise fail(f"malformed rtpmap: {text[:60]!r}")
-        channels = parse_int(parts[2], "rtpmap channels", 255) if len(parts) == 3 else None
-        return cls(
-            payload_type=parse_int(pt, "rtpmap payload type", 127),
-            encoding=parse_token(parts[0], "rtpmap encoding"),
-            clock_rate=parse_int(parts[1], "rtpmap clock rate"),
-            channels=channels,
-        )
-
-    def __str__(self) -> str:
-        text = f"{self.payload_type} {self.encoding}/{self.clock_rate}"
-        return text if self.channels is None else f"{text}/{self.channels}"
-
-
-def parse_fmtp_params(text: str) -> dict[str, str | None]:
-    """Split ``a=fmtp`` parameters written as ``name=value;name2=value2`` (RFC 4855 §3).
-
-    Parameters without ``=`` (``0-16`` for telephone-event) map to None.
-    """
-    params: dict[str, str | None] = {}
-    for raw in text.split(";"):
-        item = raw.strip()
-        if not item:
-            continue
-        name, sep, value = item.partition("=")
-        params[name.strip()] = value.strip() if sep else None
-    return params
-
-
 @dataclass(slots=True, frozen=True)
 class Rtcp:
     """``a=rtcp:<port> [<nettype> <addrtype> <address>]`` (RFC 3605 §2.1)."""
@@ -338,91 +250,6 @@ class Rtcp:
 
     def __str__(self) -> str:
         return str(self.port) if self.connection is None else f"{self.port} {self.connection}"
-
-
-def _b64decode(text: str) -> bytes:
-    """Strict base64, but tolerant of missing ``=`` padding (seen in the wild)."""
-    if not text:
-        raise binascii.Error("empty")
-    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-
-
-@dataclass(slots=True, frozen=True)
-class CryptoKey:
-    """One SDES key parameter: ``inline:<key||salt base64>[|<lifetime>][|<MKI>:<length>]``.
-
-    RFC 4568 §9.1 / §6.1. ``lifetime`` is kept as written (``2^31`` or decimal).
-    """
-
-    key_salt: str
-    lifetime: str | None = None
-    mki: int | None = None
-    mki_length: int | None = None
-    method: str = "inline"
-
-    @classmethod
-    def parse(cls, text: str) -> CryptoKey:
-        method, sep, info = text.partition(":")
-        if not sep or method != "inline" or not info:
-            raise fail(f"unsupported crypto key method: {text[:60]!r}")
-        key_salt, *rest = info.split("|")
-        if len(rest) > 2:
-            raise fail(f"malformed crypto key: {text[:60]!r}")
-        try:
-            _b64decode(key_salt)
-        except (binascii.Error, ValueError):
-            raise fail(f"crypto key is not base64: {key_salt[:60]!r}") from None
-        lifetime: str | None = None
-        mki: int | None = None
-        mki_length: int | None = None
-        for index, part in enumerate(rest):
-            if ":" in part:
-                mki_text, _, length_text = part.partition(":")
-                mki = parse_int(mki_text, "crypto MKI")
-                mki_length = parse_int(length_text, "crypto MKI length", 128)
-            elif index == 0 and re.fullmatch(r"(?:2\^[0-9]{1,3}|[0-9]{1,20})", part):
-                lifetime = part
-            else:
-                raise fail(f"malformed crypto key: {text[:60]!r}")
-        return cls(key_salt, lifetime, mki, mki_length, method)
-
-    @property
-    def key_bytes(self) -> bytes:
-        """The concatenated master key and salt (RFC 4568 §6.1)."""
-        return _b64decode(self.key_salt)
-
-    def __str__(self) -> str:
-        text = f"{self.method}:{self.key_salt}"
-        if self.lifetime is not None:
-            text += f"|{self.lifetime}"
-        if self.mki is not None:
-            text += f"|{self.mki}:{self.mki_length}"
-        return text
-
-
-@dataclass(slots=True, frozen=True)
-class Crypto:
-    """``a=crypto:<tag> <crypto-suite> <key-params> [<session-params>]`` (RFC 4568 §9.1)."""
-
-    tag: int
-    suite: str
-    keys: tuple[CryptoKey, ...]
-    session_params: tuple[str, ...] = ()
-
-    @classmethod
-    def parse(cls, text: str) -> Crypto:
-        tag, suite, key_params, *session_params = split_fields(text, "crypto attribute", 3)
-        keys = tuple(CryptoKey.parse(key) for key in key_params.split(";"))
-        return cls(
-            parse_int(tag, "crypto tag", 999999999),
-            parse_token(suite, "crypto suite"),
-            keys,
-            tuple(session_params),
-        )
-
-    def __str__(self) -> str:
-        keys = ";".join(str(key) for key in self.keys)
-        return " ".join([str(self.tag), self.suite, keys, *self.session_params])
 
 
 @dataclass(slots=True, frozen=True)
@@ -497,24 +324,6 @@ class Candidate:
 
 
 @dataclass(slots=True, frozen=True)
-class Fingerprint:
-    """``a=fingerprint:<hash-func> <AB:CD:...>`` of a DTLS certificate (RFC 8122 §5)."""
-
-    hash_function: str
-    value: str
-
-    @classmethod
-    def parse(cls, text: str) -> Fingerprint:
-        hash_function, value = split_fields(text, "fingerprint", 2, 2)
-        if not re.fullmatch(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2})*", value):
-            raise fail(f"malformed fingerprint: {value[:60]!r}")
-        return cls(parse_token(hash_function, "fingerprint hash function"), value)
-
-    def __str__(self) -> str:
-        return f"{self.hash_function} {self.value}"
-
-
-@dataclass(slots=True, frozen=True)
 class Group:
     """``a=group:<semantics> <mid> ...`` (RFC 5888 §5), e.g. ``BUNDLE 0 1``."""
 
@@ -528,94 +337,3 @@ class Group:
 
     def __str__(self) -> str:
         return " ".join([self.semantics, *self.mids])
-
-
-@dataclass(frozen=True, slots=True)
-class Codec:
-    """An RTP payload format as SDP names it (``a=rtpmap`` + ``a=fmtp``).
-
-    ``payload_type`` is the preferred number (the static one for PCMU, PCMA,
-    G722...); the offerer's number wins in an answer.
-    """
-
-    name: str
-    clock_rate: int
-    channels: int = 1
-    fmtp: str | None = None
-    payload_type: int | None = None
-
-    @property
-    def is_telephone_event(self) -> bool:
-        return self.name.lower() == "telephone-event"
-
-    @property
-    def is_comfort_noise(self) -> bool:
-        return self.name.upper() == "CN"
-
-    def matches(self, rtpmap: RtpMap) -> bool:
-        """Same encoding name (case-insensitive), clock rate and channel count."""
-        return (
-            self.name.lower() == rtpmap.encoding.lower()
-            and self.clock_rate == rtpmap.clock_rate
-            and self.channels == (rtpmap.channels or 1)
-        )
-
-    def rtpmap(self, payload_type: int) -> RtpMap:
-        channels = None if self.channels == 1 else self.channels
-        return RtpMap(payload_type, self.name, self.clock_rate, channels)
-
-
-PCMU = Codec("PCMU", 8000, payload_type=0)
-PCMA = Codec("PCMA", 8000, payload_type=8)
-# G.722 samples at 16 kHz but is written 8000 in SDP (RFC 3551 §4.5.2).
-G722 = Codec("G722", 8000, payload_type=9)
-CN = Codec("CN", 8000, payload_type=13)
-# Opus is always written opus/48000/2 (RFC 7587 §7).
-OPUS = Codec("opus", 48000, 2, "minptime=10;useinbandfec=1", 111)
-TELEPHONE_EVENT = Codec("telephone-event", 8000, fmtp="0-16", payload_type=101)
-
-STATIC_PAYLOAD_TYPES: dict[int, Codec] = {
-    pt: Codec(name, rate, channels, payload_type=pt)
-    for pt, name, rate, channels in [
-        # RFC 3551 §6, table 4 (audio).
-        (0, "PCMU", 8000, 1),
-        (3, "GSM", 8000, 1),
-        (4, "G723", 8000, 1),
-        (5, "DVI4", 8000, 1),
-        (6, "DVI4", 16000, 1),
-        (7, "LPC", 8000, 1),
-        (8, "PCMA", 8000, 1),
-        (9, "G722", 8000, 1),
-        (10, "L16", 44100, 2),
-        (11, "L16", 44100, 1),
-        (12, "QCELP", 8000, 1),
-        (13, "CN", 8000, 1),
-        (14, "MPA", 90000, 1),
-        (15, "G728", 8000, 1),
-        (16, "DVI4", 11025, 1),
-        (17, "DVI4", 22050, 1),
-        (18, "G729", 8000, 1),
-    ]
-}
-
-# SDES suites we can key (RFC 4568 §6.2, RFC 6188, RFC 7714) -> master key+salt length.
-SUPPORTED_SRTP_SUITES: dict[str, int] = {
-    "AES_CM_128_HMAC_SHA1_80": 30,
-    "AES_CM_128_HMAC_SHA1_32": 30,
-    "AES_256_CM_HMAC_SHA1_80": 46,
-    "AES_256_CM_HMAC_SHA1_32": 46,
-    "AEAD_AES_128_GCM": 28,
-    "AEAD_AES_256_GCM": 44,
-}
-
-
-def make_crypto(tag: int, suite: str, key: bytes | None = None) -> Crypto:
-    """An ``a=crypto`` line with a fresh (or the given) master key and salt (RFC 4568)."""
-    length = SUPPORTED_SRTP_SUITES.get(suite)
-    if length is None:
-        raise LocalSipError(f"unsupported SRTP suite {suite}")
-    if key is None:
-        key = secrets.token_bytes(length)
-    elif len(key) != length:
-        raise LocalSipError(f"{suite} needs a {length}-byte key and salt, got {len(key)}")
-    return Crypto(tag, suite, (CryptoKey(base64.b64encode(key).decode("ascii")),))

@@ -30,7 +30,7 @@ from trunkline.sip.sdp import (
     Origin,
     SessionDescription,
 )
-from trunkline.sip.sdpfields import STATIC_PAYLOAD_TYPES, Codec
+from trunkline.sip.sdpcodecs import STATIC_PAYLOAD_TYPES, Codec
 
 __all__ = ["LocalSession", "audio_media", "create_offer", "session_description"]
 

@@ -100,6 +100,25 @@ class Via(LazyParams):
         return cls._parse_slow(text)
 
     @classmethod
+    def canonical(cls, transport: str, host: str, port: int | None, params_text: str) -> Via:
+        """The Via an element writes itself, from its parts; no parsing.
+
+        ``transport`` upper-case, ``host`` a hostname or an IP (IPv6 in
+        brackets), ``params_text`` canonical (``;branch=z9hG4bK..;rport``):
+        the caller's own values, as :meth:`parse` would have produced them
+        from ``str(via)``, but without the regular expression.
+        """
+        via = cls.__new__(cls)
+        set_slot(via, "transport", transport)
+        set_slot(via, "host", host)
+        set_slot(via, "port", port)
+        set_slot(via, "protocol", "SIP/2.0")
+        set_slot(via, "_params", None)
+        set_slot(via, "_params_text", params_text)
+        set_slot(via, "_branch", _Unset.UNSET)
+        return via
+
+    @classmethod
     def _parse_slow(cls, text: str) -> Via:
         # sent-protocol = protocol-name SLASH protocol-version SLASH transport,
         # where SLASH allows LWS on both sides (RFC 4475 §3.1.1.1 wsinv).

@@ -44,6 +44,7 @@ T = TypeVar("T")
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _CALL_ID_RE = re.compile(r"[^\x00-\x20\x7f,]+")
+_MISSING = object()
 
 
 # A proxy prepends Via and Record-Route and pops Via and Route (RFC 3261
@@ -61,13 +62,15 @@ class HeaderViews:
     headers: Headers
 
     def _typed(self, key: str, parse: Callable[[Values], T]) -> T:
-        cache = self.headers._cache
-        try:
-            return cache[key]  # type: ignore[no-any-return]
-        except KeyError:
-            value = parse(self.headers._lines_by_key(key))
+        # A miss is common (a header read once, a view dropped by an edit): no
+        # KeyError raised for it, and None is a valid cached value.
+        headers = self.headers
+        cache = headers._cache
+        value = cache.get(key, _MISSING)
+        if value is _MISSING:
+            value = parse(headers._index.get(key, ()))
             cache[key] = value
-            return value
+        return value  # type: ignore[no-any-return]
 
     # --------------------------------------------------------- typed views
 

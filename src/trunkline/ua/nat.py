@@ -8,7 +8,7 @@ socket the request left from):
 
 - :func:`run_binding` drives a transaction with any ``send`` function and a
   queue the caller fills with the STUN datagrams it receives; the phone's
-  SIP socket (:class:`~trunkline.ua.phone.PhoneEndpoint`) uses it for the
+  SIP socket (:class:`~trunkline.ua.phoneendpoint.PhoneEndpoint`) uses it for the
   Contact;
 - :func:`discover_on_rtp` does it on a call's RTP socket before the media
   session takes the socket over, for the SDP ``c=``/``m=`` lines;

@@ -27,7 +27,9 @@ proxy) new calls go through the registrar as a pre-loaded loose route
 SIP socket and each call's RTP socket learn their public addresses by STUN
 (RFC 5389) for the Contact and the SDP. A caller's CANCEL reaches the ringing
 call through :class:`PhoneEndpoint`, the endpoint's CANCEL hook (§9.2).
-The configuration and the events are :mod:`trunkline.ua.phoneevents`.
+The configuration and the events are :mod:`trunkline.ua.phoneevents`, the
+endpoint :mod:`trunkline.ua.phoneendpoint`, the registrations
+:mod:`trunkline.ua.phoneregistrations`.
 """
 
 from __future__ import annotations
@@ -35,27 +37,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any
 
-from trunkline.sip.aio.endpoint import IncomingRequest, SipEndpoint, Source
+from trunkline.sip.aio.endpoint import IncomingRequest, SipEndpoint
 from trunkline.sip.aio.routing import Destination
-from trunkline.sip.aio.transport import TransportError
 from trunkline.sip.auth import DigestClient
 from trunkline.sip.errors import LocalSipError, SipError
 from trunkline.sip.events import DialogStateChanged, Event
 from trunkline.sip.headers import NameAddr, Replaces
-from trunkline.sip.transaction import ServerTransaction
-from trunkline.ua.call import (
-    Call,
-    CallDirection,
-    CallEnded,
-    CallEvent,
-    CallResult,
-)
-from trunkline.ua.nat import StunError, parse_server, resolve_server, run_binding
+from trunkline.ua.call import Call
+from trunkline.ua.callevents import CallDirection, CallEnded, CallEvent, CallResult
+from trunkline.ua.nat import StunError, parse_server, resolve_server
+from trunkline.ua.phoneendpoint import PhoneEndpoint, local_address_for
 from trunkline.ua.phoneevents import (
     TRANSPORTS,
     IncomingCall,
@@ -67,16 +62,12 @@ from trunkline.ua.phoneevents import (
     describe,
     sip_uri,
 )
+from trunkline.ua.phoneregistrations import PhoneRegistrations
 from trunkline.ua.registration import (
-    Account,
-    Registered,
     RegistrationClient,
     RegistrationEvent,
-    RegistrationFailed,
     RegistrationState,
-    Unregistered,
 )
-from trunkline.ua.stun import is_stun
 from trunkline.ua.transfer import ReferTarget
 
 __all__ = [
@@ -96,63 +87,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class PhoneEndpoint(SipEndpoint):
-    """A :class:`SipEndpoint` that reports a caller's CANCEL as it is handled.
-
-    It keeps the UA behaviour of RFC 3261 §9.2 (200 to the CANCEL, 487 to the
-    INVITE, both from :meth:`SipEndpoint.handle_cancel`, the endpoint's public
-    CANCEL hook) and then calls :attr:`on_cancelled` with the cancelled
-    INVITE's :class:`IncomingRequest`, so a ringing call ends at once.
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.on_cancelled: Callable[[IncomingRequest], None] | None = None
-        self._stun_inbox: asyncio.Queue[bytes] | None = None
-
-    def on_foreign_datagram(self, data: bytes, source: Source) -> bool:
-        # STUN and SIP share the UDP socket while we probe it (RFC 5389 §6 demultiplexing:
-        # a STUN message starts with two zero bits and carries the magic cookie).
-        if self._stun_inbox is not None and is_stun(data):
-            self._stun_inbox.put_nowait(data)
-            return True
-        return False
-
-    async def discover_public_address(
-        self, server: tuple[str, int], *, local: tuple[str, int] | None = None
-    ) -> tuple[str, int]:
-        """The public (host, port) of our UDP SIP socket at ``local``, by STUN Binding.
-
-        Four requests (0, 0.5, 1.5, 3.5 s), failure at 5.5 s: a phone that starts
-        should not wait out the 39.5 s of RFC 5389 §7.2.1 for a dead server.
-        """
-        sock = self.transport.udp_socket_for(server, local)
-        inbox: asyncio.Queue[bytes] = asyncio.Queue()
-        self._stun_inbox = inbox
-        try:
-            return await run_binding(lambda data: sock.sendto(data, server), inbox, rc=4, rm=4)
-        finally:
-            self._stun_inbox = None
-
-    def handle_cancel(self, cancel: IncomingRequest, invite: ServerTransaction | None) -> None:
-        incoming = self.incoming_for(invite) if invite is not None else None
-        super().handle_cancel(cancel, invite)
-        if incoming is not None and incoming.cancelled and self.on_cancelled is not None:
-            self.on_cancelled(incoming)
-
-
-def local_address_for(remote_host: str) -> str:
-    """The local IP the kernel would use to reach ``remote_host`` (no packet is sent)."""
-    family = socket.AF_INET6 if ":" in remote_host else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_DGRAM) as probe:
-            probe.connect((remote_host.strip("[]"), 9))
-            return str(probe.getsockname()[0])
-    except OSError:
-        return "::1" if family == socket.AF_INET6 else "127.0.0.1"
-
-
-class Phone:
+class Phone(PhoneRegistrations):
     """A SIP user agent; build it with :meth:`start`."""
 
     def __init__(self, config: PhoneConfig, endpoint: SipEndpoint) -> None:
@@ -496,101 +431,6 @@ class Phone:
                 # and ends the call with its own reason): call_soon runs in FIFO order.
                 reason = f"dialog ended: {event.reason}"
                 self.endpoint.loop.call_soon(call.dialog_ended, reason)
-
-    # -- registration --------------------------------------------------------------
-    def account(
-        self,
-        aor: str | None = None,
-        *,
-        registrar: str | None = None,
-        expires: int = 3600,
-    ) -> Account:
-        """An :class:`Account` for this phone's user, contact and password."""
-        if aor is None:
-            if registrar is None:
-                raise LocalSipError("an account needs an AOR or a registrar")
-            aor = aor_for(self.config.user, registrar)
-        return Account(
-            aor=aor,
-            contact=self.contact(),
-            password=self.config.password,
-            username=self.config.auth_user,
-            registrar=registrar,
-            expires=expires,
-            display_name=self.config.display_name,
-            route=self.route()[:1] if self.config.outbound_proxy else (),
-        )
-
-    async def register(self, account: Account, *, timeout: float = 40.0) -> RegistrationEvent:
-        """Register ``account`` and keep it registered; returns the first outcome."""
-        client = self.registrations.get(account.aor)
-        if client is None:
-            client = RegistrationClient(account)
-            self.registrations[account.aor] = client
-        waiter: asyncio.Future[RegistrationEvent] = self.endpoint.loop.create_future()
-        self._reg_waiters.setdefault(account.aor, []).append(waiter)
-        client.start(self.endpoint.loop.time())
-        self._pump_registration(client)
-        try:
-            event = await asyncio.wait_for(waiter, timeout)
-        except TimeoutError:
-            return RegistrationFailed(408, "no answer from the registrar", None)
-        if isinstance(event, Registered) and self.registered_aor is None:
-            self.registered_aor = account.aor
-        return event
-
-    async def unregister(self, aor: str, *, timeout: float = 10.0) -> RegistrationEvent | None:
-        """Remove the binding of ``aor`` (expires=0, §10.2.2)."""
-        client = self.registrations.get(aor)
-        if client is None or client.state is RegistrationState.UNREGISTERED:
-            return None
-        waiter: asyncio.Future[RegistrationEvent] = self.endpoint.loop.create_future()
-        self._reg_waiters.setdefault(aor, []).append(waiter)
-        client.stop(self.endpoint.loop.time())
-        self._pump_registration(client)
-        try:
-            while True:
-                event = await asyncio.wait_for(asyncio.shield(waiter), timeout)
-                if isinstance(event, Unregistered):
-                    return event
-                waiter = self.endpoint.loop.create_future()
-                self._reg_waiters.setdefault(aor, []).append(waiter)
-        except TimeoutError:
-            return None
-
-    def _pump_registration(self, client: RegistrationClient) -> None:
-        """Send what the client queued, hand its events up, arm its one timer."""
-        aor = client.account.aor
-        for request in client.requests_to_send():
-            self._spawn(self._send_register(client, request))
-        while (event := client.next_event()) is not None:
-            logger.info("registration %s: %s", aor, event)
-            self._emit(RegistrationUpdate(client.account, event))
-            for waiter in self._reg_waiters.pop(aor, []):
-                if not waiter.done():
-                    waiter.set_result(event)
-        old = self._reg_timers.pop(aor, None)
-        if old is not None:
-            old.cancel()
-        at = client.get_timer()
-        if (at is not None and not self._closing) or (
-            at is not None and client.state is RegistrationState.UNREGISTERING
-        ):
-            self._reg_timers[aor] = self.endpoint.loop.call_at(at, self._registration_timer, client)
-
-    def _registration_timer(self, client: RegistrationClient) -> None:
-        self._reg_timers.pop(client.account.aor, None)
-        client.handle_timer(self.endpoint.loop.time())
-        self._pump_registration(client)
-
-    async def _send_register(self, client: RegistrationClient, request: Any) -> None:
-        try:
-            response = await self.endpoint.send_request(request)
-        except (TransportError, SipError, ValueError, OSError) as exc:
-            client.handle_timeout(self.endpoint.loop.time(), str(exc))
-        else:
-            client.handle_response(response, self.endpoint.loop.time())
-        self._pump_registration(client)
 
     # -- shutdown ------------------------------------------------------------------
     async def close(self, *, unregister: bool = True) -> None:

@@ -104,6 +104,11 @@ def _encode_index(pcm: Pcm) -> npt.NDArray[np.uint16]:
     return index
 
 
+def encode_with(table: npt.NDArray[np.uint8], pcm: Pcm) -> bytes:
+    """Encode PCM (coerced to int16 as ``as_pcm`` does) with an encode table."""
+    return table[_encode_index(as_pcm(pcm))].tobytes()
+
+
 def lin2ulaw(pcm: Pcm) -> bytes:
     """Encode int16 PCM to mu-law bytes."""
     return ULAW_ENCODE[_encode_index(as_pcm(pcm))].tobytes()
@@ -142,6 +147,7 @@ class G711Decoder(Decoder):
         super().__init__(info)
         self.table = table  # read by decode_many, per frame: a plain attribute
         self._plc = WaveformPlc(info.sample_rate)
+        self.plc = self._plc  # what the media session's playout inlines (steady_frame, keep)
         # What decode_many calls per frame: the concealment history's update itself,
         # bound once, rather than through the ``decoded`` method (one call less).
         self.finish = self._plc.update

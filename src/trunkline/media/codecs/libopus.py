@@ -36,6 +36,7 @@ import platform
 import sys
 import weakref
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -56,70 +57,78 @@ SET_PACKET_LOSS_PERC = 4014
 _c_int16_p = ctypes.POINTER(ctypes.c_int16)
 
 
+_int_p = ctypes.POINTER(ctypes.c_int)
+_Prototypes = dict[str, tuple[type | None, tuple[type, ...] | None]]
+
+#: (restype, argtypes) of the decoder functions (opus.h).
+_DECODER: _Prototypes = {
+    "opus_get_version_string": (ctypes.c_char_p, ()),
+    "opus_strerror": (ctypes.c_char_p, (ctypes.c_int,)),
+    "opus_decoder_create": (ctypes.c_void_p, (ctypes.c_int32, ctypes.c_int, _int_p)),
+    "opus_decoder_destroy": (None, (ctypes.c_void_p,)),
+    "opus_decode": (
+        ctypes.c_int,
+        (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int32, _c_int16_p, ctypes.c_int, ctypes.c_int),
+    ),
+    "opus_packet_get_nb_samples": (ctypes.c_int, (ctypes.c_char_p, ctypes.c_int32, ctypes.c_int32)),
+}
+#: opus_packet_has_lbrr appeared in libopus 1.5; older system copies lack it.
+_LBRR: _Prototypes = {"opus_packet_has_lbrr": (ctypes.c_int, (ctypes.c_char_p, ctypes.c_int32))}
+#: The encoder functions. In ``opus_encode`` the ``const opus_int16 *pcm`` is passed as the
+#: frame's bytes and ``unsigned char *data`` as a ctypes buffer (both ``c_char_p``);
+#: ``opus_encoder_ctl`` is variadic: its arguments stay undeclared (None).
+_ENCODER: _Prototypes = {
+    "opus_encoder_create": (
+        ctypes.c_void_p,
+        (ctypes.c_int32, ctypes.c_int, ctypes.c_int, _int_p),
+    ),
+    "opus_encoder_destroy": (None, (ctypes.c_void_p,)),
+    "opus_encode": (
+        ctypes.c_int32,
+        (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int32),
+    ),
+    "opus_encoder_ctl": (ctypes.c_int, None),
+}
+
+
+def _declare(lib: ctypes.CDLL, prototypes: _Prototypes) -> bool:
+    """Declare ``prototypes`` (name: restype, argtypes) on ``lib``; False if it lacks one."""
+    if not all(hasattr(lib, name) for name in prototypes):
+        return False
+    for name, (restype, argtypes) in prototypes.items():
+        function = getattr(lib, name)
+        function.restype = restype
+        if argtypes is not None:
+            function.argtypes = list(argtypes)
+    return True
+
+
 class LibOpus:
-    """The decoder functions of one loaded libopus, with their C prototypes declared."""
+    """The functions of one loaded libopus, with their C prototypes declared."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         lib = ctypes.CDLL(path)
         self._lib = lib
-        lib.opus_get_version_string.restype = ctypes.c_char_p
-        lib.opus_get_version_string.argtypes = []
-        lib.opus_strerror.restype = ctypes.c_char_p
-        lib.opus_strerror.argtypes = [ctypes.c_int]
-        lib.opus_decoder_create.restype = ctypes.c_void_p
-        lib.opus_decoder_create.argtypes = [
-            ctypes.c_int32,
-            ctypes.c_int,
-            ctypes.POINTER(ctypes.c_int),
-        ]
-        lib.opus_decoder_destroy.restype = None
-        lib.opus_decoder_destroy.argtypes = [ctypes.c_void_p]
-        lib.opus_decode.restype = ctypes.c_int
-        lib.opus_decode.argtypes = [
-            ctypes.c_void_p,
-            ctypes.c_char_p,
-            ctypes.c_int32,
-            _c_int16_p,
-            ctypes.c_int,
-            ctypes.c_int,
-        ]
-        lib.opus_packet_get_nb_samples.restype = ctypes.c_int
-        lib.opus_packet_get_nb_samples.argtypes = [ctypes.c_char_p, ctypes.c_int32, ctypes.c_int32]
-        # opus_packet_has_lbrr appeared in libopus 1.5; older system copies lack it.
-        self._has_lbrr = getattr(lib, "opus_packet_has_lbrr", None)
-        if self._has_lbrr is not None:
-            self._has_lbrr.restype = ctypes.c_int
-            self._has_lbrr.argtypes = [ctypes.c_char_p, ctypes.c_int32]
+        if not _declare(lib, _DECODER):
+            raise AttributeError(f"{path} lacks the Opus decoder API")
+        self._has_lbrr = lib.opus_packet_has_lbrr if _declare(lib, _LBRR) else None
         self.version = (lib.opus_get_version_string() or b"").decode("ascii", "replace")
-        self.has_encoder = all(
-            hasattr(lib, name)
-            for name in (
-                "opus_encoder_create",
-                "opus_encoder_destroy",
-                "opus_encode",
-                "opus_encoder_ctl",
-            )
-        )
-        if self.has_encoder:
-            lib.opus_encoder_create.restype = ctypes.c_void_p
-            lib.opus_encoder_create.argtypes = [
-                ctypes.c_int32,
-                ctypes.c_int,
-                ctypes.c_int,
-                ctypes.POINTER(ctypes.c_int),
-            ]
-            lib.opus_encoder_destroy.restype = None
-            lib.opus_encoder_destroy.argtypes = [ctypes.c_void_p]
-            lib.opus_encode.restype = ctypes.c_int32
-            lib.opus_encode.argtypes = [
-                ctypes.c_void_p,
-                ctypes.c_char_p,  # const opus_int16 *pcm: the frame's bytes
-                ctypes.c_int,
-                ctypes.c_char_p,  # unsigned char *data: a ctypes buffer
-                ctypes.c_int32,
-            ]
-            lib.opus_encoder_ctl.restype = ctypes.c_int
+        self.has_encoder = _declare(lib, _ENCODER)
+
+    def new_state(
+        self, owner: object, kind: Literal["decoder", "encoder"], *args: int
+    ) -> tuple[int, weakref.finalize[..., object]]:
+        """``opus_<kind>_create(*args, &error)``, destroyed when ``owner`` is collected.
+
+        Returns the state and the finalizer that frees it (call it to free it sooner).
+        """
+        error = ctypes.c_int(OPUS_OK)
+        state: int | None = getattr(self._lib, f"opus_{kind}_create")(*args, ctypes.byref(error))
+        if not state or error.value != OPUS_OK:
+            raise CodecError(f"opus_{kind}_create failed: {self.strerror(error.value)}")
+        destroy = getattr(self._lib, f"opus_{kind}_destroy")
+        return state, weakref.finalize(owner, destroy, state)
 
     def encoder_ctl(self, state: int, request: int, value: int) -> None:
         """``opus_encoder_ctl(st, request, (opus_int32) value)``; CodecError on failure."""
@@ -197,14 +206,9 @@ class NativeDecoder:
         self.lib = lib
         self.sample_rate = sample_rate
         self.channels = channels
-        error = ctypes.c_int(OPUS_OK)
-        state = lib._lib.opus_decoder_create(sample_rate, channels, ctypes.byref(error))
-        if not state or error.value != OPUS_OK:
-            raise CodecError(f"opus_decoder_create failed: {lib.strerror(error.value)}")
-        self._state: int = state
+        self._state, self._finalizer = lib.new_state(self, "decoder", sample_rate, channels)
         self.max_samples = sample_rate * MAX_FRAME_MS // 1000  # per channel
         self._buffer = (ctypes.c_int16 * (self.max_samples * channels))()
-        self._finalizer = weakref.finalize(self, lib._lib.opus_decoder_destroy, state)
 
     @property
     def granule(self) -> int:
@@ -278,21 +282,16 @@ class NativeEncoder:
         self.lib = lib
         self.sample_rate = sample_rate
         self.channels = channels
-        error = ctypes.c_int(OPUS_OK)
-        state = lib._lib.opus_encoder_create(
-            sample_rate, channels, application, ctypes.byref(error)
+        self._state, self._finalizer = lib.new_state(
+            self, "encoder", sample_rate, channels, application
         )
-        if not state or error.value != OPUS_OK:
-            raise CodecError(f"opus_encoder_create failed: {lib.strerror(error.value)}")
-        self._state: int = state
-        self._finalizer = weakref.finalize(self, lib._lib.opus_encoder_destroy, state)
         for request, value in (
             (SET_BITRATE, bitrate),
             (SET_COMPLEXITY, complexity),
             (SET_INBAND_FEC, int(fec)),
             (SET_PACKET_LOSS_PERC, loss_percent),
         ):
-            lib.encoder_ctl(state, request, value)
+            lib.encoder_ctl(self._state, request, value)
         self._out = ctypes.create_string_buffer(MAX_PACKET)
         self._encode = lib._lib.opus_encode
 

@@ -54,6 +54,11 @@ class WaveformPlc:
         self._history_len = 2 * self._max_pitch + self._window
         self._frame = 0  # length of the frames ``_recent`` is sized for
         self._recent: deque[Pcm] = deque(maxlen=1)  # the last good frames, oldest first
+        #: The hot path of :meth:`update`, for callers that inline it: while not
+        #: concealing, a good frame of ``steady_frame`` samples is only appended to
+        #: the history with ``keep`` (``steady_frame`` is -1 while concealing).
+        self.steady_frame = -1
+        self.keep = self._recent.append
         self._cycle: npt.NDArray[np.float64] | None = None
         self._pos = 0
         self._lost = 0
@@ -80,6 +85,7 @@ class WaveformPlc:
         self._cycle = None
         self._lost = 0
         self._push(pcm)
+        self.steady_frame = self._frame
         return out
 
     def conceal(self, samples: int) -> Pcm:
@@ -92,6 +98,7 @@ class WaveformPlc:
                 return np.zeros(samples, dtype=np.int16)
             self._cycle = self._make_cycle()
             self._pos = 0
+            self.steady_frame = -1
         synthetic = self._synthesize(samples)
         return np.clip(np.rint(synthetic), -32768, 32767).astype(np.int16)
 
@@ -104,6 +111,9 @@ class WaveformPlc:
         if n != self._frame:
             self._frame = n
             self._recent = deque(self._recent, maxlen=-(-self._history_len // n))
+            self.keep = self._recent.append
+            if self._cycle is None:
+                self.steady_frame = n
         self._recent.append(pcm)
 
     @property

@@ -120,6 +120,11 @@ _SIP_FIRST_BYTES = frozenset(
 )
 
 
+def _source_of(inbound: Inbound) -> Source:
+    peer = inbound.peer
+    return Source(inbound.transport, peer[0], peer[1], inbound.local, inbound.connection)
+
+
 class SipEndpoint(ClientRequests):
     """One SIP endpoint: its transports, its transaction layer, its TU callbacks."""
 
@@ -226,27 +231,23 @@ class SipEndpoint(ClientRequests):
     def _on_inbound(self, inbound: Inbound) -> None:
         self.stats.received += 1
         data = inbound.data
-        source = Source(
-            inbound.transport, inbound.peer[0], inbound.peer[1], inbound.local, inbound.connection
-        )
-        if (
-            inbound.transport == "UDP"
-            and data[:1] not in _SIP_FIRST_BYTES
-            and self.on_foreign_datagram(data, source)
-        ):
-            self.stats.foreign += 1
-            return
+        if inbound.transport == "UDP" and data[:1] not in _SIP_FIRST_BYTES:
+            source = _source_of(inbound)
+            if self.on_foreign_datagram(data, source):
+                self.stats.foreign += 1
+                return
         try:
             message = parse_message(data)
             if isinstance(message, Request):
+                source = _source_of(inbound)
                 self._current_source = source
                 self._current_size = len(data)
                 self._receive_request(message, source)
-            else:
+            else:  # a response goes by its Via (§18.2.2): its source is not needed
                 self._receive_response(message)
         except SipParseError as exc:
             self._current_source = None
-            self._reject_malformed(data, source, exc)
+            self._reject_malformed(data, _source_of(inbound), exc)
             return
         try:
             self.pump()
@@ -285,12 +286,8 @@ class SipEndpoint(ClientRequests):
         self._send_bytes(reply, destination, connection=source.connection)
 
     def _receive_request(self, request: Request, source: Source) -> None:
-        # Touch the fields every layer needs so a malformed one raises here (§8.2).
-        if request.top_via is None:
-            raise SipParseError("Missing Via header")
-        _ = (request.call_id, request.cseq, request.from_, request.to)
-        if request.cseq.method != request.method:
-            raise SipParseError("CSeq method does not match the request method")
+        # parse_message checked what every layer needs (Via, Call-ID, CSeq and its
+        # method, From, To: §8.2, RFC 4475), so a malformed one raised already.
         self.stats.requests += 1
         stamp_received(request, source.address)
         now = self.loop.time()
@@ -352,9 +349,7 @@ class SipEndpoint(ClientRequests):
         return self._incoming.get(id(transaction))
 
     def _receive_response(self, response: Response) -> None:
-        if response.top_via is None:
-            raise SipParseError("Missing Via header")
-        _ = (response.call_id, response.cseq)
+        # Via, Call-ID and CSeq were checked by parse_message.
         self.stats.responses += 1
         self.transactions.receive_response(response, self.loop.time())
 

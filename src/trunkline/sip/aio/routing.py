@@ -83,10 +83,9 @@ def stamp_received(request: Request, source: tuple[str, int]) -> bool:
     source IP (no brackets, RFC 5118 §4.5). With ``rport`` requested the
     server MUST add ``received`` even when it equals sent-by (RFC 3581 §4).
     """
-    vias = request.via
-    if not vias:
+    top = request.top_via
+    if top is None:
         return False
-    top = vias[0]
     host, port = source
     params: dict[str, str | None] = {}
     if top.rport_requested:
@@ -96,7 +95,7 @@ def stamp_received(request: Request, source: tuple[str, int]) -> bool:
         params["received"] = normalize_host(host)
     if not params:
         return False
-    request.via = [top.with_params(**params), *vias[1:]]
+    request.via = [top.with_params(**params), *request.via[1:]]
     return True
 
 

@@ -250,8 +250,12 @@ class UdpSocket(asyncio.DatagramProtocol):
         if not data.strip(b"\r\n\x00 "):
             return  # a bare CRLF keep-alive datagram
         peer = _address(addr)
+        layer = self.layer
+        steer = layer.steer_datagram
+        if steer is not None and steer(data, peer, self.local):
+            return  # another process of the shared port takes it
         trace_message(False, "UDP", peer, data)
-        self.layer._deliver(Inbound(data, "UDP", peer, self.local, None))
+        layer._deliver(Inbound(data, "UDP", peer, self.local, None))
 
     def error_received(self, exc: Exception) -> None:
         logger.debug("UDP %s: %s", format_address(self.local), exc)
@@ -300,6 +304,9 @@ class TransportLayer:
         self._all: set[Connection] = set()
         self._sweeper: asyncio.TimerHandle | None = None
         self._closing = False
+        self.steer_datagram: Callable[[bytes, Address, Address], bool] | None = None
+        """Looks at each UDP datagram first: ``steer(data, peer, local)`` returns True
+        when it took the datagram elsewhere (proxy workers, :mod:`trunkline.proxy.handoff`)."""
 
     # listening ------------------------------------------------------------------
     async def listen(
@@ -387,6 +394,12 @@ class TransportLayer:
             self.on_message(inbound)
         except Exception:  # one bad message must not kill the socket
             logger.exception("error handling a message from %s", format_address(inbound.peer))
+
+    def deliver_datagram(self, data: bytes, peer: Address, local: Address) -> None:
+        """Deliver a UDP datagram received on ``local`` from ``peer`` by another process
+        of the shared port, as if it had arrived here (never steered again)."""
+        trace_message(False, "UDP", peer, data)
+        self._deliver(Inbound(data, "UDP", peer, local, None))
 
     async def connect(
         self, transport: str, peer: Address, *, server_name: str | None = None
