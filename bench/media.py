@@ -43,17 +43,48 @@ with other work running, so the numbers are +-10 %):
   to the packet time, which the RFC 3550 jitter and the jitter buffer need:
   not used. On loopback the sender's ``sendto`` also pays the receiver's
   kernel path, which is why it is the largest single self time in py-spy.
-* The Python per packet. With the sockets replaced by direct calls and a
-  fake clock (deterministic), one G.711 packet sent, received and played
-  out executes about 900 bytecodes (53k machine instructions under
-  callgrind, 42 % of them in the eval loop, 8 % in numpy's ``take`` for the
-  G.711 tables): ``_on_rtp`` ~105, ``JitterBuffer.put`` 100, ``get`` 90,
-  ``RtpSender.build`` 83, ``ReceptionStats.receive`` 82,
-  ``RtpPacket.parse`` 77, ``frame_to_play`` 59, the clock's two loops 110,
-  ``send_frame`` 41, the source, PLC history and sink the rest. No single
-  stage dominates; trimming (a lazily shifted duplicate bitmap in the
-  statistics, no per-tick schedule update, a cheaper RTCP demux test, one
-  call less per decoded frame) took 55.2k to 53.4k instructions.
+* The Python per packet, measured deterministically by ``bench/media_path.py``
+  (the sessions and the shared clock as here, with the sockets replaced by
+  direct calls and the loop by a fake clock; ``--count`` counts bytecodes
+  with ``sys.settrace``, ``--instructions`` machine instructions with
+  callgrind, ``--src DIR`` runs another copy of the engine, e.g. the last
+  commit's from ``git archive``, under the same harness). One G.711 packet
+  sent, received and played out, 100 sessions, the harness's own frames not
+  counted: 906 bytecodes before the fused paths (27 Nov 2026, commit
+  8285416), 456 after. Where the 906 went: ``_on_rtp`` 105, ``put`` 100,
+  ``get`` 91, ``build`` 83, ``ReceptionStats.receive`` 83, ``parse`` 77,
+  ``frame_to_play`` 62, the clock's two loops 110, the rest ~200. The
+  design now (what is left of the 456):
+
+  - receive (~160): ``MediaSession._on_rtp`` takes the packet the general
+    path *armed* (same source address and SSRC, V=2 without P/X/CC/M, the
+    same payload type, the next sequence number) with one ``unpack_from``,
+    the in-order case of ``ReceptionStats.receive`` inline (A.1, A.8) and
+    ``JitterBuffer.put_next`` with plain values; no ``RtpPacket``. The
+    jitter buffer stores ``(pt, payload, timestamp, arrival)`` tuples.
+  - playout (~150): ``JitterBuffer.pop`` plays the next frame with four
+    updates when nothing else is due (adaptation every ``adapt_interval``
+    frames, concealment, buffering take the general path) and defers the
+    delay average to the next general call; the session hands the payload
+    to the clock, which decodes the batch and calls ``play_decoded`` (the
+    G.711 concealment history's hot path inlined, then the sinks).
+  - send (~140): ``frame_to_send`` is the source read; the clock encodes the
+    batch (one ``take``, rows turned into bytes by ``map``) and
+    ``send_frame`` numbers it (``RtpSender.build``: one counter for the
+    sequence number and ``packets_sent``, one ``struct.pack`` of three
+    words) and sends.
+  - the clock (~26): ``map`` over the streams (a C loop) and
+    ``itertools.compress`` pick the batch; a Python loop only hands results
+    back. RTCP, the socket's link check and the DTMF timeout run from one
+    deadline per session (the link check once per ``_RELATCH_AFTER`` while
+    connected).
+
+  Callgrind, same harness: 55.6k machine instructions per packet before,
+  46.7k after an intermediate step (the harness's fake network included; a
+  numpy ``take`` is ~2k of each: encode and decode). The 350-bytecode goal
+  is not reached: the remaining per-packet Python is mostly attribute
+  updates that the RFC 3550 statistics, the jitter buffer's counters and
+  the sender's numbering each need once per packet.
 * Garbage collection does not show in the average cost (``gc.disable()``
   changed nothing measurable); batching the receive path per tick saves
   nothing because each session gets one packet per tick.

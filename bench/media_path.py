@@ -58,8 +58,13 @@ if "--src" in sys.argv:
     _SRC = Path(sys.argv[sys.argv.index("--src") + 1]).resolve() / "src"
 sys.path.insert(0, str(_SRC))
 
-from trunkline.media.session import MediaSession, PcmSource
-from trunkline.sip.offeranswer import PCMU, create_answer, create_offer, process_answer
+from trunkline.media.session import MediaSession, PcmSource  # noqa: E402
+from trunkline.sip.offeranswer import (  # noqa: E402
+    PCMU,
+    create_answer,
+    create_offer,
+    process_answer,
+)
 
 Address = tuple[str, int]
 PTIME = 0.02
@@ -262,7 +267,7 @@ def count(sessions: int, warmup: int, ticks: int, top: int) -> None:
     for name, n in by_function.most_common(top):
         print(f"  {n / packets:7.1f}  {name}")
     harness_share = sum(n for name, n in by_function.items() if name.startswith(_HARNESS))
-    print(f"(the harness's fake network, loop and sink: {harness_share / packets:.1f}, not counted)")
+    print(f"(harness: fake network, loop and sink, not counted: {harness_share / packets:.1f})")
     print(f"bytecodes per packet: {total / packets:.1f}")
     harness.close()
 

@@ -601,6 +601,93 @@ def memory(contacts: int, work: Path) -> None:
     )
 
 
+def handoff_cost(rounds: int = 20_000) -> None:
+    """Print what the response hand-off between workers costs (``trunkline.proxy.handoff``).
+
+    A 200 to an INVITE as SIPp's uas sends it through the proxy: the time to
+    look at it when it belongs to the worker that received it, the time to
+    look at a request, and, for one that belongs to another worker, the time
+    from ``steer`` to that worker's delivery (send, its event loop waking
+    up, receive), per response in batches of 500. Wall-clock, on whatever
+    load the machine has.
+    """
+    from trunkline.proxy.handoff import ResponseHandoff, worker_suffix
+    from trunkline.sip.aio import new_event_loop
+    from trunkline.sip.builder import make_request, make_response
+
+    sdp = b"v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\n"
+    sdp += b"m=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    branch = f"z9hG4bKtl{'0' * 16}.{'1' * 16}{worker_suffix(1)}"
+    invite = make_request(
+        "INVITE",
+        "sip:service@127.0.0.2:5062",
+        from_="<sip:sipp@127.0.0.1:5061>;tag=1",
+        to="<sip:service@127.0.0.2:5062>",
+        via=f"SIP/2.0/UDP 127.0.0.1:5060;branch={branch};rport",
+        contact="<sip:sipp@127.0.0.1:5061>",
+        body=sdp,
+        content_type="application/sdp",
+    )
+    invite.headers.add("Via", "SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1-1-0;rport=5061")
+    invite.headers.add("Record-Route", "<sip:127.0.0.1:5060;lr>")
+    ok = make_response(invite, 200, to_tag="2")
+    ok.headers.set("Contact", "<sip:127.0.0.2:5062>")
+    response, request = bytes(ok), bytes(invite)
+    peer, local = ("127.0.0.2", 5062), ("127.0.0.1", 5060)
+    pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM) for _ in range(2)]
+    handoffs = [
+        ResponseHandoff(
+            i,
+            pairs[i][0].fileno(),
+            tuple(-1 if j == i else w.fileno() for j, (_, w) in enumerate(pairs)),
+        )
+        for i in range(2)
+    ]
+
+    def per_call(work: Callable[[], object]) -> float:
+        start = time.perf_counter()
+        for _ in range(rounds):
+            work()
+        return 1e6 * (time.perf_counter() - start) / rounds
+
+    own = per_call(lambda: handoffs[1].steer(response, peer, local))
+    other = per_call(lambda: handoffs[1].steer(request, peer, local))
+
+    async def hand_over() -> float:
+        delivered = 0
+        done = asyncio.Event()
+        batch = 500
+
+        def deliver(data: bytes, source: object, at: object) -> None:
+            nonlocal delivered
+            delivered += 1
+            if delivered % batch == 0:
+                done.set()
+
+        handoffs[1].start(deliver)
+        start = time.perf_counter()
+        for _ in range(rounds // batch):
+            done.clear()
+            for _ in range(batch):
+                handoffs[0].steer(response, peer, local)
+            await asyncio.wait_for(done.wait(), 10)
+        return 1e6 * (time.perf_counter() - start) / (rounds // batch * batch)
+
+    try:
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            handed = runner.run(hand_over())
+    finally:
+        for handoff in handoffs:
+            handoff.close()
+        for pair in pairs:
+            for sock in pair:
+                sock.close()
+    print(
+        f"hand-off: {own:.1f} us to look at a response of this worker, {other:.1f} us at a "
+        f"request; {handed:.1f} us to hand a response to another worker (send to delivery)"
+    )
+
+
 # -- main -------------------------------------------------------------------------------------
 
 
@@ -696,6 +783,7 @@ def main() -> None:
             + f"); kamailio children={args.kamailio_children}"
         )
         memory(args.contacts, work)
+        handoff_cost()
         ours, theirs = results["trunkline"]["calls"], results["kamailio"]["calls"]
         ratio = ours.rate / theirs.rate if ours and theirs else 0.0
         print(f"proxy: {ratio:.3f}x kamailio (goal {GOAL}x)")

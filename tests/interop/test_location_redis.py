@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import socket
 import subprocess
@@ -12,10 +13,11 @@ from pathlib import Path
 
 import pytest
 from tests.support.peers import free_port, require_peer
+from tests.support.registers import register_request
 
 from trunkline.config import LocationConfig
 from trunkline.proxy import open_location
-from trunkline.proxy.location import ContactSpec, RegisterRequest, RegistrarPolicy
+from trunkline.proxy.location import ContactSpec, RegistrarPolicy
 from trunkline.proxy.location_redis import RedisLocation, decode_binding, encode_binding
 
 pytestmark = pytest.mark.interop
@@ -25,13 +27,7 @@ AOR = "sip:alice@example.com"
 POLICY = RegistrarPolicy(default_expires=3600, min_expires=60, max_expires=7200, max_contacts=50)
 
 
-def reg(
-    *contacts: ContactSpec | str, call_id: str = "c1", cseq: int = 1, **kw: object
-) -> RegisterRequest:
-    specs = tuple(ContactSpec(c) if isinstance(c, str) else c for c in contacts)
-    fields: dict[str, object] = {"aor": AOR, "call_id": call_id, "cseq": cseq, "contacts": specs}
-    fields.update(kw)
-    return RegisterRequest(**fields)  # type: ignore[arg-type]
+reg = functools.partial(register_request, aor=AOR)
 
 
 @pytest.fixture(scope="module")

@@ -52,3 +52,33 @@ def test_trunkline_does_the_proxy_work(bench: ModuleType) -> None:
     assert isinstance(ack, Request) and isinstance(bye, Request)
     assert "Route" not in ack.headers and "Route" not in bye.headers  # ours was removed
     assert ack.via[0].branch != bye.via[0].branch
+
+
+def test_server_mode_runs_whole_calls_through_a_proxy_server(bench: ModuleType) -> None:
+    """--server: real ProxyServer, every call answered end to end, sends restored after."""
+    import asyncio
+
+    from trunkline.sip.aio import new_event_loop
+    from trunkline.sip.aio.transport import UdpSocket
+
+    real_sendto = UdpSocket.sendto
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        per_call, idle, function_calls, done = runner.run(bench._server_run(5, False, warmup=2))
+    assert done == 5 and per_call > 0 and idle >= 0 and function_calls == 0
+    assert UdpSocket.sendto is real_sendto
+
+
+def test_server_calls_are_distinct_and_carry_the_branch_placeholder(bench: ModuleType) -> None:
+    via = "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=@BRANCH@;rport=5062"
+    calls = bench._server_calls(1, 2, via, "Record-Route: <sip:127.0.0.1:5070;lr>")
+    assert len(calls) == 2 and calls[0][0] != calls[1][0]
+    invite, ringing, ok, ack, bye, ok_bye = calls[0]
+    assert isinstance(parse_message(invite), Request)
+    for response in (ringing, ok, ok_bye):
+        assert b"@BRANCH@" in response
+        parsed = parse_message(response.replace(b"@BRANCH@", b"z9hG4bK-x"))
+        assert isinstance(parsed, Response) and len(parsed.via) == 2
+    for request in (ack, bye):
+        parsed = parse_message(request)
+        assert isinstance(parsed, Request)
+        assert parsed.headers.get("Route") == "<sip:127.0.0.1:5070;lr>"

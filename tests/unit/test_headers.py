@@ -393,3 +393,36 @@ def test_headers_copies_share_nothing_that_edits_change() -> None:
     assert copy.keys() == ["via", "via", "route", "max-forwards"]
     copy.set_all("Via", [])
     assert "Via" not in copy and copy.keys() == ["route", "max-forwards"]
+
+
+def test_via_canonical_equals_its_parse() -> None:
+    for via in (
+        Via.canonical("UDP", "192.0.2.1", 5060, ";branch=z9hG4bK-1;rport"),
+        Via.canonical("TCP", "[2001:db8::1]", 5070, ";branch=z9hG4bK-2"),
+    ):
+        parsed = Via.parse(str(via))
+        assert via == parsed and str(via) == str(parsed)
+        assert (via.branch, via.rport_requested, via.sent_by) == (
+            parsed.branch,
+            parsed.rport_requested,
+            parsed.sent_by,
+        )
+
+
+def test_prepend_with_parsed_item_updates_the_cached_view() -> None:
+    headers = Headers([("Via", "SIP/2.0/UDP 192.0.2.2;branch=z9hG4bK-a")])
+    headers._cache["via"] = parse_vias(headers.lines("Via"))
+    ours = Via.canonical("UDP", "192.0.2.1", 5060, ";branch=z9hG4bK-b;rport")
+    headers.prepend("Via", str(ours), parsed=ours)
+    assert headers._cache["via"][0] is ours
+    assert headers.get_all("Via") == [str(ours), "SIP/2.0/UDP 192.0.2.2;branch=z9hG4bK-a"]
+    assert [str(v) for v in headers._cache["via"]] == headers.get_all("Via")
+
+
+def test_name_addr_tag_found_once_and_for_copies() -> None:
+    plain = NameAddr.parse("<sip:alice@example.com>")
+    assert plain.tag is None and plain.tag is None
+    tagged = plain.with_tag("abc")
+    assert tagged.tag == "abc" and plain.tag is None
+    assert NameAddr(None, "sip:bob@example.com", {"tag": "x"}).tag == "x"
+    assert pickle.loads(pickle.dumps(tagged)).tag == "abc"

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from trunkline.media.session import MediaSession
 from trunkline.rtp.jitterbuffer import Concealment, Entry, JitterBuffer
-from trunkline.rtp.packet import RtpPacket
 from trunkline.rtp.pacing import RtpSender
+from trunkline.rtp.packet import RtpPacket
 from trunkline.rtp.stats import SourceTable
 from trunkline.sip.offeranswer import PCMA, PCMU, create_answer, create_offer, process_answer
 

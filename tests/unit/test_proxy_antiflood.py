@@ -109,8 +109,12 @@ def test_ban_timer_and_unban() -> None:
 
 
 def test_policy_from_config() -> None:
-    policy = FloodPolicy.from_config(Limits(requests_per_second=7, burst=9, ban_seconds=5))
+    limits = Limits(
+        requests_per_second=7, burst=9, ban_seconds=5, flood_ban_seconds=11, auth_failure_window=13
+    )
+    policy = FloodPolicy.from_config(limits)
     assert (policy.requests_per_second, policy.burst, policy.ban_seconds) == (7, 9, 5)
+    assert (policy.flood_ban_seconds, policy.auth_failure_window) == (11, 13)
     assert "friendly-scanner" in policy.drop_user_agents
 
 

@@ -155,3 +155,14 @@ def test_forked_child_does_not_reuse_the_parents_random_bytes() -> None:
         os.waitpid(pid, 0)
     assert len(child) == 16
     assert child != random_hex(8)
+
+
+def test_loop_hash_same_route_elements_however_written() -> None:
+    """One line with a comma list hashes as the same elements on separate lines."""
+    a, b = _request(), _request()
+    a.headers.add("Route", "<sip:192.0.2.10;lr>, <sip:192.0.2.11;lr>")
+    b.headers.add("Route", "<sip:192.0.2.10;lr>")
+    b.headers.add("Route", "<sip:192.0.2.11;lr>")
+    assert loop_hash(a) == loop_hash(b)
+    b.headers.add("Proxy-Require", "foo")
+    assert loop_hash(a) != loop_hash(b)

@@ -7,27 +7,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trunkline.sip.errors import LocalSipError, SipParseError
-from trunkline.sip.sdpfields import (
+from trunkline.sip.sdpcodecs import (
     G722,
     OPUS,
     PCMU,
     STATIC_PAYLOAD_TYPES,
+    Codec,
+    RtpMap,
+    parse_fmtp_params,
+)
+from trunkline.sip.sdpcrypto import Crypto, CryptoKey, Fingerprint, make_crypto
+from trunkline.sip.sdpfields import (
     Attribute,
     Bandwidth,
     Candidate,
-    Codec,
     Connection,
-    Crypto,
-    CryptoKey,
     Direction,
-    Fingerprint,
     Group,
     Origin,
     Rtcp,
-    RtpMap,
     Timing,
-    make_crypto,
-    parse_fmtp_params,
 )
 
 

@@ -360,6 +360,7 @@ class MediaSession:
             self._remote_rtp = remote
             self._latched = False
             self.transport.disconnect_rtp()  # latch afresh, from any source
+            self._link_check = self._chores_at = 0.0  # and look at the link again soon
             if remote is None:
                 self._remote_rtcp = None
             elif audio.rtcp_mux:
@@ -491,16 +492,13 @@ class MediaSession:
     def frame_to_play(self, now: float) -> bytes | None:
         if now >= self._chores_at:
             self._chores(now)
-        jitter = self.jitter
-        if jitter is None:
-            return None
-        out = jitter.pop(now)
+        out = self.jitter.pop(now)  # type: ignore[union-attr]  # on the clock: applied
         if out.__class__ is tuple:
-            payload_type, payload, _, _ = out  # type: ignore[misc]
+            payload_type, payload, _, _ = out
             if payload_type == self._play_pt and payload and self.sinks:
                 return payload  # type: ignore[no-any-return]  # for the clock's batch
         if out is not None:
-            self._play_other(out)  # type: ignore[arg-type]
+            self._play_other(out)
         return None
 
     def _chores(self, now: float) -> None:
@@ -642,10 +640,10 @@ class MediaSession:
             stats.seen_top += 1
             stats.received += 1
             transit = int(now * stats.clock_rate) - timestamp
-            d = (transit - stats.last_transit) & 0xFFFFFFFF  # type: ignore[operator]
+            d = (transit - stats.last_transit) & 0xFFFFFFFF
             if d >= 0x80000000:
                 d = 0x100000000 - d
-            jitter = stats.jitter = stats.jitter + (d - stats.jitter) / 15.0
+            jitter = stats.jitter = stats.jitter + (d - stats.jitter) / 16.0
             stats.last_transit = transit
             self._rx_put(self._rx_pt, data[12:], timestamp, now, jitter)  # type: ignore[misc]
             return
@@ -801,6 +799,8 @@ class MediaSession:
         """Every ``_LINK_CHECK`` seconds: connect the RTP socket to a peer that has kept
         sending from the latched address for ``_CONNECT_AFTER`` seconds, or reopen it
         when that peer has been silent for ``_RELATCH_AFTER`` (see the module docstring).
+        While connected, the next look is when that silence could be reached at the
+        earliest (a playout slot after it), not every ``_LINK_CHECK``.
 
         Connecting only a steady peer leaves the start of a call, while latching may
         still move (:meth:`_stream_moved`), as it is without connecting: a connected
@@ -809,7 +809,10 @@ class MediaSession:
         self._link_check = now + _LINK_CHECK
         transport = self.transport
         if transport.connected is not None:
-            if now - self._last_rx > _RELATCH_AFTER:
+            silent_at = self._last_rx + _RELATCH_AFTER
+            if now <= silent_at:
+                self._link_check = max(self._link_check, silent_at)
+            else:
                 # The latched peer fell silent: listen to every source again. Others are
                 # dropped by the kernel while connected, so they were not counted in
                 # ``foreign``; the next packet from anyone latches (_check_source).

@@ -28,11 +28,12 @@ When no worker holds the INVITE any more, nobody answers (no 481): a
 CANCEL then changes nothing, and the UA's CANCEL transaction times out.
 
 The cost for a response is a prefix test and a few ``bytes.find`` calls
-(under a microsecond); a handed-off one costs a ``send`` here and
-a ``recv`` in the other worker (``bench/proxy.py`` has the numbers). A
-response that cannot be handed off (the other worker's queue is full, or it
-is being restarted) is dropped, as the network could have done: the
-sender's retransmission comes back the same way.
+(a microsecond or two; a request costs the prefix test); a handed-off one
+costs a ``send`` here and a ``recv`` in the other worker (``bench/proxy.py``
+prints the numbers). A response that cannot be handed off (the other
+worker's queue is full, or it is being restarted) is dropped, as the
+network could have done: the sender's retransmission comes back the same
+way.
 """
 
 from __future__ import annotations

@@ -298,9 +298,8 @@ class JitterBuffer:
         out = self.pop(now)
         if type(out) is tuple:
             payload_type, payload, timestamp, _ = out
-            return RtpPacket(
-                payload_type, (self._next - 1) & 0xFFFF, timestamp, self.ssrc, payload  # type: ignore[operator]
-            )
+            sequence = (self._next - 1) & 0xFFFF  # type: ignore[operator]  # just played
+            return RtpPacket(payload_type, sequence, timestamp, self.ssrc, payload)
         return out  # type: ignore[return-value]
 
     def _packet(self, ext: int, entry: Entry) -> RtpPacket:
@@ -339,10 +338,11 @@ class JitterBuffer:
         self._played_at_sync = self.played
         pending = self._pending
         if pending:  # all after the first frame played: the 1/16 average applies
-            waits = self._waits
+            average = self._wait
             for wait in pending:
-                self._wait += (wait - self._wait) / 16.0
-                waits.append(wait)
+                average += (wait - average) / 16.0
+            self._wait = average
+            self._waits.extend(pending)
             pending.clear()
 
     def _pop(self, now: float) -> Entry | Concealment | None:

@@ -39,6 +39,7 @@ __all__ = [
     "NegotiationError",
     "RemoteDtls",
     "RemoteIce",
+    "agreed_direction",
     "is_hold",
     "legacy_hold",
     "media_codecs",
@@ -203,11 +204,28 @@ def legacy_hold(sdp: SessionDescription, media: MediaDescription) -> bool:
     return remote_ice(sdp, media) is None
 
 
+def agreed_direction(
+    wanted: Direction, peer: SessionDescription, stream: MediaDescription
+) -> tuple[Direction, bool]:
+    """Our direction with the peer's ``stream`` when we want ``wanted`` (RFC 3264 §6.1).
+
+    We send if we want to and the peer receives, and receive if we want to and
+    the peer sends. The flag is whether the peer holds us: it does not receive
+    (``sendonly``/``inactive``, or the ``c=0.0.0.0`` of §8.4).
+    """
+    theirs = peer.direction_of(stream)
+    peer_receives = theirs.receives and not legacy_hold(peer, stream)
+    direction = Direction.from_flags(
+        sends=wanted.sends and peer_receives, receives=wanted.receives and theirs.sends
+    )
+    return direction, not peer_receives
+
+
 def is_hold(sdp: SessionDescription) -> bool:
     """True if the first audio stream is held (RFC 3264 §8.4, incl. ``c=0.0.0.0``)."""
     for media in sdp.media:
         if media.media == "audio" and not media.rejected:
-            return legacy_hold(sdp, media) or not sdp.direction_of(media).receives
+            return agreed_direction(Direction.SENDRECV, sdp, media)[1]
     return False
 
 

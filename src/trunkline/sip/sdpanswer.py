@@ -25,7 +25,7 @@ from trunkline.sip.negotiated import (
     NegotiatedAudio,
     NegotiationError,
     RemoteDtls,
-    legacy_hold,
+    agreed_direction,
     media_codecs,
     pick_telephone_event,
     remote_ice,
@@ -225,12 +225,7 @@ def _answer_audio(
     if event is not None:
         formats.append(event)
     # Direction (§6.1) with the legacy hold address (§8.4).
-    offered_direction = offer.direction_of(offered)
-    remote_receives = offered_direction.receives and not legacy_hold(offer, offered)
-    answer_direction = Direction.from_flags(
-        sends=remote_receives and direction.sends,
-        receives=offered_direction.sends and direction.receives,
-    )
+    answer_direction, held = agreed_direction(direction, offer, offered)
     mux = rtcp_mux and offered.rtcp_mux
     media = audio_media(
         port,
@@ -267,7 +262,7 @@ def _answer_audio(
         telephone_events=(event[1].fmtp or DEFAULT_EVENTS) if event else None,
         ptime=remote_ptime(offered),
         direction=answer_direction,
-        held_by_remote=not remote_receives,
+        held_by_remote=held,
         proto=offered.proto,
         local_crypto=keys[1] if keys else None,
         remote_crypto=keys[0] if keys else None,
@@ -335,9 +330,7 @@ def _negotiate_answer(
         if local_setup is None or not fingerprints:
             raise NegotiationError("answer lacks a usable DTLS fingerprint or setup role")
         remote_dtls = RemoteDtls(fingerprints, remote_setup, local_setup)
-    ours_direction = offer.direction_of(ours)
-    theirs_direction = answer.direction_of(theirs)
-    remote_receives = theirs_direction.receives and not legacy_hold(answer, theirs)
+    direction, held = agreed_direction(offer.direction_of(ours), answer, theirs)
     mux = ours.rtcp_mux and theirs.rtcp_mux
     rtcp_address, rtcp_port = rtcp_target(theirs, connection.address, mux)
     receive = {pt: c for pt, c in offered if any(same_codec(c, o) for _, o in common)}
@@ -354,11 +347,8 @@ def _negotiate_answer(
         telephone_event_pt=event[0] if event else None,
         telephone_events=(event[1].fmtp or DEFAULT_EVENTS) if event else None,
         ptime=remote_ptime(theirs),
-        direction=Direction.from_flags(
-            sends=ours_direction.sends and remote_receives,
-            receives=ours_direction.receives and theirs_direction.sends,
-        ),
-        held_by_remote=not remote_receives,
+        direction=direction,
+        held_by_remote=held,
         proto=theirs.proto,
         local_crypto=local_crypto,
         remote_crypto=remote_crypto,

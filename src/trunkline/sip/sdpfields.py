@@ -22,16 +22,6 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from trunkline.sip.sdpcodecs import (
-    G722,
-    OPUS,
-    PCMU,
-    STATIC_PAYLOAD_TYPES,
-    Codec,
-    RtpMap,
-    parse_fmtp_params,
-)
-from trunkline.sip.sdpcrypto import Crypto, CryptoKey, Fingerprint, make_crypto
 from trunkline.sip.sdpsyntax import fail, parse_int, parse_token, split_fields
 
 __all__ = [
@@ -46,21 +36,6 @@ __all__ = [
     "Origin",
     "Rtcp",
     "Timing",
-]
-# Re-exported for tests/unit/test_sdpfields.py, which imports the payload formats and SRTP
-# keys from here, their home before they got modules of their own.
-__all__ += [
-    "G722",
-    "OPUS",
-    "PCMU",
-    "STATIC_PAYLOAD_TYPES",
-    "Codec",
-    "Crypto",
-    "CryptoKey",
-    "Fingerprint",
-    "RtpMap",
-    "make_crypto",
-    "parse_fmtp_params",
 ]
 
 HOLD_ADDRESSES = frozenset({"0.0.0.0", "::", "0:0:0:0:0:0:0:0"})
