@@ -27,6 +27,10 @@ count is searched (double, then bisect) for the largest passing count.
 
 Last line: ``media: <value>x udp-echo (goal 0.3x)``. Runs in about a minute.
 
+``--fixed N [--rounds R]`` runs R trials of N G.711 sessions instead (no
+search, no echo) and prints the CPU per packet of each; ``--src DIR`` runs
+the engine under ``DIR/src`` (another version) with this bench.
+
 Notes: what costs what (measured on the 2-core development VM, 27 Nov 2026,
 with other work running, so the numbers are +-10 %):
 
@@ -118,11 +122,16 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+# ``--src DIR``: run another copy of the engine (e.g. the last commit's, from
+# ``git archive HEAD src | tar -x -C DIR``), for A/B runs with ``--fixed``.
+_SRC = Path(__file__).resolve().parent.parent / "src"
+if "--src" in sys.argv:
+    _SRC = Path(sys.argv[sys.argv.index("--src") + 1]).resolve() / "src"
+sys.path.insert(0, str(_SRC))
 
-from trunkline.media.resample import Resampler
-from trunkline.media.session import MediaSession, PcmSource, QueueSource
-from trunkline.sip.offeranswer import (
+from trunkline.media.resample import Resampler  # noqa: E402
+from trunkline.media.session import MediaSession, PcmSource, QueueSource  # noqa: E402
+from trunkline.sip.offeranswer import (  # noqa: E402
     OPUS,
     PCMU,
     Codec,
@@ -396,6 +405,25 @@ async def main() -> None:
     print(f"media: {rate / echo:.3f}x udp-echo (goal 0.3x)")
 
 
+async def fixed(count: int, rounds: int) -> None:
+    """``rounds`` G.711 trials of ``count`` sessions: the CPU per packet sent of each.
+
+    With the load of a shared machine moving the search's result by a factor of two,
+    alternating this between two versions (``--src``) compares them more directly.
+    """
+    costs: list[float] = []
+    for _ in range(rounds):
+        result = await media_trial(g711_calls, count)
+        costs.append(result["cpu"] / result["rate"])
+        print(
+            f"  G.711 {result['sessions']:4.0f} sessions: {result['rate']:7,.0f} packets/s sent, "
+            f"cpu {result['cpu'] * 100:.0f} %, late {result['late'] * 100:.2f} %, "
+            f"{costs[-1] * 1e6:.1f} us CPU per packet",
+            flush=True,
+        )
+    print(f"cost: G.711 {statistics.median(costs) * 1e6:.1f} us CPU per packet sent (median)")
+
+
 def run() -> None:
     cpu = least_busy_cpu()
     if cpu is not None:
@@ -404,9 +432,15 @@ def run() -> None:
     try:
         import uvloop
 
-        uvloop.run(main())
+        runner: Callable[[Any], None] = uvloop.run
     except ImportError:
-        asyncio.run(main())
+        runner = asyncio.run
+    if "--fixed" in sys.argv:
+        count = int(sys.argv[sys.argv.index("--fixed") + 1])
+        rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 3
+        runner(fixed(count, rounds))
+    else:
+        runner(main())
 
 
 if __name__ == "__main__":

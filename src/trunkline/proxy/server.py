@@ -446,6 +446,7 @@ class ProxyServer:
         if self._handoff is not None:
             self._handoff.close()
             self._handoff = None
+            set_branch_suffix("")
         if forwarder is not None:
             forwarder.cancel_tasks()
         if self.http is not None:

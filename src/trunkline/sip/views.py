@@ -165,6 +165,9 @@ class HeaderViews:
     def max_forwards(self, value: int | None) -> None:
         if value is None:
             self.headers.remove("Max-Forwards")
+        elif 0 <= value <= 255:  # a proxy decrements it on every request (§16.6 item 3)
+            self.headers.set("Max-Forwards", str(value))
+            self.headers._cache["max-forwards"] = value  # what parsing the line would give
         else:
             self.headers.set("Max-Forwards", str(value))
 

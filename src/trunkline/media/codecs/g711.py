@@ -17,9 +17,11 @@ is coded as 32124 instead of 31100. We follow G.711's decision values, as G.191 
 Lost packets are concealed with :class:`~trunkline.media.codecs.plc.WaveformPlc`
 (G.711 Appendix I style waveform repetition).
 
-The media clock codes every session's frame of one packet time together:
-:func:`encode_many` and :func:`decode_many` do one table lookup per law over all the frames
-joined, instead of a handful of small numpy calls per frame. An int16 sample ``s`` indexes
+Frames of many streams can be coded together: :func:`encode_many` and :func:`decode_many`
+do one table lookup per law over all the frames joined, instead of a handful of small numpy
+calls per frame. The media clock (:mod:`trunkline.media.clock`) does the same with the
+tables directly, for the common case of one law and one frame size, and falls back to
+:func:`encode_with` frame by frame. An int16 sample ``s`` indexes
 the encode tables at ``s + 32768``, which is its bit pattern read as uint16 with the top bit
 flipped (``view(uint16) ^ 0x8000``): no widening to int32 on the way.
 """
