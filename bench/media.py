@@ -84,11 +84,20 @@ with other work running, so the numbers are +-10 %):
     connected).
 
   Callgrind, same harness: 55.6k machine instructions per packet before,
-  46.7k after an intermediate step (the harness's fake network included; a
-  numpy ``take`` is ~2k of each: encode and decode). The 350-bytecode goal
-  is not reached: the remaining per-packet Python is mostly attribute
-  updates that the RFC 3550 statistics, the jitter buffer's counters and
-  the sender's numbering each need once per packet.
+  45.1k after (the harness's fake network included). Of the 45k: the eval
+  loop ~14k, numpy's ``take`` 4.2k (+0.7k index casts; encode and decode,
+  faster than ``bytes.translate`` pairs), allocation ~2.6k, the rest spread
+  thin. The 350-bytecode goal is not reached: what is left is mostly the
+  attribute updates that the RFC 3550 statistics, the jitter buffer's
+  counters and the sender's numbering each need once per packet, and one
+  Python call per stage.
+* On sockets (this bench, 27 Nov 2026, the machine shared with three other
+  sessions' work): ``--fixed 200 --rounds 3``, the last commit's engine
+  (``--src``) and this one alternately: 48.6 / 43.0 us of CPU per packet
+  before, 42.5 / 37.0 after (-13 %). Three full runs each, alternating:
+  before 0.111x / 0.143x / 0.178x (cost 39.7 / 47.5 / 35.3 us), after
+  0.124x / 0.170x / 0.207x (cost 42.7 / 40.7 / 31.8 us): the search's
+  result moves more with the load than with the code.
 * Garbage collection does not show in the average cost (``gc.disable()``
   changed nothing measurable); batching the receive path per tick saves
   nothing because each session gets one packet per tick.
