@@ -493,6 +493,8 @@ _contacts = st.builds(
     uri=_uris,
     expires=st.one_of(st.none(), st.sampled_from([0, 10, 60, 3600, 100_000])),
     q=st.one_of(st.none(), st.sampled_from([0.1, 0.5, 1.0])),
+    instance=st.none(),  # URI identity only (RFC 5626 identity is tested above)
+    reg_id=st.none(),
 )
 
 

@@ -27,7 +27,7 @@ import heapq
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from trunkline.sip.errors import SipParseError
 from trunkline.sip.uri import parse_uri
@@ -98,8 +98,7 @@ class Binding:
         return text
 
 
-@dataclass(frozen=True, slots=True)
-class ContactSpec:
+class ContactSpec(NamedTuple):
     """One Contact of a REGISTER (RFC 3261 §20.10), already parsed."""
 
     uri: str
@@ -109,8 +108,7 @@ class ContactSpec:
     reg_id: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RegisterRequest:
+class RegisterRequest(NamedTuple):
     """What the location service needs from an authenticated REGISTER.
 
     ``star`` is ``Contact: *``; ``contacts`` is then empty. ``aor`` is the
@@ -185,8 +183,7 @@ class RegistrarPolicy:
     max_contacts: int = 16
 
 
-@dataclass(frozen=True, slots=True)
-class RegisterOutcome:
+class RegisterOutcome(NamedTuple):
     """The result of a REGISTER: the response status and, on 200, the AoR's bindings.
 
     ``bindings`` are all current bindings of the AoR (the 200 lists them,
@@ -268,6 +265,13 @@ def plan_register(
             return RegisterOutcome(423, "Interval Too Brief", min_expires=policy.min_expires)
         intervals.append(min(expires, policy.max_expires))
 
+    # Step 8, the common case on its own: one Contact for an AoR with no live
+    # bindings (nothing to compare with, no CSeq to check, nothing to sort).
+    if not live and len(intervals) == 1 and policy.max_contacts >= 1:
+        if intervals[0] == 0:
+            return RegisterOutcome(200, "OK")
+        binding = _new_binding(request, request.contacts[0], intervals[0], now)
+        return RegisterOutcome(200, "OK", (binding,), added=1)
     # Step 8: add, update or remove each contact; abort on an out-of-order CSeq.
     # (binding, was live before this request, made by this request): a Contact
     # listed twice updates what this request made without a CSeq conflict.
