@@ -322,8 +322,8 @@ def test_trusted_networks_from_the_command_line_revalidate() -> None:
     assert [str(n) for n in merged.trusted] == ["10.0.0.0/8", "127.0.0.0/8"]
 
 
-def test_workers_default_to_one_and_ban_times_are_settable() -> None:
-    assert Config().workers == 1  # one process: several cannot reach phones behind NATs
+def test_workers_default_to_one_per_cpu_and_ban_times_are_settable() -> None:
+    assert Config().workers == 0  # one per CPU: responses are handed over (proxy.handoff)
     config = parse_config(
         "workers = 0\n[limits]\nflood_ban_seconds = 15\nauth_failure_window = 120.5\n"
         '[logging]\nformat = "json"\nfile = "/var/log/trunkline.log"\n'

@@ -68,7 +68,7 @@ def test_invalid_sections_refused(dispatcher: dict[str, Any]) -> None:
 
 
 def test_workers_setting() -> None:
-    assert Config().workers == 1
+    assert Config().workers == 0
     assert Config.model_validate({"workers": 4}).workers == 4
     with pytest.raises(ValidationError):
         Config.model_validate({"workers": -1})

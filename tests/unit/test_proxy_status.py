@@ -91,3 +91,25 @@ def test_a_method_only_another_worker_saw_gets_its_histogram() -> None:
     buckets = merged["latency"]["REGISTER"]["buckets"]
     assert [bound for bound, _ in buckets] == list(LATENCY_BUCKETS)
     assert sum(count for _, count in buckets) == 1
+
+
+def test_worker_handoff_counts_are_summed_shown_and_exported() -> None:
+    handoff = {"handed": 4, "received": 1, "dropped": 0, "cancels_offered": 1, "cancels_taken": 0}
+    own = ServerStats(started=0.0).snapshot(100.0, handoff=handoff)
+    other = ServerStats(started=0.0).snapshot(
+        100.0, handoff={**handoff, "handed": 2, "received": 6, "cancels_taken": 1}
+    )
+    merged = merge_snapshots(own, [_published(1, other)])
+    assert merged["handoff"] == {
+        "handed": 6,
+        "received": 7,
+        "dropped": 0,
+        "cancels_offered": 2,
+        "cancels_taken": 1,
+    }
+    assert "worker hand-off: handed 6, received 7, dropped 0" in render_status(merged)
+    text = render_metrics(merged).decode()
+    assert 'trunkline_worker_handoff_total{event="received"} 7.0' in text
+    # One worker: no hand-off, no status line.
+    single = ServerStats(started=0.0).snapshot(100.0, handoff={})
+    assert "hand-off" not in render_status(single)

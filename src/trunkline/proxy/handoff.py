@@ -124,6 +124,16 @@ class ResponseHandoff:
         self._deliver: Callable[[bytes, Address, Address], None] | None = None
         self._holds_invite: Callable[[bytes], bool | None] | None = None
 
+    def counters(self) -> dict[str, int]:
+        """The counts above, for ``trunkline status`` and ``/metrics``."""
+        return {
+            "handed": self.handed,
+            "received": self.received,
+            "dropped": self.dropped,
+            "cancels_offered": self.cancels_offered,
+            "cancels_taken": self.cancels_taken,
+        }
+
     def steer(self, data: bytes, peer: Address, local: Address) -> bool:
         """True when ``data`` (received on ``local`` from ``peer``) belongs to another worker
         and was handed to it (or dropped on the way); False: handle it here."""

@@ -78,6 +78,14 @@ class SnapshotCollector:
         yield GaugeMetricFamily(
             "trunkline_banned_sources", "Sources banned right now", len(data.get("bans", []))
         )
+        handoff = CounterMetricFamily(
+            "trunkline_worker_handoff",
+            "Datagrams passed between workers sharing the UDP port (proxy.handoff)",
+            labels=["event"],
+        )
+        for name, count in data.get("handoff", {}).items():
+            handoff.add_metric([name], count)
+        yield handoff
         yield GaugeMetricFamily(
             "trunkline_registered_contacts",
             "Contacts in the location service",

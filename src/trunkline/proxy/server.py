@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import socket
@@ -264,11 +263,7 @@ class ProxyServer:
             self.addresses["WS"] = (advertised_host(listen.ws.host), port)
 
         trusted = TrustedNetworks([str(net) for net in config.trusted])
-        policy = dataclasses.replace(
-            FloodPolicy.from_config(config.limits),
-            flood_ban_seconds=config.limits.flood_ban_seconds,
-            auth_failure_window=config.limits.auth_failure_window,
-        )
+        policy = FloodPolicy.from_config(config.limits)
         if worker.shared:  # a ban made by one worker applies in all (proxy.workers)
             relay = self._ban_relay = BanRelay(worker)
             shared = SharedAntiFlood(policy, trusted, relay)
@@ -597,4 +592,5 @@ class ProxyServer:
                 "registered": self.registrar.registered if self.registrar else 0,
                 "rejected": self.registrar.rejected if self.registrar else 0,
             },
+            handoff=self._handoff.counters() if self._handoff is not None else {},
         )

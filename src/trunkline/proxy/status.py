@@ -156,7 +156,7 @@ class ServerStats:
 
 # -- several workers ---------------------------------------------------------------------
 
-_SUMMED_SECTIONS = ("requests", "responses", "counters", "flood", "registrar")
+_SUMMED_SECTIONS = ("requests", "responses", "counters", "flood", "registrar", "handoff")
 _SUMMED_VALUES = ("transactions", "contexts", "active_dialogs")
 
 
@@ -408,6 +408,9 @@ def render_status(data: dict[str, Any]) -> str:
     flood = data.get("flood", {})
     if flood:
         lines.append("security: " + ", ".join(f"{k} {v}" for k, v in flood.items()))
+    handoff = data.get("handoff", {})
+    if handoff:  # several workers: responses passed to the worker of their transaction
+        lines.append("worker hand-off: " + ", ".join(f"{k} {v}" for k, v in handoff.items()))
     bans = data.get("bans", [])
     lines.append(f"banned sources: {len(bans)}")
     for ban in bans[:20]:
