@@ -31,12 +31,11 @@ from typing import Any
 import pytest
 from tests.support.peers import free_port, require_peer
 from tests.support.server import ServerProcess, running_server, start_server
+from tests.support.udpphone import UdpPhone, call_through, register
 
-from trunkline.proxy.handoff import branch_owner
 from trunkline.proxy.workers import MIN_UPTIME
-from trunkline.sip.auth import DigestClient
-from trunkline.sip.builder import make_request, make_response, new_branch
-from trunkline.sip.message import Request, Response, parse_message
+from trunkline.sip.builder import make_request
+from trunkline.sip.message import Response
 
 pytestmark = pytest.mark.interop
 
@@ -80,114 +79,23 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
             process.wait(5)
 
 
-class Socket:
-    """A blocking UDP phone (5 s receive timeout: the machine may be busy)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(5.0)
-        self.port = int(self.sock.getsockname()[1])
-
-    def via(self) -> str:
-        return f"SIP/2.0/UDP 127.0.0.1:{self.port};branch={new_branch()};rport"
-
-    def send(self, message: Request | Response, to: tuple[str, int]) -> None:
-        self.sock.sendto(bytes(message), to)
-
-    def recv(self) -> tuple[Request | Response, tuple[str, int]]:
-        for _ in range(10):
-            data, address = self.sock.recvfrom(65535)
-            message = parse_message(data)
-            if not (isinstance(message, Response) and message.status == 100):
-                return message, (address[0], address[1])
-        raise AssertionError("only 100 Trying")
-
-
 def _register(
-    bob: Socket, server: ServerProcess, *, expires: int = 3600, first_cseq: int = 1
+    bob: UdpPhone, server: ServerProcess, *, expires: int = 3600, first_cseq: int = 1
 ) -> None:
-    proxy = (server.host, server.sip_port)
-    digest = DigestClient("bob", BOB_PASSWORD)
-    for cseq in (first_cseq, first_cseq + 1):
-        request = make_request(
-            "REGISTER",
-            f"sip:{DOMAIN}",
-            from_=f"<sip:bob@{DOMAIN}>;tag=reg",
-            to=f"<sip:bob@{DOMAIN}>",
-            call_id="bob-reg",
-            cseq=cseq,
-            via=bob.via(),
-            contact=f"<sip:bob@127.0.0.1:{bob.port}>;expires={expires}",
-        )
-        for name, value in digest.authorization("REGISTER", f"sip:{DOMAIN}"):
-            request.headers.add(name, value)
-        bob.send(request, proxy)
-        response, _ = bob.recv()
-        assert isinstance(response, Response)
-        if response.status == 200:
-            return
-        assert response.status == 401 and digest.challenged(response.www_authenticate)
-    raise AssertionError("REGISTER not accepted")
-
-
-def _call(alice: Socket, bob: Socket, server: ServerProcess, number: int) -> int:
-    """One call through the proxy; returns the worker that forwarded it (its branch suffix).
-
-    Everything the proxy sends comes from the shared port, which its Via and
-    Record-Route name. Bob answers from one socket, so the kernel gives all
-    his responses to one worker: the calls of the other worker complete only
-    if that worker hands them over (``trunkline.proxy.handoff``).
-    """
-    proxy = (server.host, server.sip_port)
-    invite = make_request(
-        "INVITE",
-        f"sip:bob@{DOMAIN}",
-        from_=f"<sip:alice@{DOMAIN}>;tag=a{number}",
-        to=f"<sip:bob@{DOMAIN}>",
-        call_id=f"workers-{number}-{secrets.token_hex(4)}",
-        via=alice.via(),
-        contact=f"<sip:alice@127.0.0.1:{alice.port}>",
+    register(
+        bob,
+        (server.host, server.sip_port),
+        user="bob",
+        password=BOB_PASSWORD,
+        domain=DOMAIN,
+        call_id="bob-reg",
+        expires=expires,
+        first_cseq=first_cseq,
     )
-    alice.send(invite, proxy)
-    received, sender = bob.recv()
-    assert isinstance(received, Request) and received.method == "INVITE"
-    record_route = received.headers.get_all("Record-Route")
-    assert record_route, "the proxy record-routes INVITEs"
-    ok = make_response(received, 200, to_tag=f"b{number}")
-    for value in record_route:
-        ok.headers.add("Record-Route", value)
-    ok.headers.set("Contact", f"<sip:bob@127.0.0.1:{bob.port}>")
-    top = received.via[0]
-    assert sender[1] == top.port == server.sip_port  # sent from the shared port, named in Via
-    worker = branch_owner(bytes(make_response(received, 100)))
-    assert worker is not None, top.branch
-    bob.send(ok, (top.host, top.port or 5060))
-    answer, _ = alice.recv()
-    assert isinstance(answer, Response) and answer.status == 200
-    route = answer.headers.get_all("Record-Route")[::-1]
-    route_port = int(route[0].split(":")[2].split(";")[0].rstrip(">"))
-    assert route_port == server.sip_port  # the shared port, not one of a worker
-    for method, cseq in (("ACK", 1), ("BYE", 2)):
-        request = make_request(
-            method,
-            f"sip:bob@127.0.0.1:{bob.port}",
-            from_=invite.headers.get("From") or "",
-            to=answer.headers.get("To") or "",
-            call_id=invite.call_id,
-            cseq=cseq,
-            via=alice.via(),
-            extra_headers=[("Route", value) for value in route],
-        )
-        alice.send(request, (DOMAIN, route_port))
-        got, source = bob.recv()
-        assert isinstance(got, Request) and got.method == method
-        assert source[1] == server.sip_port  # forwarded from the shared port
-        if method == "BYE":
-            bob.send(make_response(got, 200), source)
-            done, _ = alice.recv()
-            assert isinstance(done, Response) and done.status == 200
-    return worker
+
+
+def _call(alice: UdpPhone, bob: UdpPhone, server: ServerProcess, number: int) -> int:
+    return call_through(alice, bob, (server.host, server.sip_port), DOMAIN, number)
 
 
 def test_two_workers_share_the_port_and_the_registrations(tmp_path: Path, redis_url: str) -> None:
@@ -197,8 +105,8 @@ def test_two_workers_share_the_port_and_the_registrations(tmp_path: Path, redis_
         f'[location]\nbackend = "redis"\nredis_url = "{redis_url}"\n'
         f'redis_prefix = "trunkline-workers-{secrets.token_hex(4)}:"\n'
     )
-    bob = Socket()
-    callers = [Socket() for _ in range(CALLS)]
+    bob = UdpPhone()
+    callers = [UdpPhone() for _ in range(CALLS)]
     try:
         with running_server(tmp_path, config=config, trusted=["127.0.0.0/8"]) as server:
             _status_when(server, _all_ready)  # the second worker starts after the first
@@ -206,8 +114,8 @@ def test_two_workers_share_the_port_and_the_registrations(tmp_path: Path, redis_
             workers = {_call(alice, bob, server, n) for n, alice in enumerate(callers)}
             assert workers == {0, 1}, workers  # both workers took calls
     finally:
-        for sock in (bob, *callers):
-            sock.sock.close()
+        for phone in (bob, *callers):
+            phone.close()
 
 
 # -- workers = 0: one worker per CPU, registrations in SQLite ------------------------------
@@ -242,7 +150,7 @@ def _calls(status: dict[str, Any]) -> dict[str, int]:
     return {k: v for k, v in status["requests"].items() if k != "OPTIONS"}
 
 
-def _invite_status(alice: Socket, server: ServerProcess, number: int) -> int:
+def _invite_status(alice: UdpPhone, server: ServerProcess, number: int) -> int:
     """An INVITE for Bob that nobody should answer but the proxy: its final status."""
     invite = make_request(
         "INVITE",
@@ -270,8 +178,8 @@ def _invite_status(alice: Socket, server: ServerProcess, number: int) -> int:
 
 
 def test_per_cpu_workers_share_registrations_status_and_survive_restarts(tmp_path: Path) -> None:
-    bob = Socket()
-    callers = [Socket() for _ in range(CALLS)]
+    bob = UdpPhone()
+    callers = [UdpPhone() for _ in range(CALLS)]
     server = start_server(tmp_path, config=_default_config(), trusted=["127.0.0.0/8"])
     try:
         status = _status_when(server, _all_ready)
@@ -337,5 +245,5 @@ def test_per_cpu_workers_share_registrations_status_and_survive_restarts(tmp_pat
         assert server.stop() == 0, server.output[-3000:]
     finally:
         server.kill()
-        for sock in (bob, *callers):
-            sock.sock.close()
+        for phone in (bob, *callers):
+            phone.close()
