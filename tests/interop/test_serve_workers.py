@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 from tests.support.peers import free_port, require_peer
 from tests.support.server import ServerProcess, running_server, start_server
-from tests.support.udpphone import UdpPhone, call_through, register
+from tests.support.udpphone import UdpPhone, call_through, invite_bob, register
 
 from trunkline.proxy.workers import MIN_UPTIME
 from trunkline.sip.builder import make_request
@@ -152,15 +152,7 @@ def _calls(status: dict[str, Any]) -> dict[str, int]:
 
 def _invite_status(alice: UdpPhone, server: ServerProcess, number: int) -> int:
     """An INVITE for Bob that nobody should answer but the proxy: its final status."""
-    invite = make_request(
-        "INVITE",
-        f"sip:bob@{DOMAIN}",
-        from_=f"<sip:alice@{DOMAIN}>;tag=x{number}",
-        to=f"<sip:bob@{DOMAIN}>",
-        call_id=f"gone-{number}-{secrets.token_hex(4)}",
-        via=alice.via(),
-        contact=f"<sip:alice@127.0.0.1:{alice.port}>",
-    )
+    invite = invite_bob(alice, DOMAIN, f"gone-{number}", tag=f"x{number}")
     alice.send(invite, (server.host, server.sip_port))
     response, _ = alice.recv()
     assert isinstance(response, Response)

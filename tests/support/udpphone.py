@@ -27,6 +27,7 @@ __all__ = [
     "PortRestrictedNat",
     "UdpPhone",
     "call_through",
+    "invite_bob",
     "register",
 ]
 
@@ -167,6 +168,19 @@ def register(
     raise AssertionError("REGISTER not accepted")
 
 
+def invite_bob(alice: UdpPhone, domain: str, call_id: str, *, tag: str) -> Request:
+    """An INVITE from ``alice`` to ``bob`` of ``domain`` (a random suffix on ``call_id``)."""
+    return make_request(
+        "INVITE",
+        f"sip:bob@{domain}",
+        from_=f"<sip:alice@{domain}>;tag={tag}",
+        to=f"<sip:bob@{domain}>",
+        call_id=f"{call_id}-{secrets.token_hex(4)}",
+        via=alice.via(),
+        contact=alice.contact("alice"),
+    )
+
+
 def call_through(alice: UdpPhone, bob: UdpPhone, proxy: Address, domain: str, number: int) -> int:
     """One call from Alice to Bob through the server at ``proxy``; the worker that forwarded it.
 
@@ -176,15 +190,7 @@ def call_through(alice: UdpPhone, bob: UdpPhone, proxy: Address, domain: str, nu
     The worker is read from the branch suffix of the server's Via
     (``trunkline.proxy.handoff``).
     """
-    invite = make_request(
-        "INVITE",
-        f"sip:bob@{domain}",
-        from_=f"<sip:alice@{domain}>;tag=a{number}",
-        to=f"<sip:bob@{domain}>",
-        call_id=f"call-{number}-{secrets.token_hex(4)}",
-        via=alice.via(),
-        contact=alice.contact("alice"),
-    )
+    invite = invite_bob(alice, domain, f"call-{number}", tag=f"a{number}")
     alice.send(invite, proxy)
     received, source = bob.recv()
     assert isinstance(received, Request) and received.method == "INVITE"
