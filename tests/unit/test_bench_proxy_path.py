@@ -68,6 +68,33 @@ def test_server_mode_runs_whole_calls_through_a_proxy_server(bench: ModuleType) 
     assert UdpSocket.sendto is real_sendto
 
 
+def test_register_mode_answers_every_register_with_401_then_200(bench: ModuleType) -> None:
+    """--register: the warm-up answers real 401s; each timed registration gets 401 then 200
+    (the run stops with SystemExit on any other answer); sends restored after."""
+    import asyncio
+
+    from trunkline.sip.aio import new_event_loop
+    from trunkline.sip.aio.transport import UdpSocket
+
+    real_sendto = UdpSocket.sendto
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        per_reg, idle, function_calls, done = runner.run(bench._register_run(6, 4, False, warmup=3))
+    assert done == 6 and per_reg > 0 and idle >= 0 and function_calls == 0
+    assert UdpSocket.sendto is real_sendto
+
+
+def test_register_messages_are_sipps_with_distinct_call_ids(bench: ModuleType) -> None:
+    first = parse_message(
+        bench._REGISTER.format(port=5060, n=1, cseq=1, user="u00001", auth="").encode()
+    )
+    second = parse_message(
+        bench._REGISTER.format(port=5060, n=2, cseq=2, user="u00002", auth="").encode()
+    )
+    assert isinstance(first, Request) and isinstance(second, Request)
+    assert first.method == "REGISTER" and first.call_id != second.call_id
+    assert str(first.to.uri) == "sip:u00001@127.0.0.1" and first.expires == 3600
+
+
 def test_server_calls_are_distinct_and_carry_the_branch_placeholder(bench: ModuleType) -> None:
     via = "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=@BRANCH@;rport=5062"
     calls = bench._server_calls(1, 2, via, "Record-Route: <sip:127.0.0.1:5070;lr>")
