@@ -99,7 +99,7 @@ with other work running, so the numbers are +-10 %):
   0.124x / 0.170x / 0.207x (cost 42.7 / 40.7 / 31.8 us): the search's
   result moves more with the load than with the code. On the quiet machine
   (no other work, load 0.0 at start, 27 Nov 2026): 0.175x and 41.6 us per
-  packet (echo 9.3 us) before, in the morning; 0.198x (450 sessions,
+  packet (echo 9.3 us) before (commit 8285416); 0.198x (450 sessions,
   22,704 packets/s) and 35.1 us (echo 8.7 us) after. The cost ratio
   (echo/media 0.247) is above the count ratio because the 1 % late-packet
   rule ends the search at about 95 % CPU (next point).
