@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -250,3 +253,43 @@ def test_a_ban_made_by_one_worker_applies_in_the_others(tmp_path: Path) -> None:
 
     assert run_workers(3, work, on_ready=ready) == 0
     assert sorted(p.name for p in tmp_path.glob("banned-*")) == [f"banned-{i}" for i in range(3)]
+
+
+def test_workers_end_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    """SIGKILL of the supervisor (no chance to pass SIGTERM on) still ends every worker."""
+    script = f"""
+import os, signal
+from pathlib import Path
+from trunkline.proxy.workers import run_workers
+
+def work(spec):
+    spec.announce_ready()
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    Path({str(tmp_path)!r}, f"worker-{{os.getpid()}}").touch()
+    signal.pause()
+    return 0
+
+run_workers(2, work)
+"""
+    supervisor = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 20
+        while len(list(tmp_path.glob("worker-*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pids = [int(p.name.split("-")[1]) for p in tmp_path.glob("worker-*")]
+        assert len(pids) == 2
+    finally:
+        supervisor.kill()
+        supervisor.wait(10)
+    deadline = time.monotonic() + 10
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in pids if Path(f"/proc/{pid}").exists() and not _zombie(pid)]
+        time.sleep(0.05)
+    assert alive == [], "workers outlived their supervisor"
+
+
+def _zombie(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    return False

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import ipaddress
 import json
 import logging
@@ -456,11 +457,13 @@ class _Supervisor:
         # parent's forwarder, and the parent must know the child before forwarding.
         stop_signals = {signal.SIGTERM, signal.SIGINT}
         signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        parent = os.getpid()
         try:
             pid = os.fork()
             if pid == 0:  # the worker
                 code = 1
                 try:
+                    die_with_parent(parent)
                     for signum in stop_signals:
                         signal.signal(signum, signal.SIG_DFL)  # until its loop takes them
                     signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
@@ -601,6 +604,25 @@ class _Supervisor:
             for fd in pipe:
                 with contextlib.suppress(OSError):
                     os.close(fd)
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(parent: int) -> None:
+    """In a worker: have Linux send it SIGTERM when the supervisor ``parent`` dies.
+
+    A supervisor killed with SIGKILL (an OOM kill, ``kill -9``, a test's
+    teardown) cannot pass SIGTERM on; without this its workers would keep
+    the SIP port and the data directory. The worker then drains as on any
+    SIGTERM. If the supervisor is already gone (it died between the fork and
+    this call), the worker exits at once. Elsewhere than Linux: no-op.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def run_workers(
