@@ -182,7 +182,12 @@ async def test_baresip_srtp_both_directions(tmp_path: Path, caller: str) -> None
     output = b""
     try:
         if isinstance(protocol, MiniUas):
-            await asyncio.wait_for(protocol.answered, 10)
+            try:
+                await asyncio.wait_for(asyncio.shield(protocol.answered), 20)
+            except TimeoutError:  # say what baresip did instead of calling
+                proc.kill()
+                early, _ = await proc.communicate()
+                pytest.fail("baresip did not call in 20 s:\n" + early.decode(errors="replace"))
         else:
             await asyncio.sleep(1.0)  # let baresip bind its SIP port
             await asyncio.wait_for(

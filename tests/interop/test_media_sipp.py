@@ -137,31 +137,38 @@ class MiniUas(asyncio.DatagramProtocol):
         if not isinstance(msg, Request):
             return
         if msg.method == "INVITE":
-            offer = SessionDescription.parse(msg.body)
-            answer = create_answer(
-                offer,
-                [PCMU, TELEPHONE_EVENT],
-                "127.0.0.1",
-                self.session.local_address[1],
-                require_srtp=self.require_srtp,
-            )
-            self.session.apply(answer.audio)
-            self.session.start()
-            host, port = self.transport.get_extra_info("sockname")[:2]
-            resp = make_response(
-                msg,
-                200,
-                headers=[("Contact", f"<sip:media@{host}:{port}>")],
-                body=bytes(answer.sdp),
-                content_type="application/sdp",
-            )
-            self.transport.sendto(bytes(resp), addr)
-            if not self.answered.done():
-                self.answered.set_result(None)
+            try:
+                self._answer(msg, addr)
+            except Exception as error:  # fail the test with it, not with a timeout
+                if not self.answered.done():
+                    self.answered.set_exception(error)
         elif msg.method == "BYE":
             self.transport.sendto(bytes(make_response(msg, 200)), addr)
             if not self.bye.done():
                 self.bye.set_result(None)
+
+    def _answer(self, msg: Request, addr: Any) -> None:
+        offer = SessionDescription.parse(msg.body)
+        answer = create_answer(
+            offer,
+            [PCMU, TELEPHONE_EVENT],
+            "127.0.0.1",
+            self.session.local_address[1],
+            require_srtp=self.require_srtp,
+        )
+        self.session.apply(answer.audio)
+        self.session.start()
+        host, port = self.transport.get_extra_info("sockname")[:2]
+        resp = make_response(
+            msg,
+            200,
+            headers=[("Contact", f"<sip:media@{host}:{port}>")],
+            body=bytes(answer.sdp),
+            content_type="application/sdp",
+        )
+        self.transport.sendto(bytes(resp), addr)
+        if not self.answered.done():
+            self.answered.set_result(None)
 
 
 async def test_sipp_sends_pcmu_and_recording_matches(tmp_path: Path) -> None:
