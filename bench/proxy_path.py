@@ -63,13 +63,15 @@ warm-up answers the real 401s), so SIPp's hashing is not counted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import re
 import secrets
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
@@ -709,14 +711,15 @@ def _branch_of(data: bytes) -> bytes:
     return data[start:end]
 
 
-async def _server_run(
-    count: int, profile: bool, warmup: int = 300
-) -> tuple[float, float, int, int]:
-    """(us of CPU per call, us of the driver's empty loop turns, function calls per call,
-    calls completed) for ``count`` calls through a real :class:`ProxyServer`."""
+Sent = list[tuple[bytes, tuple[str, int]]]
+
+
+@contextlib.contextmanager
+def _captured_sends() -> Iterator[Sent]:
+    """Every UDP send of a ProxyServer in this process goes to the yielded list instead."""
     from trunkline.sip.aio import transport as transport_module
 
-    sent: list[tuple[bytes, tuple[str, int]]] = []
+    sent: Sent = []
 
     def capture(self: object, data: bytes, peer: tuple[str, int]) -> None:
         sent.append((data, peer))
@@ -724,31 +727,19 @@ async def _server_run(
     real_sendto = transport_module.UdpSocket.sendto
     transport_module.UdpSocket.sendto = capture  # type: ignore[method-assign]
     try:
-        return await _server_calls_timed(count, profile, warmup, sent)
+        yield sent
     finally:
         transport_module.UdpSocket.sendto = real_sendto  # type: ignore[method-assign]
 
 
-async def _server_calls_timed(
-    count: int, profile: bool, warmup: int, sent: list[tuple[bytes, tuple[str, int]]]
-) -> tuple[float, float, int, int]:
-    import asyncio
-    import cProfile
-    import pstats
-    import socket
-    import tempfile
-
+def _in_process_config(data_dir: str, port: int, **limits: int) -> Any:
+    """bench/proxy.py's server configuration on ``port``, UDP and TCP only, limits lifted."""
     from trunkline.config import Config
-    from trunkline.proxy.server import ProxyServer
-    from trunkline.sip.aio.transport import Inbound
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     listen = {"host": "127.0.0.1", "port": port}
-    config = Config.model_validate(
+    return Config.model_validate(
         {
-            "data_dir": tempfile.mkdtemp(prefix="proxy-path-"),
+            "data_dir": data_dir,
             "domains": ["127.0.0.1"],
             "trusted": ["127.0.0.1/32"],
             "workers": 1,
@@ -763,9 +754,71 @@ async def _server_calls_timed(
                 "burst": 10**6,
                 "max_transactions_per_source": 10**6,
                 "max_dialogs_per_source": 10**6,
+                **limits,
             },
         }
     )
+
+
+def _free_udp_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def _timed(
+    run: Callable[[], Awaitable[None]], count: int, turns: int, profile: bool
+) -> tuple[float, float, int]:
+    """Run ``run`` (``count`` items) once: (us of CPU per item, us per item of ``turns``
+    empty loop turns, the driver's own cost, Python function calls per item if ``profile``)."""
+    import asyncio
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile() if profile else None
+    start = time.process_time()
+    if profiler is not None:
+        profiler.enable()
+    await run()
+    if profiler is not None:
+        profiler.disable()
+    elapsed = time.process_time() - start
+    start = time.process_time()
+    for _ in range(count):  # the driver's own loop turns, nothing delivered
+        for _ in range(turns):
+            await asyncio.sleep(0)
+    idle = time.process_time() - start
+    function_calls = 0
+    if profiler is not None:
+        stats = pstats.Stats(profiler)
+        function_calls = int(stats.total_calls)  # type: ignore[attr-defined]
+        stats.sort_stats("tottime").print_stats(45)
+        stats.sort_stats("cumtime").print_stats(45)
+    return 1e6 * elapsed / count, 1e6 * idle / count, function_calls // count
+
+
+async def _server_run(
+    count: int, profile: bool, warmup: int = 300
+) -> tuple[float, float, int, int]:
+    """(us of CPU per call, us of the driver's empty loop turns, function calls per call,
+    calls completed) for ``count`` calls through a real :class:`ProxyServer`."""
+    with _captured_sends() as sent:
+        return await _server_calls_timed(count, profile, warmup, sent)
+
+
+async def _server_calls_timed(
+    count: int, profile: bool, warmup: int, sent: Sent
+) -> tuple[float, float, int, int]:
+    import asyncio
+    import tempfile
+
+    from trunkline.proxy.server import ProxyServer
+    from trunkline.sip.aio.transport import Inbound
+
+    port = _free_udp_port()
+    config = _in_process_config(tempfile.mkdtemp(prefix="proxy-path-"), port)
     server = ProxyServer(config)
     await server.start()
     endpoint = server.endpoint
@@ -801,28 +854,14 @@ async def _server_calls_timed(
     for messages in _server_calls(1, warmup, proxy_via, rr):  # warm up
         await call(messages)
     calls = _server_calls(100_000, count, proxy_via, rr)
-    profiler = cProfile.Profile() if profile else None
-    start = time.process_time()
-    if profiler is not None:
-        profiler.enable()
-    for messages in calls:
-        await call(messages)
-    if profiler is not None:
-        profiler.disable()
-    elapsed = time.process_time() - start
-    start = time.process_time()
-    for _ in range(count):  # the driver's own loop turns, nothing delivered
-        for _ in range(6):
-            await asyncio.sleep(0)
-    idle = time.process_time() - start
-    function_calls = 0
-    if profiler is not None:
-        stats = pstats.Stats(profiler)
-        function_calls = int(stats.total_calls)  # type: ignore[attr-defined]
-        stats.sort_stats("tottime").print_stats(45)
-        stats.sort_stats("cumtime").print_stats(45)
+
+    async def run() -> None:
+        for messages in calls:
+            await call(messages)
+
+    per_call, idle, function_calls = await _timed(run, count, 6, profile)
     await server.stop(grace=0.1)
-    return 1e6 * elapsed / count, 1e6 * idle / count, function_calls // count, count
+    return per_call, idle, function_calls, count
 
 
 def server_path(count: int, profile: bool) -> None:
@@ -887,19 +926,8 @@ async def _register_run(
 ) -> tuple[float, float, int, int]:
     """(us of CPU per registration, us of the driver's empty loop turns, function calls
     per registration, registrations done) through a real :class:`ProxyServer`."""
-    from trunkline.sip.aio import transport as transport_module
-
-    sent: list[tuple[bytes, tuple[str, int]]] = []
-
-    def capture(self: object, data: bytes, peer: tuple[str, int]) -> None:
-        sent.append((data, peer))
-
-    real_sendto = transport_module.UdpSocket.sendto
-    transport_module.UdpSocket.sendto = capture  # type: ignore[method-assign]
-    try:
+    with _captured_sends() as sent:
         return await _register_timed(count, users, profile, warmup, sent)
-    finally:
-        transport_module.UdpSocket.sendto = real_sendto  # type: ignore[method-assign]
 
 
 async def _register_timed(
@@ -907,46 +935,19 @@ async def _register_timed(
     users: int,
     profile: bool,
     warmup: int,
-    sent: list[tuple[bytes, tuple[str, int]]],
+    sent: Sent,
 ) -> tuple[float, float, int, int]:
     import asyncio
-    import cProfile
-    import pstats
-    import socket
     import tempfile
 
-    from trunkline.config import Config
     from trunkline.proxy.server import ProxyServer
     from trunkline.sip.aio.transport import Inbound
     from trunkline.store.datadir import DataDir
     from trunkline.store.users import UserStore
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    listen = {"host": "127.0.0.1", "port": port}
+    port = _free_udp_port()
     data_dir = tempfile.mkdtemp(prefix="proxy-register-")
-    config = Config.model_validate(
-        {  # bench/proxy.py's TRUNKLINE_CONFIG
-            "data_dir": data_dir,
-            "domains": ["127.0.0.1"],
-            "trusted": ["127.0.0.1/32"],
-            "workers": 1,
-            "listen": {
-                "udp": listen,
-                "tcp": listen,
-                "tls": {**listen, "enabled": False},
-                "ws": {**listen, "enabled": False},
-            },
-            "limits": {
-                "requests_per_second": 10**6,
-                "burst": 10**6,
-                "max_transactions_per_source": 10**6,
-                "max_dialogs_per_source": 10**6,
-                "auth_failures_before_ban": 10**6,
-            },
-        }
-    )
+    config = _in_process_config(data_dir, port, auth_failures_before_ban=10**6)
     db = DataDir(data_dir).database()
     store = UserStore(db)
     for index in range(users):
@@ -994,30 +995,16 @@ async def _register_timed(
         values = digest.challenge_values(server.clock())
         auth = _authorization(values, *_register_user(n % users), uri, n)
         registrations.append((message(n, 1), message(n, 2, auth)))
-    profiler = cProfile.Profile() if profile else None
-    start = time.process_time()
-    if profiler is not None:
-        profiler.enable()
-    for plain, authorized in registrations:
-        sent.clear()
-        await feed(plain, 1, b"401")
-        await feed(authorized, 2, b"200")
-    if profiler is not None:
-        profiler.disable()
-    elapsed = time.process_time() - start
-    start = time.process_time()
-    for _ in range(count):  # the driver's own loop turns, nothing delivered
-        for _ in range(2):
-            await asyncio.sleep(0)
-    idle = time.process_time() - start
-    function_calls = 0
-    if profiler is not None:
-        stats = pstats.Stats(profiler)
-        function_calls = int(stats.total_calls)  # type: ignore[attr-defined]
-        stats.sort_stats("tottime").print_stats(45)
-        stats.sort_stats("cumtime").print_stats(45)
+
+    async def run() -> None:
+        for plain, authorized in registrations:
+            sent.clear()
+            await feed(plain, 1, b"401")
+            await feed(authorized, 2, b"200")
+
+    per_registration, idle, function_calls = await _timed(run, count, 2, profile)
     await server.stop(grace=0.1)
-    return 1e6 * elapsed / count, 1e6 * idle / count, function_calls // count, count
+    return per_registration, idle, function_calls, count
 
 
 def register_path(count: int, users: int, profile: bool) -> None:
