@@ -254,8 +254,7 @@ class UdpSocket(asyncio.DatagramProtocol):
         steer = layer.steer_datagram
         if steer is not None and steer(data, peer, self.local):
             return  # another process of the shared port takes it
-        trace_message(False, "UDP", peer, data)
-        layer._deliver(Inbound(data, "UDP", peer, self.local, None))
+        layer.deliver_datagram(data, peer, self.local)
 
     def error_received(self, exc: Exception) -> None:
         logger.debug("UDP %s: %s", format_address(self.local), exc)
@@ -396,8 +395,8 @@ class TransportLayer:
             logger.exception("error handling a message from %s", format_address(inbound.peer))
 
     def deliver_datagram(self, data: bytes, peer: Address, local: Address) -> None:
-        """Deliver a UDP datagram received on ``local`` from ``peer`` by another process
-        of the shared port, as if it had arrived here (never steered again)."""
+        """Deliver a UDP datagram received on ``local`` from ``peer``: by this process's
+        socket, or by another process of the shared port (then never steered again)."""
         trace_message(False, "UDP", peer, data)
         self._deliver(Inbound(data, "UDP", peer, local, None))
 
