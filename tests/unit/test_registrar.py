@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
-
-import pytest
 
 from trunkline.proxy.location import RegistrarPolicy
 from trunkline.proxy.location_sqlite import MemoryLocation
 from trunkline.proxy.nat import Origin
-from trunkline.proxy.registrar import Authenticator, Registrar, aor_of, start_eagerly
+from trunkline.proxy.registrar import Authenticator, Registrar, aor_of
 from trunkline.proxy.validation import Reply
 from trunkline.sip.authheaders import Challenge
 from trunkline.sip.builder import make_request
 from trunkline.sip.digest import DEFAULT_ALGORITHMS, LEGACY_ALGORITHMS, DigestClient, ha1
-from trunkline.sip.errors import SipParseError
 from trunkline.sip.message import Request
 from trunkline.sip.uri import parse_uri
 
@@ -212,82 +208,3 @@ def test_aor_of() -> None:
     assert aor_of(parse_uri("sips:Alice@Example.COM:5061;transport=tls")) == "sip:Alice@example.com"
     assert aor_of(parse_uri("sip:example.com")) is None
     assert aor_of(parse_uri("tel:+123")) is None
-
-
-# -- start_eagerly: the server answers REGISTER without a task when nothing waits
-
-
-async def _answer(log: list[str], wait: asyncio.Future[str] | None) -> None:
-    log.append("started")
-    if wait is not None:
-        log.append(await wait)
-    log.append("done")
-
-
-def test_start_eagerly_finishes_in_place_when_nothing_waits() -> None:
-    log: list[str] = []
-    assert start_eagerly(_answer(log, None)) is None
-    assert log == ["started", "done"]
-
-
-async def test_start_eagerly_hands_the_rest_to_a_task_when_it_waits() -> None:
-    log: list[str] = []
-    wait: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    rest = start_eagerly(_answer(log, wait))
-    assert rest is not None
-    assert log == ["started"]  # ran up to the wait, synchronously
-    task = asyncio.ensure_future(rest)
-    await asyncio.sleep(0)
-    assert not task.done()
-    wait.set_result("woken")
-    await task
-    assert log == ["started", "woken", "done"]
-
-
-async def test_start_eagerly_passes_cancellation_and_errors_on() -> None:
-    log: list[str] = []
-    wait: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    rest = start_eagerly(_answer(log, wait))
-    assert rest is not None
-    task = asyncio.ensure_future(rest)
-    await asyncio.sleep(0)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert wait.cancelled()  # the cancellation reached the awaited future
-    assert log == ["started"]
-
-    failing: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-    rest = start_eagerly(_answer(log, failing))
-    assert rest is not None
-    task = asyncio.ensure_future(rest)
-    await asyncio.sleep(0)
-    failing.set_exception(LookupError("location down"))
-    with pytest.raises(LookupError, match="location down"):
-        await task
-
-
-def test_start_eagerly_raises_what_fails_before_any_wait() -> None:
-    async def broken() -> None:
-        raise SipParseError("bad Contact")
-
-    with pytest.raises(SipParseError):
-        start_eagerly(broken())
-
-
-async def test_register_is_answered_in_place_by_the_memory_location() -> None:
-    registrar = _registrar()
-    results: list[int] = []
-
-    async def handle(request: Request) -> None:
-        results.append((await registrar.handle(request, ORIGIN, 1000.0)).reply.status)
-
-    assert start_eagerly(handle(_register())) is None  # the 401: no location at all
-    assert results == [401]
-
-    async def register() -> None:
-        results.append((await _registered(registrar, _register(), "wonderland")).status)
-
-    assert start_eagerly(register()) is None  # 401 then 200, both without waiting
-    assert results == [401, 200]
-    assert len(await registrar.location.lookup("sip:alice@example.com", 1001.0)) == 1

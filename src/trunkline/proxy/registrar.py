@@ -27,20 +27,13 @@ for deployments with clients that fail on SHA-256 (SIPp, baresip 1.0).
 The source address and flow are stored with each binding (``received``,
 ``flow``) so the proxy can send to the NAT binding or the connection the UA
 registered over (RFC 5626 §5.2 ideas); the Contact itself is stored as sent.
-
-:meth:`Registrar.handle` is async because a location backend may do I/O, but
-most REGISTERs never wait: a challenge needs no location at all, and the
-default backend answers from memory (writing to SQLite behind). The server
-runs the handling with :func:`start_eagerly`, so those are answered in place,
-without a task per REGISTER; only a backend that really waits (Redis, a
-shared SQLite table) leaves the rest of the work to a task.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 from trunkline.proxy.location import (
     LocationService,
@@ -69,7 +62,6 @@ __all__ = [
     "RegisterResult",
     "Registrar",
     "aor_of",
-    "start_eagerly",
 ]
 
 log = logging.getLogger("trunkline.proxy.registrar")
@@ -188,53 +180,6 @@ class RegisterResult(NamedTuple):
 
 
 _DEFAULT_POLICY = RegistrarPolicy()
-
-
-def start_eagerly(coro: Coroutine[Any, Any, None]) -> Awaitable[None] | None:
-    """Run ``coro`` now, up to its first real wait (as Python 3.12's eager tasks do).
-
-    Returns None when it finished without waiting; otherwise an awaitable of
-    the rest, to run in a task, that first hands the event loop the future
-    ``coro`` is waiting on. Exceptions raised before the first wait propagate.
-    """
-    try:
-        waiting = coro.send(None)
-    except StopIteration:
-        return None
-    return _Resumed(coro, waiting)
-
-
-class _Resumed:
-    """The rest of a coroutine that :func:`start_eagerly` began: it waits on ``waiting``.
-
-    Drives the coroutine by hand, passing what the task sends or throws in
-    (the wake-up, a cancellation) on to it, as ``await`` would have.
-    """
-
-    __slots__ = ("_coro", "_waiting")
-
-    def __init__(self, coro: Coroutine[Any, Any, None], waiting: Any) -> None:
-        self._coro = coro
-        self._waiting = waiting
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        coro, waiting = self._coro, self._waiting
-        while True:
-            try:
-                value = yield waiting
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as error:  # passed on, as await would
-                try:
-                    waiting = coro.throw(error)
-                except StopIteration:
-                    return
-                continue
-            try:
-                waiting = coro.send(value)
-            except StopIteration:
-                return
 
 
 MayRegister = Callable[[str, str, str], bool]

@@ -50,7 +50,7 @@ from trunkline.proxy.location import LocationService
 from trunkline.proxy.location_sqlite import SharedSqliteLocation
 from trunkline.proxy.metrics import render_metrics
 from trunkline.proxy.nat import KeepAliveSchedule, Origin
-from trunkline.proxy.registrar import Authenticator, Registrar, start_eagerly
+from trunkline.proxy.registrar import Authenticator, Registrar
 from trunkline.proxy.router import Decision, Drop, Forward, Lookup, Relay, Router, RouterConfig
 from trunkline.proxy.status import HttpFront, ServerStats, merge_snapshots
 from trunkline.proxy.validation import Reply, ValidationPolicy
@@ -485,8 +485,6 @@ class ProxyServer:
         size = incoming.wire_size or len(bytes(request))
         decision = router.route_now(request, origin, self.clock(), size=size)
         if isinstance(decision, Lookup):
-            if request.method == "REGISTER":  # mostly answered without waiting: no task
-                return start_eagerly(self._route_later(incoming, origin, decision))
             return self._route_later(incoming, origin, decision)
         self._execute(incoming, origin, decision)
         return None
