@@ -134,18 +134,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import _src  # noqa: F401  # first: --src DIR runs another copy of the engine
 import numpy as np
 
-# ``--src DIR``: run another copy of the engine (e.g. the last commit's, from
-# ``git archive HEAD src | tar -x -C DIR``), for A/B runs with ``--fixed``.
-_SRC = Path(__file__).resolve().parent.parent / "src"
-if "--src" in sys.argv:
-    _SRC = Path(sys.argv[sys.argv.index("--src") + 1]).resolve() / "src"
-sys.path.insert(0, str(_SRC))
-
-from trunkline.media.resample import Resampler  # noqa: E402
-from trunkline.media.session import MediaSession, PcmSource, QueueSource  # noqa: E402
-from trunkline.sip.offeranswer import (  # noqa: E402
+from trunkline.media.resample import Resampler
+from trunkline.media.session import MediaSession, PcmSource, QueueSource
+from trunkline.sip.offeranswer import (
     OPUS,
     PCMU,
     Codec,

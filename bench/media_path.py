@@ -50,16 +50,10 @@ from types import FrameType
 from typing import Any
 
 import numpy as np
+from _src import SRC as _SRC  # first: --src DIR runs another copy of the engine
 
-# ``--src DIR`` runs another copy of the engine (say, the last commit's, from
-# ``git archive HEAD src | tar -x -C DIR``) under the same harness.
-_SRC = Path(__file__).resolve().parent.parent / "src"
-if "--src" in sys.argv:
-    _SRC = Path(sys.argv[sys.argv.index("--src") + 1]).resolve() / "src"
-sys.path.insert(0, str(_SRC))
-
-from trunkline.media.session import MediaSession, PcmSource  # noqa: E402
-from trunkline.sip.offeranswer import (  # noqa: E402
+from trunkline.media.session import MediaSession, PcmSource
+from trunkline.sip.offeranswer import (
     PCMU,
     create_answer,
     create_offer,

@@ -112,6 +112,51 @@ class JitterStats:
 class JitterBuffer:
     """Adaptive reordering buffer; see the module docstring."""
 
+    # Slots: 40 attributes would outgrow CPython's shared instance keys (30) and turn
+    # every attribute access into a dict lookup (see MediaSession).
+    __slots__ = (
+        "_buffering",
+        "_capacity",
+        "_consecutive",
+        "_fast_until",
+        "_filling_since",
+        "_highest",
+        "_initial_target",
+        "_jitter",
+        "_last_transit",
+        "_last_ts",
+        "_last_ts_unwrapped",
+        "_next",
+        "_next_ts",
+        "_packets",
+        "_pending",
+        "_played_at_sync",
+        "_recent",
+        "_recent_to",
+        "_since_adapt",
+        "_wait",
+        "_waits",
+        "adapt_interval",
+        "clock_rate",
+        "concealed",
+        "discarded",
+        "duplicates",
+        "frame_samples",
+        "jitter_factor",
+        "late",
+        "lost",
+        "max_delay",
+        "min_delay",
+        "played",
+        "ptime",
+        "received",
+        "recovered",
+        "resets",
+        "ssrc",
+        "stretched",
+        "underruns",
+    )
+
     def __init__(
         self,
         clock_rate: int,

@@ -100,13 +100,21 @@ class Via(LazyParams):
         return cls._parse_slow(text)
 
     @classmethod
-    def canonical(cls, transport: str, host: str, port: int | None, params_text: str) -> Via:
+    def canonical(
+        cls,
+        transport: str,
+        host: str,
+        port: int | None,
+        params_text: str,
+        branch: str | None = None,
+    ) -> Via:
         """The Via an element writes itself, from its parts; no parsing.
 
         ``transport`` upper-case, ``host`` a hostname or an IP (IPv6 in
         brackets), ``params_text`` canonical (``;branch=z9hG4bK..;rport``):
         the caller's own values, as :meth:`parse` would have produced them
-        from ``str(via)``, but without the regular expression.
+        from ``str(via)``, but without the regular expression. ``branch``,
+        when given, is the one in ``params_text`` (kept, not searched for).
         """
         via = cls.__new__(cls)
         set_slot(via, "transport", transport)
@@ -115,7 +123,7 @@ class Via(LazyParams):
         set_slot(via, "protocol", "SIP/2.0")
         set_slot(via, "_params", None)
         set_slot(via, "_params_text", params_text)
-        set_slot(via, "_branch", _Unset.UNSET)
+        set_slot(via, "_branch", _Unset.UNSET if branch is None else branch)
         return via
 
     @classmethod
