@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import re
 import subprocess
 import sys
@@ -286,6 +287,7 @@ def _callgrind_total(sessions: int, warmup: int, ticks: int) -> int:
             capture_output=True,
             text=True,
             check=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
         )
     match = re.search(r"Collected : (\d+)", result.stderr)
     if match is None:
@@ -330,6 +332,7 @@ def main() -> None:
     parser.add_argument("--src", help="the repository copy whose src/ to run (default: this one)")
     args = parser.parse_args()
     if args.run:
+        random.seed(0)  # the RTCP intervals: the same reports in every run
         harness = Harness(args.sessions)
         harness.run(args.warmup + args.ticks)
         harness.close()

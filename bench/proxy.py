@@ -60,20 +60,27 @@ in-memory location is cheaper than the shared one).
 Notes, where a call's CPU goes (one worker, in process, sends captured, so no
 syscall and no other process is counted: ``bench/proxy_path.py --server
 3000``): about 1,100-1,400 us per call on this machine (seven messages in,
-seven out; noisy while other work runs; under valgrind 3.1 million
-instructions per call), against Kamailio's 63-83 us. By message: the INVITE
-(100 Trying, response context, client transaction, Record-Route, loop-hash
-branch) about 28 %, the BYE 21 %, the stateless 2xx ACK 14 %, each response
-11-13 %. By kind of work: parsing about a fifth (some 45 us per message inside
-the server, 15-30 us in a tight loop: the working set of the whole path does
-not stay in the caches), young-generation garbage collection about 4 %, and
-the rest spread over some 2,300 Python function calls per call in the
-endpoint, transaction, response context, router and sending layers, none above
-about 2.5 % (a flat profile; some 30 % of the instructions are the bytecode
-loop itself). Trimming inside the layers (no exceptions on cache misses, our
-own Via not parsed back, no Via list copies) gave a few per cent; the factor
-still missing needs fewer layers per message (a proxy core that handles each
-message in a few hundred calls), not cheaper ones.
+seven out; noisy while other work runs; under callgrind 3.13 million
+instructions per call), against Kamailio's 63-83 us. By message (28 Nov,
+timed around the endpoint's receive): the INVITE about 365 us (100 Trying,
+response context, client transaction, Record-Route, loop-hash branch), the
+BYE 265 us, the stateless 2xx ACK 160 us, the 180, the 200 and the 200 to
+the BYE 125-150 us each; parsing is about 40 us of each message (a fifth of
+the call; 15-30 us in a tight loop: the working set of the whole path does
+not stay in the caches). Some 2,400 Python function calls per call, none
+above about 2.5 % of the time (a flat profile; some 30 % of the instructions
+are the bytecode loop itself). Trimming inside the layers (no exceptions on
+cache misses, our own Via not parsed back, no Via list copies) gave a few
+per cent. Taking the layers' glue away did not: the plain responses (a
+provisional or 2xx on the only branch) go from the transport to the client
+transaction, the response context and the server transaction in one
+function (``Forwarder.relay_response``, no event queue, callbacks or action
+objects), and that changed neither the instructions per call (3.126 million
+before, 3.130 after, callgrind, 1,000 calls) nor the function calls (2,415 ->
+2,404): the events and queues between the layers were never the cost; the
+work each layer does per message (typed header views, state machines with
+their deadlines, copies, rendering) is, and the missing factor needs much
+less of it per message, not fewer hops between layers.
 
 Run: ``.venv/bin/python bench/proxy.py`` (needs ``sipp`` and ``kamailio``;
 about 8 minutes with the defaults; ``--quick`` for a short smoke run).

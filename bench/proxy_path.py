@@ -50,7 +50,10 @@ each call new (Call-ID, tags, branches), built before the timed part; the
 sends are captured in place of ``sendto``, so no syscall is counted and other
 processes' load does not show up as our CPU (``time.process_time``). The
 printout is CPU per call (seven messages in, seven out) and, with
-``--profile``, the Python function calls per call (cProfile).
+``--profile``, the Python function calls per call (cProfile). ``--general``
+turns the forwarder's short path for plain responses off
+(``Forwarder.relay_response``: every response through the endpoint's events),
+to compare the two in one build.
 
 ``--register N`` does the same for authenticated registrations: SIPp's
 ``register_auth.xml`` exchange (REGISTER, 401, REGISTER with an MD5 digest,

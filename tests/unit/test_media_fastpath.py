@@ -5,8 +5,11 @@
   ``RtpPacket.parse`` and ``put``: the same RFC 3550 counters and jitter, the same
   buffered frames, the same playout.
 * Playout: :meth:`JitterBuffer.pop`'s fast path against the general path alone.
-* Send: :meth:`RtpSender.build` against :meth:`RtpSender.packet` through marks,
-  silences, a tick restart and an SSRC change.
+* Playout: :meth:`MediaSession.frame_to_play` (pop's fast path inline) against a
+  jitter buffer with the fast path turned off.
+* Send: :meth:`RtpSender.build` and :meth:`MediaSession.send_frame` (build inline)
+  against :meth:`RtpSender.packet` through marks, silences, a tick restart and an
+  SSRC change.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class FakeTransport:
         self.rtcp_mux = False
         self.connected: Any = None
         self.send_rtp_connected: Any = None
+        self.sent: list[bytes] = []
 
     def set_handlers(self, on_rtp: Any, on_rtcp: Any) -> None:
         pass
@@ -60,6 +64,9 @@ class FakeTransport:
     def send_rtp(self, data: bytes, addr: Any) -> None:
         pass
 
+    def send_rtp_fast(self, data: bytes, addr: Any) -> None:
+        self.sent.append(data)
+
     def send_rtcp(self, data: bytes, addr: Any) -> None:
         pass
 
@@ -68,13 +75,19 @@ class FakeTransport:
 
 
 class CountingSession(MediaSession):
-    """Counts the datagrams that take the general receive path."""
+    """Counts the datagrams that take the general receive path, and keeps what
+    playout hands to the general play path."""
 
     general = 0
+    played_other: Entry | Concealment | None = None
 
     def _receive(self, data: bytes, addr: Any) -> None:
         self.general += 1
         super()._receive(data, addr)
+
+    def _play_other(self, out: Entry | Concealment) -> None:
+        self.played_other = out
+        super()._play_other(out)
 
 
 def receiving_session(loop: FakeLoop) -> CountingSession:
@@ -237,3 +250,61 @@ def test_an_in_order_stream_takes_the_fused_path() -> None:
     # A.1 counts from the packet that ends probation: 199 of the 200.
     assert stats.packets_received == stats.packets_expected == 199 and stats.packets_lost == 0
     assert stats.jitter_buffer is not None and stats.jitter_buffer.received == 200
+
+
+@settings(max_examples=40, deadline=None)
+@given(pattern=arrivals, seq0=st.sampled_from([0, 65530]), interval=st.sampled_from([1, 5, 25]))
+def test_session_playout_equals_the_general_path(
+    pattern: list[tuple[int, int]], seq0: int, interval: int
+) -> None:
+    """What ``frame_to_play`` gives the clock's batch or plays by itself, frame by
+    frame, against ``pop`` with its fast path off (fed the same packets)."""
+    loop = FakeLoop()
+    session = receiving_session(loop)
+    session.jitter = JitterBuffer(8000, 0.02, adapt_interval=interval)
+    session._chores_at = float("inf")  # no RTCP here
+    general = GeneralOnly(8000, 0.02, adapt_interval=interval)
+    rng = random.Random(len(pattern))
+    n = 0
+    for count, jitter_ms in pattern:
+        for _ in range(count):
+            n += rng.choice([1, 1, 1, 1, 2, 0, -1])
+            pt = 8 if n % 50 == 49 else 0  # now and then another codec: the general play path
+            packet = RtpPacket(pt, (seq0 + n) & 0xFFFF, n * 160 & 0xFFFFFFFF, 9, bytes([n & 0xFF]))
+            session.jitter.put(packet, loop.now, 80.0)
+            general.put(packet, loop.now, 80.0)
+        loop.now += 0.02 + jitter_ms / 1000
+        session.played_other = None
+        batch = session.frame_to_play(loop.now)
+        expected = general.pop(loop.now)
+        if batch is not None:
+            assert isinstance(expected, tuple) and expected[1] == batch
+            assert expected[0] == session._play_pt
+        else:
+            assert session.played_other == expected
+        assert session.jitter.stats() == general.stats()
+
+
+def test_session_send_frame_numbers_as_the_sender_does() -> None:
+    loop = FakeLoop()
+    session = receiving_session(loop)
+    session.sender = RtpSender(0, 160, ssrc=7, initial_sequence=65530, initial_timestamp=2**32 - 5)
+    session._tick0 = 1000  # the clock's tick of our tick 0
+    reference = RtpSender(0, 160, ssrc=7, initial_sequence=65530, initial_timestamp=2**32 - 5)
+    sent = session.transport.sent  # type: ignore[attr-defined]
+    tick = 0
+    for step in range(120):
+        payload = bytes([step & 0xFF]) * (160 if step % 7 else 80)
+        session.send_frame(1000 + tick, payload)
+        assert sent[-1] == bytes(reference.packet(tick, payload))
+        tick += 1 if step % 11 else 3  # a silence now and then: a marker after it
+        if step == 60:
+            session.sender.change_ssrc(99)
+            reference.change_ssrc(99)
+    a, b = session.sender, reference
+    assert (a.sequence, a.packets_sent, a.octets_sent, a.last_timestamp) == (
+        b.sequence,
+        b.packets_sent,
+        b.octets_sent,
+        b.last_timestamp,
+    )

@@ -66,7 +66,7 @@ calls = st.builds(
     compact=st.booleans(),
     trying=st.booleans(),
     retransmit=st.frozensets(
-        st.sampled_from(["INVITE", "180", "200", "BYE", "200 BYE", "487", "ACK"])
+        st.sampled_from(["INVITE", "180", "200", "BYE", "200 BYE", "non-2xx", "ACK"])
     ),
     seed=st.integers(0, 2**16),
 )
@@ -297,7 +297,7 @@ async def _drive(
         await deliver(phones.response(invite, "100 Trying", to_tag=False), UAS, "100")
     if call.flow == "reject":
         await deliver(phones.response(invite, "180 Ringing"), UAS, "180", twice=True)
-        await deliver(phones.response(invite, "486 Busy Here"), UAS, "487", twice=True)
+        await deliver(phones.response(invite, "486 Busy Here"), UAS, "non-2xx", twice=True)
         await deliver(phones.request("ACK", 1, 0, True), UAC, "ACK", twice=True)
         return steps
     if call.flow == "cancel":
@@ -305,7 +305,7 @@ async def _drive(
         await deliver(phones.request("CANCEL", 1, 0, False), UAC, "CANCEL")
         cancel = _forwarded(sent, "CANCEL")
         await deliver(phones.response(cancel, "200 OK"), UAS, "200 CANCEL")
-        await deliver(phones.response(invite, "487 Request Terminated"), UAS, "487", twice=True)
+        await deliver(phones.response(invite, "487 Request Terminated"), UAS, "non-2xx", twice=True)
         await deliver(phones.request("ACK", 1, 0, True), UAC, "ACK", twice=True)
         return steps
     if call.flow == "overtaken":

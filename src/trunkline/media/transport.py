@@ -10,21 +10,12 @@ This is the only place in the media engine that owns sockets; everything it
 receives is handed to callbacks together with the sender's address, which
 the session uses for symmetric RTP (RFC 4961).
 
-The RTP socket is not wrapped in an event-loop datagram transport: the
-transport reads it itself from a reader callback (``loop.add_reader``, which
-selector loops and uvloop have; the Windows proactor loop does not), one
-``recvfrom`` per readable event, or one ``recv`` while the socket is connected
-(below), where the sender's address is known. uvloop's datagram transport
-reads until ``EAGAIN`` (a second system call per datagram) and converts every
-sender address into a new tuple and string; the reader saves about 1 us of
-the ~10 us a datagram costs sent and received (600 sockets on uvloop, one
-datagram per socket every 20 ms, measured on the development VM, 28 Nov 2026).
-The RTCP socket keeps an ordinary datagram transport.
-
-RTP is sent with ``sendto`` on the socket itself. When the socket buffer is
-full the datagram is queued here and sent when the socket is writable again
-(``loop.add_writer``), and so are the following ones until that queue has
-drained, so order is kept.
+RTP is sent with ``sendto`` on the socket itself: the event loop's
+``DatagramTransport.sendto`` re-validates and converts the address on every
+call, which on the media clock's per-packet path cost about a fifth of the
+system call (measured with uvloop, 100 sockets). When the socket buffer is
+full the datagram goes through the transport, which queues it, and so do
+the following ones until that queue has drained, so order is kept.
 
 The media clock's per-packet path calls :attr:`RtpTransport.send_rtp_fast`:
 the socket's own ``sendto`` (a C call, no Python frame) while nothing is
@@ -56,7 +47,6 @@ import logging
 import random
 import socket
 import sys
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -73,8 +63,6 @@ DEFAULT_PORT_RANGE = (20000, 60000)
 
 
 class _Protocol(asyncio.DatagramProtocol):
-    """The RTCP socket's protocol: hands datagrams to the handler, counts errors."""
-
     def __init__(self) -> None:
         self.errors = 0
         self.set_handler(_ignore)
@@ -82,7 +70,7 @@ class _Protocol(asyncio.DatagramProtocol):
     def set_handler(self, handler: DatagramHandler) -> None:
         # The event loop looks ``datagram_received`` up on every datagram
         # (asyncio and uvloop alike): binding the handler itself there saves
-        # a Python call per datagram.
+        # a Python call per packet on the media hot path.
         self.datagram_received = handler  # type: ignore[method-assign,assignment]
 
     def error_received(self, exc: Exception) -> None:
@@ -91,11 +79,15 @@ class _Protocol(asyncio.DatagramProtocol):
         log.debug("media socket error: %s", exc)
 
 
+def _write_buffer_size(transport: asyncio.BaseTransport) -> int:
+    """Bytes queued in a datagram transport (asyncio and uvloop both have the method,
+    the typing stubs do not declare it on ``DatagramTransport``)."""
+    size = getattr(transport, "get_write_buffer_size", None)
+    return int(size()) if size is not None else 0
+
+
 def _ignore(data: bytes, addr: Address) -> None:
     """Default handler: drop the datagram."""
-
-
-_MAX_DATAGRAM = 65536  # what one recv may return (larger than any UDP payload)
 
 
 _SOCKADDR_UNSPEC = bytes(32)  # sa_family 0 (AF_UNSPEC); larger than any sockaddr_in/in6
@@ -130,65 +122,34 @@ class RtpTransport:
 
     def __init__(
         self,
-        loop: asyncio.AbstractEventLoop,
-        rtp_socket: socket.socket,
+        rtp: asyncio.DatagramTransport,
         rtcp: asyncio.DatagramTransport,
+        rtp_protocol: _Protocol,
         rtcp_protocol: _Protocol,
+        rtp_socket: socket.socket | None = None,
         *,
         connectable: bool = False,
     ) -> None:
-        self._loop = loop
+        self._rtp = rtp
         self._rtp_socket = rtp_socket
-        self._fd = rtp_socket.fileno()
-        self._on_rtp: DatagramHandler = _ignore
-        self._errors = 0  # RTP socket errors (sends, and ICMP errors reported on receive)
-        self._backlog: deque[tuple[bytes, Address]] = deque()  # RTP the socket could not take
-        self._queued = False  # the backlog is not empty: send through it, in order
+        self._queued = False  # the transport holds RTP we could not send at once
         # Only a socket bound to a port of our choosing (see the module docstring).
-        self._connectable = connectable and _LIBC_CONNECT is not None
+        self._connectable = connectable and rtp_socket is not None and _LIBC_CONNECT is not None
         self.connected: Address | None = None  # the peer the RTP socket is connected to
         #: ``send(data)`` on the connected socket while nothing is queued, else None.
         self.send_rtp_connected: ConnectedSender | None = None
         self._rtcp = rtcp
+        self._rtp_protocol = rtp_protocol
         self._rtcp_protocol = rtcp_protocol
         self.rtcp_mux = False
         self.closed = False
-        self.send_rtp_fast: DatagramSender = rtp_socket.sendto
-        rtp_name = rtp_socket.getsockname()
+        self.send_rtp_fast: DatagramSender = (
+            rtp_socket.sendto if rtp_socket is not None else self.send_rtp
+        )
+        rtp_name = rtp.get_extra_info("sockname")
         rtcp_name = rtcp.get_extra_info("sockname")
         self.local_rtp: Address = (rtp_name[0], rtp_name[1])
         self.local_rtcp: Address = (rtcp_name[0], rtcp_name[1])
-        self._recv = rtp_socket.recv
-        self._recvfrom = rtp_socket.recvfrom
-        rtp_socket.setblocking(False)
-        loop.add_reader(self._fd, self._readable)
-
-    def _readable(self) -> None:
-        """One datagram from the (unconnected) RTP socket, with its sender."""
-        try:
-            data, addr = self._recvfrom(_MAX_DATAGRAM)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._error(exc)
-            return
-        self._on_rtp(data, addr)
-
-    def _readable_connected(self) -> None:
-        """One datagram from the connected RTP socket: the kernel let only the peer's in."""
-        try:
-            data = self._recv(_MAX_DATAGRAM)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:  # e.g. ECONNREFUSED: an ICMP error from the peer
-            self._error(exc)
-            return
-        self._on_rtp(data, self.connected)  # type: ignore[arg-type]  # connected: set
-
-    def _error(self, exc: OSError) -> None:
-        # ICMP port unreachable from a peer that is not listening yet: harmless.
-        self._errors += 1
-        log.debug("media socket error: %s", exc)
 
     @classmethod
     async def open(
@@ -226,13 +187,9 @@ class RtpTransport:
                 rtcp_sock.close()
                 last_error = exc
                 continue
+            rtp_t, rtp_p = await loop.create_datagram_endpoint(_Protocol, sock=rtp_sock)
             rtcp_t, rtcp_p = await loop.create_datagram_endpoint(_Protocol, sock=rtcp_sock)
-            try:
-                return cls(loop, rtp_sock, rtcp_t, rtcp_p, connectable=True)
-            except BaseException:
-                rtp_sock.close()
-                rtcp_t.close()
-                raise
+            return cls(rtp_t, rtcp_t, rtp_p, rtcp_p, rtp_sock, connectable=True)
         raise OSError(f"no free RTP port pair on {host}: {last_error}")
 
     def set_handlers(self, on_rtp: DatagramHandler, on_rtcp: DatagramHandler) -> None:
@@ -241,23 +198,28 @@ class RtpTransport:
         Under rtcp-mux RTCP arrives on the RTP socket; the RTP handler
         demultiplexes it.
         """
-        self._on_rtp = on_rtp
+        self._rtp_protocol.set_handler(on_rtp)
         self._rtcp_protocol.set_handler(on_rtcp)
 
     @property
     def socket_errors(self) -> int:
-        return self._errors + self._rtcp_protocol.errors
+        return self._rtp_protocol.errors + self._rtcp_protocol.errors
 
     def send_rtp(self, data: bytes, addr: Address) -> None:
         if self.closed:
             return
-        if self._queued:
-            self._backlog.append((data, addr))
+        sock = self._rtp_socket
+        if sock is not None and not self._queued:
+            try:
+                sock.sendto(data, addr)
+            except OSError as exc:
+                self.send_rtp_failed(data, addr, exc)
             return
-        try:
-            self._rtp_socket.sendto(data, addr)
-        except OSError as exc:
-            self.send_rtp_failed(data, addr, exc)
+        if self._queued and _write_buffer_size(self._rtp) == 0:
+            self._set_queued(False)
+            self.send_rtp(data, addr)
+            return
+        self._rtp.sendto(data, addr)
 
     def send_rtp_failed(self, data: bytes, addr: Address, exc: OSError) -> None:
         """A direct ``sendto`` of ``data`` raised ``exc``: queue it when the socket
@@ -265,37 +227,21 @@ class RtpTransport:
         if self.closed:
             return
         if isinstance(exc, BlockingIOError | InterruptedError):
-            self._backlog.append((data, addr))
-            if not self._queued:
-                self._set_queued(True)
-                self._loop.add_writer(self._fd, self._drain)
+            self._set_queued(True)  # full: the transport queues this and what follows
+            self._rtp.sendto(data, addr)
         else:
-            self._error(exc)
-
-    def _drain(self) -> None:
-        """The socket is writable: send the backlog, in order, as far as it goes."""
-        backlog = self._backlog
-        sendto = self._rtp_socket.sendto
-        while backlog:
-            data, addr = backlog[0]
-            try:
-                sendto(data, addr)
-            except (BlockingIOError, InterruptedError):
-                return  # still full: wait for the next writable event
-            except OSError as exc:
-                self._error(exc)
-            backlog.popleft()
-        self._loop.remove_writer(self._fd)
-        self._set_queued(False)
+            self._rtp_protocol.error_received(exc)
 
     def _set_queued(self, queued: bool) -> None:
         self._queued = queued
-        self.send_rtp_fast = self.send_rtp if queued or self.closed else self._rtp_socket.sendto
+        sock = self._rtp_socket
+        self.send_rtp_fast = self.send_rtp if queued or sock is None else sock.sendto
         self._update_connected_sender()
 
     def _update_connected_sender(self) -> None:
+        sock = self._rtp_socket
         usable = self.connected is not None and not self._queued and not self.closed
-        self.send_rtp_connected = self._rtp_socket.send if usable else None
+        self.send_rtp_connected = sock.send if usable and sock is not None else None
 
     def connect_rtp(self, peer: Address) -> bool:
         """Connect the RTP socket to ``peer`` (the latched remote); False if not done.
@@ -304,7 +250,7 @@ class RtpTransport:
         datagrams from anyone else are dropped by the kernel.
         """
         sock = self._rtp_socket
-        if not self._connectable or self.closed:
+        if not self._connectable or self.closed or sock is None:
             return False
         if self.connected == peer:
             return True
@@ -316,7 +262,6 @@ class RtpTransport:
             return False
         self.connected = peer
         self._update_connected_sender()
-        self._loop.add_reader(self._fd, self._readable_connected)
         return True
 
     def disconnect_rtp(self) -> None:
@@ -328,9 +273,8 @@ class RtpTransport:
         sock = self._rtp_socket
         self.connected = None
         self._update_connected_sender()
-        if self.closed:
+        if sock is None or self.closed:
             return
-        self._loop.add_reader(self._fd, self._readable)
         try:
             _disconnect(sock)
         except OSError as exc:  # unexpected: never connect this socket again
@@ -339,20 +283,13 @@ class RtpTransport:
 
     def send_rtcp(self, data: bytes, addr: Address) -> None:
         """Send RTCP from the RTCP port, or from the RTP port under rtcp-mux."""
-        if self.rtcp_mux:
-            self.send_rtp(data, addr)
-        elif not self.closed:
-            self._rtcp.sendto(data, addr)
+        if not self.closed:
+            (self._rtp if self.rtcp_mux else self._rtcp).sendto(data, addr)
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
             self.send_rtp_fast = self.send_rtp  # which now sends nothing
             self.send_rtp_connected = None
-            self._backlog.clear()
-            if not self._loop.is_closed():
-                self._loop.remove_reader(self._fd)
-                if self._queued:
-                    self._loop.remove_writer(self._fd)
-            self._rtp_socket.close()
+            self._rtp.close()
             self._rtcp.close()
