@@ -71,16 +71,23 @@ not stay in the caches). Some 2,400 Python function calls per call, none
 above about 2.5 % of the time (a flat profile; some 30 % of the instructions
 are the bytecode loop itself). Trimming inside the layers (no exceptions on
 cache misses, our own Via not parsed back, no Via list copies) gave a few
-per cent. Taking the layers' glue away did not: the plain responses (a
-provisional or 2xx on the only branch) go from the transport to the client
-transaction, the response context and the server transaction in one
-function (``Forwarder.relay_response``, no event queue, callbacks or action
-objects), and that changed neither the instructions per call (3.126 million
-before, 3.130 after, callgrind, 1,000 calls) nor the function calls (2,415 ->
-2,404): the events and queues between the layers were never the cost; the
-work each layer does per message (typed header views, state machines with
-their deadlines, copies, rendering) is, and the missing factor needs much
-less of it per message, not fewer hops between layers.
+per cent. Taking the layers' glue away did not: on 28 Nov a short path for
+the plain responses (a provisional or 2xx on the only branch: transport ->
+client transaction -> response context -> server transaction in one
+function, no event queue, callbacks or action objects, checked equal to the
+general path by a differential hypothesis test) changed neither the
+instructions per call (3.126 million before, 3.130 after, callgrind, 1,000
+calls) nor the function calls (2,415 -> 2,404), so it was not kept: the
+events and queues between the layers were never the cost; the work each
+layer does per message (typed header views, state machines with their
+deadlines, copies, rendering) is. Compiling the same modules with mypyc was
+probed on the grammar helpers (parameters, host/port, comma splitting):
+1.2-2.2x per function, so not the missing factor either. In the real run
+(``perf``, one worker, 350 calls/s) the worker's CPU is 73 % interpreter,
+21 % kernel (``sendto`` on loopback also pays for waking the receiving
+SIPp), 3 % libc and 2 % uvloop; it costs 1,750 us of user time per call
+against 1,190 in process, the difference spread over the interpreter (the
+caches are shared with two SIPp processes).
 
 Run: ``.venv/bin/python bench/proxy.py`` (needs ``sipp`` and ``kamailio``;
 about 8 minutes with the defaults; ``--quick`` for a short smoke run).

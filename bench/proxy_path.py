@@ -50,10 +50,7 @@ each call new (Call-ID, tags, branches), built before the timed part; the
 sends are captured in place of ``sendto``, so no syscall is counted and other
 processes' load does not show up as our CPU (``time.process_time``). The
 printout is CPU per call (seven messages in, seven out) and, with
-``--profile``, the Python function calls per call (cProfile). ``--general``
-turns the forwarder's short path for plain responses off
-(``Forwarder.relay_response``: every response through the endpoint's events),
-to compare the two in one build.
+``--profile``, the Python function calls per call (cProfile).
 
 ``--register N`` does the same for authenticated registrations: SIPp's
 ``register_auth.xml`` exchange (REGISTER, 401, REGISTER with an MD5 digest,
@@ -803,16 +800,16 @@ async def _timed(
 
 
 async def _server_run(
-    count: int, profile: bool, warmup: int = 300, general: bool = False
+    count: int, profile: bool, warmup: int = 300
 ) -> tuple[float, float, int, int]:
     """(us of CPU per call, us of the driver's empty loop turns, function calls per call,
     calls completed) for ``count`` calls through a real :class:`ProxyServer`."""
     with _captured_sends() as sent:
-        return await _server_calls_timed(count, profile, warmup, sent, general)
+        return await _server_calls_timed(count, profile, warmup, sent)
 
 
 async def _server_calls_timed(
-    count: int, profile: bool, warmup: int, sent: Sent, general: bool = False
+    count: int, profile: bool, warmup: int, sent: Sent
 ) -> tuple[float, float, int, int]:
     import asyncio
     import tempfile
@@ -825,8 +822,7 @@ async def _server_calls_timed(
     server = ProxyServer(config)
     await server.start()
     endpoint = server.endpoint
-    assert endpoint is not None and server.forwarder is not None
-    server.forwarder.short_path = not general
+    assert endpoint is not None
     listener = endpoint.transport.listeners[0]
     local = (listener.host, listener.port)
     deliver = endpoint.transport._deliver
@@ -868,20 +864,17 @@ async def _server_calls_timed(
     return per_call, idle, function_calls, count
 
 
-def server_path(count: int, profile: bool, general: bool = False) -> None:
+def server_path(count: int, profile: bool) -> None:
     """Print the CPU per call of a real ProxyServer, sends captured (no syscalls)."""
     import asyncio
 
     from trunkline.sip.aio import new_event_loop
 
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        per_call, idle, function_calls, done = runner.run(
-            _server_run(count, profile, general=general)
-        )
+        per_call, idle, function_calls, done = runner.run(_server_run(count, profile))
     extra = f", {function_calls} function calls per call" if profile else ""
     print(
-        f"server{' (general path)' if general else ''}: {per_call:.0f} us of CPU per call "
-        f"in process ({done} calls, sends captured; "
+        f"server: {per_call:.0f} us of CPU per call in process ({done} calls, sends captured; "
         f"{idle:.0f} us of it the driver's 6 empty loop turns{extra})"
     )
 
@@ -1119,18 +1112,12 @@ def main() -> None:
         "through a real ProxyServer in process, sends captured",
     )
     parser.add_argument("--users", type=int, default=10000, help="distinct users for --register")
-    parser.add_argument(
-        "--general",
-        action="store_true",
-        help="with --server: every response through the endpoint's events "
-        "(the forwarder's short path off, to compare)",
-    )
     args = parser.parse_args()
     if args.register:
         register_path(args.register, args.users, args.profile)
         return
     if args.server:
-        server_path(args.server, args.profile, args.general)
+        server_path(args.server, args.profile)
         return
     if args.micro:
         for name, micros in micro(make_calls(300), max(args.rounds, 20)):

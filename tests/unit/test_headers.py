@@ -399,7 +399,6 @@ def test_via_canonical_equals_its_parse() -> None:
     for via in (
         Via.canonical("UDP", "192.0.2.1", 5060, ";branch=z9hG4bK-1;rport"),
         Via.canonical("TCP", "[2001:db8::1]", 5070, ";branch=z9hG4bK-2"),
-        Via.canonical("UDP", "192.0.2.3", 5060, ";branch=z9hG4bK-3;rport", "z9hG4bK-3"),
     ):
         parsed = Via.parse(str(via))
         assert via == parsed and str(via) == str(parsed)

@@ -102,9 +102,6 @@ _TRANSITIONS: dict[BranchState, frozenset[BranchState]] = {
 }
 
 
-_PENDING = frozenset({BranchState.CALLING, BranchState.PROCEEDING})
-
-
 @dataclass(frozen=True, slots=True)
 class SendBranch:
     """Send ``request`` to ``target`` with our Via (branch ``branch``) on top."""
@@ -255,24 +252,6 @@ class ResponseContext:
 
     def branch_state(self, index: int) -> BranchState:
         return self._branches[index].state
-
-    def relays(self, index: int, status: int) -> bool:
-        """Is a ``status`` response on branch ``index`` the plain case of §16.7?
-
-        The only branch, still pending, no final response sent upstream and
-        no CANCEL: a provisional (forwarded unless 100, step 5) or a 2xx
-        (forwarded, step 9), with nothing to choose between branches and no
-        branch to cancel. :meth:`receive_response` handles it as any other;
-        this only lets a driver take the short way there.
-        """
-        branches = self._branches
-        return (
-            status < 300
-            and len(branches) == 1
-            and not self._final_sent
-            and not self._cancelled
-            and branches[index].state in _PENDING
-        )
 
     # -- entry points -----------------------------------------------------------
 

@@ -19,16 +19,6 @@ request, its actions carried out on a :class:`~trunkline.sip.aio.endpoint.SipEnd
 One timer per context (Timer C and the sequential-group timeout) on the loop.
 Contexts run on loop time (monotonic), so ``now`` is ``loop.time()``.
 
-The plain responses of a call (a provisional or 2xx on the only branch, the
-context not final yet, no CANCEL) take a short way: :meth:`Forwarder.relay_response`,
-called by the endpoint as a response arrives, feeds the client transaction,
-the context and the server transaction in sequence, the same methods in the
-same order as the general path (endpoint event -> ``on_provisional``/``on_final``
--> ``_execute``), without the event queue and callbacks between them; anything
-else (best-response selection, forking, CANCEL, failover, dispatcher sets)
-goes the general way. ``tests/unit/test_proxy_shortpath.py`` checks that both
-send the same bytes and leave the same state.
-
 Also here: the per-source transaction and dialog limits of
 :class:`~trunkline.proxy.antiflood.AntiFlood`, the Contact of 1xx/2xx from
 NATed callees rewritten to the binding they registered from (nathelper's
@@ -48,7 +38,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from trunkline import logcontext
 from trunkline.proxy.antiflood import AntiFlood
 from trunkline.proxy.dispatcher import Dispatcher, is_failover_status, retarget
 from trunkline.proxy.forking import (
@@ -69,12 +58,7 @@ from trunkline.sip.aio.transport import Connection, TransportError
 from trunkline.sip.builder import MAGIC_COOKIE
 from trunkline.sip.errors import LocalSipError, SipParseError
 from trunkline.sip.message import Request, Response
-from trunkline.sip.transaction import (
-    ClientInviteTransaction,
-    ClientTransaction,
-    ServerTransaction,
-    TransactionState,
-)
+from trunkline.sip.transaction import ClientInviteTransaction, ClientTransaction, ServerTransaction
 from trunkline.sip.via import Via
 
 __all__ = ["CANCEL_GRACE", "TIMER_C", "Forwarder", "bracket", "split_hostport"]
@@ -85,10 +69,6 @@ CANCEL_GRACE = 32.0
 """How long a cancelled branch may stay silent before it counts as a 408 (§16.8, 64*T1)."""
 
 _DIALOG_FORMING = frozenset({"INVITE", "SUBSCRIBE", "REFER"})
-_WAITING = frozenset(
-    {TransactionState.CALLING, TransactionState.TRYING, TransactionState.PROCEEDING}
-)
-"""Client transaction states in which every provisional and 2xx reaches the TU."""
 _MAX_TRACKED_DIALOGS = 100_000
 
 
@@ -153,12 +133,6 @@ class Forwarder:
         """Call-ID -> caller's source address, for the per-source dialog limit."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._rr_cache: dict[str, str] = {}
-        self._branches: dict[int, tuple[ClientTransaction, _Live, SendBranch]] = {}
-        """Live contexts' branches by ``id()`` of their client transaction (held, so
-        the id stays unique), for :meth:`relay_response`."""
-        self.short_path = True
-        """Take the plain responses the short way (:meth:`relay_response`); False
-        sends every response through the endpoint's events (tests compare both)."""
 
     # ------------------------------------------------------------------ admission
 
@@ -245,19 +219,11 @@ class Forwarder:
             self._arm(live)
 
     def _arm(self, live: _Live) -> None:
-        """One timer per context: the earliest Timer C or group deadline.
-
-        An armed timer is only replaced by an earlier one: when the deadline
-        moved later (a provisional restarts Timer C) the armed one fires early,
-        finds nothing due and re-arms (as the endpoint's own timer does).
-        """
+        """One timer per context: the earliest Timer C or group deadline."""
         when = live.context.get_timer()
-        armed = live.timer_at
-        if when == armed:
+        if when == live.timer_at:
             return
         if live.timer is not None:
-            if when is not None and armed is not None and armed <= when:
-                return
             live.timer.cancel()
             live.timer = None
         live.timer_at = when
@@ -281,8 +247,6 @@ class Forwarder:
         transaction = live.incoming.transaction
         if transaction is not None:
             self.contexts.pop(id(transaction), None)
-        for txn in live.txns.values():
-            self._branches.pop(id(txn), None)
         self._release(live.context.request, live.source, established=live.established)
 
     def _release(self, request: Request, source: str, *, established: bool) -> None:
@@ -340,7 +304,6 @@ class Forwarder:
             self._branch_error(live, send, exc)
             return
         live.txns[index] = txn
-        self._branches[id(txn)] = (txn, live, send)
         if index in live.cancel_wanted:
             self._cancel_txn(txn)
 
@@ -369,59 +332,6 @@ class Forwarder:
         self._execute(
             live, live.context.receive_response(index, response, self.endpoint.loop.time())
         )
-
-    def relay_response(self, response: Response, now: float) -> bool:
-        """§16.7 for the plain case in one pass; False (nothing done) for any other.
-
-        The plain case: a provisional or 2xx on the only branch of a live
-        context whose client transaction still waits (Calling, Trying,
-        Proceeding: every such response reaches the TU) and whose server
-        transaction has no final response yet. Each layer's own method is
-        called in the order the general path calls it (client transaction
-        §17.1, the endpoint's waiter, NAT fix, response context §16.7,
-        upstream through the server transaction §17.2), without the event
-        queue, the callbacks and the action objects between them. A non-2xx
-        final (best-response selection), several branches, a CANCEL under
-        way, failover, a dispatcher set: the general way.
-        """
-        status = response.status
-        if status >= 300 or not self.short_path:
-            return False
-        endpoint = self.endpoint
-        layer = endpoint.transactions
-        txn = layer.find_client(response)
-        entry = self._branches.get(id(txn)) if txn is not None else None
-        if entry is None or entry[0] is not txn or txn is None:
-            return False
-        _, live, send = entry
-        context = live.context
-        if (
-            live.done
-            or live.upstream_final
-            or live.incoming.answered
-            or live.dispatch_set is not None
-            or txn.state not in _WAITING
-            or endpoint.on_event is not None
-            or not context.relays(send.index, status)
-            or not endpoint.plain_callbacks(txn)
-        ):
-            return False
-        token = logcontext.call_id.set(response.call_id)
-        try:
-            layer.response_matched(txn, response, now, report=False)
-            if status >= 200:
-                endpoint.settle(txn)
-            self._fix_nat(live, send.target, response)
-            for action in context.receive_response(send.index, response, now):
-                if isinstance(action, SendUpstream):  # the plain case has no other action
-                    self._upstream(live, action.response)
-            if context.finished:
-                self._finish(live)
-            else:
-                self._arm(live)
-        finally:
-            logcontext.call_id.reset(token)
-        return True
 
     def _cancel_branch(self, live: _Live, index: int) -> None:
         if not live.context.is_invite:
@@ -536,7 +446,7 @@ class Forwarder:
         host, port = self.addresses.get(outbound) or self.addresses["UDP"]
         host = bracket(host)
         params = f";branch={branch};rport"
-        via = Via.canonical(outbound, host, port, params, branch)
+        via = Via.canonical(outbound, host, port, params)
         headers.prepend("Via", f"SIP/2.0/{outbound} {host}:{port}{params}", parsed=via)
 
     def rr_value(self, transport: str) -> str:
@@ -584,7 +494,7 @@ class Forwarder:
         branch = MAGIC_COOKIE + random_hex(16)  # 128 bits, as builder.new_branch
         host = bracket(host)
         params = f";branch={branch}"
-        via = Via.canonical(destination.transport, host, port, params, branch)
+        via = Via.canonical(destination.transport, host, port, params)
         text = f"SIP/2.0/{destination.transport} {host}:{port}{params}"
         request.headers.prepend("Via", text, parsed=via)
         self.stats.stateless += 1

@@ -109,16 +109,6 @@ class ProxyEndpoint(SipEndpoint):
     """
 
     on_cancel: Callable[[ServerTransaction], bool] | None = None
-    relay: Callable[[Response, float], bool] | None = None
-    """The forwarder's short way for plain responses (``Forwarder.relay_response``):
-    True when it took the response, False to go the general way."""
-
-    def _receive_response(self, response: Response) -> None:
-        relay = self.relay
-        if relay is not None and relay(response, self.loop.time()):
-            self.stats.responses += 1
-            return
-        super()._receive_response(response)
 
     def handle_cancel(self, cancel: IncomingRequest, invite: ServerTransaction | None) -> None:
         hook = self.on_cancel
@@ -316,7 +306,6 @@ class ProxyServer:
             dispatcher=self.dispatcher,
             clock=self.clock,
         )
-        endpoint.relay = self.forwarder.relay_response
         housekeeper = Housekeeper(
             endpoint,
             self.location,

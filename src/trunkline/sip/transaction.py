@@ -177,29 +177,15 @@ class ClientTransaction(Transaction):
     """Base of the two client machines: sends the request on :meth:`start`."""
 
     last_response: Response | None = None
-    _reporting = True
 
     def start(self, now: float) -> None:
         """Pass the request to the transport and arm the first timers."""
         self._start(now)
         self._changed()
 
-    def receive_response(self, response: Response, now: float, *, report: bool = True) -> None:
-        """A response matched this transaction (§17.1.3).
-
-        ``report=False``: the caller is the TU and takes the response itself
-        (a proxy relaying it in one pass): the machine moves exactly as it
-        would, ``last_response`` is set when the TU would have been told, but
-        no :class:`ResponseReceived` is queued.
-        """
-        if report:
-            self._on_response(response, now)
-        else:
-            self._reporting = False
-            try:
-                self._on_response(response, now)
-            finally:
-                del self._reporting
+    def receive_response(self, response: Response, now: float) -> None:
+        """A response matched this transaction (§17.1.3)."""
+        self._on_response(response, now)
         self._changed()
 
     def _start(self, now: float) -> None:
@@ -210,8 +196,7 @@ class ClientTransaction(Transaction):
 
     def _to_tu(self, response: Response) -> None:
         self.last_response = response
-        if self._reporting:
-            self.outbox.events.append(ResponseReceived(response, self))
+        self.outbox.events.append(ResponseReceived(response, self))
 
 
 class ClientInviteTransaction(ClientTransaction):

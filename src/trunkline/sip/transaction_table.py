@@ -215,20 +215,7 @@ class TransactionLayer:
         if txn is None:
             self.outbox.events.append(ResponseReceived(response, None))
             return None
-        self.response_matched(txn, response, now)
-        return txn
-
-    def response_matched(
-        self, txn: ClientTransaction, response: Response, now: float, *, report: bool = True
-    ) -> None:
-        """Feed ``response``, matched to ``txn`` (:meth:`find_client`), to its machine.
-
-        The second half of :meth:`receive_response`, for a TU that matched the
-        response itself and takes it directly (``report=False``: no
-        :class:`ResponseReceived` is queued; see ``ClientTransaction.receive_response``).
-        A provisional releases a CANCEL waiting for it (§9.1).
-        """
-        txn.receive_response(response, now, report=report)
+        txn.receive_response(response, now)
         if (
             response.status < 200
             and isinstance(txn, ClientInviteTransaction)
@@ -237,6 +224,7 @@ class TransactionLayer:
             self.send_request(txn.make_cancel(), txn.peer, now)
         elif response.status >= 200:
             self._pending_cancels.pop(id(txn), None)
+        return txn
 
     def receive_request(
         self, request: Request, peer: Peer | None, now: float

@@ -100,21 +100,13 @@ class Via(LazyParams):
         return cls._parse_slow(text)
 
     @classmethod
-    def canonical(
-        cls,
-        transport: str,
-        host: str,
-        port: int | None,
-        params_text: str,
-        branch: str | None = None,
-    ) -> Via:
+    def canonical(cls, transport: str, host: str, port: int | None, params_text: str) -> Via:
         """The Via an element writes itself, from its parts; no parsing.
 
         ``transport`` upper-case, ``host`` a hostname or an IP (IPv6 in
         brackets), ``params_text`` canonical (``;branch=z9hG4bK..;rport``):
         the caller's own values, as :meth:`parse` would have produced them
-        from ``str(via)``, but without the regular expression. ``branch``,
-        when given, is the one in ``params_text`` (kept, not searched for).
+        from ``str(via)``, but without the regular expression.
         """
         via = cls.__new__(cls)
         set_slot(via, "transport", transport)
@@ -123,7 +115,7 @@ class Via(LazyParams):
         set_slot(via, "protocol", "SIP/2.0")
         set_slot(via, "_params", None)
         set_slot(via, "_params_text", params_text)
-        set_slot(via, "_branch", _Unset.UNSET if branch is None else branch)
+        set_slot(via, "_branch", _Unset.UNSET)
         return via
 
     @classmethod

@@ -165,27 +165,6 @@ class ClientRequests(Sender):
         self.pump()
         return txn
 
-    def plain_callbacks(self, txn: ClientTransaction) -> bool:
-        """True when ``txn`` was started by :meth:`start_request_now` and awaits its
-        final response, without failover: a TU may then take the transaction's
-        responses directly (:meth:`settle` for the final one) instead of through
-        ``on_provisional``/``on_final``."""
-        pending = self._pending.get(id(txn))
-        return (
-            pending is not None
-            and pending.future is None
-            and pending.on_final is not None
-            and pending.failover is None
-            and not pending.done
-        )
-
-    def settle(self, txn: ClientTransaction) -> None:
-        """The TU took the final response of ``txn`` itself: what :meth:`_finish`
-        does before calling ``on_final`` (the waiter is done and forgotten)."""
-        pending = self._pending.pop(id(txn), None)
-        if pending is not None:
-            pending.done = True
-
     def _launch(
         self,
         request: Request,

@@ -99,12 +99,6 @@ def stamp_received(request: Request, source: tuple[str, int]) -> bool:
     return True
 
 
-_DESTINATIONS: dict[int, tuple[Via, Destination]] = {}
-"""response_destination by ``id()`` of the (immutable, interned) Via, which is held
-so the id stays unique: a transaction's responses all carry the same Via."""
-_DESTINATIONS_LIMIT = 4096
-
-
 def response_destination(via: Via) -> Destination:
     """Where to send a response when its request's connection is gone (§18.2.2).
 
@@ -113,21 +107,13 @@ def response_destination(via: Via) -> Destination:
     Reliable ones use the same address (the caller tries the original
     connection first).
     """
-    known = _DESTINATIONS.get(id(via))
-    if known is not None and known[0] is via:
-        return known[1]
     transport = via.transport.upper()
     default = DEFAULT_PORTS.get(transport, 5060)
     if via.maddr is not None:
-        found = Destination(transport, normalize_host(via.maddr), via.port or default)
-    else:
-        host = via.received if via.received is not None else via.host
-        port = via.rport if via.rport is not None else via.port or default
-        found = Destination(transport, normalize_host(host), port)
-    if len(_DESTINATIONS) >= _DESTINATIONS_LIMIT:
-        _DESTINATIONS.clear()
-    _DESTINATIONS[id(via)] = (via, found)
-    return found
+        return Destination(transport, normalize_host(via.maddr), via.port or default)
+    host = via.received if via.received is not None else via.host
+    port = via.rport if via.rport is not None else via.port or default
+    return Destination(transport, normalize_host(host), port)
 
 
 def next_hop(request: Request) -> SipUri:
