@@ -59,6 +59,13 @@ class PcmSource:
     around or the last frame is padded with silence.
     """
 
+    # Slots: the attributes sit in the object itself (one memory access less per frame).
+    __slots__ = (
+        "loop",
+        "pcm",
+        "position",
+    )
+
     def __init__(self, pcm: Pcm, *, loop: bool = False) -> None:
         self.pcm = pcm
         self.loop = loop

@@ -81,6 +81,22 @@ class RtpSender:
     ``last_timestamp`` are computed when read.
     """
 
+    # Slots: the attributes sit in the object itself (see ReceptionStats).
+    __slots__ = (
+        "_continue",
+        "_last_tick",
+        "_last_ts",
+        "_last_ts_tick",
+        "_n",
+        "_n0",
+        "_seq0",
+        "_word",
+        "octets_sent",
+        "samples_per_frame",
+        "ssrc",
+        "timestamp_base",
+    )
+
     def __init__(
         self,
         payload_type: int,

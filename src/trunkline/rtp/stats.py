@@ -83,6 +83,32 @@ class ReceptionStats:
     ``received``, ``jitter`` and ``last_transit`` (and is tested against it).
     """
 
+    # Slots: the attributes sit in the object itself (CPython 3.11 keeps a plain
+    # instance's in a separate array), one memory access less per packet.
+    __slots__ = (
+        "_seen",
+        "_seen_at",
+        "bad_seq",
+        "base_seq",
+        "clock_rate",
+        "cycles",
+        "duplicates",
+        "expected_prior",
+        "jitter",
+        "last_sr_arrival",
+        "last_sr_middle",
+        "last_sr_ntp",
+        "last_sr_rtp",
+        "last_transit",
+        "max_seq",
+        "probation",
+        "received",
+        "received_prior",
+        "reordered",
+        "seen_top",
+        "ssrc",
+    )
+
     def __init__(self, ssrc: int, clock_rate: int, first_seq: int) -> None:
         self.ssrc = ssrc
         self.clock_rate = clock_rate
