@@ -135,16 +135,22 @@ async def call_baresip(
     assert ok.status == 200, ok.status
     session.apply(process_answer(offer, SessionDescription.parse(ok.body)))
     session.start()
-    in_dialog = {
-        "from_": invite.from_,
-        "to": ok.to,
-        "call_id": invite.call_id,
-        "contact": me,
-    }
-    ack = make_request("ACK", uri, cseq=1, via=f"SIP/2.0/UDP {host}:{port}", **in_dialog)
-    uac.transport.sendto(bytes(ack), target)
+
+    def in_dialog(method: str, cseq: int) -> Request:
+        return make_request(
+            method,
+            uri,
+            from_=invite.from_,
+            to=ok.to,
+            call_id=invite.call_id,
+            contact=me,
+            cseq=cseq,
+            via=f"SIP/2.0/UDP {host}:{port}",
+        )
+
+    uac.transport.sendto(bytes(in_dialog("ACK", 1)), target)
     await asyncio.sleep(seconds)
-    bye = make_request("BYE", uri, cseq=2, via=f"SIP/2.0/UDP {host}:{port}", **in_dialog)
+    bye = in_dialog("BYE", 2)
     assert (await uac.transaction(bye, target)).status == 200
 
 
