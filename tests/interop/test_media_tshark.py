@@ -22,6 +22,7 @@ from trunkline.rtp.rtcp import (
     Bye,
     ReceiverReport,
     RtcpApp,
+    RtcpPacket,
     SourceDescription,
     build_compound,
     ntp_from_unix,
@@ -126,7 +127,7 @@ def test_tshark_dissects_rtcp_reports(tmp_path: Path) -> None:
         tx.packet(tick, b"\x00" * 160)
     sr = tx.sender_report(sched, now=11.0, wallclock=1_780_000_000.5)
     sr.reports = rr.reports
-    compound = [
+    compound: list[RtcpPacket] = [
         sr,
         SourceDescription.cname_for(0xCCCC0003, "alice@trunkline.test"),
         Bye([0xCCCC0003], b"hang up"),

@@ -216,9 +216,9 @@ def new_invite(
     )
 
 
-def establish(wire: Wire, **kwargs: tuple[tuple[str, str], ...]) -> tuple[Dialog, Dialog]:
+def establish(wire: Wire, headers: tuple[tuple[str, str], ...] = ()) -> tuple[Dialog, Dialog]:
     """INVITE / 180 / 200 / ACK; returns (alice's dialog, bob's dialog)."""
-    invite = new_invite(wire, **kwargs)
+    invite = new_invite(wire, headers=headers)
     wire.a.send(invite, wire.now)
     wire.flush()
     [got] = wire.b.got("INVITE")
@@ -532,7 +532,7 @@ def test_prack_flow() -> None:
     wire.advance(10.0)
     assert wire.sent("bob", "180 INVITE") == [0.0]  # PRACKed: no retransmission
     second = wire.b.respond(got, 183, 10.0, reliable=True)
-    assert second.rseq == ringing.rseq + 1  # type: ignore[operator]
+    assert second.rseq == ringing.rseq + 1
     wire.flush()
     assert len(wire.b.got("PRACK")) == 2
 

@@ -42,7 +42,7 @@ users = st.text(
 )
 # Display names: any text but CR/LF (which cannot appear in a header line).
 display_names = st.none() | st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=20
+    st.characters(blacklist_categories=["Cs"], blacklist_characters="\r\n"), max_size=20
 )
 param_values = st.none() | tokens
 

@@ -357,7 +357,7 @@ def test_non_utf8_bytes_round_trip() -> None:
 
 _tokens = st.text(alphabet=string.ascii_letters + string.digits + "-.+_", min_size=1, max_size=8)
 _text = st.text(
-    alphabet=st.characters(blacklist_characters="\r\n\x00", blacklist_categories=("Cs",)),
+    alphabet=st.characters(blacklist_characters="\r\n\x00", blacklist_categories=["Cs"]),
     max_size=20,
 )
 _ports = st.integers(0, 65535)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -56,7 +58,7 @@ from trunkline.sip.sdpfields import (
         (Attribute, "rtcp-fb:* nack"),
     ],
 )
-def test_typed_values_round_trip(cls: type, text: str) -> None:
+def test_typed_values_round_trip(cls: type[Any], text: str) -> None:
     value = cls.parse(text)
     assert str(value) == text
 
@@ -114,7 +116,7 @@ def test_direction_algebra() -> None:
         (Group, ""),
     ],
 )
-def test_bad_values_raise_400(cls: type, text: str) -> None:
+def test_bad_values_raise_400(cls: type[Any], text: str) -> None:
     with pytest.raises(SipParseError) as info:
         cls.parse(text)
     assert info.value.status == 400
@@ -129,7 +131,7 @@ def test_timing_and_connection_defaults() -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from([RtpMap, Rtcp, CryptoKey, Crypto, Candidate, Fingerprint, Group]), st.text())
-def test_value_parsers_raise_only_sip_parse_error(cls: type, text: str) -> None:
+def test_value_parsers_raise_only_sip_parse_error(cls: type[Any], text: str) -> None:
     try:
         value = cls.parse(text)
     except SipParseError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import ipaddress
+import shutil
 import sqlite3
 import stat
 from collections.abc import Iterator
@@ -113,7 +114,7 @@ def test_self_signed_certificate_has_the_domain_and_loopback(tmp_path: Path) -> 
 def test_openssl_fallback_makes_a_usable_pair(tmp_path: Path) -> None:
     from trunkline.store import datadir
 
-    if datadir.shutil.which("openssl") is None:
+    if shutil.which("openssl") is None:
         pytest.skip("openssl not installed")
     files = datadir.TlsFiles(tmp_path / "c.crt", tmp_path / "c.key")
     datadir._generate_with_openssl("sip.example", files, 30)
