@@ -31,8 +31,8 @@ Last line: ``media: <value>x udp-echo (goal 0.3x)``. Runs in about a minute.
 search, no echo) and prints the CPU per packet of each; ``--src DIR`` runs
 the engine under ``DIR/src`` (another version) with this bench.
 
-Notes: what costs what (measured on the 2-core development VM, 27 Nov 2026,
-with other work running, so the numbers are +-10 %):
+Notes: what costs what (measured on the 2-core development VM, 27-28 Nov
+2026, with other work running, so the numbers are +-10 %):
 
 * The I/O floor. 600 sockets on uvloop, one 20 ms timer sending one 172-byte
   datagram per socket, received by a Python ``datagram_received``: about
@@ -55,42 +55,68 @@ with other work running, so the numbers are +-10 %):
   commit's from ``git archive``, under the same harness). One G.711 packet
   sent, received and played out, 100 sessions, the harness's own frames not
   counted: 906 bytecodes before the fused paths (27 Nov 2026, commit
-  8285416), 456 after. Where the 906 went: ``_on_rtp`` 105, ``put`` 100,
-  ``get`` 91, ``build`` 83, ``ReceptionStats.receive`` 83, ``parse`` 77,
-  ``frame_to_play`` 62, the clock's two loops 110, the rest ~200. The
-  design now (what is left of the 456):
+  8285416), 456 after, 438 now (28 Nov 2026). Where the 906 went:
+  ``_on_rtp`` 105, ``put`` 100, ``get`` 91, ``build`` 83,
+  ``ReceptionStats.receive`` 83, ``parse`` 77, ``frame_to_play`` 62, the
+  clock's two loops 110, the rest ~200. The design now (what the 438 are):
 
-  - receive (~160): ``MediaSession._on_rtp`` takes the packet the general
-    path *armed* (same source address and SSRC, V=2 without P/X/CC/M, the
-    same payload type, the next sequence number) with one ``unpack_from``,
-    the in-order case of ``ReceptionStats.receive`` inline (A.1, A.8) and
-    ``JitterBuffer.put_next`` with plain values; no ``RtpPacket``. The
-    jitter buffer stores ``(pt, payload, timestamp, arrival)`` tuples.
-  - playout (~150): ``JitterBuffer.pop`` plays the next frame with four
-    updates when nothing else is due (adaptation every ``adapt_interval``
-    frames, concealment, buffering take the general path) and defers the
-    delay average to the next general call; the session hands the payload
-    to the clock, which decodes the batch and calls ``play_decoded`` (the
-    G.711 concealment history's hot path inlined, then the sinks).
-  - send (~140): ``frame_to_send`` is the source read; the clock encodes the
-    batch (one ``take``, rows turned into bytes by ``map``) and
-    ``send_frame`` numbers it (``RtpSender.build``: one counter for the
-    sequence number and ``packets_sent``, one ``struct.pack`` of three
-    words) and sends.
+  - receive (~150, ``_on_rtp``): the packet the general path *armed* (same
+    source address and SSRC, V=2 without P/X/CC/M, the same payload type,
+    the next sequence number) with one ``unpack_from``, the in-order case of
+    ``ReceptionStats.receive`` (A.1, A.8) and the body of
+    ``JitterBuffer.put_next`` inline: no ``RtpPacket``, no other Python
+    call. The jitter buffer stores ``(pt, payload, timestamp, arrival)``.
+  - playout (~75 ``frame_to_play`` + ~33 ``play_decoded`` + ~10 for the
+    deferred delay average): ``frame_to_play`` runs ``JitterBuffer.pop``'s
+    fast path itself (the next frame with four updates when nothing else is
+    due: adaptation every ``adapt_interval`` frames, concealment and
+    buffering take ``pop``); the clock decodes the batch and calls
+    ``play_decoded`` (the G.711 concealment history, then the sinks).
+  - send (~88 ``send_frame`` + ~27 source read + ~11 ``frame_to_send``): the
+    clock encodes the batch (one ``take``, rows turned into bytes by
+    ``map``); ``send_frame`` runs ``RtpSender.build``'s numbering itself
+    (one counter for the sequence number and ``packets_sent``, one
+    ``struct.pack`` of three words) and sends.
   - the clock (~26): ``map`` over the streams (a C loop) and
     ``itertools.compress`` pick the batch; a Python loop only hands results
     back. RTCP, the socket's link check and the DTMF timeout run from one
     deadline per session (the link check once per ``_RELATCH_AFTER`` while
     connected).
 
-  Callgrind, same harness: 55.6k machine instructions per packet before,
-  45.1k after (the harness's fake network included). Of the 45k: the eval
-  loop ~14k, numpy's ``take`` 4.2k (+0.7k index casts; encode and decode,
-  faster than ``bytes.translate`` pairs), allocation ~2.6k, the rest spread
-  thin. The 350-bytecode goal is not reached: what is left is mostly the
-  attribute updates that the RFC 3550 statistics, the jitter buffer's
-  counters and the sender's numbering each need once per packet, and one
-  Python call per stage.
+  Callgrind, same harness: 55.6k machine instructions per packet at
+  8285416 (``--ticks 100``), 45.2k at 4c1888d and 41.5k / 41.7k now
+  (``--ticks 300``; the harness's fake network included). ``--instructions``
+  makes the run repeatable (seeded RTCP intervals, SSRCs and sequence
+  numbers, string hashes), yet at ``--ticks 100`` two runs still differ by
+  up to 3k per packet: a full garbage collection falls inside the counted
+  window or not; compare at ``--ticks 300`` or more. Nearly all of the
+  3.6k come from ``__slots__`` on ``MediaSession`` (72 attributes) and
+  ``JitterBuffer`` (40), alone 45.4k -> 41.7k: past CPython 3.11's 30
+  shared instance keys every attribute access was a dict lookup
+  (``unicodekeys_lookup_unicode`` and ``_Py_dict_lookup`` were 5.6 % of
+  perf's samples on sockets, about 1 % after). The three folded calls save
+  18 bytecodes, within the noise in instructions. ``RtpSender``,
+  ``ReceptionStats``, ``WaveformPlc`` and ``PcmSource`` have slots too: no
+  measurable change in instructions, but their attributes then sit in the
+  object (3.11 keeps a plain instance's values in a separate allocation):
+  fewer cache lines per packet on sockets, where 400+ sessions do not fit
+  the caches (not separately measured: within the noise there). Of the
+  41k: the eval loop ~14k, numpy's ``take`` 4.2k (+0.7k index casts; encode
+  and decode, faster than ``bytes.translate`` pairs), allocation ~2.6k, the
+  rest spread thin (breakdown as of 27 Nov). What is left is mostly the attribute updates that the
+  RFC 3550 statistics (5), the jitter buffer (4 in, 4 out) and the sender's
+  numbering (4) need once per packet, and the stages' calls.
+* Tried, not kept (28 Nov 2026): the transport reading the RTP socket
+  itself (``loop.add_reader``, one ``recv`` per readable event on the
+  connected socket: no ``EAGAIN`` read, no address tuple; uvloop's datagram
+  transport does both). 600 sockets, one datagram each per 20 ms: 8.5-9.1
+  against 8.9-10.1 us per datagram sent and received; in this bench within
+  the noise, and under overload it collapsed (500 sessions: 75 % late,
+  73 us per packet): one read per socket and loop iteration cannot catch up
+  when a late clock sends up to ``max_burst`` packets per socket at once,
+  and reading until ``EAGAIN`` from Python (an exception per datagram)
+  costs 11 us. Cutting the encoded batch into payloads with ``bytes``
+  slices instead of numpy row views: no fewer instructions.
 * On sockets (this bench, 27 Nov 2026, the machine shared with three other
   sessions' work): ``--fixed 200 --rounds 3``, the last commit's engine
   (``--src``) and this one alternately: 48.6 / 43.0 us of CPU per packet
@@ -103,6 +129,16 @@ with other work running, so the numbers are +-10 %):
   22,704 packets/s) and 35.1 us (echo 8.7 us) after. The cost ratio
   (echo/media 0.247) is above the count ratio because the 1 % late-packet
   rule ends the search at about 95 % CPU (next point).
+  28 Nov 2026 (slots, the three folded calls), the machine shared with one
+  other session's work (load 0.5-2): ``--fixed 400 --rounds 3``, commit
+  4c1888d (``--src``) and this one alternately: 40.8 / 37.3 / 39.8 us of CPU
+  per packet before, 29.8 / 31.6 / 35.1 after (median -21 %). Full runs,
+  alternating: before 0.196x / 0.219x (cost 34.8 / 37.3 us), after
+  0.238x / 0.201x / 0.212x (cost 33.3 / 33.9 / 33.2 us, echo 9.2-9.6 us,
+  cost ratio 0.27-0.29). With the load at 1-2 the search mostly ends on the
+  timer-lateness rule at 70-85 % CPU (another process holding the core for
+  tens of ms), not on CPU: 800 sessions once sent 35,171 packets/s (0.386x)
+  with 10 % late.
 * Garbage collection does not show in the average cost (``gc.disable()``
   changed nothing measurable); batching the receive path per tick saves
   nothing because each session gets one packet per tick.
