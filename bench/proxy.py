@@ -59,9 +59,27 @@ in-memory location is cheaper than the shared one).
 
 Notes, where a call's CPU goes (one worker, in process, sends captured, so no
 syscall and no other process is counted: ``bench/proxy_path.py --server
-3000``): about 1,100-1,400 us per call on this machine (seven messages in,
-seven out; noisy while other work runs; under callgrind 3.13 million
-instructions per call), against Kamailio's 63-83 us. By message (28 Nov,
+3000``): about 1,150-1,250 us per call on this machine (seven messages in,
+seven out; noisy while other work runs; 1,280 before the 28 Nov trims below,
+same run), against Kamailio's 63-83 us. Under callgrind (a 1,500-call and a
+500-call ``--server`` run, difference / 1,000, both trees in the same run)
+3.02 million instructions per call, 3.13 before; of them about 0.15 million
+are the transactions' own clean-up timers (J, K, L, M: they fire because a
+callgrind run lasts minutes, as they do in the real run) and 0.01-0.05
+million the garbage collector (varies with the run's length), so the
+message work itself went from 2.93 to 2.82 million. What costs what, in
+instructions per call: parsing the six messages received 0.72 million (a
+quarter; interning already makes a call's From/To/Via parse once), the rest
+spread over the layers. The 28 Nov trims, each kept because the count
+dropped (sequential runs, about +-3 thousand of noise): a forwarded 1xx/2xx
+loses our Via in place instead of on a copy (-16 thousand); the request's
+size for the §18.1.1 transport choice counted from its lines instead of
+rendering it before our Via and Record-Route are added (one rendering, not
+two: -8 to -11 thousand); a response's §18.2.2 destination remembered per
+(interned, immutable) Via object (-35 thousand) and a next hop's per URI
+object (-33 thousand); ``make_response`` writing Content-Length with the
+copied lines (-5 thousand). Function calls per call 2,409 -> 2,350.
+By message (28 Nov,
 timed around the endpoint's receive): the INVITE about 365 us (100 Trying,
 response context, client transaction, Record-Route, loop-hash branch), the
 BYE 265 us, the stateless 2xx ACK 160 us, the 180, the 200 and the 200 to

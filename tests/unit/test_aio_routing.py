@@ -118,3 +118,33 @@ def test_uri_destination_honours_maddr_and_default_ports() -> None:
         Destination("UDP", "192.0.2.3", 5060, server_name="example.com")
     )
     assert uri_destination(SipUri.parse("sips:bob@[2001:db8::2]"), "TLS").port == 5061
+
+
+def test_response_destination_is_remembered_per_via_object_only() -> None:
+    first = Via.parse(
+        "SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bKcache;rport=6000;received=192.0.2.9"
+    )
+    assert response_destination(first) == Destination("UDP", "192.0.2.9", 6000)
+    assert response_destination(first) is response_destination(first)
+    # Another object never gets the first one's answer, even past the cache's bound.
+    for n in range(5000):
+        via = Via.parse(f"SIP/2.0/TCP 198.51.100.{n % 250 + 1}:{5000 + n};branch=z9hG4bK{n}")
+        assert response_destination(via) == Destination(
+            "TCP", f"198.51.100.{n % 250 + 1}", 5000 + n
+        )
+    assert response_destination(first) == Destination("UDP", "192.0.2.9", 6000)
+
+
+def test_uri_destination_is_remembered_per_uri_object_and_transport() -> None:
+    uri = SipUri.parse("sip:bob@[2001:db8::5]")
+    assert uri_destination(uri, "UDP") == Destination(
+        "UDP", "2001:db8::5", 5060, server_name="2001:db8::5"
+    )
+    assert uri_destination(uri, "TLS") == Destination(
+        "TLS", "2001:db8::5", 5061, server_name="2001:db8::5"
+    )
+    assert uri_destination(uri, "UDP").port == 5060
+    other = SipUri.parse("sip:bob@198.51.100.3:5070;maddr=192.0.2.44")
+    assert uri_destination(other, "UDP") == Destination(
+        "UDP", "192.0.2.44", 5070, server_name="198.51.100.3"
+    )

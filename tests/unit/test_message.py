@@ -487,3 +487,20 @@ def test_equal_header_text_is_parsed_once() -> None:
     assert isinstance(a, Request) and isinstance(b, Request)
     assert a.uri is b.uri
     assert a.copy().uri is a.uri
+
+
+def test_wire_size_counts_the_octets_bytes_would_give_without_rendering() -> None:
+    msg = parse_message(INVITE)
+    assert msg.wire_size() == len(INVITE)
+    msg.headers.prepend("Via", "SIP/2.0/UDP proxy.example.com;branch=z9hG4bKproxy1")
+    size = msg.wire_size()
+    assert msg._raw is not None and msg._raw_version != msg.headers._version  # not rendered
+    assert size == len(bytes(msg))
+    # Non-ASCII text (UTF-8 display name, escaped octets) is counted in octets, not characters.
+    msg.headers.add("Subject", "caf\u00e9 \udcff")
+    assert msg.wire_size() == len(bytes(msg))
+    msg.headers.remove("Content-Length")  # rendered with a Content-Length line added
+    msg.headers.remove("Subject")
+    assert msg.wire_size() == len(bytes(msg))
+    for bare in (Request("OPTIONS", "sip:bob@example.com"), Response(200)):
+        assert bare.wire_size() == len(bytes(bare))

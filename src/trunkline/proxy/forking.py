@@ -171,6 +171,19 @@ def branch_request(request: Request, target: Target, record_route: str | None) -
     return copy
 
 
+def _strip_our_via(response: Response, branch: str) -> Response:
+    """§16.7 step 3 on ``response`` itself, for a 1xx or 2xx forwarded at once.
+
+    Nothing reads such a response with our Via after it went upstream (the
+    branch keeps a 2xx only for its status; a NATed callee's Contact was fixed
+    on it in place already), so it is not copied first.
+    """
+    top = response.top_via
+    if top is not None and top.branch == branch:
+        response.headers.pop_first("Via")
+    return response
+
+
 def _without_our_via(response: Response, branch: str) -> Response:
     """§16.7 step 3: remove the topmost Via (ours) before forwarding."""
     forwarded = response.copy()
@@ -271,7 +284,7 @@ class ResponseContext:
             if self.is_invite and not branch.no_answer:
                 branch.timer_c = now + self._branch_timeout()
             if status > 100 and not self._final_sent:
-                actions.append(SendUpstream(_without_our_via(response, branch.branch)))
+                actions.append(SendUpstream(_strip_our_via(response, branch.branch)))
             return actions
         if 200 <= status < 300:
             earlier = branch.response
@@ -282,7 +295,7 @@ class ResponseContext:
             branch.response = response
             branch.timer_c = None
             # §16.7 step 9: every 2xx to an INVITE is forwarded, even after the first.
-            actions.append(SendUpstream(_without_our_via(response, branch.branch)))
+            actions.append(SendUpstream(_strip_our_via(response, branch.branch)))
             if not self._final_sent:
                 self._final_sent = True
                 actions.extend(self._cancel_pending())

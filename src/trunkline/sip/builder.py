@@ -173,6 +173,12 @@ def make_response(
     }
     if vias:
         index["via"] = vias
+    plain = not headers and content_type is None
+    if plain:  # the usual case (a 100 Trying, a proxy's 408): Content-Length written here
+        length = str(len(body))
+        lines.append(f"Content-Length: {length}")
+        keys.append("content-length")
+        index["content-length"] = (length,)
     out = Headers._parsed(tuple(lines), tuple(keys), index)
     out.dirty = True
     cache = out._cache
@@ -183,12 +189,20 @@ def make_response(
             cache[key] = value
     if to_addr is not None:
         cache["to"] = to_addr
-    for name, value in headers:
-        out.add(name, value)
-    if content_type is not None:
-        out.add("Content-Type", content_type)
-    out.add("Content-Length", str(len(body)))
-    return Response(status, reason_phrase(status) if reason is None else reason, out, body)
+    if not plain:
+        for name, value in headers:
+            out.add(name, value)
+        if content_type is not None:
+            out.add("Content-Type", content_type)
+        out.add("Content-Length", str(len(body)))
+    response = Response.__new__(Response)
+    response._status = status
+    response._reason = reason_phrase(status) if reason is None else reason
+    response.headers = out
+    response._body = bytes(body)
+    response._raw = None
+    response._raw_version = 0
+    return response
 
 
 def _one(headers: Headers, key: str) -> str:

@@ -143,6 +143,26 @@ class Message(HeaderViews):
     def _start_line(self) -> str:
         raise NotImplementedError
 
+    def wire_size(self) -> int:
+        """``len(bytes(self))``, without rendering an edited message whose text is ASCII.
+
+        For the §18.1.1 transport choice made before the last edits (our Via,
+        Record-Route): the message is then rendered once, to be sent.
+        """
+        raw = self._raw
+        headers = self.headers
+        if raw is not None and self._raw_version == headers._version:
+            return len(raw)
+        lines = headers._lines
+        start = self._start_line()
+        joined = "".join(lines)
+        if not (start.isascii() and joined.isascii()):
+            return len(bytes(self))  # UTF-8 or escaped octets: count them exactly
+        size = len(start) + len(joined) + 2 * len(lines) + 4 + len(self._body)
+        if "content-length" not in headers._index:
+            size += len(f"Content-Length: {len(self._body)}\r\n")
+        return size
+
     def __bytes__(self) -> bytes:
         """The message as bytes: the received octets until edited, then kept until the next edit.
 

@@ -107,13 +107,27 @@ def response_destination(via: Via) -> Destination:
     Reliable ones use the same address (the caller tries the original
     connection first).
     """
+    # Via values are immutable and interned (every response of a transaction
+    # carries the same object): the answer is remembered per object.
+    known = _destinations.get(id(via))
+    if known is not None and known[0] is via:
+        return known[1]
     transport = via.transport.upper()
     default = DEFAULT_PORTS.get(transport, 5060)
     if via.maddr is not None:
-        return Destination(transport, normalize_host(via.maddr), via.port or default)
-    host = via.received if via.received is not None else via.host
-    port = via.rport if via.rport is not None else via.port or default
-    return Destination(transport, normalize_host(host), port)
+        found = Destination(transport, normalize_host(via.maddr), via.port or default)
+    else:
+        host = via.received if via.received is not None else via.host
+        port = via.rport if via.rport is not None else via.port or default
+        found = Destination(transport, normalize_host(host), port)
+    if len(_destinations) >= _DESTINATION_CACHE_SIZE:
+        _destinations.clear()
+    _destinations[id(via)] = (via, found)  # the Via is held: its id is not reused meanwhile
+    return found
+
+
+_DESTINATION_CACHE_SIZE = 4096
+_destinations: dict[int, tuple[Via, Destination]] = {}
 
 
 def next_hop(request: Request) -> SipUri:
@@ -153,10 +167,24 @@ def choose_transport(uri: SipUri, size: int, *, mtu_limit: int = MTU_LIMIT) -> s
 
 
 def uri_destination(uri: SipUri, transport: str) -> Destination:
-    """A destination for ``uri`` without DNS: ``maddr`` or host, port or default."""
+    """A destination for ``uri`` without DNS: ``maddr`` or host, port or default.
+
+    Remembered per URI object (immutable; the Request-URIs and Routes of
+    parsed requests are interned, so a proxy asks about the same few).
+    """
+    known = _uri_destinations.get(id(uri))
+    if known is not None and known[0] is uri and known[1] == transport:
+        return known[2]
     host = uri.maddr or uri.host
     port = uri.port or DEFAULT_PORTS.get(transport, 5060)
-    return Destination(transport, normalize_host(host), port, server_name=normalize_host(uri.host))
+    found = Destination(transport, normalize_host(host), port, server_name=normalize_host(uri.host))
+    if len(_uri_destinations) >= _DESTINATION_CACHE_SIZE:
+        _uri_destinations.clear()
+    _uri_destinations[id(uri)] = (uri, transport, found)  # held: its id is not reused meanwhile
+    return found
+
+
+_uri_destinations: dict[int, tuple[SipUri, str, Destination]] = {}
 
 
 def parse_sip_uri(text: str) -> SipUri:

@@ -243,7 +243,7 @@ class Sender:
     def resolve_now(self, request: Request) -> Destination | None:
         """The next hop of ``request`` (§8.1.2) when no DNS is needed, else None."""
         uri = next_hop(request)
-        transport = choose_transport(uri, len(bytes(request)) + 80, mtu_limit=self.mtu_limit)
+        transport = choose_transport(uri, request.wire_size() + 80, mtu_limit=self.mtu_limit)
         dest = uri_destination(uri, transport)
         return dest if is_ip_literal(dest.host) else None
 
@@ -271,7 +271,7 @@ class Sender:
                 for t in targets
             ]
         else:
-            transport = choose_transport(uri, len(bytes(request)) + 80, mtu_limit=self.mtu_limit)
+            transport = choose_transport(uri, request.wire_size() + 80, mtu_limit=self.mtu_limit)
             dest = uri_destination(uri, transport)
             addresses = await self._resolver(dest.host, dest.port)
             found = [
