@@ -138,7 +138,12 @@ Notes: what costs what (measured on the 2-core development VM, 27-28 Nov
   cost ratio 0.27-0.29). With the load at 1-2 the search mostly ends on the
   timer-lateness rule at 70-85 % CPU (another process holding the core for
   tens of ms), not on CPU: 800 sessions once sent 35,171 packets/s (0.386x)
-  with 10 % late.
+  with 10 % late. After the proxy work of the same session was committed
+  (commit ae96044), two full runs with nothing else running: 0.268x (600
+  sessions, 30,199 packets/s; cost 31.9 us, echo 8.9 us, cost ratio 0.278)
+  and 0.247x (550 sessions; cost 29.3 us, echo 8.8 us, cost ratio 0.302:
+  600 sessions lost 0 % of their packets but the 20 ms probe timer ran
+  53 ms late on average at 96 % CPU, so the trial failed).
 * Garbage collection does not show in the average cost (``gc.disable()``
   changed nothing measurable); batching the receive path per tick saves
   nothing because each session gets one packet per tick.

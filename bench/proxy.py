@@ -55,7 +55,13 @@ at 1,929 us of CPU per call with its two workers (SIPp 595 us), Kamailio
 0.050x; 100,000 contacts in 112 MB of resident memory. The same day with one
 worker (``--quick``): 800 calls/s passed with the calls taking 4.5 s instead
 of 3 (0.125x of Kamailio's 6,400 in that run) and 1,200 REGISTER/s (the
-in-memory location is cheaper than the shared one).
+in-memory location is cheaper than the shared one). On 28 Nov 2026, after
+that session's trims (load 0.5 at start, full run): 800 calls/s failed
+(7,508 of 8,000 calls done within the step's 14.5 s), 600 calls/s passed at
+1,993 us per call (SIPp 516 us), Kamailio 4,800 at 188 us: 0.125x; the
+search's steps are coarse (400, 800, then 600), so the last line moves by a
+third between runs at the same cost. REGISTER 800/s at 1,582 us against
+16,000/s at 65 us (0.050x); 100,000 contacts in 109 MB.
 
 Notes, where a call's CPU goes (one worker, in process, sends captured, so no
 syscall and no other process is counted: ``bench/proxy_path.py --server
