@@ -55,26 +55,26 @@ Notes: what costs what (measured on the 2-core development VM, 27-28 Nov
   commit's from ``git archive``, under the same harness). One G.711 packet
   sent, received and played out, 100 sessions, the harness's own frames not
   counted: 906 bytecodes before the fused paths (27 Nov 2026, commit
-  8285416), 456 after, 438 now (28 Nov 2026). Where the 906 went:
+  8285416), 456 after, 459 now (28 Nov 2026). Where the 906 went:
   ``_on_rtp`` 105, ``put`` 100, ``get`` 91, ``build`` 83,
   ``ReceptionStats.receive`` 83, ``parse`` 77, ``frame_to_play`` 62, the
-  clock's two loops 110, the rest ~200. The design now (what the 438 are):
+  clock's two loops 110, the rest ~200. The design now (what the 459 are):
 
   - receive (~150, ``_on_rtp``): the packet the general path *armed* (same
     source address and SSRC, V=2 without P/X/CC/M, the same payload type,
     the next sequence number) with one ``unpack_from``, the in-order case of
-    ``ReceptionStats.receive`` (A.1, A.8) and the body of
-    ``JitterBuffer.put_next`` inline: no ``RtpPacket``, no other Python
-    call. The jitter buffer stores ``(pt, payload, timestamp, arrival)``.
+    ``ReceptionStats.receive`` (A.1, A.8) inline and
+    ``JitterBuffer.put_next`` with plain values: no ``RtpPacket``. The
+    jitter buffer stores ``(pt, payload, timestamp, arrival)``.
   - playout (~75 ``frame_to_play`` + ~33 ``play_decoded`` + ~10 for the
-    deferred delay average): ``frame_to_play`` runs ``JitterBuffer.pop``'s
-    fast path itself (the next frame with four updates when nothing else is
-    due: adaptation every ``adapt_interval`` frames, concealment and
-    buffering take ``pop``); the clock decodes the batch and calls
+    deferred delay average): ``JitterBuffer.pop``'s fast path (the next
+    frame with four updates when nothing else is due: adaptation every
+    ``adapt_interval`` frames, concealment and buffering take the general
+    path); the clock decodes the batch and calls
     ``play_decoded`` (the G.711 concealment history, then the sinks).
   - send (~88 ``send_frame`` + ~27 source read + ~11 ``frame_to_send``): the
     clock encodes the batch (one ``take``, rows turned into bytes by
-    ``map``); ``send_frame`` runs ``RtpSender.build``'s numbering itself
+    ``map``); ``send_frame`` numbers it with ``RtpSender.build``
     (one counter for the sequence number and ``packets_sent``, one
     ``struct.pack`` of three words) and sends.
   - the clock (~26): ``map`` over the streams (a C loop) and
@@ -94,8 +94,10 @@ Notes: what costs what (measured on the 2-core development VM, 27-28 Nov
   ``JitterBuffer`` (40), alone 45.4k -> 41.7k: past CPython 3.11's 30
   shared instance keys every attribute access was a dict lookup
   (``unicodekeys_lookup_unicode`` and ``_Py_dict_lookup`` were 5.6 % of
-  perf's samples on sockets, about 1 % after). The three folded calls save
-  18 bytecodes, within the noise in instructions. ``RtpSender``,
+  perf's samples on sockets, about 1 % after). Running the bodies of
+  ``put_next``, ``pop``'s fast path and ``build`` in the session itself saved
+  21 bytecodes per packet (438 against 459) and nothing measurable in
+  instructions, so those three copies were taken out again. ``RtpSender``,
   ``ReceptionStats``, ``WaveformPlc`` and ``PcmSource`` have slots too: no
   measurable change in instructions, but their attributes then sit in the
   object (3.11 keeps a plain instance's values in a separate allocation):
@@ -129,7 +131,7 @@ Notes: what costs what (measured on the 2-core development VM, 27-28 Nov
   22,704 packets/s) and 35.1 us (echo 8.7 us) after. The cost ratio
   (echo/media 0.247) is above the count ratio because the 1 % late-packet
   rule ends the search at about 95 % CPU (next point).
-  28 Nov 2026 (slots, the three folded calls), the machine shared with one
+  28 Nov 2026 (slots, and the three calls then folded), the machine shared with one
   other session's work (load 0.5-2): ``--fixed 400 --rounds 3``, commit
   4c1888d (``--src``) and this one alternately: 40.8 / 37.3 / 39.8 us of CPU
   per packet before, 29.8 / 31.6 / 35.1 after (median -21 %). Full runs,

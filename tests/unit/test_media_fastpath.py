@@ -5,9 +5,9 @@
   ``RtpPacket.parse`` and ``put``: the same RFC 3550 counters and jitter, the same
   buffered frames, the same playout.
 * Playout: :meth:`JitterBuffer.pop`'s fast path against the general path alone.
-* Playout: :meth:`MediaSession.frame_to_play` (pop's fast path inline) against a
+* Playout: :meth:`MediaSession.frame_to_play` (through pop's fast path) against a
   jitter buffer with the fast path turned off.
-* Send: :meth:`RtpSender.build` and :meth:`MediaSession.send_frame` (build inline)
+* Send: :meth:`RtpSender.build` and :meth:`MediaSession.send_frame` (through build)
   against :meth:`RtpSender.packet` through marks, silences, a tick restart and an
   SSRC change.
 """
@@ -290,6 +290,7 @@ def test_session_send_frame_numbers_as_the_sender_does() -> None:
     session = receiving_session(loop)
     session.sender = RtpSender(0, 160, ssrc=7, initial_sequence=65530, initial_timestamp=2**32 - 5)
     session._tick0 = 1000  # the clock's tick of our tick 0
+    session._update_send_path()  # as apply() does for the sender it makes
     reference = RtpSender(0, 160, ssrc=7, initial_sequence=65530, initial_timestamp=2**32 - 5)
     sent = session.transport.sent  # type: ignore[attr-defined]
     tick = 0

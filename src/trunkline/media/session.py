@@ -53,15 +53,9 @@ the same payload type, the next sequence number), the SSRC and the source
 address. A datagram matching all three is accounted with one
 ``struct.unpack_from``, no :class:`RtpPacket`: the in-order case of
 :meth:`ReceptionStats.receive` inline (RFC 3550 A.1 and the A.8 jitter, the
-same arithmetic) and the body of :meth:`JitterBuffer.put_next`, also inline.
+same arithmetic) and :meth:`JitterBuffer.put_next` with plain values.
 Everything else (marker bit, reordering, loss, wrap-around, SSRC change, RTCP,
 DTMF, a new source address) takes the general path, which re-arms.
-
-The clock's callbacks inline the next stage the same way: ``frame_to_play``
-runs the fast path of :meth:`JitterBuffer.pop` (the next frame when nothing
-else is due) and ``send_frame`` the numbering of :meth:`RtpSender.build`.
-Each saves a Python call per packet; ``tests/unit/test_media_fastpath.py``
-holds all three against the general implementations.
 """
 
 from __future__ import annotations
@@ -122,8 +116,6 @@ log = logging.getLogger(__name__)
 _parse_rtp = RtpPacket.parse  # bound once: the receive path calls it per datagram
 #: The fused receive path: the first two octets as one number, sequence, timestamp, SSRC.
 _unpack_fixed = struct.Struct("!HHII").unpack_from
-#: The send path: RFC 3550 §5.1 V/P/X/CC, M/PT and sequence as one word, timestamp, SSRC.
-_pack_header = struct.Struct("!III").pack
 _struct_error = struct.error
 _NOT_ARMED = -1  # _rx_seq when the fused receive path is off (no sequence equals it)
 #: RFC 5761 §4: RTCP packet types 192-223 in the second octet (as 1-byte slices).
@@ -184,6 +176,7 @@ class MediaSession:
     # (callbacks held by others) possible.
     __slots__ = (
         "__weakref__",
+        "_build",
         "_chores_at",
         "_clock",
         "_conflicts",
@@ -210,8 +203,8 @@ class MediaSession:
         "_rx_addr",
         "_rx_head",
         "_rx_infos",
-        "_rx_jb",
         "_rx_pt",
+        "_rx_put",
         "_rx_seq",
         "_rx_ssrc",
         "_rx_stats",
@@ -322,11 +315,12 @@ class MediaSession:
         self._rx_addr: Any = None
         self._rx_stats: ReceptionStats | None = None
         self._rx_pt = 0
-        self._rx_jb: JitterBuffer | None = None  # the jitter buffer it puts into
+        self._rx_put: Callable[[int, bytes, int, float, float], None] | None = None
         # The send side as the clock uses it (see _update_send_path): whether the
-        # clock may batch our frames, and with which G.711 table.
+        # clock may batch our frames, with which G.711 table, and the sender's build.
         self._send_fast = False
         self.send_table = ULAW_ENCODE
+        self._build: Callable[[int, bytes], bytes] | None = None
         # The playout side: the payload type whose frames the clock decodes in its
         # batch (-1: none yet), its G.711 table and the decoder's history update.
         self._play_pt = -1
@@ -368,6 +362,7 @@ class MediaSession:
         sender = self.sender
         if isinstance(encoder, G711Encoder):
             self.send_table = encoder.table
+        self._build = sender.build if sender is not None else None
         self._send_fast = (
             self._sending
             and not self._dtmf_queue
@@ -562,26 +557,7 @@ class MediaSession:
         self.send_frame(tick, encoder.encode(pcm))  # the encoder coerces other arrays
 
     def send_frame(self, tick: int, payload: bytes) -> None:
-        # RtpSender.build, inline: number the packet and pack its fixed header.
-        sender: RtpSender = self.sender  # type: ignore[assignment]  # on the clock: applied
-        tick -= self._tick0
-        n = sender._n
-        sender._n = n + 1
-        sender.octets_sent += len(payload)
-        if tick == sender._continue:
-            word = sender._word | ((sender._seq0 + n) & 0xFFFF)
-        else:
-            word = sender._word | 0x800000 | ((sender._seq0 + n) & 0xFFFF)
-        sender._continue = tick + 1
-        sender._last_tick = tick
-        data = (
-            _pack_header(
-                word,
-                (sender.timestamp_base + tick * sender.samples_per_frame) & 0xFFFFFFFF,
-                sender.ssrc,
-            )
-            + payload
-        )
+        data = self._build(tick - self._tick0, payload)  # type: ignore[misc]
         if self.srtp is not None:
             data = self.srtp.protect(data)
         transport = self.transport
@@ -597,26 +573,11 @@ class MediaSession:
     def frame_to_play(self, now: float) -> bytes | None:
         if now >= self._chores_at:
             self._chores(now)
-        jb: JitterBuffer = self.jitter  # type: ignore[assignment]  # on the clock: applied
-        # JitterBuffer.pop's fast path, inline: the next frame, when nothing else is due.
-        played = jb.played + 1
-        if played < jb._fast_until:
-            entry = jb._packets.pop(jb._next, None)  # type: ignore[arg-type]
-            if entry is not None:
-                jb.played = played
-                jb._next += 1  # type: ignore[operator]
-                jb._next_ts = entry[2] + jb.frame_samples
-                jb._pending.append(now - entry[3])
-                payload = entry[1]
-                if entry[0] == self._play_pt and payload and self.sinks:
-                    return payload  # for the clock's batch
-                self._play_other(entry)
-                return None
-        out = jb.pop(now)
+        out = self.jitter.pop(now)  # type: ignore[union-attr]  # on the clock: applied
         if out.__class__ is tuple:
             payload_type, payload, _, _ = out
             if payload_type == self._play_pt and payload and self.sinks:
-                return payload  # for the clock's batch
+                return payload  # type: ignore[no-any-return]  # for the clock's batch
         if out is not None:
             self._play_other(out)
         return None
@@ -769,15 +730,7 @@ class MediaSession:
                 d = 0x100000000 - d
             jitter = stats.jitter = stats.jitter + (d - stats.jitter) / 16.0
             stats.last_transit = transit
-            # JitterBuffer.put_next, inline: the packet after the highest one received.
-            jb: JitterBuffer = self._rx_jb  # type: ignore[assignment]
-            ext = jb._highest = jb._highest + 1  # type: ignore[operator]  # armed: not None
-            jb.received += 1
-            jb._jitter = jitter
-            packets = jb._packets
-            packets[ext] = (self._rx_pt, data[12:], timestamp, now)
-            if len(packets) > jb._capacity:
-                jb._overflow()
+            self._rx_put(self._rx_pt, data[12:], timestamp, now, jitter)  # type: ignore[misc]
             return
         self._receive(data, addr)
 
@@ -807,7 +760,7 @@ class MediaSession:
             self._rx_addr = addr
             self._rx_stats = stats
             self._rx_pt = packet.payload_type
-            self._rx_jb = jitter
+            self._rx_put = jitter.put_next
         else:
             self._rx_seq = _NOT_ARMED
 

@@ -44,12 +44,6 @@ packet right after the highest one received (nearly every packet; the caller
 has checked that with :meth:`JitterBuffer.next_sequence`), and
 :meth:`JitterBuffer.pop`, which returns an :data:`Entry` tuple instead of a
 packet. ``put`` and ``get`` remain the general interface and share the state.
-
-:class:`trunkline.media.session.MediaSession` goes one step further on its
-per-packet path: it runs the bodies of ``put_next`` and of ``pop``'s fast path
-itself, on this object's attributes (one Python call less per packet each;
-``tests/unit/test_media_fastpath.py`` holds both against the general path).
-A change to either method's bookkeeping must be made there too.
 """
 
 from __future__ import annotations

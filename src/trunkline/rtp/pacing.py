@@ -200,10 +200,9 @@ class RtpSender:
     def build(self, tick: int, payload: bytes) -> bytes:
         """The wire bytes of ``packet(tick, payload)`` for a plain audio packet.
 
-        The same numbering and marker rules as :meth:`packet`, packed straight
-        into the 12-byte fixed header without building an :class:`RtpPacket`.
-        ``MediaSession.send_frame`` runs this body itself on the media clock's
-        per-packet path (one Python call less): a change here goes there too.
+        The media clock's per-packet path: the same numbering and marker
+        rules as :meth:`packet`, packed straight into the 12-byte fixed
+        header without building an :class:`RtpPacket`.
         """
         n = self._n
         self._n = n + 1

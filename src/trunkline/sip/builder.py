@@ -17,7 +17,6 @@ from trunkline.sip.errors import LocalSipError
 from trunkline.sip.headerfields import Headers, Values
 from trunkline.sip.headers import CSeq, NameAddr, Via
 from trunkline.sip.message import Request, Response
-from trunkline.sip.statuses import reason_phrase
 
 if TYPE_CHECKING:
     from trunkline.sip.uri import Uri
@@ -195,14 +194,7 @@ def make_response(
         if content_type is not None:
             out.add("Content-Type", content_type)
         out.add("Content-Length", str(len(body)))
-    response = Response.__new__(Response)
-    response._status = status
-    response._reason = reason_phrase(status) if reason is None else reason
-    response.headers = out
-    response._body = bytes(body)
-    response._raw = None
-    response._raw_version = 0
-    return response
+    return Response(status, reason, out, body)
 
 
 def _one(headers: Headers, key: str) -> str:
